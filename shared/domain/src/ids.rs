@@ -1,0 +1,113 @@
+//! Typed identifiers. Each is parsed once at the edge; holding one means it is valid.
+//!
+//! The grammar is deliberately narrow (ASCII letters, digits, `_ - . :`, 1 to 128 chars,
+//! 255 for idempotency keys): ids end up inside DynamoDB keys, log lines and URLs, and
+//! `#` is the key separator of the table.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be 1 to {max} characters of A-Z a-z 0-9 _ - . :")]
+pub struct IdError {
+    pub what: &'static str,
+    pub max: usize,
+}
+
+fn valid(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_LEN: usize = $max;
+
+            pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
+                let s = s.into();
+                if valid(&s, $max) {
+                    Ok(Self(s))
+                } else {
+                    Err(IdError { what: $what, max: $max })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// An organisation: the owner of one wallet.
+    OrgId, "org id", 128
+);
+typed_id!(
+    /// A member of an organisation (the identity provider's subject).
+    MemberId, "member id", 128
+);
+typed_id!(
+    /// The API key a call was made with (its id, never the key itself).
+    ApiKeyId, "api key id", 128
+);
+typed_id!(
+    /// The agent that made a call.
+    AgentId, "agent id", 128
+);
+typed_id!(
+    /// Makes a change happen at most once: a usage request id, a Stripe event or object
+    /// id, a recharge attempt id, each prefixed by its source.
+    IdempotencyKey, "idempotency key", 255
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_narrow_grammar_only() {
+        assert!(OrgId::parse("org_123-abc.x:y").is_ok());
+        assert!(OrgId::parse("").is_err());
+        assert!(OrgId::parse("a#b").is_err());
+        assert!(OrgId::parse("a b").is_err());
+        assert!(OrgId::parse("x".repeat(129)).is_err());
+        assert!(IdempotencyKey::parse("k".repeat(255)).is_ok());
+        assert!(IdempotencyKey::parse("k".repeat(256)).is_err());
+        assert!(serde_json::from_str::<MemberId>("\"m/1\"").is_err());
+    }
+}

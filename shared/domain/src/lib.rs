@@ -1,0 +1,16 @@
+//! agent-credits domain: exact money, the wallet with its three buckets, ledger entries,
+//! and the ports (store, clock) that adapters implement. No AWS, Stripe or HTTP here.
+
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod ports;
+pub mod wallet;
+
+pub use ids::{AgentId, ApiKeyId, IdError, IdempotencyKey, MemberId, OrgId};
+pub use ledger::{
+    Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,
+};
+pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
+pub use ports::{Clock, HistoryPage, Outcome, PageRequest, StoreError, SystemClock, WalletStore};
+pub use wallet::{Bucket, BucketDelta, Buckets, PauseReason, Planned, Refusal, Wallet, WalletState};

@@ -1,0 +1,117 @@
+//! The ports the domain needs from the outside world. Adapters (DynamoDB, a test clock)
+//! implement them; the domain never names an SDK.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::OrgId;
+use crate::ledger::{ChangeRequest, LedgerEntry};
+use crate::money::Usd;
+use crate::wallet::Wallet;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What became of a change request. Every variant but `Committed` wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The change was made now; here is its entry.
+    Committed(LedgerEntry),
+    /// The idempotency key was used before for the same change; here is the original
+    /// entry, unchanged.
+    Replayed(LedgerEntry),
+    /// Available credits do not cover the debit.
+    InsufficientFunds { available: Usd },
+    /// The member's monthly limit does not cover the debit.
+    MemberLimitReached { limit: Usd },
+    /// The idempotency key was used before for a different change.
+    IdempotencyKeyReused,
+}
+
+impl Outcome {
+    /// The entry of a committed or replayed change.
+    pub fn entry(&self) -> Option<&LedgerEntry> {
+        match self {
+            Outcome::Committed(e) | Outcome::Replayed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Other writers kept winning the race for this wallet through every retry.
+    #[error("wallet busy: gave up after {attempts} attempts")]
+    Contention { attempts: u32 },
+    /// A stored item does not parse: never expected, never papered over.
+    #[error("corrupt item {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The request asks for something the store cannot do (e.g. a member limit without
+    /// a member).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The backend failed or could not be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u16,
+    /// Return entries older than this sequence number (the previous page's cursor).
+    pub before: Option<u64>,
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: u16 = 100;
+
+    pub fn first(limit: u16) -> PageRequest {
+        PageRequest {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            before: None,
+        }
+    }
+
+    pub fn after_cursor(limit: u16, cursor: u64) -> PageRequest {
+        PageRequest {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            before: Some(cursor),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub entries: Vec<LedgerEntry>,
+    /// Pass back as `before` for the next page; `None` on the last page.
+    pub next: Option<u64>,
+}
+
+pub trait WalletStore: Send + Sync {
+    /// Makes the change exactly once: the wallet update, its ledger entry and any limit
+    /// counter commit together or not at all.
+    fn apply(&self, req: ChangeRequest) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
+
+    /// The wallet as last committed; an org with no changes yet has an empty wallet.
+    fn wallet(&self, org: &OrgId) -> impl Future<Output = Result<Wallet, StoreError>> + Send;
+
+    /// Ledger entries, newest first.
+    fn history(
+        &self,
+        org: &OrgId,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<HistoryPage, StoreError>> + Send;
+}

@@ -1,0 +1,8 @@
+//! The DynamoDB adapter of agent-credits: implements the domain's `WalletStore` over the
+//! one table described in `infra/TABLE.md` and defined in `infra/template.yaml`.
+
+mod attr;
+pub mod items;
+mod store;
+
+pub use store::{DynamoWalletStore, RetryPolicy};
