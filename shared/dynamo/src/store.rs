@@ -22,7 +22,7 @@ use agent_credits_domain::{
     Usd, Wallet, WalletStore,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem,
@@ -433,22 +433,14 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
     StoreError::Unavailable(Box::new(e))
 }
 
-/// Keeps the SDK's error code and message in the chain (its Display says little).
-fn sdk_error<
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+/// Keeps the whole SDK error chain, code and message included (its `Display` alone says
+/// "service error").
+fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
->(
-    e: SdkError<E, R>,
-) -> StoreError {
-    let detail = match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("unknown"),
-            se.message().unwrap_or("")
-        ),
-        None => format!("{e:?}"),
-    };
-    StoreError::Unavailable(detail.into())
+{
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string().into())
 }
 
 impl WalletStore for DynamoWalletStore {
