@@ -90,6 +90,10 @@ typed_id!(
     AgentId, "agent id", 128
 );
 typed_id!(
+    /// A hold: an estimate reserved before a model call, named by the runtime's request.
+    HoldId, "hold id", 128
+);
+typed_id!(
     /// Makes a change happen at most once: a usage request id, a Stripe event or object
     /// id, a recharge attempt id, each prefixed by its source.
     IdempotencyKey, "idempotency key", 255

@@ -9,7 +9,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, ApiKeyId, IdempotencyKey, MemberId, OrgId};
+use crate::ids::{AgentId, ApiKeyId, HoldId, IdempotencyKey, MemberId, OrgId};
 use crate::money::{PositiveUsd, SignedUsd, Usd};
 use crate::wallet::{Bucket, BucketDelta};
 
@@ -165,20 +165,37 @@ impl ExternalRefs {
     }
 }
 
-/// What a change does to the buckets.
+/// What a change does to the buckets and holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Movement {
     /// Take the amount from the buckets in debit order, all or nothing.
     Debit(PositiveUsd),
+    /// A call already made: take what is available up to the amount and record the rest
+    /// as the entry's shortfall. Never below zero.
+    DebitUpTo(PositiveUsd),
     /// Add the amount to one bucket.
     Credit { bucket: Bucket, amount: PositiveUsd },
+    /// Reserve an estimate before a call, all or nothing; it expires at `expires_at`.
+    Hold {
+        amount: PositiveUsd,
+        expires_at: DateTime<Utc>,
+    },
+    /// Close the request's hold with the actual cost: the hold is released and the actual
+    /// taken up to what is then available, the rest recorded as shortfall.
+    Capture { actual: Usd },
+    /// Close the request's hold without a charge (cancelled, or expired).
+    Release,
 }
 
 impl fmt::Display for Movement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Movement::Debit(a) => write!(f, "debit:{a}"),
+            Movement::DebitUpTo(a) => write!(f, "debit_up_to:{a}"),
             Movement::Credit { bucket, amount } => write!(f, "credit:{}:{amount}", bucket.as_str()),
+            Movement::Hold { amount, .. } => write!(f, "hold:{amount}"),
+            Movement::Capture { actual } => write!(f, "capture:{actual}"),
+            Movement::Release => write!(f, "release"),
         }
     }
 }
@@ -201,6 +218,7 @@ pub struct ChangeRequest {
     attribution: Attribution,
     external: ExternalRefs,
     member_limit: Option<Usd>,
+    hold: Option<HoldId>,
 }
 
 impl ChangeRequest {
@@ -240,6 +258,36 @@ impl ChangeRequest {
         ))
     }
 
+    /// Usage of a call already made: charged up to what is available (see
+    /// [`Movement::DebitUpTo`]).
+    pub fn usage(org: OrgId, amount: PositiveUsd, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(org, EntryKind::Usage, Movement::DebitUpTo(amount), key)
+    }
+
+    pub fn hold(
+        org: OrgId,
+        hold: HoldId,
+        amount: PositiveUsd,
+        expires_at: DateTime<Utc>,
+        key: IdempotencyKey,
+    ) -> ChangeRequest {
+        let mut req = ChangeRequest::new(org, EntryKind::Hold, Movement::Hold { amount, expires_at }, key);
+        req.hold = Some(hold);
+        req
+    }
+
+    pub fn capture(org: OrgId, hold: HoldId, actual: Usd, key: IdempotencyKey) -> ChangeRequest {
+        let mut req = ChangeRequest::new(org, EntryKind::Capture, Movement::Capture { actual }, key);
+        req.hold = Some(hold);
+        req
+    }
+
+    pub fn release(org: OrgId, hold: HoldId, key: IdempotencyKey) -> ChangeRequest {
+        let mut req = ChangeRequest::new(org, EntryKind::Release, Movement::Release, key);
+        req.hold = Some(hold);
+        req
+    }
+
     fn new(org: OrgId, kind: EntryKind, movement: Movement, key: IdempotencyKey) -> ChangeRequest {
         ChangeRequest {
             org,
@@ -249,6 +297,7 @@ impl ChangeRequest {
             attribution: Attribution::default(),
             external: ExternalRefs::default(),
             member_limit: None,
+            hold: None,
         }
     }
 
@@ -290,10 +339,25 @@ impl ChangeRequest {
     pub fn member_limit(&self) -> Option<Usd> {
         self.member_limit
     }
+    pub fn hold_id(&self) -> Option<&HoldId> {
+        self.hold.as_ref()
+    }
+
+    /// Whether this change takes credits for consumption (and so counts toward the
+    /// member's month).
+    pub fn is_consumption(&self) -> bool {
+        matches!(
+            self.movement,
+            Movement::Debit(_) | Movement::DebitUpTo(_) | Movement::Capture { .. }
+        ) && self.kind.counts_as_spent()
+    }
 
     /// What the idempotency key promises: a replay must ask for the same thing.
     pub fn fingerprint(&self) -> String {
-        format!("{}|{}", self.kind, self.movement)
+        match &self.hold {
+            Some(hold) => format!("{}|{}|{hold}", self.kind, self.movement),
+            None => format!("{}|{}", self.kind, self.movement),
+        }
     }
 }
 
@@ -310,6 +374,10 @@ pub struct LedgerEntry {
     pub buckets: BucketDelta,
     /// Change of the amount held by open holds.
     pub held_change: SignedUsd,
+    /// What a call cost beyond what was available: recorded, never charged.
+    pub shortfall: Usd,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldId>,
     pub balance_after: Usd,
     pub available_after: Usd,
     pub attribution: Attribution,

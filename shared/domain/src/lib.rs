@@ -5,12 +5,19 @@ pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod ports;
+pub mod pricing;
+pub mod settings;
 pub mod wallet;
 
-pub use ids::{AgentId, ApiKeyId, IdError, IdempotencyKey, MemberId, OrgId};
+pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
 pub use ledger::{
     Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,
 };
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use ports::{Clock, HistoryPage, Outcome, PageRequest, StoreError, SystemClock, WalletStore};
-pub use wallet::{Bucket, BucketDelta, Buckets, PauseReason, Planned, Refusal, Wallet, WalletState};
+pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
+pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
+pub use wallet::{
+    Bucket, BucketDelta, Buckets, HoldState, NotificationKind, PauseReason, PlanContext, Planned, Refusal,
+    Wallet, WalletState,
+};

@@ -65,6 +65,10 @@ pub struct Usd(Decimal);
 impl Usd {
     pub const ZERO: Usd = Usd(Decimal::ZERO);
 
+    pub const fn from_whole_dollars(dollars: u32) -> Usd {
+        Usd(Decimal::from_parts(dollars, 0, 0, false, 0))
+    }
+
     /// Parses a plain decimal string: digits, optionally one `.` and more digits.
     /// No sign, exponent, whitespace, `NaN` or infinity.
     pub fn parse(s: &str) -> Result<Usd, MoneyError> {
@@ -374,7 +378,7 @@ fn parse_plain_decimal(s: &str) -> Result<Decimal, MoneyError> {
     Decimal::from_str_exact(unsigned).map_err(|_| MoneyError::NotADecimal)
 }
 
-fn deserialize_amount_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(crate) fn deserialize_amount_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct V;
     impl serde::de::Visitor<'_> for V {
         type Value = String;

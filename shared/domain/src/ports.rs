@@ -36,8 +36,13 @@ pub enum Outcome {
     InsufficientFunds { available: Usd },
     /// The member's monthly limit does not cover the debit.
     MemberLimitReached { limit: Usd },
-    /// The idempotency key was used before for a different change.
+    /// The idempotency key was used before for a different change (or the hold id was
+    /// taken by another hold).
     IdempotencyKeyReused,
+    /// The request names a hold that does not exist.
+    HoldNotFound,
+    /// The request releases a hold that is already captured, released or expired.
+    HoldClosed,
 }
 
 impl Outcome {

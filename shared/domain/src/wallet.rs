@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::OrgId;
 use crate::ledger::{ChangeRequest, LedgerEntry, Movement};
 use crate::money::{MoneyError, SignedUsd, Usd};
+use crate::settings::WalletSettings;
 
 /// Where credits live. The order of the variants is the order debits draw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -178,6 +179,7 @@ pub struct Wallet {
     pub lifetime_spent: Usd,
     pub state: WalletState,
     pub version: u64,
+    pub settings: WalletSettings,
 }
 
 /// Why a change was not made. Nothing was written.
@@ -185,16 +187,68 @@ pub struct Wallet {
 pub enum Refusal {
     #[error("insufficient credits: {available} available")]
     InsufficientFunds { available: Usd },
+    #[error("no such hold")]
+    HoldNotFound,
+    #[error("the hold is already closed")]
+    HoldClosed,
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
 
-/// A change the wallet agreed to: the wallet after it and its ledger entry.
+/// A hold as the store found it, for a change that names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldState {
+    pub amount: Usd,
+    pub open: bool,
+}
+
+/// What the plan needs besides the wallet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanContext {
+    pub now: DateTime<Utc>,
+    /// The request's hold, if it names one and the store found it.
+    pub hold: Option<HoldState>,
+}
+
+impl PlanContext {
+    pub fn at(now: DateTime<Utc>) -> PlanContext {
+        PlanContext { now, hold: None }
+    }
+}
+
+/// The durable notifications of reference 002, each emitted once per occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    CreditBalanceLow,
+    CreditBalanceDepleted,
+    CreditAutoRechargeTriggered,
+    CreditPurchaseFailed,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::CreditBalanceLow => "credit_balance_low",
+            NotificationKind::CreditBalanceDepleted => "credit_balance_depleted",
+            NotificationKind::CreditAutoRechargeTriggered => "credit_auto_recharge_triggered",
+            NotificationKind::CreditPurchaseFailed => "credit_purchase_failed",
+        }
+    }
+}
+
+/// A change the wallet agreed to: the wallet after it, its ledger entry, and what it
+/// sets off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
     pub before: Wallet,
     pub after: Wallet,
     pub entry: LedgerEntry,
+    /// Emitted in the same transaction as the change, so exactly once per crossing.
+    pub notifications: Vec<NotificationKind>,
+    /// Available fell below the auto-recharge threshold (or to zero) with auto-recharge
+    /// on: the org is due for a recharge.
+    pub recharge_due: bool,
 }
 
 impl Wallet {
@@ -208,6 +262,7 @@ impl Wallet {
             lifetime_spent: Usd::ZERO,
             state: WalletState::Active,
             version: 0,
+            settings: WalletSettings::default(),
         }
     }
 
@@ -220,71 +275,120 @@ impl Wallet {
         Ok(self.balance()?.saturating_sub(self.held))
     }
 
-    /// Plans `req` against this wallet at `now`. Pure: the store commits the result only
-    /// if the wallet is still at this version.
-    pub fn plan(&self, req: &ChangeRequest, now: DateTime<Utc>) -> Result<Planned, Refusal> {
+    /// At or below the low-balance threshold: the dashboard's Low Balance badge.
+    pub fn is_low(&self) -> Result<bool, MoneyError> {
+        Ok(self.available()? <= self.settings.low_threshold())
+    }
+
+    /// Plans `req` against this wallet. Pure: the store commits the result only if the
+    /// wallet is still at this version.
+    pub fn plan(&self, req: &ChangeRequest, ctx: &PlanContext) -> Result<Planned, Refusal> {
         let available = self.available()?;
-        let (delta, added, spent) = match req.movement() {
+        let balance = self.balance()?;
+        let mut held = self.held;
+        let mut shortfall = Usd::ZERO;
+        // Takes up to `amount` from what is available once `held` is settled.
+        let mut take_up_to = |amount: Usd, held: Usd| -> Result<BucketDelta, Refusal> {
+            let take = amount.min(balance.saturating_sub(held));
+            shortfall = amount.saturating_sub(take);
+            self.buckets
+                .split_debit(take)
+                .ok_or(Refusal::InsufficientFunds { available })
+        };
+        let delta = match req.movement() {
             Movement::Debit(amount) => {
-                let amount = amount.usd();
-                if amount > available {
+                if amount.usd() > available {
                     return Err(Refusal::InsufficientFunds { available });
                 }
-                let delta = self
-                    .buckets
-                    .split_debit(amount)
-                    .ok_or(Refusal::InsufficientFunds { available })?;
-                let spent = if req.kind().counts_as_spent() {
-                    amount
-                } else {
-                    Usd::ZERO
-                };
-                (delta, Usd::ZERO, spent)
+                take_up_to(amount.usd(), held)?
             }
-            Movement::Credit { bucket, amount } => {
-                (BucketDelta::credit(bucket, amount.usd()), amount.usd(), Usd::ZERO)
+            Movement::DebitUpTo(amount) => take_up_to(amount.usd(), held)?,
+            Movement::Credit { bucket, amount } => BucketDelta::credit(bucket, amount.usd()),
+            Movement::Hold { amount, .. } => {
+                if amount.usd() > available {
+                    return Err(Refusal::InsufficientFunds { available });
+                }
+                held = held.checked_add(amount.usd())?;
+                BucketDelta::default()
             }
+            Movement::Capture { actual } => match ctx.hold {
+                None => return Err(Refusal::HoldNotFound),
+                // The hold expired or was released first: the call still happened, so
+                // charge it like any call already made.
+                Some(HoldState { open: false, .. }) => take_up_to(actual, held)?,
+                Some(HoldState { amount, open: true }) => {
+                    held = held.checked_sub(amount)?;
+                    take_up_to(actual, held)?
+                }
+            },
+            Movement::Release => match ctx.hold {
+                None => return Err(Refusal::HoldNotFound),
+                Some(HoldState { open: false, .. }) => return Err(Refusal::HoldClosed),
+                Some(HoldState { amount, open: true }) => {
+                    held = held.checked_sub(amount)?;
+                    BucketDelta::default()
+                }
+            },
         };
+        let amount = delta.total()?;
         let buckets = self.buckets.apply(&delta)?;
-        let after_available = buckets.total()?.saturating_sub(self.held);
-        let state = match (self.state, req.movement()) {
-            (WalletState::Active, Movement::Debit(_)) if after_available.is_zero() => {
-                WalletState::Paused(PauseReason::CreditsExhausted)
-            }
-            (WalletState::Paused(PauseReason::CreditsExhausted), Movement::Credit { .. })
-                if !after_available.is_zero() =>
-            {
+        let after_balance = buckets.total()?;
+        let after_available = after_balance.saturating_sub(held);
+        let (added, spent) = match (amount.is_negative(), req.kind().counts_as_spent()) {
+            (false, _) => (amount.magnitude(), Usd::ZERO),
+            (true, true) => (Usd::ZERO, amount.magnitude()),
+            (true, false) => (Usd::ZERO, Usd::ZERO),
+        };
+        let ran_dry = after_available.is_zero() && (after_available < available || !shortfall.is_zero());
+        let state = match self.state {
+            WalletState::Active if ran_dry => WalletState::Paused(PauseReason::CreditsExhausted),
+            WalletState::Paused(PauseReason::CreditsExhausted) if !after_available.is_zero() => {
                 WalletState::Active
             }
-            (state, _) => state,
+            state => state,
         };
+        let mut notifications = vec![];
+        let threshold = self.settings.low_threshold();
+        let crossed_low = available >= threshold && after_available < threshold;
+        if crossed_low {
+            notifications.push(NotificationKind::CreditBalanceLow);
+        }
+        let depleted = state != self.state && state == WalletState::Paused(PauseReason::CreditsExhausted);
+        if depleted {
+            notifications.push(NotificationKind::CreditBalanceDepleted);
+        }
         let after = Wallet {
             org: self.org.clone(),
             buckets,
-            held: self.held,
+            held,
             lifetime_added: self.lifetime_added.checked_add(added)?,
             lifetime_spent: self.lifetime_spent.checked_add(spent)?,
             state,
             version: self.version + 1,
+            settings: self.settings,
         };
         let entry = LedgerEntry {
             org: self.org.clone(),
             seq: after.version,
             kind: req.kind(),
-            amount: delta.total()?,
+            amount,
             buckets: delta,
-            held_change: SignedUsd::ZERO,
-            balance_after: after.balance()?,
+            held_change: self.held.delta_to(held),
+            shortfall,
+            hold: req.hold_id().cloned(),
+            balance_after: after_balance,
             available_after: after_available,
             attribution: req.attribution().clone(),
             idempotency_key: req.key().clone(),
             external: req.external().clone(),
-            created_at: now,
+            created_at: ctx.now,
         };
         Ok(Planned {
             before: self.clone(),
             after,
             entry,
+            notifications,
+            recharge_due: self.settings.recharge.enabled && (crossed_low || depleted),
         })
     }
 }
@@ -342,7 +446,7 @@ mod tests {
     #[test]
     fn debit_draws_base_then_rollover_then_purchased() {
         let p = wallet("1.00", "2.00", "3.00")
-            .plan(&debit("2.50"), Utc::now())
+            .plan(&debit("2.50"), &PlanContext::at(Utc::now()))
             .unwrap();
         assert_eq!(
             p.after.buckets,
@@ -363,21 +467,23 @@ mod tests {
         let mut w = wallet("0", "0", "5.00");
         w.held = usd("4.00");
         assert_eq!(
-            w.plan(&debit("1.01"), Utc::now()),
+            w.plan(&debit("1.01"), &PlanContext::at(Utc::now())),
             Err(Refusal::InsufficientFunds {
                 available: usd("1.00")
             })
         );
-        assert!(w.plan(&debit("1.00"), Utc::now()).is_ok());
+        assert!(w.plan(&debit("1.00"), &PlanContext::at(Utc::now())).is_ok());
     }
 
     #[test]
     fn reaching_zero_pauses_and_a_credit_resumes() {
-        let p = wallet("0", "0", "0.07").plan(&debit("0.07"), Utc::now()).unwrap();
+        let p = wallet("0", "0", "0.07")
+            .plan(&debit("0.07"), &PlanContext::at(Utc::now()))
+            .unwrap();
         assert_eq!(p.after.state, WalletState::Paused(PauseReason::CreditsExhausted));
         let p2 = p
             .after
-            .plan(&credit(Bucket::Purchased, "100"), Utc::now())
+            .plan(&credit(Bucket::Purchased, "100"), &PlanContext::at(Utc::now()))
             .unwrap();
         assert_eq!(p2.after.state, WalletState::Active);
         assert_eq!(p2.after.lifetime_added, usd("100"));
@@ -387,17 +493,137 @@ mod tests {
     fn a_dispute_pause_survives_a_credit() {
         let mut w = wallet("0", "0", "0");
         w.state = WalletState::Paused(PauseReason::Disputed);
-        let p = w.plan(&credit(Bucket::Purchased, "10"), Utc::now()).unwrap();
+        let p = w
+            .plan(&credit(Bucket::Purchased, "10"), &PlanContext::at(Utc::now()))
+            .unwrap();
         assert_eq!(p.after.state, WalletState::Paused(PauseReason::Disputed));
     }
 
     #[test]
     fn credits_land_in_the_named_bucket() {
         let p = wallet("0", "0", "0")
-            .plan(&credit(Bucket::Base, "5"), Utc::now())
+            .plan(&credit(Bucket::Base, "5"), &PlanContext::at(Utc::now()))
             .unwrap();
         assert_eq!(p.after.buckets.base, usd("5"));
         assert_eq!(p.entry.buckets.base, SignedUsd::credit(usd("5")));
+    }
+
+    fn hold_ctx(amount: &str, open: bool) -> PlanContext {
+        PlanContext {
+            now: Utc::now(),
+            hold: Some(HoldState {
+                amount: usd(amount),
+                open,
+            }),
+        }
+    }
+
+    fn hold_id() -> crate::ids::HoldId {
+        crate::ids::HoldId::parse("h1").unwrap()
+    }
+
+    #[test]
+    fn a_post_call_debit_takes_what_is_there_and_records_the_shortfall() {
+        let req = ChangeRequest::usage(
+            OrgId::parse("org_1").unwrap(),
+            PositiveUsd::parse("0.50").unwrap(),
+            IdempotencyKey::parse("u").unwrap(),
+        );
+        let p = wallet("0", "0", "0.30")
+            .plan(&req, &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(p.entry.amount, SignedUsd::debit(usd("0.30")));
+        assert_eq!(p.entry.shortfall, usd("0.20"));
+        assert_eq!(p.after.balance().unwrap(), Usd::ZERO);
+        assert_eq!(p.after.state, WalletState::Paused(PauseReason::CreditsExhausted));
+        assert!(p.notifications.contains(&NotificationKind::CreditBalanceDepleted));
+    }
+
+    #[test]
+    fn a_hold_reserves_and_a_smaller_capture_releases_the_rest() {
+        let org = OrgId::parse("org_1").unwrap();
+        let w = wallet("0", "0", "5.00");
+        let hold = ChangeRequest::hold(
+            org.clone(),
+            hold_id(),
+            PositiveUsd::parse("2.00").unwrap(),
+            Utc::now(),
+            IdempotencyKey::parse("hold:h1").unwrap(),
+        );
+        let p = w.plan(&hold, &PlanContext::at(Utc::now())).unwrap();
+        assert_eq!(p.after.held, usd("2.00"));
+        assert_eq!(p.after.available().unwrap(), usd("3.00"));
+        assert!(p.entry.amount.is_zero());
+        assert_eq!(p.entry.held_change, SignedUsd::credit(usd("2.00")));
+
+        let capture = ChangeRequest::capture(
+            org,
+            hold_id(),
+            usd("1.25"),
+            IdempotencyKey::parse("capture:h1").unwrap(),
+        );
+        let c = p.after.plan(&capture, &hold_ctx("2.00", true)).unwrap();
+        assert_eq!(c.after.held, Usd::ZERO);
+        assert_eq!(c.after.balance().unwrap(), usd("3.75"));
+        assert_eq!(c.entry.held_change, SignedUsd::debit(usd("2.00")));
+        assert!(c.entry.shortfall.is_zero());
+    }
+
+    #[test]
+    fn a_capture_beyond_the_hold_takes_only_what_is_available() {
+        let org = OrgId::parse("org_1").unwrap();
+        let mut w = wallet("0", "0", "3.00");
+        w.held = usd("2.00");
+        let capture =
+            ChangeRequest::capture(org, hold_id(), usd("4.00"), IdempotencyKey::parse("c").unwrap());
+        let c = w.plan(&capture, &hold_ctx("2.00", true)).unwrap();
+        assert_eq!(c.entry.amount, SignedUsd::debit(usd("3.00")));
+        assert_eq!(c.entry.shortfall, usd("1.00"));
+        assert_eq!(c.after.balance().unwrap(), Usd::ZERO);
+        assert_eq!(c.after.held, Usd::ZERO);
+    }
+
+    #[test]
+    fn a_hold_beyond_available_is_refused_and_releasing_a_closed_hold_too() {
+        let org = OrgId::parse("org_1").unwrap();
+        let w = wallet("0", "0", "1.00");
+        let hold = ChangeRequest::hold(
+            org.clone(),
+            hold_id(),
+            PositiveUsd::parse("1.01").unwrap(),
+            Utc::now(),
+            IdempotencyKey::parse("h").unwrap(),
+        );
+        assert_eq!(
+            w.plan(&hold, &PlanContext::at(Utc::now())),
+            Err(Refusal::InsufficientFunds {
+                available: usd("1.00")
+            })
+        );
+        let release = ChangeRequest::release(org, hold_id(), IdempotencyKey::parse("r").unwrap());
+        assert_eq!(w.plan(&release, &hold_ctx("1", false)), Err(Refusal::HoldClosed));
+        assert_eq!(
+            w.plan(&release, &PlanContext::at(Utc::now())),
+            Err(Refusal::HoldNotFound)
+        );
+    }
+
+    #[test]
+    fn falling_below_the_threshold_notifies_once_and_marks_recharge_due() {
+        let mut w = wallet("0", "0", "20.05");
+        w.settings.recharge = crate::settings::RechargeTrigger {
+            enabled: true,
+            threshold: usd("20"),
+        };
+        let first = w.plan(&debit("0.07"), &PlanContext::at(Utc::now())).unwrap();
+        assert_eq!(first.notifications, vec![NotificationKind::CreditBalanceLow]);
+        assert!(first.recharge_due);
+        let second = first
+            .after
+            .plan(&debit("0.07"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert!(second.notifications.is_empty(), "once per crossing");
+        assert!(!second.recharge_due);
     }
 
     fn micros(max: i64) -> impl Strategy<Value = Usd> {
@@ -443,7 +669,7 @@ mod tests {
             w.buckets.purchased = purchased;
             w.held = held.min(purchased);
             let req = if is_debit { debit(&amount.to_string()) } else { credit(Bucket::Purchased, &amount.to_string()) };
-            match w.plan(&req, Utc::now()) {
+            match w.plan(&req, &PlanContext::at(Utc::now())) {
                 Err(Refusal::InsufficientFunds { available }) => {
                     prop_assert!(is_debit && amount > available);
                     prop_assert_eq!(available, w.available().unwrap());

@@ -86,6 +86,18 @@ impl<'a> Reader<'a> {
         Usd::from_stored(self.decimal(name)?).map_err(|e| self.corrupt(format!("{name}: {e}")))
     }
 
+    pub fn has(&self, name: &str) -> bool {
+        !matches!(self.item.get(name), None | Some(AttributeValue::Null(_)))
+    }
+
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, StoreError> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(self.corrupt(format!("{name} is not a boolean"))),
+        }
+    }
+
     pub fn signed(&self, name: &str) -> Result<SignedUsd, StoreError> {
         SignedUsd::from_stored(self.decimal(name)?).map_err(|e| self.corrupt(format!("{name}: {e}")))
     }

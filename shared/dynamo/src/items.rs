@@ -2,8 +2,9 @@
 //! design; this module is where it is true.
 
 use agent_credits_domain::{
-    Attribution, BucketDelta, EntryKind, ExternalRefs, IdempotencyKey, LedgerEntry, OrgId, PauseReason,
-    StoreError, Wallet, WalletState,
+    Attribution, BillingMode, BucketDelta, EntryKind, ExternalRefs, HoldId, IdempotencyKey, LedgerEntry,
+    Markup, MemberId, NotificationKind, OrgId, PauseReason, RechargeTrigger, StoreError, Usd, Wallet,
+    WalletSettings, WalletState,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -37,6 +38,20 @@ pub fn member_month_sk(month: &str, member: &str) -> String {
     format!("USAGE#{month}#MEMBER#{member}")
 }
 
+pub fn hold_sk(id: &HoldId) -> String {
+    format!("HOLD#{id}")
+}
+
+pub fn member_sk(member: &MemberId) -> String {
+    format!("MEMBER#{member}")
+}
+
+/// `gsi1pk` of wallets due for an auto-recharge: the sweep's one query.
+pub const RECHARGE_DUE_PK: &str = "DUE#RECHARGE";
+
+/// Open holds are spread over this many `gsi1` partitions for the expiry sweep.
+pub const HOLD_SHARDS: u32 = 10;
+
 pub fn month_of(t: DateTime<Utc>) -> String {
     t.format("%Y-%m").to_string()
 }
@@ -60,23 +75,76 @@ fn parse_time(r: &Reader<'_>, name: &str) -> Result<DateTime<Utc>, StoreError> {
 
 pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> {
     let r = Reader::new(item);
-    let state = match (r.s("state")?, r.opt_s("pause_reason")?) {
+    let mut wallet = Wallet::empty(org.clone());
+    wallet.settings = settings_from(&r)?;
+    // An item that settings created before any money moved has no money attributes yet.
+    if !item.contains_key("version") {
+        return Ok(wallet);
+    }
+    wallet.state = match (r.s("state")?, r.opt_s("pause_reason")?) {
         ("active", _) => WalletState::Active,
         ("paused", Some(reason)) => WalletState::Paused(
             PauseReason::parse(reason).ok_or_else(|| r.corrupt(format!("unknown pause reason {reason}")))?,
         ),
         (other, _) => return Err(r.corrupt(format!("unknown state {other}"))),
     };
-    let mut wallet = Wallet::empty(org.clone());
-    wallet.buckets.base = r.usd("base")?;
-    wallet.buckets.rollover = r.usd("rollover")?;
-    wallet.buckets.purchased = r.usd("purchased")?;
-    wallet.held = r.usd("held")?;
-    wallet.lifetime_added = r.usd("lifetime_added")?;
-    wallet.lifetime_spent = r.usd("lifetime_spent")?;
-    wallet.state = state;
+    // Money fields are written by delta (`if_not_exists(x, 0) + d`): one that no change
+    // has moved yet is absent, and zero.
+    let money = |name: &str| if r.has(name) { r.usd(name) } else { Ok(Usd::ZERO) };
+    wallet.buckets.base = money("base")?;
+    wallet.buckets.rollover = money("rollover")?;
+    wallet.buckets.purchased = money("purchased")?;
+    wallet.held = money("held")?;
+    wallet.lifetime_added = money("lifetime_added")?;
+    wallet.lifetime_spent = money("lifetime_spent")?;
     wallet.version = r.u64("version")?;
     Ok(wallet)
+}
+
+fn settings_from(r: &Reader<'_>) -> Result<WalletSettings, StoreError> {
+    let opt_usd = |name: &str| -> Result<Option<Usd>, StoreError> {
+        if r.has(name) {
+            r.usd(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let billing_mode = match r.opt_s("billing_mode")? {
+        Some(m) => Some(BillingMode::parse(m).ok_or_else(|| r.corrupt(format!("unknown billing mode {m}")))?),
+        None => None,
+    };
+    let markup = match r.has("markup") {
+        true => Some(Markup::from_decimal(r.decimal("markup")?).map_err(|e| r.corrupt(e.to_string()))?),
+        false => None,
+    };
+    Ok(WalletSettings {
+        billing_mode,
+        markup,
+        low_threshold: opt_usd("low_threshold")?,
+        recharge: RechargeTrigger {
+            enabled: r.opt_bool("recharge_enabled")?.unwrap_or(false),
+            threshold: opt_usd("recharge_threshold")?.unwrap_or(Usd::ZERO),
+        },
+        has_provider_key: r.opt_bool("has_provider_key")?.unwrap_or(false),
+    })
+}
+
+/// The settings attributes of the wallet item; `None` removes one.
+pub fn settings_attrs(s_: &WalletSettings) -> Vec<(&'static str, Option<AttributeValue>)> {
+    vec![
+        ("billing_mode", s_.billing_mode.map(|m| s(m.as_str()))),
+        ("markup", s_.markup.map(|m| crate::attr::n_dec(m.as_decimal()))),
+        ("low_threshold", s_.low_threshold.map(n_usd)),
+        (
+            "recharge_enabled",
+            Some(AttributeValue::Bool(s_.recharge.enabled)),
+        ),
+        ("recharge_threshold", Some(n_usd(s_.recharge.threshold))),
+        (
+            "has_provider_key",
+            Some(AttributeValue::Bool(s_.has_provider_key)),
+        ),
+    ]
 }
 
 pub fn state_attrs(state: WalletState) -> (AttributeValue, Option<AttributeValue>) {
@@ -86,7 +154,7 @@ pub fn state_attrs(state: WalletState) -> (AttributeValue, Option<AttributeValue
     }
 }
 
-/// A whole wallet item, for the first change of an org.
+/// A whole wallet item as the store keeps it (for fixtures and tests).
 pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
     let balance = w.balance().map_err(|e| StoreError::Invalid(e.to_string()))?;
     let available = w.available().map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -109,6 +177,11 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
     if let Some(reason) = reason {
         item.insert("pause_reason".to_owned(), reason);
     }
+    for (name, value) in settings_attrs(&w.settings) {
+        if let Some(v) = value {
+            item.insert(name.to_owned(), v);
+        }
+    }
     Ok(item)
 }
 
@@ -125,11 +198,15 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
         ("d_rollover".to_owned(), n_signed(e.buckets.rollover)),
         ("d_purchased".to_owned(), n_signed(e.buckets.purchased)),
         ("held_change".to_owned(), n_signed(e.held_change)),
+        ("shortfall".to_owned(), n_usd(e.shortfall)),
         ("balance_after".to_owned(), n_usd(e.balance_after)),
         ("available_after".to_owned(), n_usd(e.available_after)),
         ("idempotency_key".to_owned(), s(e.idempotency_key.as_str())),
         ("created_at".to_owned(), timestamp(e.created_at)),
     ]);
+    if let Some(hold) = &e.hold {
+        item.insert("hold".to_owned(), s(hold.as_str()));
+    }
     let a = &e.attribution;
     for (name, v) in [
         ("member", a.member.as_ref().map(|m| m.as_str())),
@@ -189,6 +266,12 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             purchased: r.signed("d_purchased")?,
         },
         held_change: r.signed("held_change")?,
+        shortfall: r.usd("shortfall")?,
+        hold: r
+            .opt_s("hold")?
+            .map(HoldId::parse)
+            .transpose()
+            .map_err(|e| r.corrupt(e.to_string()))?,
         balance_after: r.usd("balance_after")?,
         available_after: r.usd("available_after")?,
         attribution,
@@ -233,6 +316,147 @@ pub fn idem_from_item(item: &Item) -> Result<IdemRecord, StoreError> {
     })
 }
 
+// --- holds ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    pub id: HoldId,
+    pub amount: Usd,
+    pub open: bool,
+    pub state: String,
+    pub expires: DateTime<Utc>,
+}
+
+pub fn hold_item(
+    org: &OrgId,
+    id: &HoldId,
+    amount: Usd,
+    expires: DateTime<Utc>,
+    member: &Option<MemberId>,
+    now: DateTime<Utc>,
+) -> Item {
+    let mut item = key(org_pk(org), hold_sk(id));
+    // Spread open holds over a few index partitions; the sweep queries each.
+    let shard = id
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % HOLD_SHARDS;
+    let expires_s = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
+    item.extend([
+        ("type".to_owned(), s("hold")),
+        ("hold".to_owned(), s(id.as_str())),
+        ("amount".to_owned(), n_usd(amount)),
+        ("state".to_owned(), s("open")),
+        ("hold_expires".to_owned(), s(expires_s.clone())),
+        ("opened_at".to_owned(), timestamp(now)),
+        ("gsi1pk".to_owned(), s(format!("HOLDS#OPEN#{shard}"))),
+        ("gsi1sk".to_owned(), s(format!("{expires_s}#{org}#{id}"))),
+    ]);
+    if let Some(m) = member {
+        item.insert("member".to_owned(), s(m.as_str()));
+    }
+    item
+}
+
+pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
+    let r = Reader::new(item);
+    let state = r.s("state")?.to_owned();
+    Ok(HoldRecord {
+        id: HoldId::parse(r.s("hold")?).map_err(|e| r.corrupt(e.to_string()))?,
+        amount: r.usd("amount")?,
+        open: state == "open",
+        state,
+        expires: parse_time(&r, "hold_expires")?,
+    })
+}
+
+// --- members --------------------------------------------------------------------------
+
+pub fn member_limit_from_item(item: &Item) -> Result<Option<Usd>, StoreError> {
+    let r = Reader::new(item);
+    if r.has("monthly_limit") {
+        r.usd("monthly_limit").map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+// --- notifications --------------------------------------------------------------------
+
+/// A durable notification (reference 002), readable from the dashboard API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub kind: String,
+    pub available: Usd,
+    pub seq: u64,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+}
+
+pub fn notification_item(
+    w: &Wallet,
+    kind: NotificationKind,
+    seq: u64,
+    i: usize,
+    now: DateTime<Utc>,
+) -> Result<Item, StoreError> {
+    let available = w.available().map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let sk = format!(
+        "NOTIF#{}#{seq:020}#{i}",
+        now.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    let mut item = key(org_pk(&w.org), sk);
+    item.extend([
+        ("type".to_owned(), s("notification")),
+        ("kind".to_owned(), s(kind.as_str())),
+        ("available".to_owned(), n_usd(available)),
+        ("threshold".to_owned(), n_usd(w.settings.low_threshold())),
+        ("seq".to_owned(), n_u64(seq)),
+        ("created_at".to_owned(), timestamp(now)),
+        ("read".to_owned(), AttributeValue::Bool(false)),
+    ]);
+    Ok(item)
+}
+
+pub fn notification_from_item(item: &Item) -> Result<Notification, StoreError> {
+    let r = Reader::new(item);
+    Ok(Notification {
+        kind: r.s("kind")?.to_owned(),
+        available: r.usd("available")?,
+        seq: r.u64("seq")?,
+        created_at: parse_time(&r, "created_at")?,
+        read: r.opt_bool("read")?.unwrap_or(false),
+    })
+}
+
+// --- unbilled usage (BYOK) ------------------------------------------------------------
+
+pub fn unbilled_item(
+    org: &OrgId,
+    key_: &IdempotencyKey,
+    cost: Usd,
+    a: &Attribution,
+    now: DateTime<Utc>,
+) -> Item {
+    let mut item = key(org_pk(org), format!("USE#{key_}"));
+    item.extend([
+        ("type".to_owned(), s("unbilled_usage")),
+        ("cost".to_owned(), n_usd(cost)),
+        ("created_at".to_owned(), timestamp(now)),
+    ]);
+    for (name, v) in [
+        ("member", a.member.as_ref().map(|m| m.as_str())),
+        ("api_key", a.api_key.as_ref().map(|m| m.as_str())),
+        ("agent", a.agent.as_ref().map(|m| m.as_str())),
+    ] {
+        if let Some(v) = v {
+            item.insert(name.to_owned(), s(v));
+        }
+    }
+    item
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +476,8 @@ mod tests {
                 purchased: SignedUsd::debit(Usd::parse("0.00845").unwrap()),
             },
             held_change: SignedUsd::ZERO,
+            shortfall: Usd::parse("0.001").unwrap(),
+            hold: Some(HoldId::parse("h_1").unwrap()),
             balance_after: Usd::parse("9.98155").unwrap(),
             available_after: Usd::parse("9.98155").unwrap(),
             attribution: Attribution {

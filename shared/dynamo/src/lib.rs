@@ -4,5 +4,6 @@
 mod attr;
 pub mod items;
 mod store;
+mod update;
 
 pub use store::{DynamoWalletStore, RetryPolicy};

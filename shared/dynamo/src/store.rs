@@ -1,41 +1,43 @@
 //! The wallet store on DynamoDB.
 //!
 //! One change = one read and one write:
-//! 1. `TransactGetItems` reads the wallet and the idempotency record of the request's key
-//!    (a replay is answered from here without planning anything);
-//! 2. the domain plans the change against the wallet it read;
+//! 1. `TransactGetItems` reads the wallet (with its settings), the idempotency record of the
+//!    request's key, and, when the request names them, its hold and its member (for the
+//!    monthly limit). A replay is answered from here without planning anything;
+//! 2. the domain plans the change against what was read;
 //! 3. one `TransactWriteItems` commits the wallet update (conditioned on the version it
-//!    was planned from, and on every bucket and the available amount covering what is
-//!    taken), the ledger entry, the idempotency record (`attribute_not_exists`), and the
-//!    member's month counter (conditioned on the member's limit).
+//!    was planned from, and on every field that goes down covering what is taken), the
+//!    ledger entry, the idempotency record (`attribute_not_exists`), the member's month
+//!    counter (conditioned on the member's limit), the hold, and any notifications.
 //!
 //! A lost version race or a `TransactionConflict` re-reads and retries with bounded, fully
 //! jittered exponential backoff. The version condition makes commits of one wallet a total
 //! order, so each entry's running balance is the balance right after it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    ChangeRequest, Clock, HistoryPage, Movement, OrgId, Outcome, PageRequest, Planned, Refusal, StoreError,
-    Usd, Wallet, WalletStore,
+    Attribution, ChangeRequest, Clock, HistoryPage, HoldId, HoldState, IdempotencyKey, MemberId, Movement,
+    OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal, StoreError, Usd, Wallet, WalletSettings,
+    WalletStore,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem,
-    TransactWriteItem, Update,
+    CancellationReason, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem,
+    Update,
 };
-use chrono::SubsecRound;
+use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::attr::{n_u64, n_usd, s};
+use crate::attr::{Item, Reader, n_u64, n_usd, s};
 use crate::items::{
-    ENTRY_SK_FIRST, ENTRY_SK_LAST, IdemRecord, WALLET_SK, entry_from_item, entry_item, entry_sk,
-    idem_from_item, idem_item, idem_sk, key, member_month_sk, month_of, org_pk, state_attrs, timestamp,
-    wallet_from_item, wallet_item,
+    self, ENTRY_SK_FIRST, ENTRY_SK_LAST, HoldRecord, IdemRecord, WALLET_SK, entry_from_item, entry_item,
+    entry_sk, hold_sk, idem_from_item, idem_item, idem_sk, key, member_month_sk, member_sk, month_of, org_pk,
+    timestamp, wallet_from_item,
 };
+use crate::update::UpdateExpr;
 
 /// How hard to try when other writers keep winning the race for one wallet.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +49,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     /// About 8 s of waiting in the expected worst case, inside a Lambda's timeout, and
-    /// enough for 64 writers racing on one wallet (dynoxide, 2 cores) to all get through.
+    /// enough for 64 writers racing on one wallet (dynoxide, 2 cores) to get through.
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 50,
@@ -69,6 +71,9 @@ impl RetryPolicy {
     }
 }
 
+/// How long a closed hold's record is kept before TTL removes it.
+const CLOSED_HOLD_RETENTION: chrono::Duration = chrono::Duration::days(30);
+
 #[derive(Clone)]
 pub struct DynamoWalletStore {
     client: Client,
@@ -77,10 +82,25 @@ pub struct DynamoWalletStore {
     retry: RetryPolicy,
 }
 
-/// Where each item sits in the write transaction, to read its cancellation reason.
+/// What one attempt read.
+struct Snapshot {
+    wallet: Wallet,
+    idem: Option<IdemRecord>,
+    hold: Option<HoldRecord>,
+    member_limit: Option<Usd>,
+}
+
+/// The write transaction and where its conditioned items sit, to read cancellation
+/// reasons by position.
+struct Transaction {
+    items: Vec<TransactWriteItem>,
+    counter_at: Option<usize>,
+    hold_at: Option<usize>,
+    limit: Option<Usd>,
+}
+
 const WALLET_AT: usize = 0;
 const IDEM_AT: usize = 2;
-const COUNTER_AT: usize = 3;
 
 /// `Some(outcome)`: done. `None`: lost a race; wait, read again, plan again.
 type Attempt = Option<Outcome>;
@@ -104,7 +124,17 @@ impl DynamoWalletStore {
         &self.table
     }
 
-    async fn read(&self, req: &ChangeRequest) -> Result<(Wallet, Option<IdemRecord>), StoreError> {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Stored timestamps keep milliseconds: everything is planned with exactly what will
+    /// be stored, so that a replay answers the very entry the first call did.
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now().trunc_subsecs(3)
+    }
+
+    async fn read(&self, req: &ChangeRequest) -> Result<Snapshot, StoreError> {
         let pk = org_pk(req.org());
         let get = |sk: String| -> Result<TransactGetItem, StoreError> {
             let get = Get::builder()
@@ -113,11 +143,20 @@ impl DynamoWalletStore {
                 .build();
             Ok(TransactGetItem::builder().get(get.map_err(unavailable)?).build())
         };
+        let mut gets = vec![get(WALLET_SK.to_owned())?, get(idem_sk(req.key()))?];
+        let hold_at = req.hold_id().map(|h| (gets.len(), hold_sk(h)));
+        if let Some((_, sk)) = &hold_at {
+            gets.push(get(sk.clone())?);
+        }
+        let member = req.attribution().member.as_ref().filter(|_| req.is_consumption());
+        let member_at = member.map(|m| (gets.len(), member_sk(m)));
+        if let Some((_, sk)) = &member_at {
+            gets.push(get(sk.clone())?);
+        }
         let out = self
             .client
             .transact_get_items()
-            .transact_items(get(WALLET_SK.to_owned())?)
-            .transact_items(get(idem_sk(req.key()))?)
+            .set_transact_items(Some(gets))
             .send()
             .await
             .map_err(sdk_error)?;
@@ -127,8 +166,20 @@ impl DynamoWalletStore {
             Some(w) => wallet_from_item(req.org(), w)?,
             None => Wallet::empty(req.org().clone()),
         };
-        let idem = item(1).map(idem_from_item).transpose()?;
-        Ok((wallet, idem))
+        let hold = match hold_at {
+            Some((i, _)) => item(i).map(items::hold_from_item).transpose()?,
+            None => None,
+        };
+        let member_limit = match member_at {
+            Some((i, _)) => item(i).map(items::member_limit_from_item).transpose()?.flatten(),
+            None => None,
+        };
+        Ok(Snapshot {
+            wallet,
+            idem: item(1).map(idem_from_item).transpose()?,
+            hold,
+            member_limit,
+        })
     }
 
     async fn replay(&self, req: &ChangeRequest, idem: IdemRecord) -> Result<Outcome, StoreError> {
@@ -151,80 +202,45 @@ impl DynamoWalletStore {
         Ok(Outcome::Replayed(entry_from_item(req.org(), item)?))
     }
 
-    /// One try at committing `req` on top of `wallet` (as read, or as a lost race
-    /// returned it).
-    async fn attempt(&self, req: &ChangeRequest, wallet: Wallet) -> Result<Attempt, StoreError> {
-        // Stored timestamps keep milliseconds: plan with exactly what will be stored, so
-        // that a replay answers the very entry the first call did.
-        let now = self.clock.now().trunc_subsecs(3);
-        let planned = match wallet.plan(req, now) {
+    /// One try at committing `req` on top of what was read.
+    async fn attempt(&self, req: &ChangeRequest, snap: Snapshot) -> Result<Attempt, StoreError> {
+        if matches!(req.movement(), Movement::Hold { .. }) && snap.hold.is_some() {
+            // The hold id is taken by a hold made under another key.
+            return Ok(Some(Outcome::IdempotencyKeyReused));
+        }
+        let ctx = PlanContext {
+            now: self.now(),
+            hold: snap.hold.as_ref().map(|h| HoldState {
+                amount: h.amount,
+                open: h.open,
+            }),
+        };
+        let planned = match snap.wallet.plan(req, &ctx) {
             Ok(p) => p,
             Err(Refusal::InsufficientFunds { available }) => {
                 return Ok(Some(Outcome::InsufficientFunds { available }));
             }
+            Err(Refusal::HoldNotFound) => return Ok(Some(Outcome::HoldNotFound)),
+            Err(Refusal::HoldClosed) => return Ok(Some(Outcome::HoldClosed)),
             Err(Refusal::Money(e)) => return Err(StoreError::Invalid(e.to_string())),
         };
-        let counter = self.member_counter(req, &planned)?;
-        if let Some(Counter::Unaffordable { limit }) = counter {
-            return Ok(Some(Outcome::MemberLimitReached { limit }));
-        }
-        let mut items = vec![
-            self.wallet_write(&planned)?,
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&*self.table)
-                        .set_item(Some(entry_item(&planned.entry)))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(unavailable)?,
-                )
-                .build(),
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&*self.table)
-                        .set_item(Some(idem_item(
-                            req.org(),
-                            req.key(),
-                            planned.entry.seq,
-                            &req.fingerprint(),
-                            planned.entry.created_at,
-                        )))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                        .build()
-                        .map_err(unavailable)?,
-                )
-                .build(),
-        ];
-        let limit = match counter {
-            Some(Counter::Write { item, limit }) => {
-                items.push(*item);
-                limit
-            }
-            _ => None,
+        let limit = req.member_limit().or(snap.member_limit);
+        let Some(tx) = self.transaction(req, &planned, snap.hold.as_ref(), limit)? else {
+            return Ok(Some(Outcome::MemberLimitReached {
+                limit: limit.unwrap_or(Usd::ZERO),
+            }));
         };
+        let (counter_at, hold_at, limit) = (tx.counter_at, tx.hold_at, tx.limit);
         let sent = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(items))
+            .set_transact_items(Some(tx.items))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(Some(Outcome::Committed(planned.entry))),
-            Err(err) => self.after_cancel(req, err, limit).await,
-        }
-    }
-
-    /// Reads a cancelled transaction: a replay wins over everything, then a lost race
-    /// (retry), then the member limit.
-    async fn after_cancel(
-        &self,
-        req: &ChangeRequest,
-        err: SdkError<TransactWriteItemsError>,
-        limit: Option<Usd>,
-    ) -> Result<Attempt, StoreError> {
+        let err = match sent {
+            Ok(_) => return Ok(Some(Outcome::Committed(planned.entry))),
+            Err(err) => err,
+        };
         let reasons: Vec<CancellationReason> = match err.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
                 e.cancellation_reasons().to_vec()
@@ -232,22 +248,25 @@ impl DynamoWalletStore {
             Some(TransactWriteItemsError::TransactionInProgressException(_)) => return Ok(None),
             _ => return Err(sdk_error(err)),
         };
-        let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-        if failed(IDEM_AT) {
-            let existing = reasons.get(IDEM_AT).and_then(|r| r.item());
-            return match existing {
+        let failed = |i: Option<usize>| {
+            i.and_then(|i| reasons.get(i)).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+        };
+        // A replay wins over everything: the key's first change stands.
+        if failed(Some(IDEM_AT)) {
+            return match reasons.get(IDEM_AT).and_then(|r| r.item()) {
                 Some(item) => self.replay(req, idem_from_item(item)?).await.map(Some),
-                // No copy of the record came back: read it on the next attempt.
                 None => Ok(None),
             };
         }
-        // The wallet moved on since it was read (or, real DynamoDB only, another
-        // transaction held it). Retrying on the wallet the failure returns would lose
-        // again after the backoff, so the next attempt reads afresh.
-        if failed(WALLET_AT) || reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+        // The wallet or the hold moved on since they were read (or, on real DynamoDB,
+        // another transaction held them): read afresh after the backoff.
+        if failed(Some(WALLET_AT))
+            || failed(hold_at)
+            || reasons.iter().any(|r| r.code() == Some("TransactionConflict"))
+        {
             return Ok(None);
         }
-        if let (true, Some(limit)) = (failed(COUNTER_AT), limit) {
+        if let (true, Some(limit)) = (failed(counter_at), limit) {
             return Ok(Some(Outcome::MemberLimitReached { limit }));
         }
         Err(StoreError::Unavailable(
@@ -259,169 +278,391 @@ impl DynamoWalletStore {
         ))
     }
 
-    /// The wallet write: a whole new item for an org's first change; afterwards an update
-    /// by deltas that the database itself refuses when it would overdraw anything.
-    fn wallet_write(&self, p: &Planned) -> Result<TransactWriteItem, StoreError> {
+    /// Every item the change writes. `None` when the member limit cannot cover the
+    /// amount even before anything else is counted.
+    fn transaction(
+        &self,
+        req: &ChangeRequest,
+        p: &Planned,
+        hold: Option<&HoldRecord>,
+        limit: Option<Usd>,
+    ) -> Result<Option<Transaction>, StoreError> {
         let now = p.entry.created_at;
-        if p.before.version == 0 {
-            let put = Put::builder()
-                .table_name(&*self.table)
-                .set_item(Some(wallet_item(&p.after, now)?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(unavailable)?;
-            return Ok(TransactWriteItem::builder().put(put).build());
+        let mut items = vec![
+            self.wallet_write(p)?,
+            put(
+                &self.table,
+                entry_item(&p.entry),
+                Some("attribute_not_exists(pk)"),
+                false,
+            )?,
+            put(
+                &self.table,
+                idem_item(req.org(), req.key(), p.entry.seq, &req.fingerprint(), now),
+                Some("attribute_not_exists(pk)"),
+                true,
+            )?,
+        ];
+        let mut counter_at = None;
+        if let (true, Some(member)) = (req.is_consumption(), &req.attribution().member) {
+            let taken = p.entry.amount.magnitude();
+            let mut x = UpdateExpr::default();
+            x.add("spent", n_usd(taken));
+            x.set("type", s("member_month"));
+            x.set("member", s(member.as_str()));
+            x.set("month", s(month_of(now)));
+            if let Some(limit) = limit {
+                // DynamoDB conditions cannot add, so compare the counter before the write
+                // with the room the limit leaves. The whole request must fit: a member
+                // over the limit is refused, not charged in part.
+                let wanted = match req.movement() {
+                    Movement::Debit(a) | Movement::DebitUpTo(a) => a.usd(),
+                    _ => taken,
+                };
+                let Ok(room) = limit.checked_sub(wanted) else {
+                    return Ok(None);
+                };
+                x.condition("attribute_not_exists(#spent) OR #spent <= :room");
+                x.value(":room", n_usd(room));
+            }
+            counter_at = Some(items.len());
+            items.push(x.update(
+                &self.table,
+                key(
+                    org_pk(req.org()),
+                    member_month_sk(&month_of(now), member.as_str()),
+                ),
+            )?);
         }
-        let mut x = DeltaExpr::default();
-        x.delta("base", p.entry.buckets.base);
-        x.delta("rollover", p.entry.buckets.rollover);
-        x.delta("purchased", p.entry.buckets.purchased);
-        x.delta("held", p.entry.held_change);
-        x.delta("balance", p.entry.amount);
+        let mut hold_at = None;
+        match (req.movement(), req.hold_id(), hold) {
+            (Movement::Hold { amount, expires_at }, Some(id), _) => {
+                hold_at = Some(items.len());
+                let item = items::hold_item(
+                    req.org(),
+                    id,
+                    amount.usd(),
+                    expires_at,
+                    &req.attribution().member,
+                    now,
+                );
+                items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), false)?);
+            }
+            (Movement::Capture { .. } | Movement::Release, Some(id), Some(h)) if h.open => {
+                let state = if matches!(req.movement(), Movement::Release) {
+                    "released"
+                } else {
+                    "captured"
+                };
+                let mut x = UpdateExpr::default();
+                x.set("state", s(state));
+                x.set("closed_at", timestamp(now));
+                x.set(
+                    "expires_at",
+                    n_u64(u64::try_from((now + CLOSED_HOLD_RETENTION).timestamp()).unwrap_or(0)),
+                );
+                x.remove("gsi1pk");
+                x.remove("gsi1sk");
+                x.condition("#state = :open");
+                x.value(":open", s("open"));
+                hold_at = Some(items.len());
+                items.push(x.update(&self.table, key(org_pk(req.org()), hold_sk(id)))?);
+            }
+            _ => {}
+        }
+        for (i, kind) in p.notifications.iter().enumerate() {
+            let item = items::notification_item(&p.after, *kind, p.entry.seq, i, now)?;
+            items.push(put(&self.table, item, None, false)?);
+        }
+        Ok(Some(Transaction {
+            items,
+            counter_at,
+            hold_at,
+            limit,
+        }))
+    }
+
+    /// The wallet update, by deltas that the database itself refuses when they would
+    /// overdraw anything, under the version the change was planned from.
+    fn wallet_write(&self, p: &Planned) -> Result<TransactWriteItem, StoreError> {
+        let (before, after, e) = (&p.before, &p.after, &p.entry);
+        let mut x = UpdateExpr::default();
+        x.delta("base", e.buckets.base);
+        x.delta("rollover", e.buckets.rollover);
+        x.delta("purchased", e.buckets.purchased);
+        x.delta("held", e.held_change);
+        x.delta("balance", e.amount);
         x.delta(
             "available",
-            p.before
+            before
                 .available()
                 .map_err(invalid)?
-                .delta_to(p.after.available().map_err(invalid)?),
+                .delta_to(after.available().map_err(invalid)?),
         );
         x.delta(
             "lifetime_added",
-            p.before.lifetime_added.delta_to(p.after.lifetime_added),
+            before.lifetime_added.delta_to(after.lifetime_added),
         );
         x.delta(
             "lifetime_spent",
-            p.before.lifetime_spent.delta_to(p.after.lifetime_spent),
+            before.lifetime_spent.delta_to(after.lifetime_spent),
         );
-        x.set("version", n_u64(p.after.version));
-        x.condition(
-            "#version = :expected_version",
-            ":expected_version",
-            n_u64(p.before.version),
-        );
-        let (state, reason) = state_attrs(p.after.state);
+        x.set("type", s("wallet"));
+        x.set("version", n_u64(after.version));
+        if before.version == 0 {
+            // Settings may have created the item; money has never touched it.
+            x.condition("attribute_not_exists(#version)");
+        } else {
+            x.condition("#version = :expected_version");
+            x.value(":expected_version", n_u64(before.version));
+        }
+        let (state, reason) = items::state_attrs(after.state);
         x.set("state", state);
         match reason {
             Some(reason) => x.set("pause_reason", reason),
             None => x.remove("pause_reason"),
         }
-        x.set("updated_at", timestamp(now));
-        let update = Update::builder()
+        if p.recharge_due {
+            x.set("gsi1pk", s(items::RECHARGE_DUE_PK));
+            x.set(
+                "gsi1sk",
+                s(format!("{}#{}", e.created_at.to_rfc3339(), after.org)),
+            );
+        }
+        x.set("updated_at", timestamp(e.created_at));
+        x.update(&self.table, key(org_pk(&after.org), WALLET_SK))
+    }
+
+    /// Writes the org's billing settings onto its wallet item (creating the item if the
+    /// org has none yet). Money is untouched and the version does not move.
+    pub async fn put_settings(&self, org: &OrgId, settings: &WalletSettings) -> Result<(), StoreError> {
+        let mut x = UpdateExpr::default();
+        x.set("type", s("wallet"));
+        for (name, value) in items::settings_attrs(settings) {
+            match value {
+                Some(v) => x.set(name, v),
+                None => x.remove(name),
+            }
+        }
+        self.client
+            .update_item()
             .table_name(&*self.table)
-            .set_key(Some(key(org_pk(&p.after.org), WALLET_SK)))
+            .set_key(Some(key(org_pk(org), WALLET_SK)))
             .update_expression(x.update_expression())
-            .condition_expression(x.conditions.join(" AND "))
-            .set_expression_attribute_names(Some(x.names))
-            .set_expression_attribute_values(Some(x.values))
+            .set_expression_attribute_names(Some(x.names.clone()))
+            .set_expression_attribute_values(x.values())
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// Sets or clears a member's monthly limit (calendar month, UTC).
+    pub async fn set_member_limit(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+        limit: Option<Usd>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), member_sk(member))))
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_names("#limit", "monthly_limit")
+            .expression_attribute_values(":type", s("member"));
+        req = match limit {
+            Some(l) => req
+                .update_expression("SET #type = :type, #limit = :limit")
+                .expression_attribute_values(":limit", n_usd(l)),
+            None => req.update_expression("SET #type = :type REMOVE #limit"),
+        };
+        req.send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// What a member spent in the calendar month (UTC) of `at`.
+    pub async fn member_month_spent(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+        at: DateTime<Utc>,
+    ) -> Result<Usd, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(
+                org_pk(org),
+                member_month_sk(&month_of(at), member.as_str()),
+            )))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        match out.item() {
+            Some(item) if item.contains_key("spent") => Reader::new(item).usd("spent"),
+            _ => Ok(Usd::ZERO),
+        }
+    }
+
+    /// Releases the org's open holds that expired by now, each once. Returns how many.
+    pub async fn expire_holds(&self, org: &OrgId) -> Result<usize, StoreError> {
+        let now = self.now();
+        let mut expired = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :hold)")
+                .filter_expression("#state = :open AND hold_expires <= :now")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":pk", s(org_pk(org)))
+                .expression_attribute_values(":hold", s("HOLD#"))
+                .expression_attribute_values(":open", s("open"))
+                .expression_attribute_values(":now", timestamp(now))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                expired.push(items::hold_from_item(item)?.id);
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => break,
+            }
+        }
+        let mut released = 0;
+        for id in expired {
+            let key = IdempotencyKey::parse(format!("expire:{id}"))
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            if let Outcome::Committed(_) = self.apply(ChangeRequest::release(org.clone(), id, key)).await? {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Usage that never touches the wallet (BYOK): one record per request, kept for
+    /// reporting and attribution, and the member's month counter of unbilled usage.
+    /// `false` when the request was recorded before.
+    pub async fn record_unbilled(
+        &self,
+        org: &OrgId,
+        key_: &IdempotencyKey,
+        cost: Usd,
+        attribution: &Attribution,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut items = vec![put(
+            &self.table,
+            items::unbilled_item(org, key_, cost, attribution, now),
+            Some("attribute_not_exists(pk)"),
+            false,
+        )?];
+        if let Some(member) = &attribution.member {
+            let mut x = UpdateExpr::default();
+            x.add("unbilled", n_usd(cost));
+            x.set("type", s("member_month"));
+            x.set("member", s(member.as_str()));
+            x.set("month", s(month_of(now)));
+            items.push(x.update(
+                &self.table,
+                key(org_pk(org), member_month_sk(&month_of(now), member.as_str())),
+            )?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e))
+                    if e.cancellation_reasons().first().and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed") =>
+                {
+                    Ok(false)
+                }
+                _ => Err(sdk_error(err)),
+            },
+        }
+    }
+
+    /// The org's notifications, newest first.
+    pub async fn notifications(
+        &self,
+        org: &OrgId,
+        limit: i32,
+    ) -> Result<Vec<items::Notification>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :n)")
+            .expression_attribute_values(":pk", s(org_pk(org)))
+            .expression_attribute_values(":n", s("NOTIF#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.items().iter().map(items::notification_from_item).collect()
+    }
+
+    /// The hold named `id`, if any.
+    pub async fn hold(&self, org: &OrgId, id: &HoldId) -> Result<Option<HoldRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), hold_sk(id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item().map(items::hold_from_item).transpose()
+    }
+}
+
+fn put(
+    table: &str,
+    item: Item,
+    condition: Option<&str>,
+    old_on_failure: bool,
+) -> Result<TransactWriteItem, StoreError> {
+    let mut put = Put::builder().table_name(table).set_item(Some(item));
+    if let Some(c) = condition {
+        put = put.condition_expression(c);
+    }
+    if old_on_failure {
+        put = put.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    }
+    Ok(TransactWriteItem::builder()
+        .put(put.build().map_err(unavailable)?)
+        .build())
+}
+
+impl UpdateExpr {
+    fn update(self, table: &str, key: Item) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(table)
+            .set_key(Some(key))
+            .update_expression(self.update_expression())
+            .set_condition_expression(self.condition_expression())
+            .set_expression_attribute_values(self.values())
+            .set_expression_attribute_names(Some(self.names))
             .build()
             .map_err(unavailable)?;
         Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    /// The member's month counter: always kept for debits a member made, so month usage
-    /// per member is one query; conditioned when the member has a limit.
-    fn member_counter(&self, req: &ChangeRequest, p: &Planned) -> Result<Option<Counter>, StoreError> {
-        let Movement::Debit(amount) = req.movement() else {
-            return Ok(None);
-        };
-        let member = match (&req.attribution().member, req.member_limit()) {
-            (Some(m), _) if req.kind().counts_as_spent() => m,
-            (None, Some(_)) => return Err(StoreError::Invalid("a member limit needs a member".into())),
-            _ => return Ok(None),
-        };
-        let month = month_of(p.entry.created_at);
-        let mut builder = Update::builder()
-            .table_name(&*self.table)
-            .set_key(Some(key(
-                org_pk(req.org()),
-                member_month_sk(&month, member.as_str()),
-            )))
-            .update_expression("ADD spent :amount SET #type = :type, #member = :member, #month = :month")
-            .expression_attribute_names("#type", "type")
-            .expression_attribute_names("#member", "member")
-            .expression_attribute_names("#month", "month")
-            .expression_attribute_values(":amount", n_usd(amount.usd()))
-            .expression_attribute_values(":type", s("member_month"))
-            .expression_attribute_values(":member", s(member.as_str()))
-            .expression_attribute_values(":month", s(month));
-        if let Some(limit) = req.member_limit() {
-            // DynamoDB conditions cannot add, so compare the counter before the write
-            // with what the limit leaves room for.
-            let Ok(room) = limit.checked_sub(amount.usd()) else {
-                return Ok(Some(Counter::Unaffordable { limit }));
-            };
-            builder = builder
-                .condition_expression("attribute_not_exists(spent) OR spent <= :room")
-                .expression_attribute_values(":room", n_usd(room));
-        }
-        let update = builder.build().map_err(unavailable)?;
-        Ok(Some(Counter::Write {
-            item: Box::new(TransactWriteItem::builder().update(update).build()),
-            limit: req.member_limit(),
-        }))
-    }
-}
-
-enum Counter {
-    Write {
-        item: Box<TransactWriteItem>,
-        limit: Option<Usd>,
-    },
-    /// The amount alone is over the limit: refuse without a round trip.
-    Unaffordable { limit: Usd },
-}
-
-/// Builds `SET x = x + :x` / `SET x = x - :x` with `x >= :x` conditions, so that the
-/// database refuses any write that would take a field below zero.
-#[derive(Default)]
-struct DeltaExpr {
-    sets: Vec<String>,
-    removes: Vec<String>,
-    conditions: Vec<String>,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
-}
-
-impl DeltaExpr {
-    fn delta(&mut self, field: &str, d: agent_credits_domain::SignedUsd) {
-        if d.is_zero() {
-            return;
-        }
-        let (name, value) = (format!("#{field}"), format!(":{field}"));
-        if d.is_negative() {
-            self.sets.push(format!("{name} = {name} - {value}"));
-            self.conditions.push(format!("{name} >= {value}"));
-        } else {
-            self.sets.push(format!("{name} = {name} + {value}"));
-        }
-        self.names.insert(name, field.to_owned());
-        self.values.insert(value, n_usd(d.magnitude()));
-    }
-
-    fn set(&mut self, field: &str, v: AttributeValue) {
-        let (name, value) = (format!("#{field}"), format!(":{field}"));
-        self.sets.push(format!("{name} = {value}"));
-        self.names.insert(name, field.to_owned());
-        self.values.insert(value, v);
-    }
-
-    fn remove(&mut self, field: &str) {
-        let name = format!("#{field}");
-        self.removes.push(name.clone());
-        self.names.insert(name, field.to_owned());
-    }
-
-    fn condition(&mut self, cond: &str, value_name: &str, v: AttributeValue) {
-        self.conditions.push(cond.to_owned());
-        self.values.insert(value_name.to_owned(), v);
-    }
-
-    fn update_expression(&self) -> String {
-        let mut expr = format!("SET {}", self.sets.join(", "));
-        if !self.removes.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
-        }
-        expr
     }
 }
 
@@ -435,7 +676,7 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
 
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says
 /// "service error").
-fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+pub(crate) fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -446,11 +687,11 @@ where
 impl WalletStore for DynamoWalletStore {
     async fn apply(&self, req: ChangeRequest) -> Result<Outcome, StoreError> {
         for attempt in 0..self.retry.max_attempts {
-            let wallet = match self.read(&req).await? {
-                (_, Some(idem)) => return self.replay(&req, idem).await,
-                (wallet, None) => wallet,
-            };
-            match self.attempt(&req, wallet).await? {
+            let snap = self.read(&req).await?;
+            if let Some(idem) = snap.idem {
+                return self.replay(&req, idem).await;
+            }
+            match self.attempt(&req, snap).await? {
                 Some(outcome) => return Ok(outcome),
                 None => {
                     tracing::debug!(org = %req.org(), attempt, "lost the race for the wallet; retrying");
