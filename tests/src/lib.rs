@@ -4,6 +4,11 @@
 pub mod dynoxide;
 pub mod table;
 
+use std::sync::Mutex;
+
+use agent_credits_domain::Clock;
+use chrono::{DateTime, Utc};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,4 +65,38 @@ pub fn dynamodb_client(endpoint: &str, counter: Option<RequestCounter>) -> Clien
         config = config.interceptor(counter);
     }
     Client::from_conf(config.build())
+}
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn at(t: DateTime<Utc>) -> TestClock {
+        TestClock(Mutex::new(t))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A sample event of `infra/events/` (e.g. `usage/debit-cost.json`), as JSON to adjust.
+pub fn event(name: &str) -> serde_json::Value {
+    let path = repo_root().join("infra/events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An API Gateway v2 event as the Lambda runtime would hand it to a handler.
+pub fn request(event: &serde_json::Value) -> lambda_http::Request {
+    lambda_http::request::from_str(&event.to_string())
+        .unwrap_or_else(|e| panic!("not an API Gateway event: {e}"))
 }

@@ -3,7 +3,9 @@
 
 mod attr;
 pub mod items;
+mod rates;
 mod store;
 mod update;
 
+pub use rates::RateStore;
 pub use store::{DynamoWalletStore, RetryPolicy};

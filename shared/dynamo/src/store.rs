@@ -482,6 +482,24 @@ impl DynamoWalletStore {
         Ok(())
     }
 
+    /// A member's monthly limit, if one is set.
+    pub async fn member_limit(&self, org: &OrgId, member: &MemberId) -> Result<Option<Usd>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), member_sk(member))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out
+            .item()
+            .map(items::member_limit_from_item)
+            .transpose()?
+            .flatten())
+    }
+
     /// What a member spent in the calendar month (UTC) of `at`.
     pub async fn member_month_spent(
         &self,

@@ -1,0 +1,442 @@
+use std::sync::Arc;
+
+use agent_credits_domain::{
+    AgentId, ApiKeyId, Attribution, BillingMode, ChangeRequest, Clock, HoldId, IdempotencyKey, LedgerEntry,
+    MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd, ProviderCost, RatePerMillion,
+    TokenUsage, Usd, Wallet, WalletState, WalletStore,
+};
+use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use agent_credits_http::{
+    ApiError, iam_caller, json_response, money_error, parse_json, path_segments, query_param,
+};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::Config;
+
+/// Everything the handler needs, built once per cold start.
+pub struct Usage {
+    pub store: DynamoWalletStore,
+    pub rates: RateStore,
+    pub clock: Arc<dyn Clock>,
+    pub config: Config,
+}
+
+type Reply = Result<Response<Body>, ApiError>;
+
+/// Routes one request. Never fails: every error is an HTTP answer.
+pub async fn handle(svc: &Usage, req: Request) -> Response<Body> {
+    match route(svc, &req).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(svc: &Usage, req: &Request) -> Reply {
+    let caller = iam_caller(req)?;
+    let segments = path_segments(req);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
+    tracing::info!(caller = %caller.arn, method = %req.method(), path = ?path, "usage request");
+    match (req.method(), path.as_slice()) {
+        (&Method::POST, ["v1", "orgs", org, "usage"]) => debit(svc, org_id(org)?, parse_json(req)?).await,
+        (&Method::POST, ["v1", "orgs", org, "holds"]) => hold(svc, org_id(org)?, parse_json(req)?).await,
+        (&Method::POST, ["v1", "orgs", org, "holds", hold, "capture"]) => {
+            capture(svc, org_id(org)?, hold_id(hold)?, parse_json(req)?).await
+        }
+        (&Method::POST, ["v1", "orgs", org, "holds", hold, "release"]) => {
+            release(svc, org_id(org)?, hold_id(hold)?).await
+        }
+        (&Method::GET, ["v1", "orgs", org, "may-i-run"]) => {
+            let member = query_param(req, "member").map(member_id).transpose()?;
+            may_i_run(svc, org_id(org)?, member).await
+        }
+        (&Method::PUT, ["v1", "rates", model]) => put_rate(svc, model, parse_json(req)?).await,
+        (_, ["v1", "orgs", _, "usage" | "holds" | "may-i-run", ..] | ["v1", "rates", _]) => {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            ))
+        }
+        _ => Err(ApiError::not_found("route_not_found", "no such route")),
+    }
+}
+
+fn org_id(s: &str) -> Result<OrgId, ApiError> {
+    OrgId::parse(s).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))
+}
+
+fn hold_id(s: &str) -> Result<HoldId, ApiError> {
+    HoldId::parse(s).map_err(|e| ApiError::bad_request("invalid_hold", e.to_string()))
+}
+
+fn member_id(s: String) -> Result<MemberId, ApiError> {
+    MemberId::parse(s).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))
+}
+
+fn key(prefix: &str, id: &str) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::parse(format!("{prefix}:{id}"))
+        .map_err(|e| ApiError::bad_request("invalid_request_id", e.to_string()))
+}
+
+/// What the runtime reports about one model call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallReport {
+    /// The runtime's id of the call: the idempotency key of its debit.
+    #[serde(default)]
+    request_id: Option<HoldId>,
+    #[serde(default)]
+    member: Option<MemberId>,
+    #[serde(default)]
+    api_key: Option<ApiKeyId>,
+    #[serde(default)]
+    agent: Option<AgentId>,
+    #[serde(default)]
+    runtime: Option<AgentId>,
+    #[serde(default)]
+    model: Option<ModelId>,
+    /// The exact provider cost, when the runtime knows it.
+    #[serde(default)]
+    cost: Option<ProviderCost>,
+    /// Token usage, priced at the model's current rate when no cost is reported.
+    #[serde(default)]
+    tokens: Option<TokenUsage>,
+}
+
+impl CallReport {
+    fn attribution(&self) -> Attribution {
+        Attribution {
+            member: self.member.clone(),
+            api_key: self.api_key.clone(),
+            agent: self.agent.clone(),
+        }
+    }
+}
+
+/// The org's settings; an org nobody created has no billing mode and is unknown here.
+async fn wallet_of(svc: &Usage, org: &OrgId) -> Result<(Wallet, BillingMode), ApiError> {
+    let wallet = svc.store.wallet(org).await?;
+    match wallet.settings.billing_mode {
+        Some(mode) => Ok((wallet, mode)),
+        None => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
+    }
+}
+
+/// Provider cost × markup, rounded once. The cost is the runtime's report, else tokens
+/// at the rate in force today.
+async fn billable(
+    svc: &Usage,
+    wallet: &Wallet,
+    report: &CallReport,
+    today: NaiveDate,
+) -> Result<Usd, ApiError> {
+    let cost = match (&report.cost, &report.tokens) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "ambiguous_cost",
+                "send either cost or tokens, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("missing_cost", "send cost or tokens")),
+        (Some(cost), None) => *cost,
+        (None, Some(tokens)) => {
+            let Some(model) = &report.model else {
+                return Err(ApiError::bad_request(
+                    "missing_model",
+                    "tokens are priced by model: send model",
+                ));
+            };
+            let rate = svc.rates.on(model, today).await?.ok_or_else(|| {
+                ApiError::bad_request("unknown_model", format!("no rate for model {model} on {today}"))
+            })?;
+            rate.cost(tokens)
+                .map_err(|e| ApiError::bad_request("invalid_tokens", e.to_string()))?
+        }
+    };
+    let markup = wallet.settings.markup.unwrap_or(svc.config.default_markup);
+    markup.bill(cost).map_err(money_error)
+}
+
+#[derive(Serialize)]
+struct Charged {
+    entry_id: Option<String>,
+    billed_to: &'static str,
+    /// Provider cost × markup.
+    billed: Usd,
+    /// What the wallet paid: `billed` less any shortfall.
+    charged: Usd,
+    shortfall: Usd,
+    available: Usd,
+    state: &'static str,
+    pause_reason: Option<&'static str>,
+    low_balance: bool,
+    replayed: bool,
+}
+
+fn state_of(wallet: &Wallet, available: Usd) -> (&'static str, Option<&'static str>) {
+    match wallet.state {
+        WalletState::Paused(r) if r != PauseReason::CreditsExhausted => ("paused", Some(r.as_str())),
+        _ if available.is_zero() => ("paused", Some(PauseReason::CreditsExhausted.as_str())),
+        _ => ("active", None),
+    }
+}
+
+fn charged(wallet: &Wallet, entry: &LedgerEntry, replayed: bool) -> Charged {
+    let (state, pause_reason) = state_of(wallet, entry.available_after);
+    let taken = entry.amount.magnitude();
+    Charged {
+        entry_id: Some(entry.id()),
+        billed_to: "credits",
+        billed: taken.checked_add(entry.shortfall).unwrap_or(taken),
+        charged: taken,
+        shortfall: entry.shortfall,
+        available: entry.available_after,
+        state,
+        pause_reason,
+        low_balance: entry.available_after <= wallet.settings.low_threshold(),
+        replayed,
+    }
+}
+
+/// A debit, capture or hold that came back without an entry.
+fn refused(outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::InsufficientFunds { available } => ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "insufficient_credits",
+            format!("{available} available"),
+        )
+        .with_details(json!({ "available": available })),
+        Outcome::MemberLimitReached { limit } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "member_limit_reached",
+            format!("the member's monthly limit of {limit} is reached"),
+        )
+        .with_details(json!({ "limit": limit })),
+        Outcome::IdempotencyKeyReused => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this request id was used for a different request",
+        ),
+        Outcome::HoldNotFound => ApiError::not_found("hold_not_found", "no such hold"),
+        Outcome::HoldClosed => {
+            ApiError::new(StatusCode::CONFLICT, "hold_closed", "the hold is already closed")
+        }
+        Outcome::Committed(_) | Outcome::Replayed(_) => ApiError::internal(&"an entry reported as a refusal"),
+    }
+}
+
+/// A BYOK (or keyed deferred) org: recorded for attribution, never debited.
+async fn record_unbilled(
+    svc: &Usage,
+    org: &OrgId,
+    key: &IdempotencyKey,
+    cost: Usd,
+    report: &CallReport,
+) -> Reply {
+    let new = svc
+        .store
+        .record_unbilled(org, key, cost, &report.attribution())
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entry_id": null, "billed_to": "provider_key", "billed": cost, "charged": Usd::ZERO, "replayed": !new }),
+    ))
+}
+
+async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
+    let request_id = report
+        .request_id
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("missing_request_id", "request_id is required"))?;
+    let key = key("usage", request_id.as_str())?;
+    tracing::info!(%org, runtime = ?report.runtime, model = ?report.model, "usage reported");
+    let (wallet, _) = wallet_of(svc, &org).await?;
+    let now = svc.clock.now();
+    let amount = billable(svc, &wallet, &report, now.date_naive()).await?;
+    if !wallet.settings.bills_wallet() {
+        return record_unbilled(svc, &org, &key, amount, &report).await;
+    }
+    let Ok(amount) = PositiveUsd::new(amount) else {
+        // A free call moves no money; there is nothing to record on the ledger.
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "entry_id": null, "billed_to": "credits", "billed": Usd::ZERO }),
+        ));
+    };
+    let req = ChangeRequest::usage(org, amount, key).attributed_to(report.attribution());
+    match svc.store.apply(req).await? {
+        Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
+        Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),
+        other => Err(refused(other)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldRequest {
+    hold_id: HoldId,
+    amount: PositiveUsd,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    #[serde(default)]
+    member: Option<MemberId>,
+    #[serde(default)]
+    api_key: Option<ApiKeyId>,
+    #[serde(default)]
+    agent: Option<AgentId>,
+}
+
+async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
+    let (wallet, _) = wallet_of(svc, &org).await?;
+    if !wallet.settings.bills_wallet() {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "hold_id": body.hold_id, "held": Usd::ZERO, "billed_to": "provider_key" }),
+        ));
+    }
+    let ttl = body.ttl_seconds.unwrap_or(svc.config.hold_ttl_seconds);
+    if !(1..=svc.config.max_hold_ttl_seconds).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!(
+                "ttl_seconds must be from 1 to {}",
+                svc.config.max_hold_ttl_seconds
+            ),
+        ));
+    }
+    let expires_at: DateTime<Utc> = svc.clock.now() + Duration::seconds(ttl);
+    let attribution = Attribution {
+        member: body.member,
+        api_key: body.api_key,
+        agent: body.agent,
+    };
+    let req = ChangeRequest::hold(
+        org.clone(),
+        body.hold_id.clone(),
+        body.amount,
+        expires_at,
+        key("hold", body.hold_id.as_str())?,
+    )
+    .attributed_to(attribution);
+    let mut outcome = svc.store.apply(req.clone()).await?;
+    if matches!(outcome, Outcome::InsufficientFunds { .. }) && svc.store.expire_holds(&org).await? > 0 {
+        // Expired holds were still counted against the wallet: released now, try again.
+        outcome = svc.store.apply(req).await?;
+    }
+    match outcome {
+        Outcome::Committed(e) | Outcome::Replayed(e) => Ok(json_response(
+            StatusCode::CREATED,
+            &json!({
+                "hold_id": body.hold_id,
+                "entry_id": e.id(),
+                "held": body.amount,
+                "available": e.available_after,
+                "expires_at": expires_at,
+            }),
+        )),
+        other => Err(refused(other)),
+    }
+}
+
+async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
+    let key = key("capture", hold.as_str())?;
+    let (wallet, _) = wallet_of(svc, &org).await?;
+    let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
+    if !wallet.settings.bills_wallet() {
+        return record_unbilled(svc, &org, &key, amount, &report).await;
+    }
+    let req = ChangeRequest::capture(org, hold, amount, key).attributed_to(report.attribution());
+    match svc.store.apply(req).await? {
+        Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
+        Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),
+        other => Err(refused(other)),
+    }
+}
+
+async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
+    let req = ChangeRequest::release(org, hold.clone(), key("release", hold.as_str())?);
+    match svc.store.apply(req).await? {
+        Outcome::Committed(e) | Outcome::Replayed(e) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "hold_id": hold, "released": e.held_change.magnitude(), "available": e.available_after }),
+        )),
+        other => Err(refused(other)),
+    }
+}
+
+#[derive(Serialize)]
+struct Verdict {
+    allowed: bool,
+    reason: Option<&'static str>,
+    billing_mode: BillingMode,
+    available: Usd,
+    low_balance: bool,
+}
+
+async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>) -> Reply {
+    let (mut wallet, mode) = wallet_of(svc, &org).await?;
+    if !wallet.held.is_zero() && svc.store.expire_holds(&org).await? > 0 {
+        wallet = svc.store.wallet(&org).await?;
+    }
+    let available = wallet.available().map_err(|e| ApiError::internal(&e))?;
+    let on_credits = wallet.settings.bills_wallet();
+    let mut reason = match (mode, wallet.state) {
+        (BillingMode::Byok, _) => None,
+        (BillingMode::Deferred, _) if wallet.settings.has_provider_key => None,
+        (BillingMode::Deferred, _) if available.is_zero() => Some(PauseReason::NoKeyConfigured),
+        (_, WalletState::Paused(r)) if r != PauseReason::CreditsExhausted => Some(r),
+        _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
+        _ => None,
+    };
+    if let (None, true, Some(member)) = (reason, on_credits, &member)
+        && let Some(limit) = svc.store.member_limit(&org, member).await?
+        && svc
+            .store
+            .member_month_spent(&org, member, svc.clock.now())
+            .await?
+            >= limit
+    {
+        reason = Some(PauseReason::MemberLimitReached);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &Verdict {
+            allowed: reason.is_none(),
+            reason: reason.map(PauseReason::as_str),
+            billing_mode: mode,
+            available,
+            low_balance: on_credits && available <= wallet.settings.low_threshold(),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateBody {
+    effective_from: NaiveDate,
+    input: RatePerMillion,
+    output: RatePerMillion,
+    #[serde(default)]
+    cache_read: RatePerMillion,
+    #[serde(default)]
+    cache_write: RatePerMillion,
+}
+
+async fn put_rate(svc: &Usage, model: &str, body: RateBody) -> Reply {
+    let model = ModelId::parse(model).map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+    let rate = ModelRate {
+        model,
+        effective_from: body.effective_from,
+        input: body.input,
+        output: body.output,
+        cache_read: body.cache_read,
+        cache_write: body.cache_write,
+    };
+    svc.rates.put(&rate).await?;
+    Ok(json_response(StatusCode::OK, &rate))
+}

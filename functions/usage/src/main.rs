@@ -1,0 +1,31 @@
+//! Wires the usage function: settings and SDK clients once per cold start, then the
+//! handler for every request.
+
+use std::sync::Arc;
+
+use agent_credits_domain::SystemClock;
+use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use lambda_http::{Error, run, service_fn};
+use usage::{Config, Usage, handle};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&aws);
+    if let Some(endpoint) = &config.dynamodb_endpoint {
+        dynamo = dynamo.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_dynamodb::Client::from_conf(dynamo.build());
+    let usage = Usage {
+        store: DynamoWalletStore::new(client.clone(), config.table.as_str(), Arc::new(SystemClock)),
+        rates: RateStore::new(client, config.table.as_str()),
+        clock: Arc::new(SystemClock),
+        config,
+    };
+    run(service_fn(|req| async {
+        Ok::<_, Error>(handle(&usage, req).await)
+    }))
+    .await
+}

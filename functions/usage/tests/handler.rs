@@ -1,0 +1,723 @@
+//! The usage handler, driven by API Gateway v2 events from `infra/events/usage/`, against
+//! dynoxide over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agent_credits_domain::{
+    BillingMode, Bucket, ChangeRequest, Clock, EntryKind, HoldId, IdempotencyKey, MemberId, ModelId,
+    ModelRate, OrgId, Outcome, PageRequest, PositiveUsd, RatePerMillion, RechargeTrigger, Usd,
+    WalletSettings, WalletStore,
+};
+use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use support::TestClock;
+use support::dynoxide::Dynoxide;
+use support::table::TableDefinition;
+use usage::{Config, Usage, handle};
+
+/// Runs the futures at once on the runtime's workers and waits for all of them.
+async fn spawn_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+struct App {
+    _db: Dynoxide,
+    svc: Arc<Usage>,
+    clock: Arc<TestClock>,
+    org: OrgId,
+}
+
+fn usd(s: &str) -> Usd {
+    Usd::parse(s).unwrap()
+}
+
+async fn app_with(settings: WalletSettings, credits: &str) -> App {
+    let db = Dynoxide::start();
+    let client = support::dynamodb_client(db.endpoint(), None);
+    TableDefinition::from_repo()
+        .unwrap()
+        .create(&client, "credits")
+        .await
+        .unwrap();
+    let clock = Arc::new(TestClock::at(
+        Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
+    ));
+    let store = DynamoWalletStore::new(client.clone(), "credits", clock.clone());
+    let rates = RateStore::new(client, "credits");
+    let org = OrgId::parse("org_demo").unwrap();
+    store.put_settings(&org, &settings).await.unwrap();
+    if let Ok(amount) = PositiveUsd::parse(credits) {
+        let buy = ChangeRequest::credit(
+            org.clone(),
+            EntryKind::Purchase,
+            Bucket::Purchased,
+            amount,
+            IdempotencyKey::parse("purchase:seed").unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(store.apply(buy).await.unwrap(), Outcome::Committed(_)));
+    }
+    rates
+        .put(&ModelRate {
+            model: ModelId::parse("claude-sonnet-4").unwrap(),
+            effective_from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            input: RatePerMillion::parse("3").unwrap(),
+            output: RatePerMillion::parse("15").unwrap(),
+            cache_read: RatePerMillion::parse("0.30").unwrap(),
+            cache_write: RatePerMillion::parse("3.75").unwrap(),
+        })
+        .await
+        .unwrap();
+    let config = Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "credits".to_owned())).unwrap();
+    let svc = Arc::new(Usage {
+        store,
+        rates,
+        clock: clock.clone(),
+        config,
+    });
+    App {
+        _db: db,
+        svc,
+        clock,
+        org,
+    }
+}
+
+async fn app(credits: &str) -> App {
+    app_with(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Credits),
+            ..Default::default()
+        },
+        credits,
+    )
+    .await
+}
+
+fn with_body(mut event: Value, body: Value) -> Value {
+    event["body"] = Value::String(body.to_string());
+    event
+}
+
+fn body_of(event: &Value) -> Value {
+    serde_json::from_str(event["body"].as_str().unwrap()).unwrap()
+}
+
+/// The fixture with some body fields replaced.
+fn event_with(name: &str, changes: Value) -> Value {
+    let event = support::event(name);
+    let mut body = body_of(&event);
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    with_body(event, body)
+}
+
+async fn call(svc: &Usage, event: &Value) -> (u16, Value) {
+    let response = handle(svc, support::request(event)).await;
+    let status = response.status().as_u16();
+    let body: &[u8] = response.body().as_ref();
+    (status, serde_json::from_slice(body).unwrap_or(Value::Null))
+}
+
+async fn balance(app: &App) -> Usd {
+    app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap()
+}
+
+async fn table_dump(app: &App) -> Vec<String> {
+    let out = app
+        .svc
+        .store
+        .client()
+        .scan()
+        .table_name("credits")
+        .send()
+        .await
+        .unwrap();
+    let mut items: Vec<String> = out
+        .items()
+        .iter()
+        .map(|i| format!("{:?}", i.iter().collect::<std::collections::BTreeMap<_, _>>()))
+        .collect();
+    items.sort();
+    items
+}
+
+#[tokio::test]
+async fn a_reported_cost_is_billed_at_the_markup() {
+    let app = app("10.00").await;
+    let (status, body) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billed"], "0.01845");
+    assert_eq!(body["charged"], "0.01845");
+    assert_eq!(body["available"], "9.98155");
+    assert_eq!(body["state"], "active");
+    assert_eq!(balance(&app).await, usd("9.98155"));
+    let entry = &app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(1))
+        .await
+        .unwrap()
+        .entries[0];
+    assert_eq!(entry.attribution.member, Some(MemberId::parse("m_ana").unwrap()));
+    assert_eq!(entry.attribution.api_key.as_ref().unwrap().as_str(), "key_ci");
+    assert_eq!(entry.attribution.agent.as_ref().unwrap().as_str(), "agent_7");
+}
+
+#[tokio::test]
+async fn tokens_are_priced_at_todays_rate_and_a_rate_from_tomorrow_changes_nothing() {
+    let app = app("10.00").await;
+    let (status, body) = call(&app.svc, &support::event("usage/debit-tokens.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["billed"], "0.01575",
+        "1,000 in at $3/M + 500 out at $15/M = $0.0105, × 1.5"
+    );
+
+    let tomorrow = (app.clock.now().date_naive() + Duration::days(1)).to_string();
+    let (status, _) = call(
+        &app.svc,
+        &with_body(
+            support::event("usage/put-rate.json"),
+            json!({ "effective_from": tomorrow, "input": "30", "output": "150" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = call(
+        &app.svc,
+        &event_with("usage/debit-tokens.json", json!({ "request_id": "req_0003" })),
+    )
+    .await;
+    assert_eq!(body["billed"], "0.01575", "today's price stands");
+
+    app.clock.advance(Duration::days(1));
+    let (_, body) = call(
+        &app.svc,
+        &event_with("usage/debit-tokens.json", json!({ "request_id": "req_0004" })),
+    )
+    .await;
+    assert_eq!(body["billed"], "0.1575", "from its date on, the new rate applies");
+}
+
+#[tokio::test]
+async fn an_org_markup_overrides_the_default() {
+    let app = app_with(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Credits),
+            markup: Some(agent_credits_domain::Markup::parse("2").unwrap()),
+            ..Default::default()
+        },
+        "10",
+    )
+    .await;
+    let (_, body) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(body["billed"], "0.0246");
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_4xx_code_and_write_nothing() {
+    let app = app("10.00").await;
+    let before = table_dump(&app).await;
+    let cases = [
+        (
+            json!({ "model": "gpt-unknown", "cost": null, "tokens": { "input": 10 } }),
+            400,
+            "unknown_model",
+        ),
+        (json!({ "cost": "-0.01" }), 400, "invalid_request"),
+        (json!({ "cost": 0.0123 }), 400, "invalid_request"),
+        (json!({ "cost": "1e400" }), 400, "invalid_request"),
+        (json!({ "tokens": { "input": 10 } }), 400, "ambiguous_cost"),
+        (json!({ "cost": null }), 400, "missing_cost"),
+        (json!({ "request_id": null }), 400, "missing_request_id"),
+        (json!({ "member": "m#1" }), 400, "invalid_request"),
+        (json!({ "surprise": true }), 400, "invalid_request"),
+        (
+            json!({ "cost": null, "model": null, "tokens": { "input": 10 } }),
+            400,
+            "missing_model",
+        ),
+    ];
+    for (changes, status, code) in cases {
+        let (got, body) = call(&app.svc, &event_with("usage/debit-cost.json", changes.clone())).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{changes} -> {body}"
+        );
+    }
+    let mut not_json = support::event("usage/debit-cost.json");
+    not_json["body"] = Value::String("{not json".into());
+    let (got, body) = call(&app.svc, &not_json).await;
+    assert_eq!((got, body["error"]["code"].as_str()), (400, Some("invalid_json")));
+
+    let mut unsigned = support::event("usage/debit-cost.json");
+    unsigned["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (got, body) = call(&app.svc, &unsigned).await;
+    assert_eq!((got, body["error"]["code"].as_str()), (403, Some("forbidden")));
+
+    let mut unknown_org = support::event("usage/debit-cost.json");
+    unknown_org["rawPath"] = json!("/v1/orgs/org_nobody/usage");
+    let (got, body) = call(&app.svc, &unknown_org).await;
+    assert_eq!((got, body["error"]["code"].as_str()), (404, Some("unknown_org")));
+
+    assert_eq!(table_dump(&app).await, before, "no bad request wrote anything");
+}
+
+#[tokio::test]
+async fn a_replayed_debit_answers_the_same_and_charges_once() {
+    let app = app("10.00").await;
+    let event = support::event("usage/debit-cost.json");
+    let (_, first) = call(&app.svc, &event).await;
+    let (_, again) = call(&app.svc, &event).await;
+    assert_eq!(again["entry_id"], first["entry_id"]);
+    assert_eq!(again["replayed"], true);
+    assert_eq!(balance(&app).await, usd("9.98155"));
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/debit-cost.json", json!({ "cost": "0.5" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+}
+
+#[tokio::test]
+async fn a_debit_beyond_the_balance_takes_what_is_there_pauses_at_zero_and_notifies_once() {
+    let app = app("0.10").await;
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/debit-cost.json", json!({ "cost": "0.10" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billed"], "0.15");
+    assert_eq!(body["charged"], "0.10");
+    assert_eq!(body["shortfall"], "0.05");
+    assert_eq!(body["available"], "0.00");
+    assert_eq!(
+        (body["state"].as_str(), body["pause_reason"].as_str()),
+        (Some("paused"), Some("credits_exhausted"))
+    );
+    assert_eq!(balance(&app).await, Usd::ZERO);
+
+    // Another call after the pause: nothing left to take, the shortfall is recorded, and
+    // the depletion is not announced twice.
+    let (_, body) = call(
+        &app.svc,
+        &event_with(
+            "usage/debit-cost.json",
+            json!({ "request_id": "req_late", "cost": "0.01" }),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (body["charged"].as_str(), body["shortfall"].as_str()),
+        (Some("0.00"), Some("0.015"))
+    );
+    let kinds: Vec<String> = app
+        .svc
+        .store
+        .notifications(&app.org, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "credit_balance_depleted").count(),
+        1,
+        "{kinds:?}"
+    );
+
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("credits_exhausted"))
+    );
+
+    let top_up = ChangeRequest::credit(
+        app.org.clone(),
+        EntryKind::Purchase,
+        Bucket::Purchased,
+        PositiveUsd::parse("100").unwrap(),
+        IdempotencyKey::parse("purchase:cs_2").unwrap(),
+    )
+    .unwrap();
+    app.svc.store.apply(top_up).await.unwrap();
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(true), None)
+    );
+}
+
+#[tokio::test]
+async fn falling_below_the_threshold_notifies_once_per_crossing_and_marks_recharge_due() {
+    let app = app_with(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Credits),
+            recharge: RechargeTrigger {
+                enabled: true,
+                threshold: usd("20"),
+            },
+            ..Default::default()
+        },
+        "20.01",
+    )
+    .await;
+    for i in 0..3 {
+        let (status, body) = call(
+            &app.svc,
+            &event_with(
+                "usage/debit-cost.json",
+                json!({ "request_id": format!("r{i}"), "cost": "0.01" }),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["low_balance"], true);
+    }
+    let lows = app.svc.store.notifications(&app.org, 10).await.unwrap();
+    assert_eq!(lows.iter().filter(|n| n.kind == "credit_balance_low").count(), 1);
+    let due = app
+        .svc
+        .store
+        .client()
+        .query()
+        .table_name("credits")
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :due")
+        .expression_attribute_values(
+            ":due",
+            aws_sdk_dynamodb::types::AttributeValue::S("DUE#RECHARGE".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        due.items().len(),
+        1,
+        "the org is due for a recharge, found without a scan"
+    );
+}
+
+#[tokio::test]
+async fn a_hold_reserves_and_its_capture_charges_the_actual() {
+    let app = app("1.00").await;
+    let (status, body) = call(&app.svc, &support::event("usage/hold.json")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["available"], "0.50");
+    let (status, body) = call(&app.svc, &support::event("usage/capture.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["charged"], "0.30", "0.20 × 1.5");
+    assert_eq!(body["available"], "0.70");
+    let hold = app
+        .svc
+        .store
+        .hold(&app.org, &HoldId::parse("h_demo").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hold.state, "captured");
+    let (status, body) = call(&app.svc, &support::event("usage/release.json")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("hold_closed"))
+    );
+}
+
+#[tokio::test]
+async fn a_hold_beyond_available_is_refused_and_an_expired_hold_is_released() {
+    let app = app("1.00").await;
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "1.01" })),
+    )
+    .await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["available"].as_str()
+        ),
+        (402, Some("insufficient_credits"), Some("1.00"))
+    );
+
+    let (status, _) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "1.00", "ttl_seconds": 60 })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(verdict["allowed"], false, "everything is held");
+
+    app.clock.advance(Duration::seconds(61));
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["available"].as_str()),
+        (Some(true), Some("1.00"))
+    );
+    let hold = app
+        .svc
+        .store
+        .hold(&app.org, &HoldId::parse("h_demo").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hold.state, "released");
+
+    // The call finished late: its capture still charges, up to what is available.
+    let (status, body) = call(&app.svc, &support::event("usage/capture.json")).await;
+    assert_eq!((status, body["charged"].as_str()), (200, Some("0.30")));
+}
+
+#[tokio::test]
+async fn byok_usage_is_recorded_but_never_debits_the_wallet() {
+    let app = app_with(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Byok),
+            has_provider_key: true,
+            ..Default::default()
+        },
+        "5.00",
+    )
+    .await;
+    let (status, body) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billed_to"], "provider_key");
+    assert_eq!(balance(&app).await, usd("5.00"));
+    let (_, again) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(again["replayed"], true);
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(verdict["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_deferred_org_without_key_or_credits_may_not_run() {
+    let app = app_with(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Deferred),
+            ..Default::default()
+        },
+        "0",
+    )
+    .await;
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("no_key_configured"))
+    );
+}
+
+#[tokio::test]
+async fn a_disputed_org_is_reported_paused_with_its_reason() {
+    let app = app("10").await;
+    // What the webhooks function will do on charge.dispute.created (its own issue).
+    app.svc
+        .store
+        .client()
+        .update_item()
+        .table_name("credits")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_demo".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WALLET".into()))
+        .update_expression("SET #s = :p, pause_reason = :r")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("paused".into()))
+        .expression_attribute_values(
+            ":r",
+            aws_sdk_dynamodb::types::AttributeValue::S("disputed".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("disputed"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_limit_holds_under_32_concurrent_debits() {
+    let app = app("50.00").await;
+    let member = MemberId::parse("m_ana").unwrap();
+    app.svc
+        .store
+        .set_member_limit(&app.org, &member, Some(usd("1.00")))
+        .await
+        .unwrap();
+    let svc = app.svc.clone();
+    let results = spawn_all((0..32).map(|i| {
+        let svc = svc.clone();
+        async move {
+            let event = event_with(
+                "usage/debit-cost.json",
+                json!({ "request_id": format!("r{i}"), "cost": "0.05" }),
+            );
+            call(&svc, &event).await
+        }
+    }))
+    .await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let limited = results
+        .iter()
+        .filter(|(s, b)| *s == 403 && b["error"]["code"] == "member_limit_reached")
+        .count();
+    assert_eq!(ok + limited, 32, "{results:?}");
+    let spent = app
+        .svc
+        .store
+        .member_month_spent(&app.org, &member, app.clock.now())
+        .await
+        .unwrap();
+    assert!(spent <= usd("1.00"), "member spent {spent}");
+    assert_eq!(
+        spent,
+        usd("0.975"),
+        "13 debits of $0.075 fit in $1.00, the 14th does not"
+    );
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(verdict["allowed"], true, "$0.025 left is not the limit reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_callers_mixing_debits_and_holds_never_overdraw() {
+    let app = app("5.00").await;
+    let svc = app.svc.clone();
+    let results = spawn_all((0..64).map(|i| {
+        let svc = svc.clone();
+        async move {
+            let mut seen = vec![];
+            let hold = format!("h{i}");
+            match i % 4 {
+                // A debit.
+                0 => seen.push(
+                    call(
+                        &svc,
+                        &event_with(
+                            "usage/debit-cost.json",
+                            json!({ "request_id": format!("r{i}"), "cost": "0.10" }),
+                        ),
+                    )
+                    .await,
+                ),
+                // Hold, then capture less than held.
+                1 | 2 => {
+                    let mut e = event_with("usage/hold.json", json!({ "hold_id": hold, "amount": "0.30" }));
+                    seen.push(call(&svc, &e).await);
+                    e = event_with(
+                        "usage/capture.json",
+                        json!({ "cost": if i % 4 == 1 { "0.10" } else { "0.40" } }),
+                    );
+                    e["rawPath"] = json!(format!("/v1/orgs/org_demo/holds/{hold}/capture"));
+                    seen.push(call(&svc, &e).await);
+                }
+                // Hold, then release.
+                _ => {
+                    seen.push(
+                        call(
+                            &svc,
+                            &event_with("usage/hold.json", json!({ "hold_id": hold, "amount": "0.20" })),
+                        )
+                        .await,
+                    );
+                    let mut e = support::event("usage/release.json");
+                    e["rawPath"] = json!(format!("/v1/orgs/org_demo/holds/{hold}/release"));
+                    seen.push(call(&svc, &e).await);
+                }
+            }
+            seen
+        }
+    }))
+    .await;
+    for (status, body) in results.iter().flatten() {
+        match status {
+            200 | 201 => {
+                if let Some(a) = body["available"].as_str() {
+                    assert!(Usd::parse(a).is_ok(), "available {a} is a non-negative amount");
+                }
+            }
+            402 => assert_eq!(body["error"]["code"], "insufficient_credits"),
+            404 => assert_eq!(
+                body["error"]["code"], "hold_not_found",
+                "capture or release of a hold refused"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    let wallet = app.svc.store.wallet(&app.org).await.unwrap();
+    assert_eq!(wallet.held, Usd::ZERO, "every hold ended captured or released");
+    let mut entries = vec![];
+    let mut page = PageRequest::first(100);
+    loop {
+        let p = app.svc.store.history(&app.org, page).await.unwrap();
+        entries.extend(p.entries);
+        match p.next {
+            Some(c) => page = PageRequest::after_cursor(100, c),
+            None => break,
+        }
+    }
+    entries.reverse();
+    let mut running = Usd::ZERO;
+    let mut held = Usd::ZERO;
+    for e in &entries {
+        running = e.amount.apply_to(running).unwrap();
+        held = e.held_change.apply_to(held).unwrap();
+        assert_eq!(e.balance_after, running);
+        assert_eq!(
+            e.available_after,
+            running.saturating_sub(held),
+            "available after entry {}",
+            e.seq
+        );
+        assert!(
+            held <= running,
+            "held never exceeds the balance (entry {})",
+            e.seq
+        );
+    }
+    assert_eq!(running, wallet.balance().unwrap(), "final balance = ledger sum");
+    for i in (1..64).filter(|i| i % 4 != 0) {
+        if let Some(h) = app
+            .svc
+            .store
+            .hold(&app.org, &HoldId::parse(format!("h{i}")).unwrap())
+            .await
+            .unwrap()
+        {
+            assert!(
+                h.state == "captured" || h.state == "released",
+                "hold h{i} ended {}",
+                h.state
+            );
+        }
+    }
+}

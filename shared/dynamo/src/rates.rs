@@ -1,0 +1,92 @@
+//! Model rates: `RATE#<model>` / `FROM#<yyyy-mm-dd>`, USD per million tokens. The rate in
+//! force on a day is the one with the latest start on or before it: one Query.
+
+use agent_credits_domain::{ModelId, ModelRate, RatePerMillion, StoreError};
+use aws_sdk_dynamodb::Client;
+use chrono::NaiveDate;
+
+use crate::attr::{Reader, n_dec, s};
+use crate::items::key;
+use crate::store::sdk_error;
+
+#[derive(Clone)]
+pub struct RateStore {
+    client: Client,
+    table: std::sync::Arc<str>,
+}
+
+fn rate_pk(model: &ModelId) -> String {
+    format!("RATE#{model}")
+}
+
+fn from_sk(day: NaiveDate) -> String {
+    format!("FROM#{}", day.format("%Y-%m-%d"))
+}
+
+impl RateStore {
+    pub fn new(client: Client, table: impl Into<std::sync::Arc<str>>) -> RateStore {
+        RateStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Adds (or corrects) the rate that takes effect on `rate.effective_from`.
+    pub async fn put(&self, rate: &ModelRate) -> Result<(), StoreError> {
+        let mut item = key(rate_pk(&rate.model), from_sk(rate.effective_from));
+        item.extend([
+            ("type".to_owned(), s("rate")),
+            ("model".to_owned(), s(rate.model.as_str())),
+            (
+                "effective_from".to_owned(),
+                s(rate.effective_from.format("%Y-%m-%d").to_string()),
+            ),
+            ("input".to_owned(), n_dec(rate.input.as_decimal())),
+            ("output".to_owned(), n_dec(rate.output.as_decimal())),
+            ("cache_read".to_owned(), n_dec(rate.cache_read.as_decimal())),
+            ("cache_write".to_owned(), n_dec(rate.cache_write.as_decimal())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// The rate of `model` in force on `day`; `None` for a model with no rate then.
+    pub async fn on(&self, model: &ModelId, day: NaiveDate) -> Result<Option<ModelRate>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :day")
+            .expression_attribute_values(":pk", s(rate_pk(model)))
+            .expression_attribute_values(":first", s("FROM#"))
+            .expression_attribute_values(":day", s(from_sk(day)))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.items().first() else {
+            return Ok(None);
+        };
+        let r = Reader::new(item);
+        let rate = |name: &str| -> Result<RatePerMillion, StoreError> {
+            RatePerMillion::from_decimal(r.decimal(name)?).map_err(|e| r.corrupt(e.to_string()))
+        };
+        let from = r.s("effective_from")?;
+        Ok(Some(ModelRate {
+            model: model.clone(),
+            effective_from: NaiveDate::parse_from_str(from, "%Y-%m-%d")
+                .map_err(|e| r.corrupt(e.to_string()))?,
+            input: rate("input")?,
+            output: rate("output")?,
+            cache_read: rate("cache_read")?,
+            cache_write: rate("cache_write")?,
+        }))
+    }
+}
