@@ -3,6 +3,7 @@
 
 pub mod dynoxide;
 pub mod table;
+pub mod watch;
 
 use std::sync::Mutex;
 

@@ -1,0 +1,134 @@
+//! End to end: the usage function built and served by `cargo lambda watch`, called over
+//! HTTP with the sample events of `infra/events/usage/`, against dynoxide.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agent_credits_domain::{
+    BillingMode, Bucket, ChangeRequest, EntryKind, IdempotencyKey, ModelId, ModelRate, OrgId, PageRequest,
+    PositiveUsd, RatePerMillion, SystemClock, Usd, WalletSettings, WalletStore,
+};
+use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use serde_json::json;
+use support::dynoxide::Dynoxide;
+use support::table::TableDefinition;
+use support::watch::Watch;
+
+#[test]
+fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = Dynoxide::start();
+    let client = support::dynamodb_client(db.endpoint(), None);
+    let store = DynamoWalletStore::new(client.clone(), "e2e", Arc::new(SystemClock));
+    let org = OrgId::parse("org_demo").unwrap();
+    rt.block_on(async {
+        TableDefinition::from_repo()
+            .unwrap()
+            .create(&client, "e2e")
+            .await
+            .unwrap();
+        store
+            .put_settings(
+                &org,
+                &WalletSettings {
+                    billing_mode: Some(BillingMode::Credits),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let buy = ChangeRequest::credit(
+            org.clone(),
+            EntryKind::Purchase,
+            Bucket::Purchased,
+            PositiveUsd::parse("10.00").unwrap(),
+            IdempotencyKey::parse("purchase:seed").unwrap(),
+        )
+        .unwrap();
+        store.apply(buy).await.unwrap();
+        RateStore::new(client.clone(), "e2e")
+            .put(&ModelRate {
+                model: ModelId::parse("claude-sonnet-4").unwrap(),
+                effective_from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                input: RatePerMillion::parse("3").unwrap(),
+                output: RatePerMillion::parse("15").unwrap(),
+                cache_read: RatePerMillion::default(),
+                cache_write: RatePerMillion::default(),
+            })
+            .await
+            .unwrap();
+    });
+
+    // Static local credentials and no instance metadata: the SDK never looks past loopback.
+    let watch = Watch::start(&[
+        ("TABLE_NAME", "e2e".to_owned()),
+        ("DYNAMODB_ENDPOINT", db.endpoint().to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]);
+
+    let (status, verdict) = watch.call("usage", &support::event("usage/may-i-run.json"));
+    assert_eq!(
+        (status, verdict["allowed"].as_bool()),
+        (200, Some(true)),
+        "{verdict}"
+    );
+
+    let (status, debit) = watch.call("usage", &support::event("usage/debit-cost.json"));
+    assert_eq!(status, 200, "{debit}");
+    assert_eq!(debit["billed"], "0.01845");
+    let (_, replay) = watch.call("usage", &support::event("usage/debit-cost.json"));
+    assert_eq!(
+        (replay["entry_id"].clone(), replay["replayed"].as_bool()),
+        (debit["entry_id"].clone(), Some(true))
+    );
+
+    let (status, tokens) = watch.call("usage", &support::event("usage/debit-tokens.json"));
+    assert_eq!(
+        (status, tokens["billed"].as_str()),
+        (200, Some("0.01575")),
+        "{tokens}"
+    );
+
+    let (status, hold) = watch.call("usage", &support::event("usage/hold.json"));
+    assert_eq!(status, 201, "{hold}");
+    let (status, capture) = watch.call("usage", &support::event("usage/capture.json"));
+    assert_eq!(
+        (status, capture["charged"].as_str()),
+        (200, Some("0.30")),
+        "{capture}"
+    );
+
+    let mut unsigned = support::event("usage/debit-cost.json");
+    unsigned["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (status, refused) = watch.call("usage", &unsigned);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    let mut bad = support::event("usage/debit-cost.json");
+    bad["body"] = json!(r#"{"request_id":"r9","cost":"NaN"}"#);
+    let (status, refused) = watch.call("usage", &bad);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    rt.block_on(async {
+        let wallet = store.wallet(&org).await.unwrap();
+        // 10.00 - 0.01845 - 0.01575 - 0.30
+        assert_eq!(wallet.balance().unwrap(), Usd::parse("9.6658").unwrap());
+        assert_eq!(wallet.held, Usd::ZERO);
+        let entries = store.history(&org, PageRequest::first(10)).await.unwrap().entries;
+        let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["capture", "hold", "usage", "usage", "purchase"]);
+        assert_eq!(entries[3].attribution.member.as_ref().unwrap().as_str(), "m_ana");
+    });
+}
