@@ -1,6 +1,9 @@
 //! The functions served by `cargo lambda watch`, as `infra/local/up` serves them: the
 //! real runtime API, the real binaries, events sent over HTTP.
 
+// Test support: a failure to start the emulator is a failed test, with its reason.
+#![allow(clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
