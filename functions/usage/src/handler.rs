@@ -115,6 +115,32 @@ impl CallReport {
             agent: self.agent.clone(),
         }
     }
+
+    /// What the request id promises: the report itself, not the price computed from it,
+    /// so a retry priced after a rate or markup change still replays the first answer.
+    fn fingerprint(&self) -> String {
+        match (&self.cost, &self.tokens) {
+            (Some(cost), _) => format!("cost:{cost}"),
+            (None, Some(t)) => format!(
+                "tokens:{}:{}:{}:{}:{}",
+                self.model.as_ref().map_or("", |m| m.as_str()),
+                t.input,
+                t.output,
+                t.cache_read,
+                t.cache_write
+            ),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Holds that expired still count against the wallet until released: release them before
+/// charging a call, so the call is not short of credits that are really there.
+async fn release_expired(svc: &Usage, wallet: &Wallet) -> Result<(), ApiError> {
+    if !wallet.held.is_zero() {
+        svc.store.expire_holds(&wallet.org).await?;
+    }
+    Ok(())
 }
 
 /// The org's settings; an org nobody created has no billing mode and is unknown here.
@@ -226,6 +252,12 @@ fn refused(outcome: Outcome) -> ApiError {
         Outcome::HoldClosed => {
             ApiError::new(StatusCode::CONFLICT, "hold_closed", "the hold is already closed")
         }
+        Outcome::Paused { reason } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "org_paused",
+            format!("the org is paused: {}", reason.as_str()),
+        )
+        .with_details(json!({ "reason": reason.as_str() })),
         Outcome::Committed(_) | Outcome::Replayed(_) => ApiError::internal(&"an entry reported as a refusal"),
     }
 }
@@ -268,7 +300,10 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
             &json!({ "entry_id": null, "billed_to": "credits", "billed": Usd::ZERO }),
         ));
     };
-    let req = ChangeRequest::usage(org, amount, key).attributed_to(report.attribution());
+    release_expired(svc, &wallet).await?;
+    let req = ChangeRequest::usage(org, amount, key)
+        .attributed_to(report.attribution())
+        .with_fingerprint(report.fingerprint());
     match svc.store.apply(req).await? {
         Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
         Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),
@@ -350,7 +385,10 @@ async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> R
     if !wallet.settings.bills_wallet() {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
-    let req = ChangeRequest::capture(org, hold, amount, key).attributed_to(report.attribution());
+    release_expired(svc, &wallet).await?;
+    let req = ChangeRequest::capture(org, hold, amount, key)
+        .attributed_to(report.attribution())
+        .with_fingerprint(report.fingerprint());
     match svc.store.apply(req).await? {
         Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
         Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),

@@ -721,3 +721,112 @@ async fn sixty_four_callers_mixing_debits_and_holds_never_overdraw() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_hold_must_fit_the_member_limit_and_its_capture_is_always_charged() {
+    let app = app("50.00").await;
+    let member = MemberId::parse("m_ana").unwrap();
+    app.svc
+        .store
+        .set_member_limit(&app.org, &member, Some(usd("1.00")))
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "1.01" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("member_limit_reached")),
+        "{body}"
+    );
+
+    let (status, _) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "0.90" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The call cost more than its hold and the report names no member: the hold's member
+    // is charged, past the limit, because the call was admitted.
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/capture.json", json!({ "member": null, "cost": "0.80" })),
+    )
+    .await;
+    assert_eq!((status, body["charged"].as_str()), (200, Some("1.20")), "{body}");
+    let spent = app
+        .svc
+        .store
+        .member_month_spent(&app.org, &member, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(spent, usd("1.20"));
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("member_limit_reached"))
+    );
+}
+
+#[tokio::test]
+async fn a_disputed_org_reserves_nothing_but_calls_already_made_are_charged() {
+    let app = app("10").await;
+    app.svc
+        .store
+        .client()
+        .update_item()
+        .table_name("credits")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_demo".into()),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WALLET".into()))
+        .update_expression("SET #s = :p, pause_reason = :r")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("paused".into()))
+        .expression_attribute_values(
+            ":r",
+            aws_sdk_dynamodb::types::AttributeValue::S("disputed".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = call(&app.svc, &support::event("usage/hold.json")).await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["reason"].as_str()
+        ),
+        (403, Some("org_paused"), Some("disputed"))
+    );
+    let (status, body) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(
+        (status, body["charged"].as_str(), body["pause_reason"].as_str()),
+        (200, Some("0.01845"), Some("disputed"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_hold_does_not_starve_the_next_call() {
+    let app = app("1.00").await;
+    let (status, _) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "1.00", "ttl_seconds": 60 })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    app.clock.advance(Duration::seconds(61));
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/debit-cost.json", json!({ "cost": "0.10" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["charged"].as_str(), body["shortfall"].as_str()),
+        (200, Some("0.15"), Some("0.00")),
+        "{body}"
+    );
+}

@@ -219,6 +219,7 @@ pub struct ChangeRequest {
     external: ExternalRefs,
     member_limit: Option<Usd>,
     hold: Option<HoldId>,
+    fingerprint: Option<String>,
 }
 
 impl ChangeRequest {
@@ -298,6 +299,7 @@ impl ChangeRequest {
             external: ExternalRefs::default(),
             member_limit: None,
             hold: None,
+            fingerprint: None,
         }
     }
 
@@ -352,8 +354,19 @@ impl ChangeRequest {
         ) && self.kind.counts_as_spent()
     }
 
+    /// Names what the key promises by the caller's own request (e.g. the reported cost or
+    /// tokens and model) rather than by the amount priced from it, so that a retry priced
+    /// on another day or after a markup change is still recognised as the same request.
+    pub fn with_fingerprint(mut self, fingerprint: String) -> ChangeRequest {
+        self.fingerprint = Some(fingerprint);
+        self
+    }
+
     /// What the idempotency key promises: a replay must ask for the same thing.
     pub fn fingerprint(&self) -> String {
+        if let Some(f) = &self.fingerprint {
+            return format!("{}|{f}", self.kind);
+        }
         match &self.hold {
             Some(hold) => format!("{}|{}|{hold}", self.kind, self.movement),
             None => format!("{}|{}", self.kind, self.movement),

@@ -1,6 +1,7 @@
 //! agent-credits domain: exact money, the wallet with its three buckets, ledger entries,
 //! and the ports (store, clock) that adapters implement. No AWS, Stripe or HTTP here.
 
+pub mod account;
 pub mod ids;
 pub mod ledger;
 pub mod money;
@@ -9,6 +10,7 @@ pub mod pricing;
 pub mod settings;
 pub mod wallet;
 
+pub use account::{Action, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, switch_billing_mode};
 pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
 pub use ledger::{
     Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,

@@ -43,6 +43,8 @@ pub enum Outcome {
     HoldNotFound,
     /// The request releases a hold that is already captured, released or expired.
     HoldClosed,
+    /// The org is paused for a reason a credit does not lift; nothing was reserved.
+    Paused { reason: crate::wallet::PauseReason },
 }
 
 impl Outcome {

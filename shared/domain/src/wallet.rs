@@ -191,6 +191,10 @@ pub enum Refusal {
     HoldNotFound,
     #[error("the hold is already closed")]
     HoldClosed,
+    /// Paused for a reason a credit does not lift (dispute, failed recharge): nothing may
+    /// be reserved or spent ahead; calls already made are still charged.
+    #[error("the org is paused: {}", .0.as_str())]
+    Paused(PauseReason),
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -295,6 +299,12 @@ impl Wallet {
                 .split_debit(take)
                 .ok_or(Refusal::InsufficientFunds { available })
         };
+        if let (WalletState::Paused(reason), Movement::Debit(_) | Movement::Hold { .. }) =
+            (self.state, req.movement())
+            && reason != PauseReason::CreditsExhausted
+        {
+            return Err(Refusal::Paused(reason));
+        }
         let delta = match req.movement() {
             Movement::Debit(amount) => {
                 if amount.usd() > available {
@@ -339,7 +349,11 @@ impl Wallet {
             (true, true) => (Usd::ZERO, amount.magnitude()),
             (true, false) => (Usd::ZERO, Usd::ZERO),
         };
-        let ran_dry = after_available.is_zero() && (after_available < available || !shortfall.is_zero());
+        // Pauses, notifications and the recharge mark follow the balance, not holds: a
+        // hold that reserves everything is answered by may-I-run, and its capture or
+        // release must not pause, notify or mark anything twice.
+        let moved_out = amount.is_negative() || !shortfall.is_zero();
+        let ran_dry = moved_out && after_balance.saturating_sub(held).is_zero();
         let state = match self.state {
             WalletState::Active if ran_dry => WalletState::Paused(PauseReason::CreditsExhausted),
             WalletState::Paused(PauseReason::CreditsExhausted) if !after_available.is_zero() => {
@@ -349,7 +363,7 @@ impl Wallet {
         };
         let mut notifications = vec![];
         let threshold = self.settings.low_threshold();
-        let crossed_low = available >= threshold && after_available < threshold;
+        let crossed_low = balance >= threshold && after_balance < threshold;
         if crossed_low {
             notifications.push(NotificationKind::CreditBalanceLow);
         }

@@ -3,7 +3,6 @@
 //! float.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use agent_credits_domain::{SignedUsd, StoreError, Usd};
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -75,7 +74,6 @@ impl<'a> Reader<'a> {
         match self.item.get(name) {
             Some(AttributeValue::N(v)) => Decimal::from_str_exact(v)
                 .or_else(|_| Decimal::from_scientific(v))
-                .or_else(|_| Decimal::from_str(v))
                 .map_err(|_| self.corrupt(format!("{name} is not a decimal: {v}"))),
             Some(_) => Err(self.corrupt(format!("{name} is not a number"))),
             None => Err(self.corrupt(format!("{name} missing"))),

@@ -321,6 +321,8 @@ pub fn idem_from_item(item: &Item) -> Result<IdemRecord, StoreError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HoldRecord {
     pub id: HoldId,
+    /// The member the hold was made for: its capture is theirs.
+    pub member: Option<MemberId>,
     pub amount: Usd,
     pub open: bool,
     pub state: String,
@@ -364,6 +366,11 @@ pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
     let state = r.s("state")?.to_owned();
     Ok(HoldRecord {
         id: HoldId::parse(r.s("hold")?).map_err(|e| r.corrupt(e.to_string()))?,
+        member: r
+            .opt_s("member")?
+            .map(MemberId::parse)
+            .transpose()
+            .map_err(|e| r.corrupt(e.to_string()))?,
         amount: r.usd("amount")?,
         open: state == "open",
         state,

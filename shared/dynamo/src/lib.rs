@@ -3,9 +3,11 @@
 
 mod attr;
 pub mod items;
+mod orgs;
 mod rates;
 mod store;
 mod update;
 
+pub use orgs::{Member, MemberChange, OrgStore};
 pub use rates::RateStore;
 pub use store::{DynamoWalletStore, RetryPolicy};

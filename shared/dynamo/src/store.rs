@@ -26,8 +26,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem, TransactWriteItem,
-    Update,
+    CancellationReason, ConditionCheck, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem,
+    TransactWriteItem, Update,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -70,9 +70,6 @@ impl RetryPolicy {
         Duration::from_nanos(fastrand::u64(0..=nanos))
     }
 }
-
-/// How long a closed hold's record is kept before TTL removes it.
-const CLOSED_HOLD_RETENTION: chrono::Duration = chrono::Duration::days(30);
 
 #[derive(Clone)]
 pub struct DynamoWalletStore {
@@ -148,7 +145,7 @@ impl DynamoWalletStore {
         if let Some((_, sk)) = &hold_at {
             gets.push(get(sk.clone())?);
         }
-        let member = req.attribution().member.as_ref().filter(|_| req.is_consumption());
+        let member = req.attribution().member.as_ref().filter(|_| limit_applies(req));
         let member_at = member.map(|m| (gets.len(), member_sk(m)));
         if let Some((_, sk)) = &member_at {
             gets.push(get(sk.clone())?);
@@ -208,6 +205,18 @@ impl DynamoWalletStore {
             // The hold id is taken by a hold made under another key.
             return Ok(Some(Outcome::IdempotencyKeyReused));
         }
+        // A capture belongs to the member its hold was made for, whatever the report says.
+        let adopted;
+        let req = match (req.movement(), snap.hold.as_ref().and_then(|h| h.member.clone())) {
+            (Movement::Capture { .. }, Some(member)) => {
+                adopted = req.clone().attributed_to(Attribution {
+                    member: Some(member),
+                    ..req.attribution().clone()
+                });
+                &adopted
+            }
+            _ => req,
+        };
         let ctx = PlanContext {
             now: self.now(),
             hold: snap.hold.as_ref().map(|h| HoldState {
@@ -222,6 +231,7 @@ impl DynamoWalletStore {
             }
             Err(Refusal::HoldNotFound) => return Ok(Some(Outcome::HoldNotFound)),
             Err(Refusal::HoldClosed) => return Ok(Some(Outcome::HoldClosed)),
+            Err(Refusal::Paused(reason)) => return Ok(Some(Outcome::Paused { reason })),
             Err(Refusal::Money(e)) => return Err(StoreError::Invalid(e.to_string())),
         };
         let limit = req.member_limit().or(snap.member_limit);
@@ -304,35 +314,55 @@ impl DynamoWalletStore {
             )?,
         ];
         let mut counter_at = None;
-        if let (true, Some(member)) = (req.is_consumption(), &req.attribution().member) {
-            let taken = p.entry.amount.magnitude();
-            let mut x = UpdateExpr::default();
-            x.add("spent", n_usd(taken));
-            x.set("type", s("member_month"));
-            x.set("member", s(member.as_str()));
-            x.set("month", s(month_of(now)));
-            if let Some(limit) = limit {
-                // DynamoDB conditions cannot add, so compare the counter before the write
-                // with the room the limit leaves. The whole request must fit: a member
-                // over the limit is refused, not charged in part.
-                let wanted = match req.movement() {
-                    Movement::Debit(a) | Movement::DebitUpTo(a) => a.usd(),
-                    _ => taken,
-                };
-                let Ok(room) = limit.checked_sub(wanted) else {
-                    return Ok(None);
-                };
-                x.condition("attribute_not_exists(#spent) OR #spent <= :room");
-                x.value(":room", n_usd(room));
+        let member = req.attribution().member.as_ref();
+        if req.member_limit().is_some() && member.is_none() {
+            return Err(StoreError::Invalid("a member limit needs a member".into()));
+        }
+        let month_key = |m: &MemberId| key(org_pk(req.org()), member_month_sk(&month_of(now), m.as_str()));
+        // DynamoDB conditions cannot add, so the counter is compared before the write with
+        // the room the limit leaves for the whole request.
+        let room = |wanted: Usd| limit.map(|l| l.checked_sub(wanted).ok());
+        match (req.movement(), member) {
+            (Movement::Debit(a) | Movement::DebitUpTo(a), Some(m)) if req.is_consumption() => {
+                // A call made without a hold must fit the limit whole, or it is refused.
+                let mut x = counter_update(m, now, p.entry.amount.magnitude());
+                match room(a.usd()) {
+                    Some(None) => return Ok(None),
+                    Some(Some(room)) => {
+                        x.condition("attribute_not_exists(#spent) OR #spent <= :room");
+                        x.value(":room", n_usd(room));
+                    }
+                    None => {}
+                }
+                counter_at = Some(items.len());
+                items.push(x.update(&self.table, month_key(m))?);
             }
-            counter_at = Some(items.len());
-            items.push(x.update(
-                &self.table,
-                key(
-                    org_pk(req.org()),
-                    member_month_sk(&month_of(now), member.as_str()),
-                ),
-            )?);
+            (Movement::Hold { amount, .. }, Some(m)) => {
+                // A hold is admitted only within the member's room; its capture is then
+                // always charged and counted, so no admitted call goes unbilled.
+                match room(amount.usd()) {
+                    Some(None) => return Ok(None),
+                    Some(Some(room)) => {
+                        let check = ConditionCheck::builder()
+                            .table_name(&*self.table)
+                            .set_key(Some(month_key(m)))
+                            .condition_expression("attribute_not_exists(#spent) OR #spent <= :room")
+                            .expression_attribute_names("#spent", "spent")
+                            .expression_attribute_values(":room", n_usd(room))
+                            .build()
+                            .map_err(unavailable)?;
+                        counter_at = Some(items.len());
+                        items.push(TransactWriteItem::builder().condition_check(check).build());
+                    }
+                    None => {}
+                }
+            }
+            (Movement::Capture { .. }, Some(m)) => {
+                items.push(
+                    counter_update(m, now, p.entry.amount.magnitude()).update(&self.table, month_key(m))?,
+                );
+            }
+            _ => {}
         }
         let mut hold_at = None;
         match (req.movement(), req.hold_id(), hold) {
@@ -356,11 +386,9 @@ impl DynamoWalletStore {
                 };
                 let mut x = UpdateExpr::default();
                 x.set("state", s(state));
+                // Kept for good, like the idempotency records that point at it: a hold id
+                // reused later must find its hold closed, not start a new one.
                 x.set("closed_at", timestamp(now));
-                x.set(
-                    "expires_at",
-                    n_u64(u64::try_from((now + CLOSED_HOLD_RETENTION).timestamp()).unwrap_or(0)),
-                );
                 x.remove("gsi1pk");
                 x.remove("gsi1sk");
                 x.condition("#state = :open");
@@ -423,8 +451,9 @@ impl DynamoWalletStore {
             None => x.remove("pause_reason"),
         }
         if p.recharge_due {
-            x.set("gsi1pk", s(items::RECHARGE_DUE_PK));
-            x.set(
+            // The first mark stands (its time orders the sweep); the recharge clears it.
+            x.set_if_absent("gsi1pk", s(items::RECHARGE_DUE_PK));
+            x.set_if_absent(
                 "gsi1sk",
                 s(format!("{}#{}", e.created_at.to_rfc3339(), after.org)),
             );
@@ -649,6 +678,23 @@ impl DynamoWalletStore {
             .map_err(sdk_error)?;
         out.item().map(items::hold_from_item).transpose()
     }
+}
+
+/// Whether the member's monthly limit is checked for this change.
+fn limit_applies(req: &ChangeRequest) -> bool {
+    matches!(
+        req.movement(),
+        Movement::Debit(_) | Movement::DebitUpTo(_) | Movement::Hold { .. }
+    )
+}
+
+fn counter_update(member: &MemberId, now: DateTime<Utc>, taken: Usd) -> UpdateExpr {
+    let mut x = UpdateExpr::default();
+    x.add("spent", n_usd(taken));
+    x.set("type", s("member_month"));
+    x.set("member", s(member.as_str()));
+    x.set("month", s(month_of(now)));
+    x
 }
 
 fn put(

@@ -55,6 +55,13 @@ impl UpdateExpr {
         self.values.insert(value, v);
     }
 
+    /// Sets the field only where it has no value yet.
+    pub(crate) fn set_if_absent(&mut self, field: &str, v: AttributeValue) {
+        let (name, value) = (self.name(field), format!(":{field}"));
+        self.sets.push(format!("{name} = if_not_exists({name}, {value})"));
+        self.values.insert(value, v);
+    }
+
     pub(crate) fn remove(&mut self, field: &str) {
         let name = self.name(field);
         self.removes.push(name);

@@ -1,0 +1,363 @@
+//! The account handler, driven by API Gateway v2 events (JWT claims) from
+//! `infra/events/account/`, against dynoxide over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use account::{Account, handle};
+use agent_credits_domain::{
+    Attribution, Bucket, ChangeRequest, EntryKind, IdempotencyKey, MemberId, OrgId, PositiveUsd, SystemClock,
+    WalletStore,
+};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
+use serde_json::{Value, json};
+use support::dynoxide::Dynoxide;
+use support::table::TableDefinition;
+
+struct App {
+    _db: Dynoxide,
+    svc: Account,
+}
+
+async fn app() -> App {
+    let db = Dynoxide::start();
+    let client = support::dynamodb_client(db.endpoint(), None);
+    TableDefinition::from_repo()
+        .unwrap()
+        .create(&client, "credits")
+        .await
+        .unwrap();
+    let svc = Account {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        orgs: OrgStore::new(client, "credits"),
+        clock: Arc::new(SystemClock),
+    };
+    App { _db: db, svc }
+}
+
+/// The fixture `name`, sent by `sub`, to `path` (when given), with `body` (when given).
+fn event(name: &str, sub: &str, path: Option<&str>, body: Option<Value>) -> Value {
+    let mut e = support::event(&format!("account/{name}"));
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    if let Some(p) = path {
+        e["rawPath"] = json!(p);
+    }
+    if let Some(b) = body {
+        e["body"] = json!(b.to_string());
+    }
+    e
+}
+
+/// Sets the query string the way API Gateway sends it: raw and parsed.
+fn with_query(mut e: Value, pairs: &[(&str, &str)]) -> Value {
+    let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    e["rawQueryString"] = json!(raw.join("&"));
+    e["queryStringParameters"] = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    e
+}
+
+async fn call(svc: &Account, event: &Value) -> (u16, Value) {
+    let response = handle(svc, support::request(event)).await;
+    let body: &[u8] = response.body().as_ref();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(body).unwrap_or(Value::Null),
+    )
+}
+
+async fn create(svc: &Account, owner: &str, org: &str, extra: Value) -> (u16, Value) {
+    let mut body = json!({ "id": org, "name": "Acme", "runtime": "claude_code", "billing_mode": "credits" });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    call(svc, &event("create-org.json", owner, None, Some(body))).await
+}
+
+async fn add(svc: &Account, org: &str, owner: &str, member: &str, role: &str) {
+    let path = format!("/v1/orgs/{org}/members/{member}");
+    let (status, body) = call(
+        svc,
+        &event(
+            "put-member.json",
+            owner,
+            Some(&path),
+            Some(json!({ "role": role })),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn creating_an_org_needs_a_runtime_and_a_billing_mode_and_byok_needs_its_key() {
+    let app = app().await;
+    let (status, body) = create(&app.svc, "u_owner", "org_a", json!({ "billing_mode": null })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("billing_mode_required"))
+    );
+    let (status, body) = create(&app.svc, "u_owner", "org_a", json!({ "runtime": null })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("runtime_required"))
+    );
+    let (status, body) = create(
+        &app.svc,
+        "u_owner",
+        "org_a",
+        json!({ "runtime": "codex", "billing_mode": "byok" }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("provider_key_required"))
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("open_ai"),
+        "{body}"
+    );
+    let (status, _) = create(&app.svc, "u_owner", "org_a", json!({ "billing_mode": "cash" })).await;
+    assert_eq!(status, 400);
+    let scan = app
+        .svc
+        .store
+        .client()
+        .scan()
+        .table_name("credits")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scan.items().len(), 0, "no refused creation wrote anything");
+
+    let (status, body) = create(&app.svc, "u_owner", "org_a", json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["role"], "owner");
+    let (status, body) = create(&app.svc, "u_other", "org_a", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("org_exists"))
+    );
+    let org = OrgId::parse("org_a").unwrap();
+    let wallet = app.svc.store.wallet(&org).await.unwrap();
+    assert_eq!(
+        wallet.settings.billing_mode,
+        Some(agent_credits_domain::BillingMode::Credits)
+    );
+}
+
+#[tokio::test]
+async fn an_org_always_keeps_an_owner() {
+    let app = app().await;
+    create(&app.svc, "u_owner", "org_a", json!({})).await;
+    let (status, body) = call(
+        &app.svc,
+        &event(
+            "delete-member.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/members/u_owner"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("last_owner"))
+    );
+    let (status, _) = call(
+        &app.svc,
+        &event(
+            "put-member.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/members/u_owner"),
+            Some(json!({ "role": "admin" })),
+        ),
+    )
+    .await;
+    assert_eq!(status, 409);
+    add(&app.svc, "org_a", "u_owner", "u_two", "owner").await;
+    let (status, _) = call(
+        &app.svc,
+        &event(
+            "delete-member.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/members/u_owner"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "with a second owner the first may leave");
+    let (_, body) = call(
+        &app.svc,
+        &event("members.json", "u_two", Some("/v1/orgs/org_a/members"), None),
+    )
+    .await;
+    assert_eq!(body["members"].as_array().unwrap().len(), 1);
+}
+
+/// Every dashboard route × owner, admin, member, non-member and another org's owner.
+#[tokio::test]
+async fn the_permission_matrix_holds_and_no_org_sees_another() {
+    let app = app().await;
+    create(&app.svc, "u_owner", "org_a", json!({})).await;
+    create(&app.svc, "u_other_owner", "org_b", json!({})).await;
+    add(&app.svc, "org_a", "u_owner", "u_admin", "admin").await;
+    add(&app.svc, "org_a", "u_owner", "u_member", "member").await;
+    let callers = ["u_owner", "u_admin", "u_member", "u_stranger", "u_other_owner"];
+
+    // (fixture, path, expected status for each caller above)
+    let reads = [
+        ("get-org.json", "/v1/orgs/org_a"),
+        ("members.json", "/v1/orgs/org_a/members"),
+        ("balance.json", "/v1/orgs/org_a/balance"),
+        ("history.json", "/v1/orgs/org_a/history"),
+        ("notifications.json", "/v1/orgs/org_a/notifications"),
+    ];
+    for (fixture, path) in reads {
+        for (caller, want) in callers.iter().zip([200, 200, 200, 403, 403]) {
+            let (status, body) = call(&app.svc, &event(fixture, caller, Some(path), None)).await;
+            assert_eq!(status, want, "{caller} GET {path}: {body}");
+            if status == 403 {
+                assert_eq!(body["error"]["code"], "forbidden");
+                assert!(
+                    body.get("org").is_none() && body.get("balance").is_none(),
+                    "a refusal leaks nothing"
+                );
+            }
+        }
+    }
+    for (i, (caller, want)) in callers.iter().zip([200, 403, 403, 403, 403]).enumerate() {
+        let target = format!("u_new{i}");
+        let path = format!("/v1/orgs/org_a/members/{target}");
+        let (status, body) = call(
+            &app.svc,
+            &event(
+                "put-member.json",
+                caller,
+                Some(&path),
+                Some(json!({ "role": "member" })),
+            ),
+        )
+        .await;
+        assert_eq!(status, want, "{caller} PUT {path}: {body}");
+        add(&app.svc, "org_a", "u_owner", &target, "member").await;
+        let (status, body) = call(&app.svc, &event("delete-member.json", caller, Some(&path), None)).await;
+        assert_eq!(status, want, "{caller} DELETE {path}: {body}");
+    }
+
+    // An org that keeps billing to its admins (reference 003).
+    create(
+        &app.svc,
+        "u_owner",
+        "org_c",
+        json!({ "members_see_billing": false }),
+    )
+    .await;
+    add(&app.svc, "org_c", "u_owner", "u_member", "member").await;
+    add(&app.svc, "org_c", "u_owner", "u_admin", "admin").await;
+    for (caller, want) in [("u_owner", 200), ("u_admin", 200), ("u_member", 403)] {
+        let (status, _) = call(
+            &app.svc,
+            &event("balance.json", caller, Some("/v1/orgs/org_c/balance"), None),
+        )
+        .await;
+        assert_eq!(status, want, "{caller} balance of org_c");
+    }
+
+    let mut no_token = event("get-org.json", "u_owner", Some("/v1/orgs/org_a"), None);
+    no_token["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let (status, body) = call(&app.svc, &no_token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+}
+
+#[tokio::test]
+async fn the_balance_card_equals_the_ledger() {
+    let app = app().await;
+    create(&app.svc, "u_owner", "org_a", json!({})).await;
+    let org = OrgId::parse("org_a").unwrap();
+    let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+    let buy = |amount: &str, k: &str| {
+        ChangeRequest::credit(
+            org.clone(),
+            EntryKind::Purchase,
+            Bucket::Purchased,
+            PositiveUsd::parse(amount).unwrap(),
+            key(k),
+        )
+        .unwrap()
+    };
+    app.svc.store.apply(buy("100", "p1")).await.unwrap();
+    for i in 0..6 {
+        let who = Attribution {
+            member: Some(MemberId::parse("u_owner").unwrap()),
+            ..Default::default()
+        };
+        let use_ = ChangeRequest::usage(
+            org.clone(),
+            PositiveUsd::parse("1.25").unwrap(),
+            key(&format!("u{i}")),
+        )
+        .attributed_to(who);
+        app.svc.store.apply(use_).await.unwrap();
+    }
+    app.svc.store.apply(buy("20", "p2")).await.unwrap();
+
+    let (status, card) = call(
+        &app.svc,
+        &event("balance.json", "u_owner", Some("/v1/orgs/org_a/balance"), None),
+    )
+    .await;
+    assert_eq!(status, 200, "{card}");
+    assert_eq!(card["balance"], "112.50");
+    assert_eq!(card["credits"], "22500", "200 credits = $1");
+    assert_eq!(card["lifetime_added"], "120.00");
+    assert_eq!(card["lifetime_spent"], "7.50");
+    assert_eq!(card["low_balance"], false);
+    let recent = card["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0]["kind"], "purchase");
+    assert_eq!(recent[0]["balance_after"], "112.50");
+    assert_eq!(recent[1]["amount"], "-1.25");
+    assert_eq!(recent[1]["balance_after"], "92.50");
+
+    // History pages, and a kind filter.
+    let e = event("history.json", "u_owner", Some("/v1/orgs/org_a/history"), None);
+    let (_, page) = call(&app.svc, &with_query(e.clone(), &[("limit", "3")])).await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, rest) = call(
+        &app.svc,
+        &with_query(
+            e.clone(),
+            &[("limit", "10"), ("cursor", &next), ("kind", "purchase")],
+        ),
+    )
+    .await;
+    let kinds: Vec<&str> = rest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["purchase"]);
+    assert_eq!(rest["entries"][0]["balance_after"], "100.00");
+    let (status, body) = call(&app.svc, &with_query(e, &[("cursor", "abc")])).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+}

@@ -1,0 +1,257 @@
+//! Orgs, their runtime and billing choice, and who may do what in them.
+//!
+//! The permission matrix is built from references 002-004, which disagree; where they do,
+//! the org chooses (DESIGN.md: support both as settings rather than pick one):
+//!
+//! | action | owner | admin | member |
+//! |---|---|---|---|
+//! | view balance, usage, history, notifications | yes | yes | when `members_see_billing` (default yes, ref 004; ref 003 says admin+) |
+//! | purchase credits | yes | when `purchase_policy` is `any_member` | when `any_member` (ref 004: with their own card; ref 003: owners only, the default) |
+//! | manage auto-recharge | yes | yes (refs 002, 004) | no |
+//! | change plan, set member limits, Stripe portal, invoices | yes | no | no (ref 003) |
+//! | manage members and roles | yes | no | no |
+//! | manage BYOK keys, runtime, billing mode | yes | yes | no |
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::OrgId;
+use crate::settings::BillingMode;
+
+/// The coding agent an org's agents run (reference 000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    ClaudeCode,
+    Codex,
+    GeminiCli,
+    OpenCode,
+    Hermes,
+}
+
+/// Model providers whose keys an org may bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Anthropic,
+    OpenAi,
+    Google,
+    OpenRouter,
+}
+
+impl Runtime {
+    pub const ALL: [Runtime; 5] = [
+        Runtime::ClaudeCode,
+        Runtime::Codex,
+        Runtime::GeminiCli,
+        Runtime::OpenCode,
+        Runtime::Hermes,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::ClaudeCode => "claude_code",
+            Runtime::Codex => "codex",
+            Runtime::GeminiCli => "gemini_cli",
+            Runtime::OpenCode => "open_code",
+            Runtime::Hermes => "hermes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The key a BYOK org on this runtime must bring at creation. Claude Code may run on
+    /// the platform's Anthropic key (reference 000). OpenCode speaks to many providers;
+    /// we run it through OpenRouter, like Hermes, so it needs an OpenRouter key.
+    pub fn required_byok_provider(self) -> Option<Provider> {
+        match self {
+            Runtime::ClaudeCode => None,
+            Runtime::Codex => Some(Provider::OpenAi),
+            Runtime::GeminiCli => Some(Provider::Google),
+            Runtime::OpenCode | Runtime::Hermes => Some(Provider::OpenRouter),
+        }
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Anthropic,
+        Provider::OpenAi,
+        Provider::Google,
+        Provider::OpenRouter,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Anthropic => "anthropic",
+            Provider::OpenAi => "open_ai",
+            Provider::Google => "google",
+            Provider::OpenRouter => "open_router",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Owner, Role::Admin, Role::Member]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// Who may buy credits for the org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchasePolicy {
+    /// Reference 003.
+    #[default]
+    OwnersOnly,
+    /// Reference 004: any member, paying with their own card.
+    AnyMember,
+}
+
+/// What a caller wants to do in an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    ViewBilling,
+    Purchase,
+    ManageAutoRecharge,
+    ChangePlan,
+    SetMemberLimits,
+    ManageMembers,
+    ManageKeys,
+    ManageOrg,
+}
+
+/// An org as created: its runtime and billing choice, and its policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub runtime: Runtime,
+    pub billing_mode: BillingMode,
+    pub purchase_policy: PurchasePolicy,
+    pub members_see_billing: bool,
+    /// Credits shown per US dollar (reference 003: 200 credits = $1).
+    pub credits_per_usd: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+pub const DEFAULT_CREDITS_PER_USD: u32 = 200;
+
+impl Org {
+    /// The permission matrix above.
+    pub fn allows(&self, role: Role, action: Action) -> bool {
+        match action {
+            Action::ViewBilling => role >= Role::Admin || self.members_see_billing,
+            Action::Purchase => role == Role::Owner || self.purchase_policy == PurchasePolicy::AnyMember,
+            Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => role >= Role::Admin,
+            Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers => role == Role::Owner,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an org cannot switch from {from} to {to}")]
+pub struct SwitchRefused {
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+/// Billing-mode switches after creation (reference 000): BYOK → credits, deferred →
+/// BYOK or credits. Nothing goes back to deferred, and credits stay credits, so money
+/// already in a wallet is never stranded.
+pub fn switch_billing_mode(from: BillingMode, to: BillingMode) -> Result<BillingMode, SwitchRefused> {
+    match (from, to) {
+        (a, b) if a == b => Ok(b),
+        (BillingMode::Byok, BillingMode::Credits)
+        | (BillingMode::Deferred, BillingMode::Byok | BillingMode::Credits) => Ok(to),
+        _ => Err(SwitchRefused {
+            from: from.as_str(),
+            to: to.as_str(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org() -> Org {
+        Org {
+            id: OrgId::parse("o").unwrap(),
+            name: "Acme".into(),
+            runtime: Runtime::ClaudeCode,
+            billing_mode: BillingMode::Credits,
+            purchase_policy: PurchasePolicy::OwnersOnly,
+            members_see_billing: true,
+            credits_per_usd: DEFAULT_CREDITS_PER_USD,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_matrix_follows_the_references_and_the_org_policies() {
+        let mut o = org();
+        assert!(o.allows(Role::Owner, Action::Purchase));
+        assert!(!o.allows(Role::Admin, Action::Purchase));
+        assert!(!o.allows(Role::Member, Action::Purchase));
+        o.purchase_policy = PurchasePolicy::AnyMember;
+        assert!(o.allows(Role::Member, Action::Purchase));
+        assert!(o.allows(Role::Member, Action::ViewBilling));
+        o.members_see_billing = false;
+        assert!(!o.allows(Role::Member, Action::ViewBilling));
+        assert!(o.allows(Role::Admin, Action::ViewBilling));
+        assert!(o.allows(Role::Admin, Action::ManageAutoRecharge));
+        assert!(!o.allows(Role::Admin, Action::SetMemberLimits));
+        assert!(!o.allows(Role::Admin, Action::ManageMembers));
+    }
+
+    #[test]
+    fn billing_mode_switches_follow_reference_000() {
+        use BillingMode::*;
+        assert_eq!(switch_billing_mode(Byok, Credits), Ok(Credits));
+        assert_eq!(switch_billing_mode(Deferred, Byok), Ok(Byok));
+        assert_eq!(switch_billing_mode(Deferred, Credits), Ok(Credits));
+        assert!(switch_billing_mode(Credits, Byok).is_err());
+        assert!(switch_billing_mode(Byok, Deferred).is_err());
+        assert_eq!(Runtime::Codex.required_byok_provider(), Some(Provider::OpenAi));
+        assert_eq!(Runtime::ClaudeCode.required_byok_provider(), None);
+    }
+}

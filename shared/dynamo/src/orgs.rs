@@ -1,0 +1,348 @@
+//! Orgs and their members: `ORG#<org>/PROFILE` and `ORG#<org>/MEMBER#<sub>` (with
+//! `gsi1pk = USER#<sub>` for "my orgs"). The profile counts its owners, and every change
+//! of an owner's role moves that count under a condition, so an org never loses its last
+//! owner, whatever the concurrency.
+
+use std::sync::Arc;
+
+use agent_credits_domain::{
+    BillingMode, MemberId, Org, OrgId, PurchasePolicy, Role, Runtime, StoreError, Usd, WalletSettings,
+};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+
+use crate::attr::{Item, Reader, n_u64, s};
+use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
+use crate::store::sdk_error;
+use crate::update::UpdateExpr;
+
+const PROFILE_SK: &str = "PROFILE";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: MemberId,
+    pub role: Role,
+    pub monthly_limit: Option<Usd>,
+}
+
+/// What became of a membership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    Done,
+    /// It would leave the org without an owner.
+    LastOwner,
+    NotAMember,
+}
+
+#[derive(Clone)]
+pub struct OrgStore {
+    client: Client,
+    table: Arc<str>,
+}
+
+fn bad(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
+fn cancelled_on_condition(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    matches!(err.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(e))
+        if e.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
+}
+
+impl OrgStore {
+    pub fn new(client: Client, table: impl Into<Arc<str>>) -> OrgStore {
+        OrgStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn member_item(&self, org: &OrgId, member: &MemberId, role: Role, now: DateTime<Utc>) -> Item {
+        let mut item = key(org_pk(org), member_sk(member));
+        item.extend([
+            ("type".to_owned(), s("member")),
+            ("member".to_owned(), s(member.as_str())),
+            ("role".to_owned(), s(role.as_str())),
+            ("added_at".to_owned(), timestamp(now)),
+            ("gsi1pk".to_owned(), s(format!("USER#{member}"))),
+            ("gsi1sk".to_owned(), s(org_pk(org))),
+        ]);
+        item
+    }
+
+    /// Creates the org with `owner` as its first owner and its billing settings on the
+    /// wallet, in one transaction. `false` when the org id is taken.
+    pub async fn create(
+        &self,
+        org: &Org,
+        owner: &MemberId,
+        settings: &WalletSettings,
+    ) -> Result<bool, StoreError> {
+        let mut profile = key(org_pk(&org.id), PROFILE_SK);
+        profile.extend([
+            ("type".to_owned(), s("org")),
+            ("name".to_owned(), s(org.name.clone())),
+            ("runtime".to_owned(), s(org.runtime.as_str())),
+            ("billing_mode".to_owned(), s(org.billing_mode.as_str())),
+            ("purchase_policy".to_owned(), s(policy_str(org.purchase_policy))),
+            (
+                "members_see_billing".to_owned(),
+                AttributeValue::Bool(org.members_see_billing),
+            ),
+            (
+                "credits_per_usd".to_owned(),
+                n_u64(u64::from(org.credits_per_usd)),
+            ),
+            ("created_at".to_owned(), timestamp(org.created_at)),
+            ("owners".to_owned(), n_u64(1)),
+        ]);
+        let mut wallet = UpdateExpr::default();
+        wallet.set("type", s("wallet"));
+        for (name, value) in items::settings_attrs(settings) {
+            match value {
+                Some(v) => wallet.set(name, v),
+                None => wallet.remove(name),
+            }
+        }
+        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
+            let p = Put::builder()
+                .table_name(&*self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(bad)?;
+            Ok(TransactWriteItem::builder().put(p).build())
+        };
+        let wallet_update = Update::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(&org.id), WALLET_SK)))
+            .update_expression(wallet.update_expression())
+            .set_expression_attribute_names(Some(wallet.names.clone()))
+            .set_expression_attribute_values(wallet.values())
+            .build()
+            .map_err(bad)?;
+        let items = vec![
+            put(profile)?,
+            put(self.member_item(&org.id, owner, Role::Owner, org.created_at))?,
+            TransactWriteItem::builder().update(wallet_update).build(),
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if cancelled_on_condition(&e) => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    pub async fn get(&self, org: &OrgId) -> Result<Option<Org>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), PROFILE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let r = Reader::new(item);
+        let runtime = r.s("runtime")?;
+        let mode = r.s("billing_mode")?;
+        Ok(Some(Org {
+            id: org.clone(),
+            name: r.s("name")?.to_owned(),
+            runtime: Runtime::parse(runtime).ok_or_else(|| r.corrupt(format!("runtime {runtime}")))?,
+            billing_mode: BillingMode::parse(mode)
+                .ok_or_else(|| r.corrupt(format!("billing mode {mode}")))?,
+            purchase_policy: match r.s("purchase_policy")? {
+                "any_member" => PurchasePolicy::AnyMember,
+                _ => PurchasePolicy::OwnersOnly,
+            },
+            members_see_billing: r.opt_bool("members_see_billing")?.unwrap_or(true),
+            credits_per_usd: u32::try_from(r.u64("credits_per_usd")?)
+                .map_err(|e| r.corrupt(e.to_string()))?,
+            created_at: DateTime::parse_from_rfc3339(r.s("created_at")?)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| r.corrupt(e.to_string()))?,
+        }))
+    }
+
+    pub async fn member(&self, org: &OrgId, member: &MemberId) -> Result<Option<Member>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), member_sk(member))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        // A limit set before the membership leaves an item without a role: not a member.
+        out.item()
+            .filter(|i| i.contains_key("role"))
+            .map(member_from_item)
+            .transpose()
+    }
+
+    pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>, StoreError> {
+        let mut members = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
+                .expression_attribute_values(":pk", s(org_pk(org)))
+                .expression_attribute_values(":m", s("MEMBER#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                if item.contains_key("role") {
+                    members.push(member_from_item(item)?);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(members),
+            }
+        }
+    }
+
+    /// Adds a member or changes a role. The member's current role is part of the
+    /// condition, and the owner count moves with it, so concurrent changes cannot leave
+    /// an org without an owner.
+    pub async fn set_role(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<MemberChange, StoreError> {
+        let current = self.member(org, member).await?;
+        let mut items = vec![];
+        let mut x = UpdateExpr::default();
+        x.set("type", s("member"));
+        x.set("member", s(member.as_str()));
+        x.set("role", s(role.as_str()));
+        x.set("gsi1pk", s(format!("USER#{member}")));
+        x.set("gsi1sk", s(org_pk(org)));
+        match &current {
+            Some(m) => {
+                x.condition("#role = :was");
+                x.value(":was", s(m.role.as_str()));
+            }
+            None => {
+                x.set("added_at", timestamp(now));
+                x.condition("attribute_not_exists(#role)");
+            }
+        }
+        items.push(self.update(key(org_pk(org), member_sk(member)), x)?);
+        let was_owner = current.as_ref().is_some_and(|m| m.role == Role::Owner);
+        if was_owner != (role == Role::Owner) {
+            items.push(self.owner_count(org, role == Role::Owner)?);
+        }
+        self.commit(items).await
+    }
+
+    pub async fn remove(&self, org: &OrgId, member: &MemberId) -> Result<MemberChange, StoreError> {
+        let Some(current) = self.member(org, member).await? else {
+            return Ok(MemberChange::NotAMember);
+        };
+        let delete = Delete::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), member_sk(member))))
+            .condition_expression("#role = :was")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":was", s(current.role.as_str()))
+            .build()
+            .map_err(bad)?;
+        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
+        if current.role == Role::Owner {
+            items.push(self.owner_count(org, false)?);
+        }
+        self.commit(items).await
+    }
+
+    fn owner_count(&self, org: &OrgId, up: bool) -> Result<TransactWriteItem, StoreError> {
+        let mut x = UpdateExpr::default();
+        if up {
+            x.add("owners", n_u64(1));
+        } else {
+            x.add("owners", AttributeValue::N("-1".into()));
+            x.condition("#owners > :one");
+            x.value(":one", n_u64(1));
+        }
+        self.update(key(org_pk(org), PROFILE_SK), x)
+    }
+
+    fn update(&self, key: Item, x: UpdateExpr) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key))
+            .update_expression(x.update_expression())
+            .set_condition_expression(x.condition_expression())
+            .set_expression_attribute_names(Some(x.names.clone()))
+            .set_expression_attribute_values(x.values())
+            .build()
+            .map_err(bad)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    async fn commit(&self, items: Vec<TransactWriteItem>) -> Result<MemberChange, StoreError> {
+        let owner_change_at = items.len().checked_sub(1).filter(|i| *i > 0);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(MemberChange::Done),
+            Err(err) => {
+                let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
+                else {
+                    return Err(sdk_error(err));
+                };
+                let reasons = e.cancellation_reasons();
+                let failed =
+                    |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                if owner_change_at.is_some_and(failed) {
+                    Ok(MemberChange::LastOwner)
+                } else if failed(0) {
+                    // The member changed under us: the caller may try again.
+                    Err(StoreError::Contention { attempts: 1 })
+                } else {
+                    Err(sdk_error(err))
+                }
+            }
+        }
+    }
+}
+
+fn policy_str(p: PurchasePolicy) -> &'static str {
+    match p {
+        PurchasePolicy::OwnersOnly => "owners_only",
+        PurchasePolicy::AnyMember => "any_member",
+    }
+}
+
+fn member_from_item(item: &Item) -> Result<Member, StoreError> {
+    let r = Reader::new(item);
+    let role = r.s("role")?;
+    Ok(Member {
+        id: MemberId::parse(r.s("member")?).map_err(|e| r.corrupt(e.to_string()))?,
+        role: Role::parse(role).ok_or_else(|| r.corrupt(format!("role {role}")))?,
+        monthly_limit: items::member_limit_from_item(item)?,
+    })
+}
