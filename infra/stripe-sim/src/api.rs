@@ -1,0 +1,511 @@
+//! The Stripe API under `/v1`: the calls the functions make, with Stripe's secret-key
+//! check, form parameters, Idempotency-Key, `expand[]`, objects and error bodies.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::form::{self, Form};
+use crate::objects::{IntentDetails, LineItem, PaymentMethod};
+use crate::store::{NewCustomer, NewIntent, NewSession, Replay, Store};
+use crate::webhooks::Origin;
+use crate::{Shared, new_id};
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/v1/customers", post(create_customer).get(list_customers))
+        .route("/v1/customers/{id}", get(retrieve_customer))
+        .route(
+            "/v1/customers/{id}/payment_methods",
+            get(list_customer_payment_methods),
+        )
+        .route("/v1/payment_methods/{id}", get(retrieve_payment_method))
+        .route("/v1/checkout/sessions", post(create_session))
+        .route("/v1/checkout/sessions/{id}", get(retrieve_session))
+        .route("/v1/payment_intents", post(create_intent))
+        .route("/v1/payment_intents/{id}", get(retrieve_intent))
+        .route("/v1/refunds", post(create_refund))
+        .route_layer(middleware::from_fn(require_secret_key))
+}
+
+/// Only test-mode secret keys: the simulator must never look like it accepts a live key.
+async fn require_secret_key(request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match given.and_then(secret_key) {
+        Some(key) if key.len() > "sk_test_".len() && key.starts_with("sk_test_") => next.run(request).await,
+        Some(key) => {
+            ApiError::unauthorized(format!("Invalid API Key provided: {}", redact(&key))).into_response()
+        }
+        None => ApiError::unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."
+                .to_string(),
+        )
+        .into_response(),
+    }
+}
+
+/// The key from `Bearer <key>` (async-stripe) or Basic auth with the key as user name
+/// (`curl -u sk_test_...:`, as in Stripe's documentation).
+fn secret_key(authorization: &str) -> Option<String> {
+    if let Some(key) = authorization.strip_prefix("Bearer ") {
+        return Some(key.to_string());
+    }
+    let decoded = BASE64_STANDARD
+        .decode(authorization.strip_prefix("Basic ")?)
+        .ok()?;
+    let user = String::from_utf8(decoded).ok()?;
+    Some(user.split(':').next().unwrap_or_default().to_string())
+}
+
+fn redact(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 12 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..8].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 12))
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+    /// The first request's id when this answer is a replay.
+    original_request: Option<String>,
+}
+
+impl Answer {
+    fn of(result: Result<Value, ApiError>) -> Self {
+        match result {
+            Ok(body) => Answer {
+                status: 200,
+                body,
+                original_request: None,
+            },
+            Err(error) => Answer {
+                status: error.status,
+                body: error.body(),
+                original_request: None,
+            },
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body)).into_response();
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("request-id", value);
+        }
+        if let Some(original) = self.original_request.and_then(|o| HeaderValue::from_str(&o).ok()) {
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            headers.insert("original-request", original);
+        }
+        response
+    }
+}
+
+/// Runs a POST under the store's lock, honouring Idempotency-Key as Stripe does: the same key
+/// and parameters answer the stored status and body; other parameters are an
+/// idempotency_error. Like Stripe, only requests that got past validation are stored
+/// (successes and card errors), so a corrected retry with the same key can still run.
+fn mutate<F>(sim: &Shared, headers: &HeaderMap, path: &str, body: &[u8], handler: F) -> Response
+where
+    F: FnOnce(&mut Store, &Form<'_>, &Origin) -> Result<Value, ApiError>,
+{
+    let request_id = new_id("req_", 14);
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let tree = match form::decode(body) {
+        Ok(tree) => tree,
+        Err(error) => return Answer::of(Err(error)).into_response(&request_id),
+    };
+    let mut fingerprint = form::fingerprint(body);
+    fingerprint.push((String::new(), path.to_string()));
+    let mut store = sim.lock();
+    if let Some(key) = &key
+        && let Some(replay) = store.idempotency.get(key)
+    {
+        let answer = if replay.fingerprint == fingerprint {
+            Answer {
+                status: replay.status,
+                body: replay.body.clone(),
+                original_request: Some(replay.request_id.clone()),
+            }
+        } else {
+            Answer::of(Err(ApiError::idempotency(format!(
+                "Keys for idempotent requests can only be used with the same parameters they were first used with. \
+                 Try using a key other than '{key}' if you meant to execute a different request."
+            ))))
+        };
+        return answer.into_response(&request_id);
+    }
+    let origin = Origin {
+        request_id: Some(request_id.clone()),
+        idempotency_key: key.clone(),
+    };
+    let form = Form::root(&tree);
+    let result = handler(&mut store, &form, &origin).and_then(|object| expand(&store, object, &form));
+    let answer = Answer::of(result);
+    if let Some(key) = key
+        && (answer.status == 200 || answer.status == 402)
+    {
+        let replay = Replay {
+            fingerprint,
+            status: answer.status,
+            body: answer.body.clone(),
+            request_id: request_id.clone(),
+        };
+        store.idempotency.insert(key, replay);
+    }
+    answer.into_response(&request_id)
+}
+
+fn read<F>(sim: &Shared, query: Option<String>, handler: F) -> Response
+where
+    F: FnOnce(&Store, &Form<'_>) -> Result<Value, ApiError>,
+{
+    let request_id = new_id("req_", 14);
+    let result = form::decode(query.unwrap_or_default().as_bytes()).and_then(|tree| {
+        let form = Form::root(&tree);
+        let store = sim.lock();
+        handler(&store, &form).and_then(|object| expand(&store, object, &form))
+    });
+    Answer::of(result).into_response(&request_id)
+}
+
+/// `expand[]=latest_charge`, `expand[]=payment_intent.payment_method`: ids replaced by the
+/// objects, where the simulator keeps them.
+fn expand(store: &Store, mut object: Value, form: &Form<'_>) -> Result<Value, ApiError> {
+    for path in form.strings("expand")? {
+        expand_path(store, &mut object, &path, &path)?;
+    }
+    Ok(object)
+}
+
+fn expand_path(store: &Store, object: &mut Value, path: &str, full: &str) -> Result<(), ApiError> {
+    let cannot = || ApiError::invalid("expand", format!("This property cannot be expanded ({full})."));
+    let (field, rest) = path.split_once('.').map_or((path, None), |(f, r)| (f, Some(r)));
+    let slot = object.get_mut(field).ok_or_else(cannot)?;
+    if let Some(id) = slot.as_str() {
+        *slot = store.render(id).ok_or_else(cannot)?;
+    }
+    match (rest, &slot) {
+        (_, Value::Null) | (None, _) => Ok(()),
+        (Some(rest), Value::Object(_)) => expand_path(store, slot, rest, full),
+        (Some(_), _) => Err(cannot()),
+    }
+}
+
+fn list(data: Vec<Value>, has_more: bool, url: &str) -> Value {
+    json!({"object": "list", "data": data, "has_more": has_more, "url": url})
+}
+
+fn limit(form: &Form<'_>) -> Result<usize, ApiError> {
+    match form.int("limit")? {
+        None => Ok(10),
+        Some(n @ 1..=100) => Ok(n.unsigned_abs() as usize),
+        Some(_) => Err(ApiError::invalid("limit", "Limit must be between 1 and 100.")),
+    }
+}
+
+fn text(form: &Form<'_>, key: &str) -> Result<Option<String>, ApiError> {
+    Ok(form.text(key)?.map(str::to_string))
+}
+
+fn one_of(form: &Form<'_>, key: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match form.text(key)? {
+        Some(value) if !allowed.contains(&value) => Err(ApiError::invalid(
+            &form.param(key),
+            format!(
+                "Invalid {}: must be one of {}",
+                form.param(key),
+                allowed.join(", ")
+            ),
+        )),
+        value => Ok(value.map(str::to_string)),
+    }
+}
+
+/// A PaymentIntent's own parameters, or a session's `payment_intent_data`.
+fn intent_details(form: &Form<'_>) -> Result<IntentDetails, ApiError> {
+    Ok(IntentDetails {
+        metadata: form.metadata("metadata")?,
+        description: text(form, "description")?,
+        setup_future_usage: one_of(form, "setup_future_usage", &["on_session", "off_session"])?,
+    })
+}
+
+fn currency(form: &Form<'_>, key: &str) -> Result<Option<String>, ApiError> {
+    match form.text(key)? {
+        Some(c) if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
+            Ok(Some(c.to_ascii_lowercase()))
+        }
+        Some(c) => Err(ApiError::invalid(
+            &form.param(key),
+            format!("Invalid currency: {c}"),
+        )),
+        None => Ok(None),
+    }
+}
+
+async fn create_customer(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(&sim, &headers, "/v1/customers", &body, |store, form, _| {
+        let new = NewCustomer {
+            email: text(form, "email")?,
+            name: text(form, "name")?,
+            description: text(form, "description")?,
+            phone: text(form, "phone")?,
+            metadata: form.metadata("metadata")?,
+        };
+        Ok(store.create_customer(new).to_json())
+    })
+}
+
+async fn list_customers(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let email = form.text("email")?;
+        let limit = limit(form)?;
+        let mut customers: Vec<_> = store
+            .customers
+            .values()
+            .filter(|c| email.is_none() || c.email.as_deref() == email)
+            .collect();
+        customers.sort_by_key(|c| std::cmp::Reverse(c.seq));
+        let has_more = customers.len() > limit;
+        Ok(list(
+            customers.iter().take(limit).map(|c| c.to_json()).collect(),
+            has_more,
+            "/v1/customers",
+        ))
+    })
+}
+
+async fn retrieve_customer(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| Ok(store.customer(&id, None)?.to_json()))
+}
+
+async fn list_customer_payment_methods(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, form| {
+        store.customer(&id, None)?;
+        let kind = form.text("type")?;
+        let limit = limit(form)?;
+        let mut methods: Vec<&PaymentMethod> = store
+            .payment_methods
+            .values()
+            .filter(|pm| pm.customer.as_deref() == Some(id.as_str()) && kind.is_none_or(|k| k == pm.kind()))
+            .collect();
+        methods.sort_by_key(|pm| std::cmp::Reverse(pm.seq));
+        let has_more = methods.len() > limit;
+        let url = format!("/v1/customers/{id}/payment_methods");
+        Ok(list(
+            methods.iter().take(limit).map(|pm| pm.to_json()).collect(),
+            has_more,
+            &url,
+        ))
+    })
+}
+
+async fn retrieve_payment_method(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| Ok(store.payment_method(&id)?.to_json()))
+}
+
+async fn create_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(
+        &sim,
+        &headers,
+        "/v1/checkout/sessions",
+        &body,
+        |store, form, _| {
+            if form.required_text("mode")? != "payment" {
+                return Err(ApiError::invalid(
+                    "mode",
+                    "The Stripe simulator serves mode=payment only.",
+                ));
+            }
+            let items = form.items("line_items")?;
+            if items.is_empty() {
+                return Err(ApiError::missing("line_items"));
+            }
+            let mut session_currency = currency(form, "currency")?;
+            let mut line_items = Vec::new();
+            for item in &items {
+                if let Some(price) = item.text("price")? {
+                    // Prices are not simulated: an id can only be unknown, as in an empty account.
+                    return Err(ApiError::no_such("price", price, Some(&item.param("price"))));
+                }
+                if !item.has("price_data") {
+                    return Err(ApiError::missing(&item.param("price_data")));
+                }
+                let price_data = item.child("price_data");
+                let item_currency = currency(&price_data, "currency")?
+                    .ok_or_else(|| ApiError::missing(&price_data.param("currency")))?;
+                if session_currency.as_ref().is_some_and(|c| *c != item_currency) {
+                    return Err(ApiError::invalid(
+                        &price_data.param("currency"),
+                        "Line items must all be in the session's currency.",
+                    ));
+                }
+                session_currency = Some(item_currency);
+                let unit_amount = price_data.required_int("unit_amount")?;
+                if unit_amount < 0 {
+                    return Err(ApiError::invalid(
+                        &price_data.param("unit_amount"),
+                        "Amount must be positive.",
+                    ));
+                }
+                let name = match (
+                    price_data.child("product_data").text("name")?,
+                    price_data.text("product")?,
+                ) {
+                    (Some(name), _) | (None, Some(name)) => name.to_string(),
+                    (None, None) => {
+                        return Err(ApiError::missing(&price_data.child("product_data").param("name")));
+                    }
+                };
+                let quantity = item.required_int("quantity")?;
+                if quantity < 1 {
+                    return Err(ApiError::invalid(
+                        &item.param("quantity"),
+                        "Quantity must be at least 1.",
+                    ));
+                }
+                line_items.push(LineItem {
+                    name,
+                    unit_amount,
+                    quantity,
+                });
+            }
+            let customer = text(form, "customer")?;
+            let customer_email = text(form, "customer_email")?;
+            if customer.is_some() && customer_email.is_some() {
+                return Err(ApiError::invalid(
+                    "customer_email",
+                    "You may only specify one of these parameters: customer, customer_email.",
+                ));
+            }
+            let mut payment_method_types = form.strings("payment_method_types")?;
+            if payment_method_types.is_empty() {
+                payment_method_types.push("card".to_string());
+            }
+            let new = NewSession {
+                customer,
+                customer_email,
+                customer_creation: one_of(form, "customer_creation", &["always", "if_required"])?,
+                client_reference_id: text(form, "client_reference_id")?,
+                success_url: text(form, "success_url")?,
+                cancel_url: text(form, "cancel_url")?,
+                currency: session_currency.unwrap_or_else(|| "usd".to_string()),
+                line_items,
+                metadata: form.metadata("metadata")?,
+                payment_method_types,
+                intent_data: intent_details(&form.child("payment_intent_data"))?,
+                expires_at: form.int("expires_at")?,
+            };
+            Ok(store.create_session(new)?.to_json())
+        },
+    )
+}
+
+async fn retrieve_session(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| Ok(store.session(&id)?.to_json()))
+}
+
+async fn create_intent(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(
+        &sim,
+        &headers,
+        "/v1/payment_intents",
+        &body,
+        |store, form, origin| {
+            if let Some(method) = form.text("capture_method")?
+                && method != "automatic"
+                && method != "automatic_async"
+            {
+                return Err(ApiError::invalid(
+                    "capture_method",
+                    "The Stripe simulator captures automatically only.",
+                ));
+            }
+            let off_session = match form.text("off_session")? {
+                None | Some("false") => false,
+                Some("true" | "one_off" | "recurring") => true,
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        "off_session",
+                        format!("Invalid off_session: {other}"),
+                    ));
+                }
+            };
+            let new = NewIntent {
+                amount: form.required_int("amount")?,
+                currency: currency(form, "currency")?.ok_or_else(|| ApiError::missing("currency"))?,
+                customer: text(form, "customer")?,
+                payment_method: text(form, "payment_method")?,
+                payment_method_types: form.strings("payment_method_types")?,
+                confirm: form.bool("confirm")?.unwrap_or(false),
+                off_session,
+                details: intent_details(form)?,
+            };
+            let id = store.create_intent(new, origin)?;
+            Ok(store.intent(&id)?.to_json())
+        },
+    )
+}
+
+async fn retrieve_intent(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| Ok(store.intent(&id)?.to_json()))
+}
+
+async fn create_refund(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(&sim, &headers, "/v1/refunds", &body, |store, form, origin| {
+        store.refund(
+            form.text("charge")?,
+            form.text("payment_intent")?,
+            form.int("amount")?,
+            one_of(
+                form,
+                "reason",
+                &["duplicate", "fraudulent", "requested_by_customer"],
+            )?,
+            form.metadata("metadata")?,
+            origin,
+        )
+    })
+}
