@@ -101,3 +101,29 @@ pub fn request(event: &serde_json::Value) -> lambda_http::Request {
     lambda_http::request::from_str(&event.to_string())
         .unwrap_or_else(|e| panic!("not an API Gateway event: {e}"))
 }
+
+/// A fresh dynoxide server with the template's table created under `table`.
+pub async fn fresh_table(table: &str) -> (dynoxide::Dynoxide, aws_sdk_dynamodb::Client) {
+    let server = dynoxide::Dynoxide::start();
+    let client = dynamodb_client(server.endpoint(), None);
+    let definition =
+        table::TableDefinition::from_repo().unwrap_or_else(|e| panic!("infra/template.yaml: {e}"));
+    definition
+        .create(&client, table)
+        .await
+        .unwrap_or_else(|e| panic!("create table {table}: {e}"));
+    (server, client)
+}
+
+/// A purchase of `amount` into the purchased bucket, made once under `key`.
+pub fn purchase(
+    org: &agent_credits_domain::OrgId,
+    amount: &str,
+    key: &str,
+) -> agent_credits_domain::ChangeRequest {
+    use agent_credits_domain::{Bucket, ChangeRequest, EntryKind, IdempotencyKey, PositiveUsd};
+    let amount = PositiveUsd::parse(amount).unwrap_or_else(|e| panic!("amount {amount}: {e}"));
+    let key = IdempotencyKey::parse(key).unwrap_or_else(|e| panic!("key {key}: {e}"));
+    ChangeRequest::credit(org.clone(), EntryKind::Purchase, Bucket::Purchased, amount, key)
+        .unwrap_or_else(|e| panic!("{e}"))
+}

@@ -13,7 +13,6 @@ use agent_credits_dynamo::DynamoWalletStore;
 use aws_sdk_dynamodb::Client;
 use futures::future::join_all;
 use support::dynoxide::Dynoxide;
-use support::table::TableDefinition;
 
 struct Fixture {
     _server: Dynoxide,
@@ -23,14 +22,8 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let server = Dynoxide::start();
-    let client = support::dynamodb_client(server.endpoint(), None);
     let table = format!("credits-{}", std::process::id());
-    TableDefinition::from_repo()
-        .unwrap()
-        .create(&client, &table)
-        .await
-        .unwrap();
+    let (server, client) = support::fresh_table(&table).await;
     let store = DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock));
     Fixture {
         _server: server,
@@ -59,14 +52,7 @@ fn debit(org: &OrgId, amount: &str, k: &str) -> ChangeRequest {
 }
 
 fn credit(org: &OrgId, amount: &str, k: &str) -> ChangeRequest {
-    ChangeRequest::credit(
-        org.clone(),
-        EntryKind::Purchase,
-        Bucket::Purchased,
-        PositiveUsd::parse(amount).unwrap(),
-        key(k),
-    )
-    .unwrap()
+    support::purchase(org, amount, k)
 }
 
 /// The outcomes of racing writers. A writer may give up after losing the race for the

@@ -7,13 +7,11 @@ use std::sync::Arc;
 
 use account::{Account, handle};
 use agent_credits_domain::{
-    Attribution, Bucket, ChangeRequest, EntryKind, IdempotencyKey, MemberId, OrgId, PositiveUsd, SystemClock,
-    WalletStore,
+    Attribution, ChangeRequest, IdempotencyKey, MemberId, OrgId, PositiveUsd, SystemClock, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use serde_json::{Value, json};
 use support::dynoxide::Dynoxide;
-use support::table::TableDefinition;
 
 struct App {
     _db: Dynoxide,
@@ -21,13 +19,7 @@ struct App {
 }
 
 async fn app() -> App {
-    let db = Dynoxide::start();
-    let client = support::dynamodb_client(db.endpoint(), None);
-    TableDefinition::from_repo()
-        .unwrap()
-        .create(&client, "credits")
-        .await
-        .unwrap();
+    let (db, client) = support::fresh_table("credits").await;
     let svc = Account {
         store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
         orgs: OrgStore::new(client, "credits"),
@@ -290,17 +282,11 @@ async fn the_balance_card_equals_the_ledger() {
     create(&app.svc, "u_owner", "org_a", json!({})).await;
     let org = OrgId::parse("org_a").unwrap();
     let key = |k: &str| IdempotencyKey::parse(k).unwrap();
-    let buy = |amount: &str, k: &str| {
-        ChangeRequest::credit(
-            org.clone(),
-            EntryKind::Purchase,
-            Bucket::Purchased,
-            PositiveUsd::parse(amount).unwrap(),
-            key(k),
-        )
-        .unwrap()
-    };
-    app.svc.store.apply(buy("100", "p1")).await.unwrap();
+    app.svc
+        .store
+        .apply(support::purchase(&org, "100", "p1"))
+        .await
+        .unwrap();
     for i in 0..6 {
         let who = Attribution {
             member: Some(MemberId::parse("u_owner").unwrap()),
@@ -314,7 +300,11 @@ async fn the_balance_card_equals_the_ledger() {
         .attributed_to(who);
         app.svc.store.apply(use_).await.unwrap();
     }
-    app.svc.store.apply(buy("20", "p2")).await.unwrap();
+    app.svc
+        .store
+        .apply(support::purchase(&org, "20", "p2"))
+        .await
+        .unwrap();
 
     let (status, card) = call(
         &app.svc,

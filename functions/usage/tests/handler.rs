@@ -6,16 +6,14 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    BillingMode, Bucket, ChangeRequest, Clock, EntryKind, HoldId, IdempotencyKey, MemberId, ModelId,
-    ModelRate, OrgId, Outcome, PageRequest, PositiveUsd, RatePerMillion, RechargeTrigger, Usd,
-    WalletSettings, WalletStore,
+    BillingMode, Clock, HoldId, MemberId, ModelId, ModelRate, OrgId, Outcome, PageRequest, PositiveUsd,
+    RatePerMillion, RechargeTrigger, Usd, WalletSettings, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 use support::TestClock;
 use support::dynoxide::Dynoxide;
-use support::table::TableDefinition;
 use usage::{Config, Usage, handle};
 
 /// Runs the futures at once on the runtime's workers and waits for all of them.
@@ -44,13 +42,7 @@ fn usd(s: &str) -> Usd {
 }
 
 async fn app_with(settings: WalletSettings, credits: &str) -> App {
-    let db = Dynoxide::start();
-    let client = support::dynamodb_client(db.endpoint(), None);
-    TableDefinition::from_repo()
-        .unwrap()
-        .create(&client, "credits")
-        .await
-        .unwrap();
+    let (db, client) = support::fresh_table("credits").await;
     let clock = Arc::new(TestClock::at(
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
     ));
@@ -58,15 +50,8 @@ async fn app_with(settings: WalletSettings, credits: &str) -> App {
     let rates = RateStore::new(client, "credits");
     let org = OrgId::parse("org_demo").unwrap();
     store.put_settings(&org, &settings).await.unwrap();
-    if let Ok(amount) = PositiveUsd::parse(credits) {
-        let buy = ChangeRequest::credit(
-            org.clone(),
-            EntryKind::Purchase,
-            Bucket::Purchased,
-            amount,
-            IdempotencyKey::parse("purchase:seed").unwrap(),
-        )
-        .unwrap();
+    if PositiveUsd::parse(credits).is_ok() {
+        let buy = support::purchase(&org, credits, "purchase:seed");
         assert!(matches!(store.apply(buy).await.unwrap(), Outcome::Committed(_)));
     }
     rates
@@ -134,6 +119,25 @@ async fn call(svc: &Usage, event: &Value) -> (u16, Value) {
     let status = response.status().as_u16();
     let body: &[u8] = response.body().as_ref();
     (status, serde_json::from_slice(body).unwrap_or(Value::Null))
+}
+
+/// What the webhooks function will do on `charge.dispute.created` (its own issue).
+async fn pause_for_dispute(app: &App) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    app.svc
+        .store
+        .client()
+        .update_item()
+        .table_name("credits")
+        .key("pk", S("ORG#org_demo".into()))
+        .key("sk", S("WALLET".into()))
+        .update_expression("SET #s = :p, pause_reason = :r")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":p", S("paused".into()))
+        .expression_attribute_values(":r", S("disputed".into()))
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn balance(app: &App) -> Usd {
@@ -359,15 +363,11 @@ async fn a_debit_beyond_the_balance_takes_what_is_there_pauses_at_zero_and_notif
         (Some(false), Some("credits_exhausted"))
     );
 
-    let top_up = ChangeRequest::credit(
-        app.org.clone(),
-        EntryKind::Purchase,
-        Bucket::Purchased,
-        PositiveUsd::parse("100").unwrap(),
-        IdempotencyKey::parse("purchase:cs_2").unwrap(),
-    )
-    .unwrap();
-    app.svc.store.apply(top_up).await.unwrap();
+    app.svc
+        .store
+        .apply(support::purchase(&app.org, "100", "purchase:cs_2"))
+        .await
+        .unwrap();
     let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
     assert_eq!(
         (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
@@ -537,27 +537,7 @@ async fn a_deferred_org_without_key_or_credits_may_not_run() {
 #[tokio::test]
 async fn a_disputed_org_is_reported_paused_with_its_reason() {
     let app = app("10").await;
-    // What the webhooks function will do on charge.dispute.created (its own issue).
-    app.svc
-        .store
-        .client()
-        .update_item()
-        .table_name("credits")
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_demo".into()),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WALLET".into()))
-        .update_expression("SET #s = :p, pause_reason = :r")
-        .expression_attribute_names("#s", "state")
-        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("paused".into()))
-        .expression_attribute_values(
-            ":r",
-            aws_sdk_dynamodb::types::AttributeValue::S("disputed".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    pause_for_dispute(&app).await;
     let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
     assert_eq!(
         (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
@@ -773,26 +753,7 @@ async fn a_hold_must_fit_the_member_limit_and_its_capture_is_always_charged() {
 #[tokio::test]
 async fn a_disputed_org_reserves_nothing_but_calls_already_made_are_charged() {
     let app = app("10").await;
-    app.svc
-        .store
-        .client()
-        .update_item()
-        .table_name("credits")
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_demo".into()),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WALLET".into()))
-        .update_expression("SET #s = :p, pause_reason = :r")
-        .expression_attribute_names("#s", "state")
-        .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S("paused".into()))
-        .expression_attribute_values(
-            ":r",
-            aws_sdk_dynamodb::types::AttributeValue::S("disputed".into()),
-        )
-        .send()
-        .await
-        .unwrap();
+    pause_for_dispute(&app).await;
     let (status, body) = call(&app.svc, &support::event("usage/hold.json")).await;
     assert_eq!(
         (

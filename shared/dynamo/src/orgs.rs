@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, n_u64, s};
 use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
-use crate::store::sdk_error;
+use crate::store::{get_consistent, sdk_error};
 use crate::update::UpdateExpr;
 
 const PROFILE_SK: &str = "PROFILE";
@@ -142,16 +142,8 @@ impl OrgStore {
     }
 
     pub async fn get(&self, org: &OrgId) -> Result<Option<Org>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), PROFILE_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let Some(item) = out.item() else { return Ok(None) };
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), PROFILE_SK)).await?;
+        let Some(item) = out.as_ref() else { return Ok(None) };
         let r = Reader::new(item);
         let runtime = r.s("runtime")?;
         let mode = r.s("billing_mode")?;
@@ -175,17 +167,9 @@ impl OrgStore {
     }
 
     pub async fn member(&self, org: &OrgId, member: &MemberId) -> Result<Option<Member>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), member_sk(member))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), member_sk(member))).await?;
         // A limit set before the membership leaves an item without a role: not a member.
-        out.item()
+        out.as_ref()
             .filter(|i| i.contains_key("role"))
             .map(member_from_item)
             .transpose()

@@ -183,16 +183,13 @@ impl DynamoWalletStore {
         if idem.fingerprint != req.fingerprint() {
             return Ok(Outcome::IdempotencyKeyReused);
         }
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(req.org()), entry_sk(idem.seq))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let item = out.item().ok_or_else(|| StoreError::Corrupt {
+        let out = get_consistent(
+            &self.client,
+            &self.table,
+            key(org_pk(req.org()), entry_sk(idem.seq)),
+        )
+        .await?;
+        let item = out.as_ref().ok_or_else(|| StoreError::Corrupt {
             key: format!("{}/{}", org_pk(req.org()), entry_sk(idem.seq)),
             reason: format!("idempotency key {} points at a missing entry", req.key()),
         })?;
@@ -513,17 +510,9 @@ impl DynamoWalletStore {
 
     /// A member's monthly limit, if one is set.
     pub async fn member_limit(&self, org: &OrgId, member: &MemberId) -> Result<Option<Usd>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), member_sk(member))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), member_sk(member))).await?;
         Ok(out
-            .item()
+            .as_ref()
             .map(items::member_limit_from_item)
             .transpose()?
             .flatten())
@@ -536,19 +525,13 @@ impl DynamoWalletStore {
         member: &MemberId,
         at: DateTime<Utc>,
     ) -> Result<Usd, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(
-                org_pk(org),
-                member_month_sk(&month_of(at), member.as_str()),
-            )))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        match out.item() {
+        let out = get_consistent(
+            &self.client,
+            &self.table,
+            key(org_pk(org), member_month_sk(&month_of(at), member.as_str())),
+        )
+        .await?;
+        match out.as_ref() {
             Some(item) if item.contains_key("spent") => Reader::new(item).usd("spent"),
             _ => Ok(Usd::ZERO),
         }
@@ -667,16 +650,8 @@ impl DynamoWalletStore {
 
     /// The hold named `id`, if any.
     pub async fn hold(&self, org: &OrgId, id: &HoldId) -> Result<Option<HoldRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), hold_sk(id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.item().map(items::hold_from_item).transpose()
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), hold_sk(id))).await?;
+        out.as_ref().map(items::hold_from_item).transpose()
     }
 }
 
@@ -738,6 +713,23 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
     StoreError::Unavailable(Box::new(e))
 }
 
+/// One item by key, read strongly consistent.
+pub(crate) async fn get_consistent(
+    client: &Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    Ok(out.item)
+}
+
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says
 /// "service error").
 pub(crate) fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
@@ -769,16 +761,8 @@ impl WalletStore for DynamoWalletStore {
     }
 
     async fn wallet(&self, org: &OrgId) -> Result<Wallet, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), WALLET_SK)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        match out.item() {
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), WALLET_SK)).await?;
+        match out.as_ref() {
             Some(item) => wallet_from_item(org, item),
             None => Ok(Wallet::empty(org.clone())),
         }
