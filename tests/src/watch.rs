@@ -92,6 +92,10 @@ impl Watch {
         }
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Invokes `function` with `event` through the runtime API and returns its response
     /// (for HTTP functions, the API Gateway v2 response object).
     pub fn invoke(&self, function: &str, event: &serde_json::Value) -> serde_json::Value {

@@ -1,0 +1,330 @@
+//! The webhooks handler with real Stripe events: sessions created through async-stripe
+//! against the project's Stripe simulator, paid there, and their events signed with
+//! Stripe's scheme; the wallet on dynoxide over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agent_credits_domain::{EntryKind, OrgId, PageRequest, SystemClock, Usd, WalletStore};
+use agent_credits_dynamo::DynamoWalletStore;
+use serde_json::{Value, json};
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
+    ProductData,
+};
+use stripe_core::customer::CreateCustomer;
+use stripe_sim::{CompleteCheckout, StripeSim, signature_header};
+use stripe_types::Currency;
+use support::dynoxide::Dynoxide;
+use webhooks::{Webhooks, handle};
+
+const SECRET: &str = "whsec_test_agent_credits";
+
+struct App {
+    _db: Dynoxide,
+    sim: StripeSim,
+    stripe: stripe::Client,
+    svc: Arc<Webhooks>,
+    org: OrgId,
+}
+
+async fn app() -> App {
+    let (db, client) = support::fresh_table("credits").await;
+    let sim = StripeSim::start().await.unwrap();
+    let stripe = stripe::ClientBuilder::new("sk_test_agent_credits")
+        .url(sim.base_url())
+        .build()
+        .unwrap();
+    let store = DynamoWalletStore::new(client, "credits", Arc::new(SystemClock));
+    let svc = Arc::new(Webhooks {
+        store,
+        signing_secret: SECRET.to_owned(),
+    });
+    App {
+        _db: db,
+        sim,
+        stripe,
+        svc,
+        org: OrgId::parse("org_demo").unwrap(),
+    }
+}
+
+/// A Checkout Session as the checkout function makes it: $100 for $100 of credits.
+async fn session(app: &App, metadata: HashMap<String, String>) -> String {
+    let customer = CreateCustomer::new()
+        .email("billing@demo.example")
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
+    price.unit_amount = Some(10_000);
+    price.product_data = Some(ProductData::new("Agent credits"));
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price_data = Some(price);
+    item.quantity = Some(1);
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.setup_future_usage = Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+    intent.metadata = Some(metadata.clone());
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .currency(Currency::USD)
+        .line_items(vec![item])
+        .metadata(metadata)
+        .client_reference_id("org_demo")
+        .customer(customer.id.as_str())
+        .success_url("http://127.0.0.1:3000/billing?session={CHECKOUT_SESSION_ID}")
+        .cancel_url("http://127.0.0.1:3000/billing")
+        .payment_intent_data(intent)
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    session.id.to_string()
+}
+
+fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn standard_metadata() -> HashMap<String, String> {
+    metadata(&[
+        ("org", "org_demo"),
+        ("credits_usd", "100.00"),
+        ("member", "u_owner"),
+    ])
+}
+
+/// The simulator's event of `kind`, as the API Gateway event Stripe's delivery becomes,
+/// signed at `signed_at` (seconds) with `secret`.
+fn delivery(app: &App, kind: &str, secret: &str, signed_at: i64) -> Value {
+    let event = app
+        .sim
+        .events()
+        .into_iter()
+        .rev()
+        .find(|e| e["type"] == kind)
+        .expect(kind);
+    signed(event.to_string(), secret, signed_at)
+}
+
+fn signed(body: String, secret: &str, signed_at: i64) -> Value {
+    let mut e = support::event("webhooks/stripe-event.json");
+    e["headers"]["stripe-signature"] = json!(signature_header(secret, signed_at, &body).unwrap());
+    e["body"] = json!(body);
+    e
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn call(svc: &Webhooks, event: &Value) -> (u16, Value) {
+    let response = handle(svc, support::request(event)).await;
+    let body: &[u8] = response.body().as_ref();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(body).unwrap_or(Value::Null),
+    )
+}
+
+async fn purchases(app: &App) -> Vec<agent_credits_domain::LedgerEntry> {
+    let page = app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(100))
+        .await
+        .unwrap();
+    page.entries
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Purchase)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_paid_checkout_credits_once_with_its_stripe_ids() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+
+    let event = delivery(&app, "checkout.session.completed", SECRET, now());
+    let (status, body) = call(&app.svc, &event).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("credited")),
+        "{body}"
+    );
+    // Stripe delivers again (a retry, a duplicate): nothing more.
+    for _ in 0..3 {
+        let (status, body) = call(&app.svc, &event).await;
+        assert_eq!((status, body["result"].as_str()), (200, Some("already_credited")));
+    }
+    let wallet = app.svc.store.wallet(&app.org).await.unwrap();
+    assert_eq!(wallet.balance().unwrap(), Usd::parse("100").unwrap());
+    let entries = purchases(&app).await;
+    assert_eq!(entries.len(), 1);
+    let refs = &entries[0].external;
+    assert_eq!(refs.checkout_session.as_deref(), Some(session.as_str()));
+    assert!(
+        refs.payment_intent
+            .as_deref()
+            .is_some_and(|p| p.starts_with("pi_")),
+        "{refs:?}"
+    );
+    assert!(
+        refs.stripe_event
+            .as_deref()
+            .is_some_and(|e| e.starts_with("evt_")),
+        "{refs:?}"
+    );
+    assert_eq!(
+        entries[0].attribution.member.as_ref().unwrap().as_str(),
+        "u_owner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_simultaneous_deliveries_credit_once() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    let event = delivery(&app, "checkout.session.completed", SECRET, now());
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (svc, event) = (app.svc.clone(), event.clone());
+            tokio::spawn(async move { call(&svc, &event).await })
+        })
+        .collect();
+    let mut credited = 0;
+    for h in handles {
+        let (status, body) = h.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        credited += usize::from(body["result"] == "credited");
+    }
+    assert_eq!(credited, 1);
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap(),
+        Usd::parse("100").unwrap()
+    );
+}
+
+#[tokio::test]
+async fn an_async_payment_credits_when_it_clears_whatever_the_order_of_events() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::bank_account())
+        .await
+        .unwrap();
+    let completed = delivery(&app, "checkout.session.completed", SECRET, now());
+    app.sim.settle_async_payment(&session, true).await.unwrap();
+    let succeeded = delivery(&app, "checkout.session.async_payment_succeeded", SECRET, now());
+
+    // Out of order: the success first, then the (unpaid) completion, then both again.
+    let (_, body) = call(&app.svc, &succeeded).await;
+    assert_eq!(body["result"], "credited");
+    let (_, body) = call(&app.svc, &completed).await;
+    assert_eq!(body["result"], "awaiting_payment");
+    call(&app.svc, &succeeded).await;
+    call(&app.svc, &completed).await;
+    assert_eq!(purchases(&app).await.len(), 1);
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap(),
+        Usd::parse("100").unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_async_payment_credits_nothing() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::bank_account())
+        .await
+        .unwrap();
+    app.sim.settle_async_payment(&session, false).await.unwrap();
+    for kind in [
+        "checkout.session.completed",
+        "checkout.session.async_payment_failed",
+    ] {
+        let (status, _) = call(&app.svc, &delivery(&app, kind, SECRET, now())).await;
+        assert_eq!(status, 200);
+    }
+    assert!(purchases(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused_and_write_nothing() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    let good = delivery(&app, "checkout.session.completed", SECRET, now());
+
+    let mut tampered = good.clone();
+    tampered["body"] = json!(good["body"].as_str().unwrap().replace("100.00", "999.00"));
+    let wrong_secret = delivery(&app, "checkout.session.completed", "whsec_someone_else", now());
+    let stale = delivery(&app, "checkout.session.completed", SECRET, now() - 301);
+    let mut missing = good.clone();
+    missing["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("stripe-signature");
+    for (what, event, code) in [
+        ("tampered body", tampered, "invalid_signature"),
+        ("wrong secret", wrong_secret, "invalid_signature"),
+        ("older than 300 s", stale, "invalid_signature"),
+        ("no header", missing, "missing_signature"),
+    ] {
+        let (status, body) = call(&app.svc, &event).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{what}: {body}"
+        );
+    }
+    assert!(
+        purchases(&app).await.is_empty(),
+        "no refused delivery credited anything"
+    );
+    assert_eq!(app.svc.store.wallet(&app.org).await.unwrap().version, 0);
+}
+
+#[tokio::test]
+async fn a_paid_session_without_an_org_is_refused_for_someone_to_see_and_other_events_are_ignored() {
+    let app = app().await;
+    let session = session(&app, metadata(&[("credits_usd", "100.00")])).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    let (status, body) = call(
+        &app.svc,
+        &delivery(&app, "checkout.session.completed", SECRET, now()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unmatched_payment"))
+    );
+    let (status, body) = call(
+        &app.svc,
+        &delivery(&app, "payment_intent.succeeded", SECRET, now()),
+    )
+    .await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("ignored")));
+    assert!(purchases(&app).await.is_empty());
+}
