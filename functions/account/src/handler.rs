@@ -5,7 +5,7 @@ use agent_credits_domain::{
     Role, Runtime, WalletSettings, WalletState, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore};
-use agent_credits_http::{ApiError, json_response, jwt_claims, parse_json, path_segments, query_param};
+use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -27,21 +27,8 @@ pub async fn handle(svc: &Account, req: Request) -> Response<Body> {
     }
 }
 
-/// The caller, from the JWT authorizer's claims.
-fn caller(req: &Request) -> Result<MemberId, ApiError> {
-    let sub = jwt_claims(req).and_then(|c| c.get("sub")).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a dashboard token is required",
-        )
-    })?;
-    MemberId::parse(sub.as_str())
-        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "bad subject"))
-}
-
 async fn route(svc: &Account, req: &Request) -> Reply {
-    let me = caller(req)?;
+    let me = dashboard_caller(req)?;
     let segments = path_segments(req);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (req.method(), path.as_slice()) {
@@ -71,10 +58,14 @@ async fn route(svc: &Account, req: &Request) -> Reply {
 }
 
 async fn membership(svc: &Account, org: &OrgId, me: &MemberId) -> Result<(Org, Role), ApiError> {
-    let forbidden = || ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not a member of this org");
-    let member = svc.orgs.member(org, me).await?.ok_or_else(forbidden)?;
-    let profile = svc.orgs.get(org).await?.ok_or_else(forbidden)?;
-    Ok((profile, member.role))
+    match svc.orgs.membership(org, me).await? {
+        Some((org, member)) => Ok((org, member.role)),
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "not a member of this org",
+        )),
+    }
 }
 
 fn require(org: &Org, role: Role, action: Action) -> Result<(), ApiError> {

@@ -5,6 +5,7 @@ pub mod account;
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod offers;
 pub mod ports;
 pub mod pricing;
 pub mod settings;
@@ -16,6 +17,7 @@ pub use ledger::{
     Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,
 };
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
+pub use offers::{Catalog, Choice, Offer, OfferError, Package};
 pub use ports::{Clock, HistoryPage, Outcome, PageRequest, StoreError, SystemClock, WalletStore};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use settings::{BillingMode, RechargeTrigger, WalletSettings};

@@ -25,6 +25,9 @@ pub struct Member {
     pub id: MemberId,
     pub role: Role,
     pub monthly_limit: Option<Usd>,
+    /// The member's own Stripe customer: payment methods are never shared between members
+    /// (reference 004), and an owner's saved card is the one auto-recharge charges.
+    pub stripe_customer: Option<String>,
 }
 
 /// What became of a membership change.
@@ -175,6 +178,18 @@ impl OrgStore {
             .transpose()
     }
 
+    /// The org and the caller's role in it; `None` for a non-member (or no such org).
+    pub async fn membership(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+    ) -> Result<Option<(Org, Member)>, StoreError> {
+        let Some(m) = self.member(org, member).await? else {
+            return Ok(None);
+        };
+        Ok(self.get(org).await?.map(|o| (o, m)))
+    }
+
     pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>, StoreError> {
         let mut members = vec![];
         let mut start = None;
@@ -258,6 +273,34 @@ impl OrgStore {
         self.commit(items).await
     }
 
+    /// Records the member's Stripe customer unless one is recorded already, and answers
+    /// the one that stands: two checkouts racing for a new member end up on one customer.
+    pub async fn keep_stripe_customer(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+        customer: &str,
+    ) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), member_sk(member))))
+            .update_expression("SET stripe_customer = if_not_exists(stripe_customer, :c)")
+            .condition_expression("attribute_exists(#role)")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":c", s(customer))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let stored = out
+            .attributes()
+            .and_then(|a| a.get("stripe_customer"))
+            .and_then(|v| v.as_s().ok());
+        Ok(stored.cloned().unwrap_or_else(|| customer.to_owned()))
+    }
+
     fn owner_count(&self, org: &OrgId, up: bool) -> Result<TransactWriteItem, StoreError> {
         let mut x = UpdateExpr::default();
         if up {
@@ -328,5 +371,6 @@ fn member_from_item(item: &Item) -> Result<Member, StoreError> {
         id: MemberId::parse(r.s("member")?).map_err(|e| r.corrupt(e.to_string()))?,
         role: Role::parse(role).ok_or_else(|| r.corrupt(format!("role {role}")))?,
         monthly_limit: items::member_limit_from_item(item)?,
+        stripe_customer: r.opt_s("stripe_customer")?.map(str::to_owned),
     })
 }

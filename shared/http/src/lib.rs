@@ -168,6 +168,21 @@ pub fn jwt_claims(req: &Request) -> Option<&std::collections::HashMap<String, St
     authorizer(req).and_then(|a| a.jwt.as_ref()).map(|j| &j.claims)
 }
 
+/// The dashboard caller: the JWT's `sub`. No token (or no usable subject) is a 401.
+pub fn dashboard_caller(req: &Request) -> Result<agent_credits_domain::MemberId, ApiError> {
+    let unauthenticated = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a dashboard token is required",
+        )
+    };
+    let sub = jwt_claims(req)
+        .and_then(|c| c.get("sub"))
+        .ok_or_else(unauthenticated)?;
+    agent_credits_domain::MemberId::parse(sub.as_str()).map_err(|_| unauthenticated())
+}
+
 /// Maps a refused amount to a 400 with its code.
 pub fn money_error(e: agent_credits_domain::MoneyError) -> ApiError {
     ApiError::bad_request(e.code(), e.to_string())

@@ -1,0 +1,184 @@
+//! The checkout function: `POST /v1/orgs/{org}/checkout` creates a Stripe Checkout Session
+//! for a bulk, a package or a custom amount, and answers its id and URL.
+//!
+//! Who may buy is the org's policy (owners only, or any member with their own card). Each
+//! buyer has their own Stripe customer, created once and reused, and the card is saved for
+//! off-session use so auto-recharge can charge the owner's card later. The session's
+//! metadata carries what the webhooks function credits: `org`, `member`, `offer` and
+//! `credits_usd`. Nothing is recorded as paid here: only Stripe's signed event credits.
+
+use std::collections::HashMap;
+
+use agent_credits_domain::{Action, Catalog, Choice, MemberId, OrgId, Package, Usd};
+use agent_credits_dynamo::OrgStore;
+use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
+    ProductData,
+};
+use stripe_core::customer::CreateCustomer;
+use stripe_types::Currency;
+
+pub struct Checkout {
+    pub orgs: OrgStore,
+    pub stripe: stripe::Client,
+    pub catalog: Catalog,
+    /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
+    pub dashboard_url: String,
+}
+
+/// The catalog from the environment: `CHECKOUT_BULK_USD` (default 100),
+/// `CHECKOUT_PACKAGES` (JSON list of `{"id", "name", "price", "credits"}`, default none),
+/// `CHECKOUT_CUSTOM_MIN_USD` / `CHECKOUT_CUSTOM_MAX_USD` (default 10 and 10000).
+pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, String> {
+    let usd = |name: &str, default: &str| -> Result<Usd, String> {
+        let v = get(name).unwrap_or_else(|| default.to_owned());
+        Usd::parse(&v).map_err(|e| format!("{name}: {e}"))
+    };
+    let packages: Vec<Package> = match get("CHECKOUT_PACKAGES") {
+        Some(json) => serde_json::from_str(&json).map_err(|e| format!("CHECKOUT_PACKAGES: {e}"))?,
+        None => vec![],
+    };
+    let catalog = Catalog {
+        bulk: usd("CHECKOUT_BULK_USD", "100")?,
+        packages,
+        custom_min: usd("CHECKOUT_CUSTOM_MIN_USD", "10")?,
+        custom_max: usd("CHECKOUT_CUSTOM_MAX_USD", "10000")?,
+    };
+    if catalog.custom_min > catalog.custom_max || catalog.bulk.is_zero() {
+        return Err("checkout catalog: the custom range is empty or the bulk is zero".into());
+    }
+    Ok(catalog)
+}
+
+type Reply = Result<Response<Body>, ApiError>;
+
+pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
+    match route(svc, &req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(svc: &Checkout, req: &Request) -> Reply {
+    let me = dashboard_caller(req)?;
+    let segments = path_segments(req);
+    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (req.method(), path.as_slice()) {
+        (&Method::POST, ["v1", "orgs", org, "checkout"]) => {
+            let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
+            create_session(svc, &org, &me, parse_json(req)?).await
+        }
+        _ => Err(ApiError::not_found("route_not_found", "no such route")),
+    }
+}
+
+async fn create_session(svc: &Checkout, org: &OrgId, me: &MemberId, choice: Choice) -> Reply {
+    let (profile, member) = svc
+        .orgs
+        .membership(org, me)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not a member of this org"))?;
+    if !profile.allows(member.role, Action::Purchase) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this org lets only its owners buy credits",
+        ));
+    }
+    let offer = svc
+        .catalog
+        .offer(&choice)
+        .map_err(|e| ApiError::bad_request("invalid_offer", e.to_string()))?;
+    let cents = offer
+        .price_cents()
+        .map_err(|e| ApiError::bad_request("invalid_offer", e.to_string()))?;
+    let customer = match member.stripe_customer {
+        Some(c) => c,
+        None => {
+            // The idempotency key makes a retried creation return the same customer.
+            let key = idempotency(&format!("customer:{org}:{me}"))?;
+            let created = CreateCustomer::new()
+                .metadata(HashMap::from([
+                    ("org".to_owned(), org.to_string()),
+                    ("member".to_owned(), me.to_string()),
+                ]))
+                .customize()
+                .request_strategy(RequestStrategy::Idempotent(key))
+                .send(&svc.stripe)
+                .await
+                .map_err(stripe_failed)?;
+            svc.orgs
+                .keep_stripe_customer(org, me, created.id.as_str())
+                .await?
+        }
+    };
+    let metadata = HashMap::from([
+        ("org".to_owned(), org.to_string()),
+        ("member".to_owned(), me.to_string()),
+        ("offer".to_owned(), offer.kind.clone()),
+        ("credits_usd".to_owned(), offer.credits.to_string()),
+    ]);
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
+    price.unit_amount = Some(cents);
+    price.product_data = Some(ProductData::new(offer.label.clone()));
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price_data = Some(price);
+    item.quantity = Some(1);
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.setup_future_usage = Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+    intent.metadata = Some(metadata.clone());
+    let billing = format!("{}/orgs/{org}/billing", svc.dashboard_url.trim_end_matches('/'));
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .currency(Currency::USD)
+        .line_items(vec![item])
+        .metadata(metadata)
+        .client_reference_id(org.as_str())
+        .customer(customer.as_str())
+        .success_url(format!(
+            "{billing}?checkout=success&session={{CHECKOUT_SESSION_ID}}"
+        ))
+        .cancel_url(format!("{billing}?checkout=cancelled"))
+        .payment_intent_data(intent)
+        .send(&svc.stripe)
+        .await
+        .map_err(stripe_failed)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "session_id": session.id.as_str(),
+            "url": session.url,
+            "price": offer.price,
+            "credits": offer.credits,
+            "offer": offer.kind,
+        }),
+    ))
+}
+
+fn idempotency(key: &str) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::new(key).map_err(|_| ApiError::internal(&"unusable idempotency key"))
+}
+
+/// A Stripe failure is a 502 naming Stripe's code; nothing was recorded as paid.
+fn stripe_failed(e: StripeError) -> ApiError {
+    let code = match &e {
+        StripeError::Stripe(err, status) => format!(
+            "{} ({status})",
+            err.code.as_ref().map_or(err.type_.as_str(), |c| c.as_str())
+        ),
+        other => other.to_string(),
+    };
+    tracing::warn!(stripe = %code, "stripe call failed");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "stripe_error",
+        format!("Stripe refused the request: {code}"),
+    )
+}

@@ -1,0 +1,240 @@
+//! The checkout handler against the project's Stripe simulator (through async-stripe) and
+//! dynoxide, driven by the API Gateway v2 event of `infra/events/checkout/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use agent_credits_domain::{
+    BillingMode, MemberId, Org, OrgId, PurchasePolicy, Role, Runtime, WalletSettings,
+};
+use agent_credits_dynamo::OrgStore;
+use checkout::{Checkout, catalog_from, handle};
+use serde_json::{Value, json};
+use stripe_checkout::checkout_session::RetrieveCheckoutSession;
+use stripe_sim::StripeSim;
+use support::dynoxide::Dynoxide;
+
+struct App {
+    _db: Dynoxide,
+    sim: StripeSim,
+    svc: Checkout,
+}
+
+async fn app(policy: PurchasePolicy, key: &str) -> App {
+    let (db, client) = support::fresh_table("credits").await;
+    let sim = StripeSim::start().await.unwrap();
+    let orgs = OrgStore::new(client, "credits");
+    let org = Org {
+        id: OrgId::parse("org_demo").unwrap(),
+        name: "Demo".into(),
+        runtime: Runtime::ClaudeCode,
+        billing_mode: BillingMode::Credits,
+        purchase_policy: policy,
+        members_see_billing: true,
+        credits_per_usd: 200,
+        created_at: chrono_now(),
+    };
+    let owner = MemberId::parse("u_owner").unwrap();
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    assert!(orgs.create(&org, &owner, &settings).await.unwrap());
+    orgs.set_role(
+        &org.id,
+        &MemberId::parse("u_member").unwrap(),
+        Role::Member,
+        chrono_now(),
+    )
+    .await
+    .unwrap();
+    let packages = r#"[{"id":"pro","name":"Professional","price":"100.00","credits":"110.00"}]"#;
+    let catalog = catalog_from(|name| (name == "CHECKOUT_PACKAGES").then(|| packages.to_owned())).unwrap();
+    let stripe = stripe::ClientBuilder::new(key)
+        .url(sim.base_url())
+        .build()
+        .unwrap();
+    let svc = Checkout {
+        orgs,
+        stripe,
+        catalog,
+        dashboard_url: "http://127.0.0.1:3000".into(),
+    };
+    App { _db: db, sim, svc }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn buy(sub: &str, body: Value) -> Value {
+    let mut e = support::event("checkout/create-session.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    e["body"] = json!(body.to_string());
+    e
+}
+
+async fn call(svc: &Checkout, event: &Value) -> (u16, Value) {
+    let response = handle(svc, support::request(event)).await;
+    let body: &[u8] = response.body().as_ref();
+    (
+        response.status().as_u16(),
+        serde_json::from_slice(body).unwrap_or(Value::Null),
+    )
+}
+
+/// The session as Stripe (the simulator) holds it, read back through async-stripe.
+async fn stripe_session(app: &App, id: &str) -> stripe_shared::CheckoutSession {
+    let client = stripe::ClientBuilder::new("sk_test_reader")
+        .url(app.sim.base_url())
+        .build()
+        .unwrap();
+    RetrieveCheckoutSession::new(id).send(&client).await.unwrap()
+}
+
+fn meta(session: &stripe_shared::CheckoutSession, key: &str) -> String {
+    session
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get(key))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_owner_buys_a_bulk_and_the_session_carries_what_the_webhook_credits() {
+    let app = app(PurchasePolicy::OwnersOnly, "sk_test_checkout").await;
+    let (status, body) = call(&app.svc, &support::event("checkout/create-session.json")).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["url"].as_str().unwrap().starts_with(app.sim.base_url()),
+        "{body}"
+    );
+    let session = stripe_session(&app, body["session_id"].as_str().unwrap()).await;
+    assert_eq!(session.mode, stripe_shared::CheckoutSessionMode::Payment);
+    assert_eq!(session.currency, Some(stripe_types::Currency::USD));
+    assert_eq!(session.amount_total, Some(10_000));
+    assert_eq!(session.client_reference_id.as_deref(), Some("org_demo"));
+    for (k, v) in [
+        ("org", "org_demo"),
+        ("member", "u_owner"),
+        ("offer", "bulk"),
+        ("credits_usd", "100.00"),
+    ] {
+        assert_eq!(meta(&session, k), v, "metadata {k}");
+    }
+    let success = session.success_url.clone().unwrap_or_default();
+    assert!(
+        success.starts_with("http://127.0.0.1:3000/orgs/org_demo/billing?checkout=success"),
+        "{success}"
+    );
+
+    // The buyer's customer is created once and reused.
+    let first = session.customer.as_ref().map(|c| c.id().to_string()).unwrap();
+    let (_, again) = call(&app.svc, &buy("u_owner", json!({ "package": { "id": "pro" } }))).await;
+    let second = stripe_session(&app, again["session_id"].as_str().unwrap()).await;
+    assert_eq!(second.customer.as_ref().map(|c| c.id().to_string()), Some(first));
+    assert_eq!(
+        meta(&second, "credits_usd"),
+        "110.00",
+        "the package's bonus is credited"
+    );
+    assert_eq!(second.amount_total, Some(10_000));
+}
+
+#[tokio::test]
+async fn who_may_buy_follows_the_org_policy() {
+    let app = app(PurchasePolicy::OwnersOnly, "sk_test_checkout").await;
+    let (status, body) = call(&app.svc, &buy("u_member", json!({ "bulk": { "quantity": 1 } }))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (status, _) = call(&app.svc, &buy("u_stranger", json!({ "bulk": { "quantity": 1 } }))).await;
+    assert_eq!(status, 403);
+
+    let open = app_any_member().await;
+    let (status, body) = call(
+        &open.svc,
+        &buy("u_member", json!({ "custom": { "amount": "25.00" } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let session = stripe_session(&open, body["session_id"].as_str().unwrap()).await;
+    assert_eq!(
+        meta(&session, "member"),
+        "u_member",
+        "a member pays with their own card"
+    );
+    let owner = open
+        .svc
+        .orgs
+        .member(
+            &OrgId::parse("org_demo").unwrap(),
+            &MemberId::parse("u_owner").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        owner.stripe_customer.is_none(),
+        "the member's customer is their own, not the owner's"
+    );
+}
+
+async fn app_any_member() -> App {
+    app(PurchasePolicy::AnyMember, "sk_test_checkout").await
+}
+
+#[tokio::test]
+async fn bad_choices_are_refused_before_stripe_is_asked() {
+    let app = app(PurchasePolicy::OwnersOnly, "sk_test_checkout").await;
+    for (body, code) in [
+        (json!({ "custom": { "amount": "5.00" } }), "invalid_offer"),
+        (json!({ "custom": { "amount": "20000" } }), "invalid_offer"),
+        (json!({ "custom": { "amount": "12.345" } }), "invalid_offer"),
+        (json!({ "package": { "id": "gold" } }), "invalid_offer"),
+        (json!({ "custom": { "amount": 25 } }), "invalid_request"),
+        (json!({ "bulk": { "quantity": 0 } }), "invalid_offer"),
+        (json!({ "surprise": {} }), "invalid_request"),
+    ] {
+        let (status, reply) = call(&app.svc, &buy("u_owner", body.clone())).await;
+        assert_eq!(
+            (status, reply["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {reply}"
+        );
+    }
+    let owner = app
+        .svc
+        .orgs
+        .member(
+            &OrgId::parse("org_demo").unwrap(),
+            &MemberId::parse("u_owner").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        owner.stripe_customer.is_none(),
+        "no customer was created for refused requests"
+    );
+}
+
+#[tokio::test]
+async fn a_stripe_refusal_is_a_502_and_records_nothing() {
+    let app = app(PurchasePolicy::OwnersOnly, "rk_live_not_a_test_key").await;
+    let (status, body) = call(&app.svc, &support::event("checkout/create-session.json")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("stripe_error")),
+        "{body}"
+    );
+    let owner = app
+        .svc
+        .orgs
+        .member(
+            &OrgId::parse("org_demo").unwrap(),
+            &MemberId::parse("u_owner").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(owner.stripe_customer.is_none());
+}
