@@ -4,8 +4,8 @@
 //! Who may buy is the org's policy (owners only, or any member with their own card). Each
 //! buyer has their own Stripe customer, created once and reused, and the card is saved for
 //! off-session use so auto-recharge can charge the owner's card later. The session's
-//! metadata carries what the webhooks function credits: `org`, `member`, `offer` and
-//! `credits_usd`. Nothing is recorded as paid here: only Stripe's signed event credits.
+//! metadata carries what the webhooks function credits: `org`, `member`, `offer`,
+//! `credits_usd`, and `price_usd` (checked against what Stripe charged). Nothing is recorded as paid here: only Stripe's signed event credits.
 
 use std::collections::HashMap;
 
@@ -124,6 +124,8 @@ async fn create_session(svc: &Checkout, org: &OrgId, me: &MemberId, choice: Choi
         ("member".to_owned(), me.to_string()),
         ("offer".to_owned(), offer.kind.clone()),
         ("credits_usd".to_owned(), offer.credits.to_string()),
+        // What the buyer pays: the webhook credits only a session whose total matches.
+        ("price_usd".to_owned(), offer.price.to_string()),
     ]);
     let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
     price.unit_amount = Some(cents);

@@ -13,19 +13,21 @@
 //!
 //! The Checkout Session's metadata (written by the checkout function, and signed by
 //! Stripe along with the whole event) names the org (`org`), the credited amount in USD
-//! (`credits_usd`, which may exceed the price with a package bonus) and the buyer
-//! (`member`).
+//! (`credits_usd`, which may exceed the price with a package bonus), the price
+//! (`price_usd`, which must equal what Stripe charged, in usd) and the buyer (`member`).
 
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId, Outcome,
-    PositiveUsd, WalletStore,
+    PositiveUsd, Usd, WalletStore,
 };
 use agent_credits_dynamo::DynamoWalletStore;
 use agent_credits_http::{ApiError, json_response, path_segments};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use rust_decimal::Decimal;
 use serde_json::json;
 use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus};
+use stripe_types::Currency;
 use stripe_webhook::{Event, EventObject, Webhook};
 
 pub struct Webhooks {
@@ -114,6 +116,23 @@ async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSessio
         .get("credits_usd")
         .and_then(|a| PositiveUsd::parse(a).ok())
         .ok_or_else(|| unmatched("no valid credits_usd"))?;
+    // The price recorded at checkout must be what Stripe charged, in US dollars: anything
+    // else is not a purchase this deployment made, and crediting it could mint credits.
+    let price = metadata
+        .get("price_usd")
+        .and_then(|p| Usd::parse(p).ok())
+        .ok_or_else(|| unmatched("no valid price_usd"))?;
+    let charged_cents = session.amount_total.ok_or_else(|| unmatched("no amount_total"))?;
+    if session.currency != Some(Currency::USD) {
+        return Err(unmatched("a currency other than usd"));
+    }
+    if Decimal::from(charged_cents) != price.as_decimal() * Decimal::ONE_HUNDRED {
+        return Err(unmatched("a price_usd different from amount_total"));
+    }
+    // Only an org that exists is credited.
+    if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
+        return Err(unmatched("an unknown org"));
+    }
     let member = metadata
         .get("member")
         .and_then(|m| MemberId::parse(m.as_str()).ok());

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agent_credits_domain::{EntryKind, OrgId, PageRequest, SystemClock, Usd, WalletStore};
+use agent_credits_domain::{
+    BillingMode, EntryKind, OrgId, PageRequest, SystemClock, Usd, WalletSettings, WalletStore,
+};
 use agent_credits_dynamo::DynamoWalletStore;
 use serde_json::{Value, json};
 use stripe_checkout::CheckoutSessionMode;
@@ -40,6 +42,12 @@ async fn app() -> App {
         .build()
         .unwrap();
     let store = DynamoWalletStore::new(client, "credits", Arc::new(SystemClock));
+    let org = OrgId::parse("org_demo").unwrap();
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    store.put_settings(&org, &settings).await.unwrap();
     let svc = Arc::new(Webhooks {
         store,
         signing_secret: SECRET.to_owned(),
@@ -49,18 +57,22 @@ async fn app() -> App {
         sim,
         stripe,
         svc,
-        org: OrgId::parse("org_demo").unwrap(),
+        org,
     }
 }
 
 /// A Checkout Session as the checkout function makes it: $100 for $100 of credits.
 async fn session(app: &App, metadata: HashMap<String, String>) -> String {
+    session_in(app, metadata, Currency::USD).await
+}
+
+async fn session_in(app: &App, metadata: HashMap<String, String>, currency: Currency) -> String {
     let customer = CreateCustomer::new()
         .email("billing@demo.example")
         .send(&app.stripe)
         .await
         .unwrap();
-    let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
     price.unit_amount = Some(10_000);
     price.product_data = Some(ProductData::new("Agent credits"));
     let mut item = CreateCheckoutSessionLineItems::new();
@@ -71,7 +83,7 @@ async fn session(app: &App, metadata: HashMap<String, String>) -> String {
     intent.metadata = Some(metadata.clone());
     let session = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Payment)
-        .currency(Currency::USD)
+        .currency(currency)
         .line_items(vec![item])
         .metadata(metadata)
         .client_reference_id("org_demo")
@@ -96,6 +108,7 @@ fn standard_metadata() -> HashMap<String, String> {
     metadata(&[
         ("org", "org_demo"),
         ("credits_usd", "100.00"),
+        ("price_usd", "100.00"),
         ("member", "u_owner"),
     ])
 }
@@ -327,4 +340,62 @@ async fn a_paid_session_without_an_org_is_refused_for_someone_to_see_and_other_e
     .await;
     assert_eq!((status, body["result"].as_str()), (200, Some("ignored")));
     assert!(purchases(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn sessions_that_are_not_our_purchases_credit_nothing() {
+    let app = app().await;
+    let cases = [
+        (
+            "a price different from what Stripe charged",
+            metadata(&[
+                ("org", "org_demo"),
+                ("credits_usd", "100.00"),
+                ("price_usd", "10.00"),
+            ]),
+            Currency::USD,
+        ),
+        ("a currency other than usd", standard_metadata(), Currency::EUR),
+        (
+            "an unknown org",
+            metadata(&[
+                ("org", "org_nobody"),
+                ("credits_usd", "100.00"),
+                ("price_usd", "100.00"),
+            ]),
+            Currency::USD,
+        ),
+        (
+            "no price",
+            metadata(&[("org", "org_demo"), ("credits_usd", "100.00")]),
+            Currency::USD,
+        ),
+    ];
+    for (what, metadata, currency) in cases {
+        let session = session_in(&app, metadata, currency).await;
+        app.sim
+            .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+            .await
+            .unwrap();
+        let (status, body) = call(
+            &app.svc,
+            &delivery(&app, "checkout.session.completed", SECRET, now()),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("unmatched_payment")),
+            "{what}: {body}"
+        );
+    }
+    let mut not_json = signed("{not json".to_owned(), SECRET, now());
+    not_json["headers"]["content-type"] = json!("application/json");
+    let (status, _) = call(&app.svc, &not_json).await;
+    assert_eq!(status, 400, "a signed body that is not an event");
+    assert!(purchases(&app).await.is_empty());
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().version,
+        0,
+        "nothing was written"
+    );
 }
