@@ -126,6 +126,19 @@ impl Watch {
     }
 }
 
+/// What every function needs locally: the table on dynoxide, static credentials, and no
+/// instance-metadata lookups (so the SDK never looks past loopback).
+pub fn local_env(table: &str, dynamodb_endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TABLE_NAME", table.to_owned()),
+        ("DYNAMODB_ENDPOINT", dynamodb_endpoint.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
 impl Drop for Watch {
     /// Stops watch and the function processes it started: its whole process group, and
     /// nothing else (a signal to the exact group id, never through a `kill` command line).

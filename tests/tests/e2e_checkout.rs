@@ -46,17 +46,13 @@ fn a_checkout_paid_in_the_simulator_credits_the_wallet_once_through_cargo_lambda
                 .unwrap()
         );
     });
-    let watch = Watch::start(&[
-        ("TABLE_NAME", "e2e".to_owned()),
-        ("DYNAMODB_ENDPOINT", db.endpoint().to_owned()),
+    let mut env = support::watch::local_env("e2e", db.endpoint());
+    env.extend([
         ("STRIPE_WEBHOOK_SECRET", SECRET.to_owned()),
         ("STRIPE_SECRET_KEY", "sk_test_e2e".to_owned()),
         ("STRIPE_API_BASE", sim.base_url().to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
     ]);
+    let watch = Watch::start(&env);
     // The first invocation builds and starts the function; do it before Stripe's
     // deliveries, which give up after 10 s. Unsigned, so it is refused and writes nothing.
     let (status, refused) = watch.call("webhooks", &support::event("webhooks/stripe-event.json"));

@@ -60,15 +60,7 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
             .unwrap();
     });
 
-    // Static local credentials and no instance metadata: the SDK never looks past loopback.
-    let watch = Watch::start(&[
-        ("TABLE_NAME", "e2e".to_owned()),
-        ("DYNAMODB_ENDPOINT", db.endpoint().to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-    ]);
+    let watch = Watch::start(&support::watch::local_env("e2e", db.endpoint()));
 
     let (status, verdict) = watch.call("usage", &support::event("usage/may-i-run.json"));
     assert_eq!(

@@ -5,7 +5,9 @@ use agent_credits_domain::{
     Role, Runtime, WalletSettings, WalletState, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore};
-use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param};
+use agent_credits_http::{
+    ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param, respond,
+};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -21,10 +23,7 @@ pub struct Account {
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Account, req: Request) -> Response<Body> {
-    match route(svc, &req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    respond(route(svc, &req).await)
 }
 
 async fn route(svc: &Account, req: &Request) -> Reply {

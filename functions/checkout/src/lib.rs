@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use agent_credits_domain::{Action, Catalog, Choice, MemberId, OrgId, Package, Usd};
 use agent_credits_dynamo::OrgStore;
-use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments};
+use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -60,10 +60,7 @@ pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, Str
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
-    match route(svc, &req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    respond(route(svc, &req).await)
 }
 
 async fn route(svc: &Checkout, req: &Request) -> Reply {

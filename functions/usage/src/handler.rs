@@ -7,7 +7,7 @@ use agent_credits_domain::{
 };
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
 use agent_credits_http::{
-    ApiError, iam_caller, json_response, money_error, parse_json, path_segments, query_param,
+    ApiError, iam_caller, json_response, money_error, parse_json, path_segments, query_param, respond,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -29,10 +29,7 @@ type Reply = Result<Response<Body>, ApiError>;
 
 /// Routes one request. Never fails: every error is an HTTP answer.
 pub async fn handle(svc: &Usage, req: Request) -> Response<Body> {
-    match route(svc, &req).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    respond(route(svc, &req).await)
 }
 
 async fn route(svc: &Usage, req: &Request) -> Reply {

@@ -21,7 +21,7 @@ use agent_credits_domain::{
     PositiveUsd, Usd, WalletStore,
 };
 use agent_credits_dynamo::DynamoWalletStore;
-use agent_credits_http::{ApiError, json_response, path_segments};
+use agent_credits_http::{ApiError, json_response, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -47,10 +47,7 @@ impl std::fmt::Debug for Webhooks {
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Webhooks, req: Request) -> Response<Body> {
-    match route(svc, &req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    respond(route(svc, &req).await)
 }
 
 async fn route(svc: &Webhooks, req: &Request) -> Reply {

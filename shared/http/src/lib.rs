@@ -82,6 +82,11 @@ impl From<agent_credits_domain::StoreError> for ApiError {
     }
 }
 
+/// A route's result as the HTTP answer: an error becomes its JSON error response.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let (status, text) = match serde_json::to_string(body) {
         Ok(text) => (status, text),
