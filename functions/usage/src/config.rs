@@ -12,8 +12,6 @@ pub struct Config {
     pub hold_ttl_seconds: i64,
     /// The longest hold a runtime may ask for (`MAX_HOLD_TTL_SECONDS`, default 3600).
     pub max_hold_ttl_seconds: i64,
-    /// A local DynamoDB (`DYNAMODB_ENDPOINT`); unset in AWS.
-    pub dynamodb_endpoint: Option<String>,
 }
 
 impl Config {
@@ -47,7 +45,6 @@ impl Config {
             default_markup,
             hold_ttl_seconds,
             max_hold_ttl_seconds,
-            dynamodb_endpoint: get("DYNAMODB_ENDPOINT").filter(|e| !e.is_empty()),
         })
     }
 }

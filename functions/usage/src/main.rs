@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use agent_credits_aws::{dynamodb, sdk_config};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
 use lambda_http::{Error, run, service_fn};
@@ -12,12 +13,7 @@ use usage::{Config, Usage, handle};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&aws);
-    if let Some(endpoint) = &config.dynamodb_endpoint {
-        dynamo = dynamo.endpoint_url(endpoint);
-    }
-    let client = aws_sdk_dynamodb::Client::from_conf(dynamo.build());
+    let client = dynamodb(&sdk_config().await);
     let usage = Usage {
         store: DynamoWalletStore::new(client.clone(), config.table.as_str(), Arc::new(SystemClock)),
         rates: RateStore::new(client, config.table.as_str()),

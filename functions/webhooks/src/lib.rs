@@ -1,45 +1,58 @@
-//! The webhooks function: Stripe's events in, credits out, each payment credited once.
+//! The webhooks function: Stripe's events in, wallet changes out, each exactly once.
 //!
 //! `POST /v1/stripe/webhooks` is open in the template (Stripe cannot sign with IAM or a
 //! JWT); the `Stripe-Signature` header is verified on the raw body with async-stripe before
 //! anything is parsed or written, with Stripe's 300 s tolerance. A bad signature is a 400
 //! and writes nothing.
 //!
-//! A payment credits under the idempotency key of its business object
-//! (`stripe:checkout:<session id>`), so `checkout.session.completed` and
-//! `checkout.session.async_payment_succeeded` for one session, duplicates, and events
-//! delivered out of order or days late all credit it exactly once. The answer is 2xx only
-//! once the credit is durable; on a store failure it is 5xx and Stripe retries.
+//! Each change is keyed on its business object, so duplicates, both events of one payment
+//! and events delivered out of order or days late change the wallet once:
 //!
-//! The Checkout Session's metadata (written by the checkout function, and signed by
-//! Stripe along with the whole event) names the org (`org`), the credited amount in USD
-//! (`credits_usd`, which may exceed the price with a package bonus), the price
-//! (`price_usd`, which must equal what Stripe charged, in usd) and the buyer (`member`).
+//! | event | change | key |
+//! |---|---|---|
+//! | `checkout.session.completed` (paid), `checkout.session.async_payment_succeeded` | purchase credit | `stripe:payment:<payment intent>` |
+//! | `payment_intent.succeeded` of an auto-recharge | `auto_top_up` credit | `stripe:payment:<payment intent>` |
+//! | `charge.refunded` | one `refund` entry per refund, never below zero | `stripe:refund:<refund>` |
+//! | `charge.dispute.created` | pause, reason `disputed` | `stripe:dispute:<dispute>` |
+//! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
+//! | `invoice.paid` of a plan subscription | the period's base grant, rollover up to the cap | `stripe:invoice:<invoice>` |
+//!
+//! A refund or dispute of a payment not yet credited (its events overtook the payment's)
+//! is answered 409 so that Stripe delivers it again later; nothing is written. Handled
+//! events leave a receipt (`STRIPE#<event>`), so a redelivery is answered at once. The
+//! answer is 2xx only once every write is durable; on a store failure it is 5xx and Stripe
+//! retries.
 
-use agent_credits_domain::{
-    Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId, Outcome,
-    PositiveUsd, Usd, WalletStore,
-};
+mod payments;
+mod plans;
+mod reversals;
+
+use agent_credits_domain::{Outcome, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
 use agent_credits_http::{ApiError, json_response, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use rust_decimal::Decimal;
 use serde_json::json;
-use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus};
-use stripe_types::Currency;
 use stripe_webhook::{Event, EventObject, Webhook};
+
+pub use plans::{Plan, Plans};
 
 pub struct Webhooks {
     pub store: DynamoWalletStore,
     /// The endpoint's signing secret (`whsec_...`). Never logged.
     pub signing_secret: String,
+    /// For what an event does not carry (a charge's refunds). `None`: such events are
+    /// answered 500 and Stripe retries once it is configured.
+    pub stripe: Option<stripe::Client>,
+    /// The subscription plans whose paid invoices grant base credits, by Stripe price id.
+    pub plans: Plans,
 }
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhooks")
             .field("signing_secret", &"<redacted>")
+            .field("plans", &self.plans)
             .finish_non_exhaustive()
     }
 }
@@ -58,15 +71,38 @@ async fn route(svc: &Webhooks, req: &Request) -> Reply {
     }
     let event = verified(svc, req)?;
     tracing::info!(event = %event.id, kind = %event.type_, "stripe event");
+    if svc.store.event_handled(event.id.as_str()).await? {
+        return Ok(acknowledged("duplicate_event"));
+    }
+    let reply = dispatch(svc, &event).await?;
+    // Every write of the event is durable by now; the receipt only saves a redelivery the
+    // work, so failing to write it is not a failure of the event.
+    let now = chrono::Utc::now();
+    if let Err(e) = svc
+        .store
+        .record_event(event.id.as_str(), &event.type_.to_string(), now)
+        .await
+    {
+        tracing::warn!(event = %event.id, error = %e, "event handled; its receipt was not written");
+    }
+    Ok(reply)
+}
+
+async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
     match &event.data.object {
         EventObject::CheckoutSessionCompleted(session)
         | EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
-            credit_checkout(svc, &event, session).await
+            payments::credit_checkout(svc, event, session).await
         }
         EventObject::CheckoutSessionAsyncPaymentFailed(session) => {
             tracing::warn!(session = %session.id, "checkout payment failed; nothing credited");
             Ok(acknowledged("payment_failed"))
         }
+        EventObject::PaymentIntentSucceeded(intent) => payments::credit_recharge(svc, event, intent).await,
+        EventObject::ChargeRefunded(charge) => reversals::refund(svc, event, charge).await,
+        EventObject::ChargeDisputeCreated(dispute) => reversals::dispute_opened(svc, event, dispute).await,
+        EventObject::ChargeDisputeClosed(dispute) => reversals::dispute_closed(svc, event, dispute).await,
+        EventObject::InvoicePaid(invoice) => plans::grant(svc, event, invoice).await,
         _ => Ok(acknowledged("ignored")),
     }
 }
@@ -92,73 +128,40 @@ fn acknowledged(what: &str) -> Response<Body> {
     json_response(StatusCode::OK, &json!({ "received": true, "result": what }))
 }
 
-/// A paid Checkout Session credits the org's purchased bucket, once per session.
-async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSession) -> Reply {
-    if session.payment_status != CheckoutSessionPaymentStatus::Paid {
-        // Completed but unpaid (a bank debit still clearing): the async outcome decides.
-        return Ok(acknowledged("awaiting_payment"));
-    }
-    let metadata = session.metadata.clone().unwrap_or_default();
-    // A paid session we cannot attribute is refused, not acknowledged: Stripe keeps it in
-    // its failed deliveries for someone to see, and nothing is written meanwhile.
-    let unmatched = |what: &str| {
-        tracing::error!(session = %session.id, "paid checkout session with {what}");
-        ApiError::bad_request("unmatched_payment", format!("the session's metadata has {what}"))
-    };
-    let org = metadata
-        .get("org")
-        .and_then(|o| OrgId::parse(o.as_str()).ok())
-        .ok_or_else(|| unmatched("no valid org"))?;
-    let amount = metadata
-        .get("credits_usd")
-        .and_then(|a| PositiveUsd::parse(a).ok())
-        .ok_or_else(|| unmatched("no valid credits_usd"))?;
-    // The price recorded at checkout must be what Stripe charged, in US dollars: anything
-    // else is not a purchase this deployment made, and crediting it could mint credits.
-    let price = metadata
-        .get("price_usd")
-        .and_then(|p| Usd::parse(p).ok())
-        .ok_or_else(|| unmatched("no valid price_usd"))?;
-    let charged_cents = session.amount_total.ok_or_else(|| unmatched("no amount_total"))?;
-    if session.currency != Some(Currency::USD) {
-        return Err(unmatched("a currency other than usd"));
-    }
-    if Decimal::from(charged_cents) != price.as_decimal() * Decimal::ONE_HUNDRED {
-        return Err(unmatched("a price_usd different from amount_total"));
-    }
-    // Only an org that exists is credited.
-    if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
-        return Err(unmatched("an unknown org"));
-    }
-    let member = metadata
-        .get("member")
-        .and_then(|m| MemberId::parse(m.as_str()).ok());
-    let key = IdempotencyKey::parse(format!("stripe:checkout:{}", session.id))
-        .map_err(|_| unmatched("an unusable session id"))?;
-    let external = ExternalRefs {
-        stripe_event: Some(event.id.to_string()),
-        checkout_session: Some(session.id.to_string()),
-        payment_intent: session.payment_intent.as_ref().map(|p| p.id().to_string()),
-        ..Default::default()
-    };
-    let req = ChangeRequest::credit(org, EntryKind::Purchase, Bucket::Purchased, amount, key)
-        .map_err(|e| ApiError::internal(&e))?
-        .attributed_to(Attribution {
-            member,
-            ..Default::default()
-        })
-        .with_external(external);
-    match svc.store.apply(req).await? {
+/// A payment we have a use for but cannot attribute: refused, not acknowledged, so Stripe
+/// keeps it in its failed deliveries for someone to see. Nothing is written.
+fn unmatched(object: &str, what: &str) -> ApiError {
+    tracing::error!(object, "stripe event with {what}");
+    ApiError::bad_request("unmatched_payment", format!("the event's object has {what}"))
+}
+
+/// A refund or dispute of a payment whose credit has not arrived yet: Stripe delivers it
+/// again later, by which time the payment's own event has.
+fn not_yet_credited(payment_intent: &str) -> ApiError {
+    tracing::warn!(
+        payment_intent,
+        "reversal of a payment not credited (yet); asking Stripe to retry"
+    );
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "payment_not_yet_credited",
+        format!("no credited payment {payment_intent} yet; deliver again later"),
+    )
+}
+
+/// The answer for one applied change: committed now or before.
+fn applied(outcome: Outcome, fresh: &str, again: &str) -> Reply {
+    match outcome {
         Outcome::Committed(entry) => Ok(json_response(
             StatusCode::OK,
-            &json!({ "received": true, "result": "credited", "entry_id": entry.id() }),
+            &json!({ "received": true, "result": fresh, "entry_id": entry.id() }),
         )),
         Outcome::Replayed(entry) => Ok(json_response(
             StatusCode::OK,
-            &json!({ "received": true, "result": "already_credited", "entry_id": entry.id() }),
+            &json!({ "received": true, "result": again, "entry_id": entry.id() }),
         )),
-        other => Err(ApiError::internal(&format!(
-            "a purchase credit came back {other:?}"
-        ))),
+        other => Err(ApiError::internal(&StoreError::Invalid(format!(
+            "a stripe change came back {other:?}"
+        )))),
     }
 }

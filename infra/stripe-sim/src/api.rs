@@ -34,7 +34,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/checkout/sessions/{id}", get(retrieve_session))
         .route("/v1/payment_intents", post(create_intent))
         .route("/v1/payment_intents/{id}", get(retrieve_intent))
-        .route("/v1/refunds", post(create_refund))
+        .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route_layer(middleware::from_fn(require_secret_key))
 }
 
@@ -491,6 +491,27 @@ async fn retrieve_intent(
     RawQuery(query): RawQuery,
 ) -> Response {
     read(&sim, query, |store, _| Ok(store.intent(&id)?.to_json()))
+}
+
+/// `GET /v1/refunds?charge=ch_...`: a charge's refunds, newest first (Stripe's charge
+/// objects no longer carry them unless expanded).
+async fn list_refunds(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let limit = limit(form)?;
+        let charge_id = form.text("charge")?;
+        let mut refunds: Vec<Value> = vec![];
+        for charge in store.charges.values() {
+            if charge_id.is_some_and(|id| id != charge.id) {
+                continue;
+            }
+            refunds.extend(charge.refunds.iter().map(|r| charge.refund_json(r)));
+        }
+        refunds
+            .sort_by_key(|r| std::cmp::Reverse((r["created"].as_i64(), r["id"].as_str().map(str::to_owned))));
+        let has_more = refunds.len() > limit;
+        refunds.truncate(limit);
+        Ok(list(refunds, has_more, "/v1/refunds"))
+    })
 }
 
 async fn create_refund(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ApiKeyId, HoldId, IdempotencyKey, MemberId, OrgId};
 use crate::money::{PositiveUsd, SignedUsd, Usd};
-use crate::wallet::{Bucket, BucketDelta};
+use crate::wallet::{Bucket, BucketDelta, PauseReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,6 +185,13 @@ pub enum Movement {
     Capture { actual: Usd },
     /// Close the request's hold without a charge (cancelled, or expired).
     Release,
+    /// Stop the org's agents for `reason` (e.g. a dispute): no money moves.
+    Pause(PauseReason),
+    /// Lift a pause for `reason`; any other pause stands. No money moves.
+    Lift(PauseReason),
+    /// A plan's new period: unused base moves to rollover while rollover stays within
+    /// `rollover_cap`, the rest of it expires, and base becomes `grant`.
+    Renew { grant: Usd, rollover_cap: Usd },
 }
 
 impl fmt::Display for Movement {
@@ -196,6 +203,9 @@ impl fmt::Display for Movement {
             Movement::Hold { amount, .. } => write!(f, "hold:{amount}"),
             Movement::Capture { actual } => write!(f, "capture:{actual}"),
             Movement::Release => write!(f, "release"),
+            Movement::Pause(reason) => write!(f, "pause:{}", reason.as_str()),
+            Movement::Lift(reason) => write!(f, "lift:{}", reason.as_str()),
+            Movement::Renew { grant, rollover_cap } => write!(f, "renew:{grant}:{rollover_cap}"),
         }
     }
 }
@@ -257,6 +267,43 @@ impl ChangeRequest {
             Movement::Credit { bucket, amount },
             key,
         ))
+    }
+
+    /// Takes back up to `amount` (a refund, a lost dispute): never below zero, what was
+    /// not there recorded as the entry's shortfall.
+    pub fn take_back(
+        org: OrgId,
+        kind: EntryKind,
+        amount: PositiveUsd,
+        key: IdempotencyKey,
+    ) -> Result<ChangeRequest, KindMismatch> {
+        if kind.direction() != Direction::Out || kind.counts_as_spent() {
+            return Err(KindMismatch {
+                kind,
+                action: "take credits back",
+            });
+        }
+        Ok(ChangeRequest::new(org, kind, Movement::DebitUpTo(amount), key))
+    }
+
+    /// Pauses the org for `reason`, recorded as an entry of `kind` that moves no money.
+    pub fn pause(org: OrgId, kind: EntryKind, reason: PauseReason, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(org, kind, Movement::Pause(reason), key)
+    }
+
+    /// Lifts a pause for `reason`, recorded as an entry of `kind` that moves no money.
+    pub fn lift(org: OrgId, kind: EntryKind, reason: PauseReason, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(org, kind, Movement::Lift(reason), key)
+    }
+
+    /// A plan period's base grant (see [`Movement::Renew`]).
+    pub fn renew_plan(org: OrgId, grant: Usd, rollover_cap: Usd, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(
+            org,
+            EntryKind::PlanGrant,
+            Movement::Renew { grant, rollover_cap },
+            key,
+        )
     }
 
     /// Usage of a call already made: charged up to what is available (see

@@ -79,6 +79,24 @@ impl Buckets {
         left.is_zero().then_some(delta)
     }
 
+    /// A plan's new period: unused base moves to rollover as far as `rollover_cap` leaves
+    /// room, the rest of it expires, and base becomes `grant`. Never below `held`: base
+    /// that would expire is kept while open holds need it.
+    pub fn renewal(&self, grant: Usd, rollover_cap: Usd, held: Usd) -> Result<BucketDelta, MoneyError> {
+        let moved = self.base.min(rollover_cap.saturating_sub(self.rollover));
+        let expired = self.base.checked_sub(moved)?;
+        let after = grant
+            .checked_add(self.rollover)?
+            .checked_add(moved)?
+            .checked_add(self.purchased)?;
+        let kept = held.saturating_sub(after).min(expired);
+        Ok(BucketDelta {
+            base: self.base.delta_to(grant.checked_add(kept)?),
+            rollover: SignedUsd::credit(moved),
+            purchased: SignedUsd::ZERO,
+        })
+    }
+
     pub fn apply(&self, delta: &BucketDelta) -> Result<Buckets, MoneyError> {
         let mut out = *self;
         for bucket in Bucket::DEBIT_ORDER {
@@ -339,6 +357,8 @@ impl Wallet {
                     BucketDelta::default()
                 }
             },
+            Movement::Pause(_) | Movement::Lift(_) => BucketDelta::default(),
+            Movement::Renew { grant, rollover_cap } => self.buckets.renewal(grant, rollover_cap, held)?,
         };
         let amount = delta.total()?;
         let buckets = self.buckets.apply(&delta)?;
@@ -354,12 +374,20 @@ impl Wallet {
         // release must not pause, notify or mark anything twice.
         let moved_out = amount.is_negative() || !shortfall.is_zero();
         let ran_dry = moved_out && after_balance.saturating_sub(held).is_zero();
-        let state = match self.state {
-            WalletState::Active if ran_dry => WalletState::Paused(PauseReason::CreditsExhausted),
-            WalletState::Paused(PauseReason::CreditsExhausted) if !after_available.is_zero() => {
+        let state = match (req.movement(), self.state) {
+            (Movement::Pause(reason), _) => WalletState::Paused(reason),
+            (Movement::Lift(reason), WalletState::Paused(paused)) if paused == reason => {
+                if after_available.is_zero() {
+                    WalletState::Paused(PauseReason::CreditsExhausted)
+                } else {
+                    WalletState::Active
+                }
+            }
+            (_, WalletState::Active) if ran_dry => WalletState::Paused(PauseReason::CreditsExhausted),
+            (_, WalletState::Paused(PauseReason::CreditsExhausted)) if !after_available.is_zero() => {
                 WalletState::Active
             }
-            state => state,
+            (_, state) => state,
         };
         let mut notifications = vec![];
         let threshold = self.settings.low_threshold();
@@ -367,7 +395,8 @@ impl Wallet {
         if crossed_low {
             notifications.push(NotificationKind::CreditBalanceLow);
         }
-        let depleted = state != self.state && state == WalletState::Paused(PauseReason::CreditsExhausted);
+        let depleted =
+            ran_dry && state != self.state && state == WalletState::Paused(PauseReason::CreditsExhausted);
         if depleted {
             notifications.push(NotificationKind::CreditBalanceDepleted);
         }
@@ -638,6 +667,118 @@ mod tests {
             .unwrap();
         assert!(second.notifications.is_empty(), "once per crossing");
         assert!(!second.recharge_due);
+    }
+
+    #[test]
+    fn a_new_plan_period_rolls_unused_base_over_up_to_the_cap() {
+        let renew = |grant: &str, cap: &str| {
+            ChangeRequest::renew_plan(
+                OrgId::parse("org_1").unwrap(),
+                usd(grant),
+                usd(cap),
+                IdempotencyKey::parse("stripe:invoice:in_1").unwrap(),
+            )
+        };
+        // $30 of base unused, $80 already rolled over, cap $100: $20 rolls, $10 expires.
+        let p = wallet("30", "80", "5")
+            .plan(&renew("50", "100"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(
+            p.after.buckets,
+            Buckets {
+                base: usd("50"),
+                rollover: usd("100"),
+                purchased: usd("5")
+            }
+        );
+        assert_eq!(p.entry.amount, SignedUsd::credit(usd("40")));
+        assert_eq!(p.entry.kind, EntryKind::PlanGrant);
+        // Base never expires below what open holds need.
+        let mut w = wallet("30", "100", "0");
+        w.held = usd("140");
+        let p = w.plan(&renew("20", "100"), &PlanContext::at(Utc::now())).unwrap();
+        assert_eq!(p.after.balance().unwrap(), usd("140"));
+        assert_eq!(p.after.buckets.base, usd("40"));
+    }
+
+    #[test]
+    fn a_dispute_pause_holds_until_lifted_and_lifting_at_zero_leaves_it_exhausted() {
+        let org = OrgId::parse("org_1").unwrap();
+        let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+        let w = wallet("0", "0", "10");
+        let paused = w
+            .plan(
+                &ChangeRequest::pause(org.clone(), EntryKind::Dispute, PauseReason::Disputed, key("p")),
+                &PlanContext::at(Utc::now()),
+            )
+            .unwrap();
+        assert_eq!(paused.after.state, WalletState::Paused(PauseReason::Disputed));
+        assert!(paused.entry.amount.is_zero());
+        assert_eq!(
+            paused.after.plan(&debit("1"), &PlanContext::at(Utc::now())),
+            Err(Refusal::Paused(PauseReason::Disputed))
+        );
+        // Lifting another reason changes nothing; lifting this one resumes.
+        let other = paused
+            .after
+            .plan(
+                &ChangeRequest::lift(
+                    org.clone(),
+                    EntryKind::Adjustment,
+                    PauseReason::RechargeFailed,
+                    key("l0"),
+                ),
+                &PlanContext::at(Utc::now()),
+            )
+            .unwrap();
+        assert_eq!(other.after.state, WalletState::Paused(PauseReason::Disputed));
+        let lifted = paused
+            .after
+            .plan(
+                &ChangeRequest::lift(org.clone(), EntryKind::Dispute, PauseReason::Disputed, key("l")),
+                &PlanContext::at(Utc::now()),
+            )
+            .unwrap();
+        assert_eq!(lifted.after.state, WalletState::Active);
+        let mut empty = wallet("0", "0", "0");
+        empty.state = WalletState::Paused(PauseReason::Disputed);
+        let lifted = empty
+            .plan(
+                &ChangeRequest::lift(org, EntryKind::Dispute, PauseReason::Disputed, key("l")),
+                &PlanContext::at(Utc::now()),
+            )
+            .unwrap();
+        assert_eq!(
+            lifted.after.state,
+            WalletState::Paused(PauseReason::CreditsExhausted)
+        );
+        assert!(lifted.notifications.is_empty());
+    }
+
+    #[test]
+    fn a_refund_takes_back_what_is_there_and_records_the_rest() {
+        let req = ChangeRequest::take_back(
+            OrgId::parse("org_1").unwrap(),
+            EntryKind::Refund,
+            PositiveUsd::parse("100").unwrap(),
+            IdempotencyKey::parse("stripe:refund:re_1").unwrap(),
+        )
+        .unwrap();
+        let p = wallet("0", "0", "60")
+            .plan(&req, &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(p.entry.amount, SignedUsd::debit(usd("60")));
+        assert_eq!(p.entry.shortfall, usd("40"));
+        assert_eq!(p.after.lifetime_spent, Usd::ZERO, "a refund is not spending");
+        assert!(
+            ChangeRequest::take_back(
+                OrgId::parse("org_1").unwrap(),
+                EntryKind::Usage,
+                PositiveUsd::parse("1").unwrap(),
+                IdempotencyKey::parse("k").unwrap(),
+            )
+            .is_err()
+        );
     }
 
     fn micros(max: i64) -> impl Strategy<Value = Usd> {

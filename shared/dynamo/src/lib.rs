@@ -4,10 +4,12 @@
 mod attr;
 pub mod items;
 mod orgs;
+mod payments;
 mod rates;
 mod store;
 mod update;
 
 pub use orgs::{Member, MemberChange, OrgStore};
+pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
 pub use rates::RateStore;
 pub use store::{DynamoWalletStore, RetryPolicy};

@@ -1,0 +1,160 @@
+//! Payments that add credits: a paid Checkout Session (a purchase) and an auto-recharge's
+//! PaymentIntent (an auto top-up). Both credit under `stripe:payment:<payment intent>`, so
+//! each payment credits once whichever of its events (or, for a recharge, the recharge
+//! function's own reply from Stripe) arrives first; the payment is then remembered
+//! (`STRIPE#<payment intent>`) for its refunds and disputes.
+
+use std::collections::HashMap;
+
+use agent_credits_domain::{
+    Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
+    PositiveUsd, Usd, WalletStore,
+};
+use agent_credits_dynamo::PaymentRecord;
+use rust_decimal::Decimal;
+use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, PaymentIntent};
+use stripe_types::Currency;
+use stripe_webhook::Event;
+
+use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
+
+/// The `metadata[purpose]` of the PaymentIntents the recharge function creates.
+pub const RECHARGE_PURPOSE: &str = "auto_recharge";
+
+/// A paid Checkout Session credits the org's purchased bucket, once per payment.
+///
+/// The session's metadata (written by the checkout function, and signed by Stripe along
+/// with the whole event) names the org (`org`), the credited amount in USD
+/// (`credits_usd`, which may exceed the price with a package bonus), the price
+/// (`price_usd`, which must equal what Stripe charged, in usd) and the buyer (`member`).
+pub async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSession) -> Reply {
+    if session.payment_status != CheckoutSessionPaymentStatus::Paid {
+        // Completed but unpaid (a bank debit still clearing): the async outcome decides.
+        return Ok(acknowledged("awaiting_payment"));
+    }
+    let id = session.id.as_str();
+    let metadata = session.metadata.clone().unwrap_or_default();
+    let intent = session
+        .payment_intent
+        .as_ref()
+        .map(|p| p.id().to_string())
+        .ok_or_else(|| unmatched(id, "no payment intent"))?;
+    let charged = session
+        .amount_total
+        .ok_or_else(|| unmatched(id, "no amount_total"))?;
+    let paid = Paid::from_metadata(id, &metadata, charged, session.currency.as_ref())?;
+    let external = ExternalRefs {
+        stripe_event: Some(event.id.to_string()),
+        checkout_session: Some(id.to_owned()),
+        payment_intent: Some(intent.clone()),
+        ..Default::default()
+    };
+    credit(svc, paid, EntryKind::Purchase, &intent, external).await
+}
+
+/// An auto-recharge's PaymentIntent succeeded: an `auto_top_up` credit, once. Other
+/// PaymentIntents (a checkout's) are credited through their session and ignored here.
+pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentIntent) -> Reply {
+    let metadata = &intent.metadata;
+    if metadata.get("purpose").map(String::as_str) != Some(RECHARGE_PURPOSE) {
+        return Ok(acknowledged("ignored"));
+    }
+    let id = intent.id.as_str();
+    let paid = Paid::from_metadata(id, metadata, intent.amount_received, Some(&intent.currency))?;
+    let external = ExternalRefs {
+        stripe_event: Some(event.id.to_string()),
+        payment_intent: Some(id.to_owned()),
+        charge: intent.latest_charge.as_ref().map(|c| c.id().to_string()),
+        ..Default::default()
+    };
+    credit(svc, paid, EntryKind::AutoTopUp, id, external).await
+}
+
+/// What a payment's metadata says it bought, checked against what Stripe charged.
+struct Paid {
+    org: OrgId,
+    credits: PositiveUsd,
+    charged_cents: u64,
+    member: Option<MemberId>,
+}
+
+impl Paid {
+    fn from_metadata(
+        object: &str,
+        metadata: &HashMap<String, String>,
+        charged_cents: i64,
+        currency: Option<&Currency>,
+    ) -> Result<Paid, agent_credits_http::ApiError> {
+        let org = metadata
+            .get("org")
+            .and_then(|o| OrgId::parse(o.as_str()).ok())
+            .ok_or_else(|| unmatched(object, "no valid org"))?;
+        let credits = metadata
+            .get("credits_usd")
+            .and_then(|a| PositiveUsd::parse(a).ok())
+            .ok_or_else(|| unmatched(object, "no valid credits_usd"))?;
+        // The price recorded when the payment was made must be what Stripe charged, in US
+        // dollars: anything else is not a payment this deployment asked for, and crediting
+        // it could mint credits.
+        let price = metadata
+            .get("price_usd")
+            .and_then(|p| Usd::parse(p).ok())
+            .ok_or_else(|| unmatched(object, "no valid price_usd"))?;
+        if currency != Some(&Currency::USD) {
+            return Err(unmatched(object, "a currency other than usd"));
+        }
+        if Decimal::from(charged_cents) != price.as_decimal() * Decimal::ONE_HUNDRED {
+            return Err(unmatched(object, "a price_usd different from the amount charged"));
+        }
+        let charged_cents =
+            u64::try_from(charged_cents).map_err(|_| unmatched(object, "a negative amount charged"))?;
+        let member = metadata
+            .get("member")
+            .and_then(|m| MemberId::parse(m.as_str()).ok());
+        Ok(Paid {
+            org,
+            credits,
+            charged_cents,
+            member,
+        })
+    }
+}
+
+async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, external: ExternalRefs) -> Reply {
+    // Only an org that exists is credited.
+    if svc.store.wallet(&paid.org).await?.settings.billing_mode.is_none() {
+        return Err(unmatched(intent, "an unknown org"));
+    }
+    let key = payment_key(intent).ok_or_else(|| unmatched(intent, "an unusable payment intent id"))?;
+    let req = ChangeRequest::credit(
+        paid.org.clone(),
+        kind,
+        Bucket::Purchased,
+        paid.credits,
+        key.clone(),
+    )
+    .map_err(|e| agent_credits_http::ApiError::internal(&e))?
+    .attributed_to(Attribution {
+        member: paid.member,
+        ..Default::default()
+    })
+    .with_external(external);
+    let outcome = svc.store.apply(req).await?;
+    // After the credit, so that finding the record means the credit is there.
+    svc.store
+        .record_payment(&PaymentRecord {
+            payment_intent: intent.to_owned(),
+            org: paid.org,
+            kind,
+            credits: paid.credits.usd(),
+            charged_cents: paid.charged_cents,
+            credit_key: key.to_string(),
+        })
+        .await?;
+    applied(outcome, "credited", "already_credited")
+}
+
+/// The idempotency key of the credit a payment makes.
+pub fn payment_key(payment_intent: &str) -> Option<IdempotencyKey> {
+    IdempotencyKey::parse(format!("stripe:payment:{payment_intent}")).ok()
+}

@@ -1,0 +1,462 @@
+//! Money going back and plans: refunds, disputes and plan invoices through the webhooks
+//! handler, with events from the project's Stripe simulator; and every event of a
+//! purchase, a refund and a dispute delivered three times, shuffled, eight at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use agent_credits_domain::{
+    BillingMode, ChangeRequest, IdempotencyKey, LedgerEntry, Outcome, PauseReason, PositiveUsd, WalletState,
+};
+use common::*;
+use stripe_sim::InvoicePayment;
+
+fn money(v: &Value) -> Usd {
+    usd(v.as_str().unwrap())
+}
+
+fn usd(s: &str) -> Usd {
+    Usd::parse(s).unwrap()
+}
+
+/// The newest event of `kind` in the simulator, as Stripe rendered it.
+fn latest(app: &App, kind: &str) -> Value {
+    app.sim
+        .events()
+        .into_iter()
+        .rev()
+        .find(|e| e["type"] == kind)
+        .expect(kind)
+}
+
+/// The charge of the newest successful payment.
+fn charge(app: &App) -> String {
+    latest(app, "payment_intent.succeeded")["data"]["object"]["latest_charge"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A copy of `event` as another event about the same object (a new id).
+fn reissued(event: &Value, id: &str) -> Value {
+    let mut e = event.clone();
+    e["id"] = json!(id);
+    e
+}
+
+async fn deliver(app: &App, event: &Value) -> (u16, Value) {
+    call(&app.svc, &signed(event.to_string(), SECRET, now())).await
+}
+
+async fn entries(app: &App, org: &OrgId, kind: EntryKind) -> Vec<LedgerEntry> {
+    let page = app.svc.store.history(org, PageRequest::first(100)).await.unwrap();
+    page.entries.into_iter().filter(|e| e.kind == kind).collect()
+}
+
+/// A paid $100 checkout for `credits` of credits, delivered and credited.
+async fn bought(app: &App, org: &str, credits: &str) {
+    let session = session(
+        app,
+        metadata(&[
+            ("org", org),
+            ("credits_usd", credits),
+            ("price_usd", "100.00"),
+            ("member", "u_owner"),
+        ]),
+    )
+    .await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    let (status, body) = deliver(app, &latest(app, "checkout.session.completed")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("credited")),
+        "{body}"
+    );
+}
+
+async fn spend(app: &App, amount: &str, key: &str) {
+    let req = ChangeRequest::usage(
+        app.org.clone(),
+        PositiveUsd::parse(amount).unwrap(),
+        IdempotencyKey::parse(key).unwrap(),
+    );
+    assert!(matches!(
+        app.svc.store.apply(req).await.unwrap(),
+        Outcome::Committed(_)
+    ));
+}
+
+async fn balance(app: &App) -> Usd {
+    app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap()
+}
+
+#[tokio::test]
+async fn a_refund_takes_back_its_share_once_and_never_below_zero() {
+    let app = app().await;
+    // A package: $100 paid for $110 of credits. $70 spent, $40 left.
+    bought(&app, "org_demo", "110.00").await;
+    spend(&app, "70", "usage:r1").await;
+    let charge = charge(&app);
+
+    app.sim.refund_charge(&charge, Some(5_000)).await.unwrap();
+    let first = latest(&app, "charge.refunded");
+    let (status, body) = deliver(&app, &first).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refunded")),
+        "{body}"
+    );
+    // Half the payment is half its credits, $55: $40 are there, $15 are not.
+    assert_eq!(money(&body["refunds"][0]["taken"]), usd("40"));
+    assert_eq!(money(&body["refunds"][0]["shortfall"]), usd("15"));
+    assert_eq!(balance(&app).await, Usd::ZERO);
+
+    // The same event again, and another event about the same charge: nothing more.
+    let (_, again) = deliver(&app, &first).await;
+    assert_eq!(again["result"], "duplicate_event");
+    let (_, other) = deliver(&app, &reissued(&first, "evt_same_charge_again")).await;
+    assert_eq!(other["refunds"][0]["entry_id"], body["refunds"][0]["entry_id"]);
+
+    // The second half: its own entry, nothing left to take, all of it shortfall.
+    app.sim.refund_charge(&charge, Some(5_000)).await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.refunded")).await;
+    assert_eq!(status, 200, "{body}");
+    let refunds = entries(&app, &app.org, EntryKind::Refund).await;
+    assert_eq!(refunds.len(), 2, "one entry per refund");
+    let shortfalls: Vec<Usd> = refunds.iter().map(|e| e.shortfall).collect();
+    assert_eq!(shortfalls, [usd("55"), usd("15")], "newest first");
+    assert!(
+        refunds
+            .iter()
+            .all(|e| e.external.charge.as_deref() == Some(charge.as_str()))
+    );
+    assert_ne!(refunds[0].external.refund, refunds[1].external.refund);
+    assert_eq!(balance(&app).await, Usd::ZERO, "never below zero");
+}
+
+#[tokio::test]
+async fn a_refund_that_overtakes_its_payment_is_retried_until_the_payment_is_credited() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    app.sim.refund_charge(&charge(&app), None).await.unwrap();
+    let refund = latest(&app, "charge.refunded");
+
+    let (status, body) = deliver(&app, &refund).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("payment_not_yet_credited")),
+        "{body}"
+    );
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().version,
+        0,
+        "nothing written"
+    );
+
+    let (_, body) = deliver(&app, &latest(&app, "checkout.session.completed")).await;
+    assert_eq!(body["result"], "credited");
+    // Stripe's retry of the refused delivery.
+    let (status, body) = deliver(&app, &refund).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refunded")),
+        "{body}"
+    );
+    assert_eq!(balance(&app).await, Usd::ZERO);
+}
+
+#[tokio::test]
+async fn a_charge_without_its_refunds_is_refunded_from_stripes_list() {
+    let app = app().await;
+    bought(&app, "org_demo", "100.00").await;
+    app.sim.refund_charge(&charge(&app), Some(2_500)).await.unwrap();
+    // Stripe's charges carry their refunds only when expanded.
+    let mut event = latest(&app, "charge.refunded");
+    event["data"]["object"]["refunds"] = Value::Null;
+    let (status, body) = deliver(&app, &event).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refunded")),
+        "{body}"
+    );
+    assert_eq!(money(&body["refunds"][0]["taken"]), usd("25"));
+    assert_eq!(balance(&app).await, usd("75"));
+}
+
+/// `charge.dispute.closed` for the newest dispute, with `status`.
+fn closed(app: &App, status: &str, id: &str) -> Value {
+    let mut event = reissued(&latest(app, "charge.dispute.created"), id);
+    event["type"] = json!("charge.dispute.closed");
+    event["data"]["object"]["status"] = json!(status);
+    event
+}
+
+#[tokio::test]
+async fn a_dispute_pauses_the_org_until_it_is_won() {
+    let app = app().await;
+    bought(&app, "org_demo", "100.00").await;
+    app.sim.dispute_charge(&charge(&app), "fraudulent").await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.dispute.created")).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("paused")), "{body}");
+
+    let wallet = app.svc.store.wallet(&app.org).await.unwrap();
+    assert_eq!(wallet.state, WalletState::Paused(PauseReason::Disputed));
+    assert_eq!(wallet.balance().unwrap(), usd("100"), "credits stay");
+    let debit = ChangeRequest::debit(
+        app.org.clone(),
+        EntryKind::Usage,
+        PositiveUsd::parse("1").unwrap(),
+        IdempotencyKey::parse("usage:blocked").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        app.svc.store.apply(debit).await.unwrap(),
+        Outcome::Paused {
+            reason: PauseReason::Disputed
+        }
+    );
+    // A purchase meanwhile does not lift it.
+    bought(&app, "org_demo", "100.00").await;
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().state,
+        WalletState::Paused(PauseReason::Disputed)
+    );
+
+    let (_, body) = deliver(&app, &closed(&app, "won", "evt_dispute_won")).await;
+    assert_eq!(body["result"], "dispute_closed", "{body}");
+    let wallet = app.svc.store.wallet(&app.org).await.unwrap();
+    assert_eq!(wallet.state, WalletState::Active);
+    assert_eq!(wallet.balance().unwrap(), usd("200"));
+    assert_eq!(
+        entries(&app, &app.org, EntryKind::Dispute).await.len(),
+        2,
+        "paused, lifted"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_dispute_takes_the_credits_back_and_its_late_opening_pauses_nothing() {
+    let app = app().await;
+    bought(&app, "org_demo", "100.00").await;
+    spend(&app, "30", "usage:r1").await;
+    app.sim.dispute_charge(&charge(&app), "fraudulent").await.unwrap();
+    let opened = latest(&app, "charge.dispute.created");
+    // The closing overtakes the opening.
+    let (_, body) = deliver(&app, &closed(&app, "lost", "evt_dispute_lost")).await;
+    assert_eq!(body["result"], "dispute_closed", "{body}");
+    let (_, body) = deliver(&app, &opened).await;
+    assert_eq!(body["result"], "dispute_already_closed", "{body}");
+
+    let wallet = app.svc.store.wallet(&app.org).await.unwrap();
+    assert_eq!(wallet.balance().unwrap(), Usd::ZERO);
+    assert_eq!(
+        wallet.state,
+        WalletState::Paused(PauseReason::CreditsExhausted),
+        "empty, not disputed"
+    );
+    let disputes = entries(&app, &app.org, EntryKind::Dispute).await;
+    let taken: Vec<String> = disputes
+        .iter()
+        .map(|e| e.amount.as_decimal().normalize().to_string())
+        .collect();
+    assert_eq!(taken, ["0", "-70"], "lift after take-back, newest first");
+    assert_eq!(disputes[1].shortfall, usd("30"));
+}
+
+fn invoice(customer: &str, price: &str, org: Option<&str>) -> InvoicePayment {
+    InvoicePayment {
+        customer: customer.to_owned(),
+        amount: 4_900,
+        subscription: Some("sub_team".to_owned()),
+        price: Some(price.to_owned()),
+        metadata: org
+            .map(|o| BTreeMap::from([("org".to_owned(), o.to_owned())]))
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_plan_invoice_grants_base_and_rolls_unused_base_over_up_to_the_cap() {
+    let app = app().await;
+    let customer = CreateCustomer::new()
+        .email("billing@demo.example")
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    let customer = customer.id.as_str();
+    let pay = async |price: &str, org: Option<&str>| {
+        app.sim.pay_invoice(invoice(customer, price, org)).await.unwrap();
+        deliver(&app, &latest(&app, "invoice.paid")).await
+    };
+    let (status, body) = pay(TEAM_PRICE, Some("org_demo")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("granted")),
+        "{body}"
+    );
+    spend(&app, "20", "usage:r1").await;
+    let buckets = |w: agent_credits_domain::Wallet| (w.buckets.base, w.buckets.rollover);
+    // (base, rollover) after each period: $30 unused rolls; then $50; then the cap.
+    for expected in [("50", "30"), ("50", "80"), ("50", "100")] {
+        let (_, body) = pay(TEAM_PRICE, Some("org_demo")).await;
+        assert_eq!(body["result"], "granted");
+        let w = app.svc.store.wallet(&app.org).await.unwrap();
+        assert_eq!(buckets(w), (usd(expected.0), usd(expected.1)));
+    }
+    let grants = entries(&app, &app.org, EntryKind::PlanGrant).await;
+    assert_eq!(grants.len(), 4);
+    assert_eq!(
+        grants[0].amount.as_decimal().normalize().to_string(),
+        "20",
+        "$50 granted, $30 of base expired"
+    );
+    assert!(grants.iter().all(|e| {
+        e.external
+            .invoice
+            .as_deref()
+            .is_some_and(|i| i.starts_with("in_"))
+    }));
+
+    let version = app.svc.store.wallet(&app.org).await.unwrap().version;
+    let (status, body) = pay("price_unknown", Some("org_demo")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unmatched_payment")),
+        "{body}"
+    );
+    let (status, body) = pay(TEAM_PRICE, None).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("ignored")),
+        "{body}"
+    );
+    assert_eq!(app.svc.store.wallet(&app.org).await.unwrap().version, version);
+}
+
+/// One org's purchase ($100), partial refund ($30) and dispute, as Stripe emitted them.
+async fn purchase_refund_dispute(app: &App, org: &str) -> Vec<Value> {
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    let org_id = OrgId::parse(org).unwrap();
+    app.svc.store.put_settings(&org_id, &settings).await.unwrap();
+    let session = session(
+        app,
+        metadata(&[("org", org), ("credits_usd", "100.00"), ("price_usd", "100.00")]),
+    )
+    .await;
+    let mut ids = vec![];
+    let done = app
+        .sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    ids.extend(done.events.into_iter().map(|e| e.id));
+    let charge = charge(app);
+    let refunded = app.sim.refund_charge(&charge, Some(3_000)).await.unwrap();
+    ids.extend(refunded.events.into_iter().map(|e| e.id));
+    let disputed = app.sim.dispute_charge(&charge, "fraudulent").await.unwrap();
+    ids.extend(disputed.events.into_iter().map(|e| e.id));
+    let events = app.sim.events();
+    ids.iter()
+        .map(|id| events.iter().find(|e| e["id"] == *id).unwrap().clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_three_times_shuffled_eight_at_once_changes_the_wallet_once_each() {
+    let app = app().await;
+    for seed in 0..4u64 {
+        let org = format!("org_shuffled_{seed}");
+        let events = purchase_refund_dispute(&app, &org).await;
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        for kind in [
+            "checkout.session.completed",
+            "charge.refunded",
+            "charge.dispute.created",
+        ] {
+            assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+        }
+        let mut deliveries: Vec<Value> = events
+            .iter()
+            .flat_map(|e| [e.clone(), e.clone(), e.clone()])
+            .collect();
+        fastrand::Rng::with_seed(seed).shuffle(&mut deliveries);
+
+        // Eight at once; then, as Stripe does, again for every event with no 2xx yet.
+        let mut acknowledged: HashMap<String, bool> = HashMap::new();
+        for round in 0..5 {
+            let gate = Arc::new(tokio::sync::Semaphore::new(8));
+            let mut calls = tokio::task::JoinSet::new();
+            for event in deliveries.drain(..) {
+                let (svc, gate) = (app.svc.clone(), gate.clone());
+                let delivery = signed(event.to_string(), SECRET, now());
+                calls.spawn(async move {
+                    let _permit = gate.acquire_owned().await.unwrap();
+                    let (status, body) = call(&svc, &delivery).await;
+                    (event, status, body)
+                });
+            }
+            while let Some(done) = calls.join_next().await {
+                let (event, status, body) = done.unwrap();
+                assert!(matches!(status, 200 | 409), "round {round}: {status} {body}");
+                let ok = acknowledged
+                    .entry(event["id"].as_str().unwrap().to_owned())
+                    .or_default();
+                *ok |= status == 200;
+            }
+            deliveries = events
+                .iter()
+                .filter(|e| {
+                    !acknowledged
+                        .get(e["id"].as_str().unwrap())
+                        .copied()
+                        .unwrap_or(false)
+                })
+                .cloned()
+                .collect();
+            if deliveries.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            deliveries.is_empty(),
+            "seed {seed}: never acknowledged: {deliveries:?}"
+        );
+
+        let org_id = OrgId::parse(&org).unwrap();
+        assert_eq!(
+            entries(&app, &org_id, EntryKind::Purchase).await.len(),
+            1,
+            "seed {seed}"
+        );
+        let refunds = entries(&app, &org_id, EntryKind::Refund).await;
+        assert_eq!(refunds.len(), 1, "seed {seed}");
+        assert_eq!(refunds[0].amount.as_decimal().normalize().to_string(), "-30");
+        assert_eq!(
+            entries(&app, &org_id, EntryKind::Dispute).await.len(),
+            1,
+            "seed {seed}"
+        );
+        let wallet = app.svc.store.wallet(&org_id).await.unwrap();
+        assert_eq!(wallet.balance().unwrap(), usd("70"), "seed {seed}");
+        assert_eq!(
+            wallet.state,
+            WalletState::Paused(PauseReason::Disputed),
+            "seed {seed}"
+        );
+        assert_eq!(wallet.version, 3, "seed {seed}: three changes, nothing else");
+    }
+}

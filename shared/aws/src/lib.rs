@@ -1,0 +1,117 @@
+//! How every function reaches AWS and Stripe, from its environment, once per cold start.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `DYNAMODB_ENDPOINT` | DynamoDB elsewhere than AWS (dynoxide locally) |
+//! | `SECRETSMANAGER_ENDPOINT` | Secrets Manager elsewhere than AWS (moto locally) |
+//! | `STRIPE_SECRET_ARN` | the secret holding Stripe's keys as JSON: `{"secret_key": "sk_...", "webhook_secret": "whsec_..."}`; read at start-up |
+//! | `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` | the keys themselves, when there is no `STRIPE_SECRET_ARN` (local runs) |
+//! | `STRIPE_API_BASE` | Stripe elsewhere than api.stripe.com (the project's simulator) |
+//!
+//! Keys are never logged: [`StripeKeys`] prints redacted.
+
+use std::time::Duration;
+
+pub use aws_config::SdkConfig;
+use serde::Deserialize;
+
+/// A non-empty environment variable.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The shared AWS configuration (region and credentials from the Lambda environment).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub fn dynamodb(aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(aws);
+    if let Some(endpoint) = env("DYNAMODB_ENDPOINT") {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(conf.build())
+}
+
+pub fn secrets_manager(aws: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let mut conf = aws_sdk_secretsmanager::config::Builder::from(aws);
+    if let Some(endpoint) = env("SECRETSMANAGER_ENDPOINT") {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(conf.build())
+}
+
+/// Stripe's keys for this deployment.
+#[derive(Clone, Default, Deserialize)]
+pub struct StripeKeys {
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for StripeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
+        f.debug_struct("StripeKeys")
+            .field("secret_key", &shown(&self.secret_key))
+            .field("webhook_secret", &shown(&self.webhook_secret))
+            .finish()
+    }
+}
+
+impl StripeKeys {
+    /// From Secrets Manager when `STRIPE_SECRET_ARN` is set, else from the environment.
+    pub async fn load(aws: &SdkConfig) -> Result<StripeKeys, String> {
+        let Some(arn) = env("STRIPE_SECRET_ARN") else {
+            return Ok(StripeKeys {
+                secret_key: env("STRIPE_SECRET_KEY"),
+                webhook_secret: env("STRIPE_WEBHOOK_SECRET"),
+            });
+        };
+        let out = secrets_manager(aws)
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "reading the Stripe secret {arn}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| format!("the Stripe secret {arn} has no string value"))?;
+        // The parse error would quote the secret; say only what is wrong.
+        serde_json::from_str(text)
+            .map_err(|_| format!("the Stripe secret {arn} is not JSON with secret_key and webhook_secret"))
+    }
+
+    /// The secret key (`sk_...` or `rk_...`), required.
+    pub fn secret_key(&self) -> Result<&str, String> {
+        self.secret_key
+            .as_deref()
+            .filter(|k| k.starts_with("sk_") || k.starts_with("rk_"))
+            .ok_or_else(|| "a Stripe secret key (sk_... or rk_...) is required".to_owned())
+    }
+
+    /// The webhook signing secret (`whsec_...`), required.
+    pub fn webhook_secret(&self) -> Result<&str, String> {
+        self.webhook_secret
+            .as_deref()
+            .filter(|k| k.starts_with("whsec_"))
+            .ok_or_else(|| "a Stripe webhook signing secret (whsec_...) is required".to_owned())
+    }
+}
+
+/// A Stripe client for `key`: the simulator at `STRIPE_API_BASE` when set, else Stripe.
+pub fn stripe_client(key: &str) -> Result<stripe::Client, String> {
+    let mut builder = stripe::ClientBuilder::new(key).timeout(Duration::from_secs(10));
+    if let Some(base) = env("STRIPE_API_BASE") {
+        builder = builder.url(base);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("building the Stripe client: {e}"))
+}

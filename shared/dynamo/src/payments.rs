@@ -1,0 +1,121 @@
+//! What the webhooks need to remember about Stripe beyond the ledger:
+//!
+//! - `STRIPE#<payment intent>` / `PAYMENT`: which org a credited payment belongs to and what
+//!   it credited. Written only after the credit committed, so finding it means the credit
+//!   is there; refunds and disputes, which name only the charge's payment intent, find
+//!   their org through it.
+//! - `STRIPE#<event id>` / `EVENT`: a receipt per handled event (expiring after 30 days),
+//!   so a redelivered event is answered without touching the wallet.
+
+use agent_credits_domain::{EntryKind, IdempotencyKey, OrgId, StoreError, Usd};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::attr::{Reader, n_u64, n_usd, s};
+use crate::items::{idem_sk, key, org_pk, timestamp};
+use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
+
+/// A payment that credited an org's wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub payment_intent: String,
+    pub org: OrgId,
+    /// `purchase` or `auto_top_up`.
+    pub kind: EntryKind,
+    /// The credits it added (a package's bonus included).
+    pub credits: Usd,
+    /// What Stripe charged, in cents of USD.
+    pub charged_cents: u64,
+    /// The idempotency key of the credit.
+    pub credit_key: String,
+}
+
+/// How long an event receipt is kept: longer than Stripe retries a delivery (3 days).
+pub const EVENT_RECEIPT_DAYS: i64 = 30;
+
+fn payment_key(payment_intent: &str) -> crate::attr::Item {
+    key(format!("STRIPE#{payment_intent}"), "PAYMENT")
+}
+
+fn event_key(event: &str) -> crate::attr::Item {
+    key(format!("STRIPE#{event}"), "EVENT")
+}
+
+impl DynamoWalletStore {
+    /// Remembers a credited payment. Idempotent: the same payment always writes the same.
+    pub async fn record_payment(&self, p: &PaymentRecord) -> Result<(), StoreError> {
+        let mut item = payment_key(&p.payment_intent);
+        item.extend([
+            ("type".to_owned(), s("payment")),
+            ("org".to_owned(), s(p.org.as_str())),
+            ("kind".to_owned(), s(p.kind.as_str())),
+            ("credits".to_owned(), n_usd(p.credits)),
+            ("charged_cents".to_owned(), n_u64(p.charged_cents)),
+            ("credit_key".to_owned(), s(p.credit_key.as_str())),
+        ]);
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// The credited payment of this payment intent, if it has been credited.
+    pub async fn payment(&self, payment_intent: &str) -> Result<Option<PaymentRecord>, StoreError> {
+        let Some(item) = get_consistent(self.client(), self.table(), payment_key(payment_intent)).await?
+        else {
+            return Ok(None);
+        };
+        let r = Reader::new(&item);
+        let kind = r.s("kind")?;
+        Ok(Some(PaymentRecord {
+            payment_intent: payment_intent.to_owned(),
+            org: OrgId::parse(r.s("org")?).map_err(|e| r.corrupt(e.to_string()))?,
+            kind: EntryKind::parse(kind).ok_or_else(|| r.corrupt(format!("unknown kind {kind}")))?,
+            credits: r.usd("credits")?,
+            charged_cents: r.u64("charged_cents")?,
+            credit_key: r.s("credit_key")?.to_owned(),
+        }))
+    }
+
+    /// Whether a change was ever made under `key` in the org's wallet.
+    pub async fn key_used(&self, org: &OrgId, key_: &IdempotencyKey) -> Result<bool, StoreError> {
+        Ok(
+            get_consistent(self.client(), self.table(), key(org_pk(org), idem_sk(key_)))
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Whether an event was handled before.
+    pub async fn event_handled(&self, event: &str) -> Result<bool, StoreError> {
+        Ok(get_consistent(self.client(), self.table(), event_key(event))
+            .await?
+            .is_some())
+    }
+
+    /// Records that an event was handled (after its writes are durable).
+    pub async fn record_event(&self, event: &str, kind: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut item = event_key(event);
+        let expires = now + Duration::days(EVENT_RECEIPT_DAYS);
+        item.extend([
+            ("type".to_owned(), s("stripe_event")),
+            ("event_type".to_owned(), s(kind)),
+            ("received_at".to_owned(), timestamp(now)),
+            (
+                "expires_at".to_owned(),
+                n_u64(u64::try_from(expires.timestamp()).unwrap_or(0)),
+            ),
+        ]);
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
