@@ -7,10 +7,12 @@
 //! metadata carries what the webhooks function credits: `org`, `member`, `offer`,
 //! `credits_usd`, and `price_usd` (checked against what Stripe charged). Nothing is recorded as paid here: only Stripe's signed event credits.
 
+mod autorecharge;
+
 use std::collections::HashMap;
 
 use agent_credits_domain::{Action, Catalog, Choice, MemberId, OrgId, Package, Usd};
-use agent_credits_dynamo::OrgStore;
+use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -27,6 +29,7 @@ use stripe_types::Currency;
 
 pub struct Checkout {
     pub orgs: OrgStore,
+    pub recharges: RechargeStore,
     pub stripe: stripe::Client,
     pub catalog: Catalog,
     /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
@@ -72,8 +75,28 @@ async fn route(svc: &Checkout, req: &Request) -> Reply {
             let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
             create_session(svc, &org, &me, parse_json(req)?).await
         }
+        (method, ["v1", "orgs", org, "auto-recharge"]) => {
+            let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
+            match *method {
+                Method::GET => autorecharge::get(svc, &svc.recharges, &org, &me).await,
+                Method::PUT => autorecharge::put(svc, &svc.recharges, &org, &me, parse_json(req)?).await,
+                _ => Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "GET or PUT",
+                )),
+            }
+        }
         _ => Err(ApiError::not_found("route_not_found", "no such route")),
     }
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "not allowed for your role in this org",
+    )
 }
 
 async fn create_session(svc: &Checkout, org: &OrgId, me: &MemberId, choice: Choice) -> Reply {
@@ -166,7 +189,7 @@ fn idempotency(key: &str) -> Result<IdempotencyKey, ApiError> {
 }
 
 /// A Stripe failure is a 502 naming Stripe's code; nothing was recorded as paid.
-fn stripe_failed(e: StripeError) -> ApiError {
+pub(crate) fn stripe_failed(e: StripeError) -> ApiError {
     let code = match &e {
         StripeError::Stripe(err, status) => format!(
             "{} ({status})",

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     // Never logged.
     let keys = StripeKeys::load(&aws).await?;
     let svc = Checkout {
-        orgs: agent_credits_dynamo::OrgStore::new(dynamodb(&aws), table),
+        orgs: agent_credits_dynamo::OrgStore::new(dynamodb(&aws), table.as_str()),
+        recharges: agent_credits_dynamo::RechargeStore::new(dynamodb(&aws), table.as_str()),
         stripe: stripe_client(keys.secret_key()?)?,
         catalog: catalog_from(env)?,
         dashboard_url: env("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),

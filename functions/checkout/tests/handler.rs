@@ -6,7 +6,7 @@
 use agent_credits_domain::{
     BillingMode, MemberId, Org, OrgId, PurchasePolicy, Role, Runtime, WalletSettings,
 };
-use agent_credits_dynamo::OrgStore;
+use agent_credits_dynamo::{OrgStore, RechargeStore};
 use checkout::{Checkout, catalog_from, handle};
 use serde_json::{Value, json};
 use stripe_checkout::checkout_session::RetrieveCheckoutSession;
@@ -22,7 +22,8 @@ struct App {
 async fn app(policy: PurchasePolicy, key: &str) -> App {
     let (db, client) = support::fresh_table("credits").await;
     let sim = StripeSim::start().await.unwrap();
-    let orgs = OrgStore::new(client, "credits");
+    let orgs = OrgStore::new(client.clone(), "credits");
+    let recharges = RechargeStore::new(client, "credits");
     let org = Org {
         id: OrgId::parse("org_demo").unwrap(),
         name: "Demo".into(),
@@ -55,6 +56,7 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
         .unwrap();
     let svc = Checkout {
         orgs,
+        recharges,
         stripe,
         catalog,
         dashboard_url: "http://127.0.0.1:3000".into(),
@@ -237,4 +239,108 @@ async fn a_stripe_refusal_is_a_502_and_records_nothing() {
         .unwrap()
         .unwrap();
     assert!(owner.stripe_customer.is_none());
+}
+
+fn auto_recharge(sub: &str, method: &str, body: Option<Value>) -> Value {
+    let mut e = support::event("checkout/put-auto-recharge.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    e
+}
+
+#[tokio::test]
+async fn auto_recharge_settings_are_checked_and_need_an_owner_with_a_saved_card() {
+    let app = app(PurchasePolicy::OwnersOnly, "sk_test_checkout").await;
+    let owner_put = |body: Value| auto_recharge("u_owner", "PUT", Some(body));
+    let unchanged = async |app: &App| {
+        let (status, body) = call(&app.svc, &auto_recharge("u_owner", "GET", None)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["enabled"], false, "{body}");
+        assert!(
+            app.svc
+                .recharges
+                .config(&OrgId::parse("org_demo").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    };
+    // No card saved yet.
+    let (status, body) = call(&app.svc, &owner_put(json!({ "enabled": true }))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("no_saved_card")),
+        "{body}"
+    );
+    unchanged(&app).await;
+
+    // The owner buys once with a card: it is saved for off-session use.
+    let (_, session) = call(&app.svc, &support::event("checkout/create-session.json")).await;
+    app.sim
+        .complete_checkout(
+            session["session_id"].as_str().unwrap(),
+            stripe_sim::CompleteCheckout::card("pm_card_visa"),
+        )
+        .await
+        .unwrap();
+
+    for (who, body, status, code) in [
+        (
+            "u_owner",
+            json!({ "enabled": true, "threshold_usd": "150", "amount_usd": "100" }),
+            400,
+            "threshold_above_amount",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "threshold_usd": "-5" }),
+            400,
+            "invalid_request",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "amount_usd": "0" }),
+            400,
+            "invalid_amount",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "amount_usd": 100 }),
+            400,
+            "invalid_request",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "max_per_day": 0 }),
+            400,
+            "invalid_daily_cap",
+        ),
+        (
+            "u_owner",
+            json!({ "threshold_usd": "10" }),
+            400,
+            "invalid_request",
+        ),
+        ("u_member", json!({ "enabled": true }), 403, "forbidden"),
+        ("u_stranger", json!({ "enabled": true }), 403, "forbidden"),
+    ] {
+        let (got, reply) = call(&app.svc, &auto_recharge(who, "PUT", Some(body.clone()))).await;
+        assert_eq!(
+            (got, reply["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{who} {body}: {reply}"
+        );
+        unchanged(&app).await;
+    }
+
+    let (status, body) = call(&app.svc, &support::event("checkout/put-auto-recharge.json")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enabled"], true);
+    assert!(
+        body["payment_method"].as_str().unwrap().starts_with("pm_"),
+        "{body}"
+    );
+    let (_, read) = call(&app.svc, &auto_recharge("u_member", "GET", None)).await;
+    assert_eq!(read, body, "members see what owners set");
 }

@@ -11,7 +11,8 @@
 //! | event | change | key |
 //! |---|---|---|
 //! | `checkout.session.completed` (paid), `checkout.session.async_payment_succeeded` | purchase credit | `stripe:payment:<payment intent>` |
-//! | `payment_intent.succeeded` of an auto-recharge | `auto_top_up` credit | `stripe:payment:<payment intent>` |
+//! | `payment_intent.succeeded` of an auto-recharge | `auto_top_up` credit, the attempt ended | `stripe:payment:<payment intent>` |
+//! | `payment_intent.payment_failed` of an auto-recharge | the attempt failed, `credit_purchase_failed`, recharge suspended | the attempt |
 //! | `charge.refunded` | one `refund` entry per refund, never below zero | `stripe:refund:<refund>` |
 //! | `charge.dispute.created` | pause, reason `disputed` | `stripe:dispute:<dispute>` |
 //! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
@@ -99,6 +100,7 @@ async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
             Ok(acknowledged("payment_failed"))
         }
         EventObject::PaymentIntentSucceeded(intent) => payments::credit_recharge(svc, event, intent).await,
+        EventObject::PaymentIntentPaymentFailed(intent) => payments::recharge_failed(svc, intent).await,
         EventObject::ChargeRefunded(charge) => reversals::refund(svc, event, charge).await,
         EventObject::ChargeDisputeCreated(dispute) => reversals::dispute_opened(svc, event, dispute).await,
         EventObject::ChargeDisputeClosed(dispute) => reversals::dispute_closed(svc, event, dispute).await,

@@ -6,20 +6,18 @@
 
 use std::collections::HashMap;
 
+use agent_credits_domain::recharge;
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
     PositiveUsd, Usd, WalletStore,
 };
-use agent_credits_dynamo::PaymentRecord;
+use agent_credits_dynamo::{PaymentRecord, RechargeStore};
 use rust_decimal::Decimal;
 use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, PaymentIntent};
 use stripe_types::Currency;
 use stripe_webhook::Event;
 
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
-
-/// The `metadata[purpose]` of the PaymentIntents the recharge function creates.
-pub const RECHARGE_PURPOSE: &str = "auto_recharge";
 
 /// A paid Checkout Session credits the org's purchased bucket, once per payment.
 ///
@@ -49,14 +47,29 @@ pub async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSe
         payment_intent: Some(intent.clone()),
         ..Default::default()
     };
-    credit(svc, paid, EntryKind::Purchase, &intent, external).await
+    let key = payment_key(&intent).ok_or_else(|| unmatched(id, "an unusable payment intent id"))?;
+    let req = ChangeRequest::credit(
+        paid.org.clone(),
+        EntryKind::Purchase,
+        Bucket::Purchased,
+        paid.credits,
+        key,
+    )
+    .map_err(|e| agent_credits_http::ApiError::internal(&e))?
+    .attributed_to(Attribution {
+        member: paid.member.clone(),
+        ..Default::default()
+    })
+    .with_external(external);
+    credit(svc, paid, EntryKind::Purchase, &intent, req).await
 }
 
-/// An auto-recharge's PaymentIntent succeeded: an `auto_top_up` credit, once. Other
+/// An auto-recharge's PaymentIntent succeeded: an `auto_top_up` credit, once (the recharge
+/// function credits the same payment under the same key), and its attempt ended. Other
 /// PaymentIntents (a checkout's) are credited through their session and ignored here.
 pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentIntent) -> Reply {
     let metadata = &intent.metadata;
-    if metadata.get("purpose").map(String::as_str) != Some(RECHARGE_PURPOSE) {
+    if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
         return Ok(acknowledged("ignored"));
     }
     let id = intent.id.as_str();
@@ -67,7 +80,56 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
         charge: intent.latest_charge.as_ref().map(|c| c.id().to_string()),
         ..Default::default()
     };
-    credit(svc, paid, EntryKind::AutoTopUp, id, external).await
+    let req = recharge::top_up(paid.org.clone(), paid.credits, id)
+        .ok_or_else(|| unmatched(id, "an unusable payment intent id"))?
+        .with_external(external);
+    let org = paid.org.clone();
+    let reply = credit(svc, paid, EntryKind::AutoTopUp, id, req).await?;
+    if let Some(attempt) = metadata.get("attempt") {
+        recharges(svc)
+            .succeeded(&org, attempt, id, chrono::Utc::now())
+            .await?;
+    }
+    Ok(reply)
+}
+
+/// An auto-recharge's PaymentIntent failed: its attempt fails with Stripe's reason, the org
+/// is notified once and auto-recharge suspended (as when the recharge function sees the
+/// decline itself).
+pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
+    let metadata = &intent.metadata;
+    if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
+        return Ok(acknowledged("ignored"));
+    }
+    let id = intent.id.as_str();
+    let org = metadata
+        .get("org")
+        .and_then(|o| OrgId::parse(o.as_str()).ok())
+        .ok_or_else(|| unmatched(id, "no valid org"))?;
+    let attempt = metadata
+        .get("attempt")
+        .ok_or_else(|| unmatched(id, "no attempt"))?;
+    let error = intent.last_payment_error.as_ref();
+    let reason = error
+        .and_then(|e| {
+            e.decline_code
+                .clone()
+                .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
+        })
+        .unwrap_or_else(|| "payment_failed".to_owned());
+    let state = if reason == "authentication_required" {
+        "requires_action"
+    } else {
+        "failed"
+    };
+    recharges(svc)
+        .failed(&org, attempt, state, &reason, Some(id), chrono::Utc::now())
+        .await?;
+    Ok(acknowledged("recharge_failed"))
+}
+
+fn recharges(svc: &Webhooks) -> RechargeStore {
+    RechargeStore::new(svc.store.client().clone(), svc.store.table())
 }
 
 /// What a payment's metadata says it bought, checked against what Stripe charged.
@@ -120,37 +182,20 @@ impl Paid {
     }
 }
 
-async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, external: ExternalRefs) -> Reply {
+async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, req: ChangeRequest) -> Reply {
     // Only an org that exists is credited.
     if svc.store.wallet(&paid.org).await?.settings.billing_mode.is_none() {
         return Err(unmatched(intent, "an unknown org"));
     }
-    let key = payment_key(intent).ok_or_else(|| unmatched(intent, "an unusable payment intent id"))?;
-    let req = ChangeRequest::credit(
-        paid.org.clone(),
+    let record = PaymentRecord {
+        payment_intent: intent.to_owned(),
+        org: paid.org,
         kind,
-        Bucket::Purchased,
-        paid.credits,
-        key.clone(),
-    )
-    .map_err(|e| agent_credits_http::ApiError::internal(&e))?
-    .attributed_to(Attribution {
-        member: paid.member,
-        ..Default::default()
-    })
-    .with_external(external);
-    let outcome = svc.store.apply(req).await?;
-    // After the credit, so that finding the record means the credit is there.
-    svc.store
-        .record_payment(&PaymentRecord {
-            payment_intent: intent.to_owned(),
-            org: paid.org,
-            kind,
-            credits: paid.credits.usd(),
-            charged_cents: paid.charged_cents,
-            credit_key: key.to_string(),
-        })
-        .await?;
+        credits: paid.credits.usd(),
+        charged_cents: paid.charged_cents,
+        credit_key: req.key().to_string(),
+    };
+    let outcome = svc.store.credit_payment(req, &record).await?;
     applied(outcome, "credited", "already_credited")
 }
 

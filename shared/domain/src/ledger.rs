@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, ApiKeyId, HoldId, IdempotencyKey, MemberId, OrgId};
 use crate::money::{PositiveUsd, SignedUsd, Usd};
-use crate::wallet::{Bucket, BucketDelta, PauseReason};
+use crate::wallet::{Bucket, BucketDelta, NotificationKind, PauseReason};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,6 +230,8 @@ pub struct ChangeRequest {
     member_limit: Option<Usd>,
     hold: Option<HoldId>,
     fingerprint: Option<String>,
+    notify: Option<NotificationKind>,
+    ends_recharge_due: bool,
 }
 
 impl ChangeRequest {
@@ -347,7 +349,29 @@ impl ChangeRequest {
             member_limit: None,
             hold: None,
             fingerprint: None,
+            notify: None,
+            ends_recharge_due: false,
         }
+    }
+
+    /// Emits `kind` with the change, in the same write: once per change.
+    pub fn notifying(mut self, kind: NotificationKind) -> ChangeRequest {
+        self.notify = Some(kind);
+        self
+    }
+
+    pub fn notification(&self) -> Option<NotificationKind> {
+        self.notify
+    }
+
+    /// Ends the org's recharge-due mark with the change (a top-up's credit).
+    pub fn ending_recharge_due(mut self) -> ChangeRequest {
+        self.ends_recharge_due = true;
+        self
+    }
+
+    pub fn ends_recharge_due(&self) -> bool {
+        self.ends_recharge_due
     }
 
     pub fn attributed_to(mut self, attribution: Attribution) -> ChangeRequest {

@@ -8,6 +8,7 @@ pub mod money;
 pub mod offers;
 pub mod ports;
 pub mod pricing;
+pub mod recharge;
 pub mod settings;
 pub mod wallet;
 
@@ -20,6 +21,7 @@ pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use offers::{Catalog, Choice, Offer, OfferError, Package};
 pub use ports::{Clock, HistoryPage, Outcome, PageRequest, StoreError, SystemClock, WalletStore};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
+pub use recharge::{RechargeSettings, RechargeSettingsError};
 pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
 pub use wallet::{
     Bucket, BucketDelta, Buckets, HoldState, NotificationKind, PauseReason, PlanContext, Planned, Refusal,

@@ -400,6 +400,7 @@ impl Wallet {
         if depleted {
             notifications.push(NotificationKind::CreditBalanceDepleted);
         }
+        notifications.extend(req.notification());
         let after = Wallet {
             org: self.org.clone(),
             buckets,
@@ -431,7 +432,9 @@ impl Wallet {
             after,
             entry,
             notifications,
-            recharge_due: self.settings.recharge.enabled && (crossed_low || depleted),
+            recharge_due: self.settings.recharge.enabled
+                && (crossed_low || depleted)
+                && !req.ends_recharge_due(),
         })
     }
 }

@@ -64,7 +64,7 @@ pub fn timestamp(t: DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-fn parse_time(r: &Reader<'_>, name: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn parse_time(r: &Reader<'_>, name: &str) -> Result<DateTime<Utc>, StoreError> {
     let v = r.s(name)?;
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))

@@ -6,10 +6,12 @@ pub mod items;
 mod orgs;
 mod payments;
 mod rates;
+mod recharge;
 mod store;
 mod update;
 
 pub use orgs::{Member, MemberChange, OrgStore};
 pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
 pub use rates::RateStore;
+pub use recharge::{Claim, Due, RechargeConfig, RechargeStore};
 pub use store::{DynamoWalletStore, RetryPolicy};

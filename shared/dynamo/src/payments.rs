@@ -7,7 +7,9 @@
 //! - `STRIPE#<event id>` / `EVENT`: a receipt per handled event (expiring after 30 days),
 //!   so a redelivered event is answered without touching the wallet.
 
-use agent_credits_domain::{EntryKind, IdempotencyKey, OrgId, StoreError, Usd};
+use agent_credits_domain::{
+    ChangeRequest, EntryKind, IdempotencyKey, OrgId, Outcome, StoreError, Usd, WalletStore,
+};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::attr::{Reader, n_u64, n_usd, s};
@@ -60,6 +62,20 @@ impl DynamoWalletStore {
             .await
             .map_err(sdk_error)?;
         Ok(())
+    }
+
+    /// Credits a payment (`req`, keyed on it) and, once the credit is committed (now or
+    /// before), remembers the payment for its refunds and disputes.
+    pub async fn credit_payment(
+        &self,
+        req: ChangeRequest,
+        record: &PaymentRecord,
+    ) -> Result<Outcome, StoreError> {
+        let outcome = self.apply(req).await?;
+        if matches!(outcome, Outcome::Committed(_) | Outcome::Replayed(_)) {
+            self.record_payment(record).await?;
+        }
+        Ok(outcome)
     }
 
     /// The credited payment of this payment intent, if it has been credited.

@@ -296,7 +296,7 @@ impl DynamoWalletStore {
     ) -> Result<Option<Transaction>, StoreError> {
         let now = p.entry.created_at;
         let mut items = vec![
-            self.wallet_write(p)?,
+            self.wallet_write(req, p)?,
             put(
                 &self.table,
                 entry_item(&p.entry),
@@ -409,7 +409,7 @@ impl DynamoWalletStore {
 
     /// The wallet update, by deltas that the database itself refuses when they would
     /// overdraw anything, under the version the change was planned from.
-    fn wallet_write(&self, p: &Planned) -> Result<TransactWriteItem, StoreError> {
+    fn wallet_write(&self, req: &ChangeRequest, p: &Planned) -> Result<TransactWriteItem, StoreError> {
         let (before, after, e) = (&p.before, &p.after, &p.entry);
         let mut x = UpdateExpr::default();
         x.delta("base", e.buckets.base);
@@ -447,7 +447,10 @@ impl DynamoWalletStore {
             Some(reason) => x.set("pause_reason", reason),
             None => x.remove("pause_reason"),
         }
-        if p.recharge_due {
+        if req.ends_recharge_due() {
+            x.remove("gsi1pk");
+            x.remove("gsi1sk");
+        } else if p.recharge_due {
             // The first mark stands (its time orders the sweep); the recharge clears it.
             x.set_if_absent("gsi1pk", s(items::RECHARGE_DUE_PK));
             x.set_if_absent(
@@ -672,7 +675,7 @@ fn counter_update(member: &MemberId, now: DateTime<Utc>, taken: Usd) -> UpdateEx
     x
 }
 
-fn put(
+pub(crate) fn put(
     table: &str,
     item: Item,
     condition: Option<&str>,
@@ -691,7 +694,7 @@ fn put(
 }
 
 impl UpdateExpr {
-    fn update(self, table: &str, key: Item) -> Result<TransactWriteItem, StoreError> {
+    pub(crate) fn update(self, table: &str, key: Item) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(table)
             .set_key(Some(key))
@@ -709,7 +712,7 @@ fn invalid(e: agent_credits_domain::MoneyError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+pub(crate) fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 

@@ -73,6 +73,11 @@ impl UpdateExpr {
         self.conditions.push(c.to_owned());
     }
 
+    /// Names `#field` for a condition on a field the update does not touch.
+    pub(crate) fn name_only(&mut self, field: &str) {
+        self.name(field);
+    }
+
     pub(crate) fn value(&mut self, name: &str, v: AttributeValue) {
         self.values.insert(name.to_owned(), v);
     }

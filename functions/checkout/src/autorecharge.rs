@@ -1,0 +1,102 @@
+//! Auto-recharge settings (references 000, 002, 003): `GET` and `PUT
+//! /v1/orgs/{org}/auto-recharge`. Reading needs the billing view; changing needs
+//! `manage_auto_recharge` (owners, reference 003). Enabling needs a card saved by the
+//! caller at checkout: the newest card of their Stripe customer is the one charged.
+//! Saving lifts a suspension left by a failed charge.
+
+use agent_credits_domain::{Action, MemberId, OrgId, RechargeSettings, Usd, recharge};
+use agent_credits_dynamo::RechargeStore;
+use agent_credits_http::{ApiError, json_response};
+use lambda_http::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+use stripe_core::customer::{ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType};
+
+use crate::{Checkout, Reply, forbidden, stripe_failed};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Put {
+    enabled: bool,
+    threshold_usd: Option<Usd>,
+    amount_usd: Option<Usd>,
+    max_per_day: Option<u32>,
+    max_usd_per_day: Option<Usd>,
+}
+
+pub async fn get(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &MemberId) -> Reply {
+    let (profile, member) = svc.orgs.membership(org, me).await?.ok_or_else(forbidden)?;
+    if !profile.allows(member.role, Action::ViewBilling) {
+        return Err(forbidden());
+    }
+    Ok(json_response(StatusCode::OK, &view(recharges, org).await?))
+}
+
+async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Value, ApiError> {
+    Ok(match recharges.config(org).await? {
+        None => json!({
+            "enabled": false,
+            "threshold_usd": recharge::DEFAULT_THRESHOLD,
+            "amount_usd": recharge::DEFAULT_AMOUNT,
+            "max_per_day": recharge::DEFAULT_MAX_PER_DAY,
+            "max_usd_per_day": recharge::DEFAULT_MAX_USD_PER_DAY,
+            "payment_method": null,
+            "suspended": null,
+        }),
+        Some(c) => json!({
+            "enabled": c.settings.enabled,
+            "threshold_usd": c.settings.threshold,
+            "amount_usd": c.settings.amount,
+            "max_per_day": c.settings.max_per_day,
+            "max_usd_per_day": c.settings.max_usd_per_day,
+            "payment_method": (!c.payment_method.is_empty()).then_some(c.payment_method),
+            "suspended": c.suspended,
+        }),
+    })
+}
+
+pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &MemberId, body: Put) -> Reply {
+    let (profile, member) = svc.orgs.membership(org, me).await?.ok_or_else(forbidden)?;
+    if !profile.allows(member.role, Action::ManageAutoRecharge) {
+        return Err(forbidden());
+    }
+    let current = recharges.config(org).await?;
+    let settings = RechargeSettings::new(
+        body.enabled,
+        body.threshold_usd.unwrap_or(recharge::DEFAULT_THRESHOLD),
+        body.amount_usd.unwrap_or(recharge::DEFAULT_AMOUNT),
+        body.max_per_day.unwrap_or(recharge::DEFAULT_MAX_PER_DAY),
+        body.max_usd_per_day.unwrap_or(recharge::DEFAULT_MAX_USD_PER_DAY),
+    )
+    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let (customer, card) = if body.enabled {
+        let customer = member.stripe_customer.clone().ok_or_else(no_card)?;
+        let card = newest_card(svc, &customer).await?.ok_or_else(no_card)?;
+        (customer, card)
+    } else {
+        current
+            .map(|c| (c.customer, c.payment_method))
+            .unwrap_or_default()
+    };
+    recharges
+        .configure(org, &settings, &customer, &card, me.as_str(), chrono::Utc::now())
+        .await?;
+    Ok(json_response(StatusCode::OK, &view(recharges, org).await?))
+}
+
+fn no_card() -> ApiError {
+    ApiError::bad_request(
+        "no_saved_card",
+        "auto-recharge charges the card you saved at checkout: buy credits once to save one",
+    )
+}
+
+async fn newest_card(svc: &Checkout, customer: &str) -> Result<Option<String>, ApiError> {
+    let cards = ListPaymentMethodsCustomer::new(customer)
+        .type_(ListPaymentMethodsCustomerType::Card)
+        .limit(1)
+        .send(&svc.stripe)
+        .await
+        .map_err(stripe_failed)?;
+    Ok(cards.data.first().map(|pm| pm.id.to_string()))
+}

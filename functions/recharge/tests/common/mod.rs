@@ -1,0 +1,158 @@
+//! What the recharge tests share: an org with credits and a card saved at a simulated
+//! checkout, on dynoxide and the Stripe simulator.
+
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
+
+pub use std::sync::Arc;
+
+pub use agent_credits_domain::{
+    BillingMode, ChangeRequest, EntryKind, IdempotencyKey, OrgId, PageRequest, PauseReason, PositiveUsd,
+    RechargeSettings, SystemClock, Usd, WalletSettings, WalletState, WalletStore,
+};
+pub use agent_credits_dynamo::{Claim, DynamoWalletStore, RechargeStore};
+pub use recharge::{Recharge, send_intent, sweep};
+pub use stripe::StripeRequest;
+pub use stripe_core::customer::CreateCustomer;
+pub use stripe_sim::{CompleteCheckout, StripeSim};
+pub use support::dynoxide::Dynoxide;
+
+pub struct App {
+    pub _db: Dynoxide,
+    pub sim: StripeSim,
+    pub svc: Arc<Recharge>,
+    pub org: OrgId,
+    pub card: String,
+    pub customer: String,
+}
+
+pub fn usd(s: &str) -> Usd {
+    Usd::parse(s).unwrap()
+}
+
+/// An org with $30 of credits and a card saved at checkout.
+pub async fn app(resume_after_seconds: i64) -> App {
+    let (db, client) = support::fresh_table("credits").await;
+    let sim = StripeSim::start().await.unwrap();
+    let stripe = stripe::ClientBuilder::new("sk_test_recharge")
+        .url(sim.base_url())
+        .build()
+        .unwrap();
+    let store = DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock));
+    let org = OrgId::parse("org_demo").unwrap();
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    store.put_settings(&org, &settings).await.unwrap();
+    store.apply(support::purchase(&org, "30", "seed")).await.unwrap();
+    let customer = CreateCustomer::new()
+        .email("owner@demo.example")
+        .send(&stripe)
+        .await
+        .unwrap();
+    let card = saved_card(&sim, &stripe, customer.id.as_str()).await;
+    let svc = Arc::new(Recharge {
+        store,
+        recharges: RechargeStore::new(client, "credits"),
+        stripe,
+        clock: Arc::new(SystemClock),
+        resume_after: chrono::Duration::seconds(resume_after_seconds),
+    });
+    App {
+        _db: db,
+        sim,
+        svc,
+        org,
+        card,
+        customer: customer.id.to_string(),
+    }
+}
+
+/// Pays a checkout with Stripe's visa test card, saving it for off-session use.
+pub async fn saved_card(sim: &StripeSim, stripe: &stripe::Client, customer: &str) -> String {
+    use stripe_checkout::CheckoutSessionMode;
+    use stripe_checkout::checkout_session::*;
+    let mut price = CreateCheckoutSessionLineItemsPriceData::new(stripe_types::Currency::USD);
+    price.unit_amount = Some(1_000);
+    price.product_data = Some(ProductData::new("Agent credits"));
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price_data = Some(price);
+    item.quantity = Some(1);
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.setup_future_usage = Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+    let session = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .line_items(vec![item])
+        .customer(customer)
+        .success_url("http://127.0.0.1:3000/billing")
+        .payment_intent_data(intent)
+        .send(stripe)
+        .await
+        .unwrap();
+    sim.complete_checkout(session.id.as_str(), CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    let cards = stripe_core::customer::ListPaymentMethodsCustomer::new(customer)
+        .send(stripe)
+        .await
+        .unwrap();
+    cards.data[0].id.to_string()
+}
+
+pub async fn enable(app: &App, max_per_day: u32) {
+    let settings = RechargeSettings::new(true, usd("20"), usd("100"), max_per_day, usd("1000")).unwrap();
+    app.svc
+        .recharges
+        .configure(
+            &app.org,
+            &settings,
+            &app.customer,
+            &app.card,
+            "u_owner",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
+pub async fn spend(app: &App, amount: &str, key: &str) {
+    let req = ChangeRequest::usage(
+        app.org.clone(),
+        PositiveUsd::parse(amount).unwrap(),
+        IdempotencyKey::parse(key).unwrap(),
+    );
+    app.svc.store.apply(req).await.unwrap();
+}
+
+pub async fn top_ups(app: &App) -> usize {
+    let page = app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(100))
+        .await
+        .unwrap();
+    page.entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::AutoTopUp)
+        .count()
+}
+
+pub fn charges(app: &App) -> usize {
+    app.sim
+        .events()
+        .iter()
+        .filter(|e| {
+            e["type"] == "payment_intent.succeeded"
+                && e["data"]["object"]["metadata"]["purpose"] == "auto_recharge"
+        })
+        .count()
+}
+
+pub async fn notifications(app: &App, kind: &str) -> usize {
+    let all = app.svc.store.notifications(&app.org, 100).await.unwrap();
+    all.iter().filter(|n| n.kind == kind).count()
+}
+
+pub async fn balance(app: &App) -> Usd {
+    app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap()
+}
