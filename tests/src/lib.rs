@@ -2,6 +2,7 @@
 //! and tables created from `infra/template.yaml`.
 
 pub mod dynoxide;
+pub mod moto;
 pub mod table;
 pub mod watch;
 

@@ -1,6 +1,6 @@
 //! Auto-recharge settings (references 000, 002, 003): `GET` and `PUT
 //! /v1/orgs/{org}/auto-recharge`. Reading needs the billing view; changing needs
-//! `manage_auto_recharge` (owners, reference 003). Enabling needs a card saved by the
+//! `manage_auto_recharge` (owners and admins, reference 004). Enabling needs a card saved by the
 //! caller at checkout: the newest card of their Stripe customer is the one charged.
 //! Saving lifts a suspension left by a failed charge.
 

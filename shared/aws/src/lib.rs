@@ -34,8 +34,16 @@ pub fn dynamodb(aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
 }
 
 pub fn secrets_manager(aws: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    secrets_manager_with(aws, env)
+}
+
+/// [`secrets_manager`] with settings from `get` instead of the environment.
+pub fn secrets_manager_with(
+    aws: &SdkConfig,
+    get: impl Fn(&str) -> Option<String>,
+) -> aws_sdk_secretsmanager::Client {
     let mut conf = aws_sdk_secretsmanager::config::Builder::from(aws);
-    if let Some(endpoint) = env("SECRETSMANAGER_ENDPOINT") {
+    if let Some(endpoint) = get("SECRETSMANAGER_ENDPOINT") {
         conf = conf.endpoint_url(endpoint);
     }
     aws_sdk_secretsmanager::Client::from_conf(conf.build())
@@ -63,13 +71,21 @@ impl std::fmt::Debug for StripeKeys {
 impl StripeKeys {
     /// From Secrets Manager when `STRIPE_SECRET_ARN` is set, else from the environment.
     pub async fn load(aws: &SdkConfig) -> Result<StripeKeys, String> {
-        let Some(arn) = env("STRIPE_SECRET_ARN") else {
+        StripeKeys::load_with(aws, env).await
+    }
+
+    /// [`StripeKeys::load`] with settings from `get` instead of the environment.
+    pub async fn load_with(
+        aws: &SdkConfig,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<StripeKeys, String> {
+        let Some(arn) = get("STRIPE_SECRET_ARN") else {
             return Ok(StripeKeys {
-                secret_key: env("STRIPE_SECRET_KEY"),
-                webhook_secret: env("STRIPE_WEBHOOK_SECRET"),
+                secret_key: get("STRIPE_SECRET_KEY"),
+                webhook_secret: get("STRIPE_WEBHOOK_SECRET"),
             });
         };
-        let out = secrets_manager(aws)
+        let out = secrets_manager_with(aws, get)
             .get_secret_value()
             .secret_id(&arn)
             .send()
