@@ -69,6 +69,23 @@ pub fn dynamodb_client(endpoint: &str, counter: Option<RequestCounter>) -> Clien
     Client::from_conf(config.build())
 }
 
+/// A Secrets Manager client for a local endpoint (moto), with dummy credentials.
+pub fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "agent-credits-tests",
+        ))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
 /// A clock the test moves by hand.
 #[derive(Debug)]
 pub struct TestClock(Mutex<DateTime<Utc>>);

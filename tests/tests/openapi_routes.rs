@@ -78,11 +78,13 @@ async fn every_documented_operation_is_answered_by_its_function() {
         rates: RateStore::new(client.clone(), "credits"),
         clock: Arc::new(SystemClock),
         config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| "credits".to_owned())).unwrap(),
+        keys: None,
     };
     let account = account::Account {
         store: store(),
         orgs: OrgStore::new(client.clone(), "credits"),
         clock: Arc::new(SystemClock),
+        keys: agent_credits_aws::KeyVault::new(support::secrets_client("http://127.0.0.1:9"), "test/byok/"),
     };
     let checkout = checkout::Checkout {
         orgs: OrgStore::new(client.clone(), "credits"),

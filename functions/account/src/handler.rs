@@ -1,13 +1,17 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use agent_credits_aws::KeyVault;
 use agent_credits_domain::{
-    Action, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest, PurchasePolicy,
-    Role, Runtime, WalletSettings, WalletState, WalletStore,
+    Action, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest, Provider,
+    ProviderKey, PurchasePolicy, Role, Runtime, Usd, WalletSettings, WalletState, WalletStore,
+    switch_billing_mode,
 };
 use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore};
 use agent_credits_http::{
     ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param, respond,
 };
+use chrono::{DateTime, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
@@ -18,6 +22,8 @@ pub struct Account {
     pub store: DynamoWalletStore,
     pub orgs: OrgStore,
     pub clock: Arc<dyn Clock>,
+    /// BYOK keys in Secrets Manager.
+    pub keys: KeyVault,
 }
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -49,6 +55,20 @@ async fn route(svc: &Account, req: &Request) -> Reply {
                 (&Method::GET, ["balance"]) => balance(svc, &org, role).await,
                 (&Method::GET, ["history"]) => history(svc, &org, role, req).await,
                 (&Method::GET, ["notifications"]) => notifications(svc, &org, role).await,
+                (&Method::PUT, ["members", member, "limit"]) => {
+                    set_limit(svc, &org, role, member, parse_json(req)?).await
+                }
+                (&Method::GET, ["usage"]) => month_usage(svc, &org, role, req).await,
+                (&Method::POST, ["notifications", "read"]) => {
+                    mark_read(svc, &org, role, parse_json(req)?).await
+                }
+                (&Method::GET, ["history.csv"]) => history_csv(svc, &org, role, req).await,
+                (&Method::PUT, ["billing-mode"]) => set_billing_mode(svc, &org, role, parse_json(req)?).await,
+                (&Method::GET, ["keys"]) => keys(svc, &org, role).await,
+                (&Method::PUT, ["keys", provider]) => {
+                    put_key(svc, &org, role, provider, parse_json(req)?).await
+                }
+                (&Method::DELETE, ["keys", provider]) => delete_key(svc, &org, role, provider).await,
                 _ => Err(ApiError::not_found("route_not_found", "no such route")),
             }
         }
@@ -91,6 +111,10 @@ struct NewOrg {
     purchase_policy: PurchasePolicy,
     #[serde(default)]
     members_see_billing: Option<bool>,
+    /// Provider keys to store at creation (a byok org on a runtime that needs one must
+    /// bring it): provider → key. Stored in Secrets Manager only.
+    #[serde(default)]
+    keys: HashMap<Provider, String>,
 }
 
 async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
@@ -112,15 +136,17 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
             "name must be 1 to 200 characters",
         ));
     }
-    if let (BillingMode::Byok, Some(provider)) = (billing_mode, runtime.required_byok_provider()) {
-        // Keys arrive through the BYOK key route; until it exists, a BYOK org on a runtime
-        // that needs its own provider key cannot be created without one.
-        return Err(ApiError::bad_request(
-            "provider_key_required",
-            format!("a byok org on {runtime} needs an {provider} key at creation"),
-        )
-        .with_details(json!({ "provider": provider })));
+    if let (BillingMode::Byok, Some(provider)) = (billing_mode, runtime.required_byok_provider())
+        && !body.keys.contains_key(&provider)
+    {
+        return Err(missing_key(runtime, provider));
     }
+    // Every key is checked before anything is written.
+    let keys = body
+        .keys
+        .iter()
+        .map(|(provider, key)| provider_key(*provider, key).map(|k| (*provider, k)))
+        .collect::<Result<Vec<_>, _>>()?;
     let org = Org {
         id: body.id,
         name: body.name.trim().to_owned(),
@@ -142,10 +168,137 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
             "an org with this id exists",
         ));
     }
+    let mut stored = vec![];
+    for (provider, key) in &keys {
+        stored.push(store_key(svc, &org.id, *provider, key).await?);
+    }
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({ "org": org, "role": Role::Owner }),
+        &json!({ "org": org, "role": Role::Owner, "keys": stored }),
     ))
+}
+
+fn missing_key(runtime: Runtime, provider: Provider) -> ApiError {
+    ApiError::bad_request(
+        "provider_key_required",
+        format!("a byok org on {runtime} needs its own {provider} key"),
+    )
+    .with_details(json!({ "provider": provider, "runtime": runtime }))
+}
+
+fn provider_key(provider: Provider, key: &str) -> Result<ProviderKey, ApiError> {
+    ProviderKey::parse(provider, key).map_err(|e| {
+        ApiError::bad_request("invalid_key", e.to_string()).with_details(json!({ "provider": provider }))
+    })
+}
+
+/// The key in Secrets Manager first, then what the dashboard may see of it.
+async fn store_key(
+    svc: &Account,
+    org: &OrgId,
+    provider: Provider,
+    key: &ProviderKey,
+) -> Result<agent_credits_dynamo::KeyMeta, ApiError> {
+    svc.keys.put(org, provider, key).await.map_err(|e| {
+        tracing::error!(org = %org, provider = %provider, error = %e, "storing a provider key failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_store_unavailable",
+            "the key could not be stored; try again",
+        )
+    })?;
+    let name = svc.keys.secret_name(org, provider);
+    Ok(svc
+        .orgs
+        .record_key(org, provider, &key.last4(), &name, svc.clock.now())
+        .await?)
+}
+
+fn parse_provider(provider: &str) -> Result<Provider, ApiError> {
+    Provider::parse(provider).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_provider",
+            "provider is one of anthropic, open_ai, google, open_router",
+        )
+    })
+}
+
+async fn keys(svc: &Account, org: &Org, role: Role) -> Reply {
+    require(org, role, Action::ViewBilling)?;
+    let keys = svc.orgs.keys(&org.id).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "keys": keys })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key: String,
+}
+
+async fn put_key(svc: &Account, org: &Org, role: Role, provider: &str, body: KeyBody) -> Reply {
+    require(org, role, Action::ManageKeys)?;
+    let provider = parse_provider(provider)?;
+    let key = provider_key(provider, &body.key)?;
+    let meta = store_key(svc, &org.id, provider, &key).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "key": meta })))
+}
+
+async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Reply {
+    require(org, role, Action::ManageKeys)?;
+    let provider = parse_provider(provider)?;
+    if !svc
+        .orgs
+        .keys(&org.id)
+        .await?
+        .iter()
+        .any(|k| k.provider == provider)
+    {
+        return Err(ApiError::not_found(
+            "key_not_found",
+            "the org has no key for this provider",
+        ));
+    }
+    svc.keys.delete(&org.id, provider).await.map_err(|e| {
+        tracing::error!(org = %org.id, provider = %provider, error = %e, "deleting a provider key failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "key_store_unavailable",
+            "try again",
+        )
+    })?;
+    svc.orgs.forget_key(&org.id, provider).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "deleted": provider })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BillingModeBody {
+    billing_mode: BillingMode,
+}
+
+/// Reference 000: BYOK → credits, deferred → BYOK or credits; nothing else.
+async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingModeBody) -> Reply {
+    require(org, role, Action::ManageOrg)?;
+    let to = switch_billing_mode(org.billing_mode, body.billing_mode)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "switch_refused", e.to_string()))?;
+    if let (BillingMode::Byok, Some(provider)) = (to, org.runtime.required_byok_provider())
+        && !svc
+            .orgs
+            .keys(&org.id)
+            .await?
+            .iter()
+            .any(|k| k.provider == provider)
+    {
+        return Err(missing_key(org.runtime, provider));
+    }
+    if !svc.orgs.set_billing_mode(&org.id, org.billing_mode, to).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "billing_mode_changed",
+            "the billing mode changed meanwhile; read the org again",
+        ));
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "billing_mode": to })))
 }
 
 async fn members(svc: &Account, org: &Org, role: Role) -> Reply {
@@ -252,6 +405,69 @@ async fn balance(svc: &Account, org: &Org, role: Role) -> Reply {
     ))
 }
 
+/// What the history routes filter on: kind, member and a date range (RFC 3339 instants or
+/// `yyyy-mm-dd` days, UTC; `from` inclusive, `to` exclusive).
+struct Filters {
+    kind: Option<EntryKind>,
+    member: Option<MemberId>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl Filters {
+    fn of(req: &Request) -> Result<Filters, ApiError> {
+        let kind = query_param(req, "kind")
+            .map(|k| {
+                EntryKind::parse(&k)
+                    .ok_or_else(|| ApiError::bad_request("invalid_kind", format!("no kind {k}")))
+            })
+            .transpose()?;
+        let member = query_param(req, "member")
+            .map(|m| MemberId::parse(m).map_err(|e| ApiError::bad_request("invalid_member", e.to_string())))
+            .transpose()?;
+        let instant = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+            let Some(v) = query_param(req, name) else {
+                return Ok(None);
+            };
+            if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
+                return Ok(Some(t.with_timezone(&Utc)));
+            }
+            NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| Some(d.and_utc()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_date",
+                        format!("{name} is an RFC 3339 time or yyyy-mm-dd"),
+                    )
+                })
+        };
+        let (from, to) = (instant("from")?, instant("to")?);
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(ApiError::bad_request("invalid_date", "from must be before to"));
+        }
+        Ok(Filters {
+            kind,
+            member,
+            from,
+            to,
+        })
+    }
+
+    fn keeps(&self, e: &LedgerEntry) -> bool {
+        self.kind.is_none_or(|k| e.kind == k)
+            && self
+                .member
+                .as_ref()
+                .is_none_or(|m| e.attribution.member.as_ref() == Some(m))
+            && self.from.is_none_or(|f| e.created_at >= f)
+            && self.to.is_none_or(|t| e.created_at < t)
+    }
+}
+
 /// Pages of entries, newest first. Filters apply to the pages the store reads; a filtered
 /// page may hold fewer entries than asked, and `next` continues it.
 async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
@@ -275,14 +491,7 @@ async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
                 .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is the `next` of a page"))
         })
         .transpose()?;
-    let kind = query_param(req, "kind")
-        .map(|k| {
-            EntryKind::parse(&k).ok_or_else(|| ApiError::bad_request("invalid_kind", format!("no kind {k}")))
-        })
-        .transpose()?;
-    let member = query_param(req, "member")
-        .map(|m| MemberId::parse(m).map_err(|e| ApiError::bad_request("invalid_member", e.to_string())))
-        .transpose()?;
+    let filters = Filters::of(req)?;
     let page = match cursor {
         Some(c) => PageRequest::after_cursor(limit, c),
         None => PageRequest::first(limit),
@@ -291,18 +500,177 @@ async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
     let entries: Vec<_> = found
         .entries
         .iter()
-        .filter(|e| kind.is_none_or(|k| e.kind == k))
-        .filter(|e| {
-            member
-                .as_ref()
-                .is_none_or(|m| e.attribution.member.as_ref() == Some(m))
-        })
+        .filter(|e| filters.keeps(e))
         .map(entry_json)
         .collect();
     Ok(json_response(
         StatusCode::OK,
         &json!({ "entries": entries, "next": found.next.map(|n| n.to_string()) }),
     ))
+}
+
+/// The whole history (filtered), newest first, as CSV for a spreadsheet.
+async fn history_csv(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
+    require(org, role, Action::ViewBilling)?;
+    let filters = Filters::of(req)?;
+    let mut csv = String::from(
+        "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,payment_intent,refund,dispute,invoice\n",
+    );
+    let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+    loop {
+        let found = svc.store.history(&org.id, page).await?;
+        for e in found.entries.iter().filter(|e| filters.keeps(e)) {
+            let cells = [
+                e.id(),
+                e.created_at.to_rfc3339(),
+                e.kind.to_string(),
+                e.amount.to_string(),
+                e.balance_after.to_string(),
+                e.available_after.to_string(),
+                e.shortfall.to_string(),
+                e.attribution
+                    .member
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                e.attribution
+                    .api_key
+                    .as_ref()
+                    .map(|k| k.to_string())
+                    .unwrap_or_default(),
+                e.attribution
+                    .agent
+                    .as_ref()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                e.external.payment_intent.clone().unwrap_or_default(),
+                e.external.refund.clone().unwrap_or_default(),
+                e.external.dispute.clone().unwrap_or_default(),
+                e.external.invoice.clone().unwrap_or_default(),
+            ];
+            let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+            csv.push_str(&row.join(","));
+            csv.push('\n');
+        }
+        // Older than the range: nothing further can match.
+        let past = filters
+            .from
+            .zip(found.entries.last())
+            .is_some_and(|(f, last)| last.created_at < f);
+        match found.next {
+            Some(next) if !past => page = PageRequest::after_cursor(PageRequest::MAX_LIMIT, next),
+            _ => break,
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/csv; charset=utf-8")
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{}-history.csv\"", org.id),
+        )
+        .body(Body::Text(csv))
+        .map_err(|e| ApiError::internal(&e))
+}
+
+/// A CSV cell: quoted when it holds a separator, a quote or a line break, and never read
+/// as a formula by a spreadsheet.
+fn csv_cell(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '@']) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitBody {
+    /// `null` removes the limit.
+    monthly_limit_usd: Option<Usd>,
+}
+
+/// A member's monthly credit limit (reference 003: owners set them).
+async fn set_limit(svc: &Account, org: &Org, role: Role, member: &str, body: LimitBody) -> Reply {
+    require(org, role, Action::SetMemberLimits)?;
+    let member =
+        MemberId::parse(member).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))?;
+    if !svc.orgs.members(&org.id).await?.iter().any(|m| m.id == member) {
+        return Err(ApiError::not_found("member_not_found", "no such member"));
+    }
+    svc.store
+        .set_member_limit(&org.id, &member, body.monthly_limit_usd)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "member": member, "monthly_limit": body.monthly_limit_usd }),
+    ))
+}
+
+/// Usage by member for a month (`?month=yyyy-mm`, this month by default), with limits.
+async fn month_usage(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
+    require(org, role, Action::ViewBilling)?;
+    let month = match query_param(req, "month") {
+        Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
+            .map(|_| m)
+            .map_err(|_| ApiError::bad_request("invalid_month", "month is yyyy-mm"))?,
+        None => svc.clock.now().format("%Y-%m").to_string(),
+    };
+    let spent = svc.store.month_usage(&org.id, &month).await?;
+    let members = svc.orgs.members(&org.id).await?;
+    let rows: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let used = spent
+                .iter()
+                .find(|(id, _)| id == m.id.as_str())
+                .map_or(Usd::ZERO, |(_, s)| *s);
+            json!({ "member": m.id, "role": m.role, "spent": used, "monthly_limit": m.monthly_limit })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "month": month, "members": rows }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadBody {
+    /// The notifications to mark; absent with `all: true` marks every unread one.
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn mark_read(svc: &Account, org: &Org, role: Role, body: ReadBody) -> Reply {
+    require(org, role, Action::ViewBilling)?;
+    let ids = match (body.ids, body.all) {
+        (Some(ids), false) if !ids.is_empty() && ids.len() <= 100 => Some(ids),
+        (None, true) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "give either ids (1 to 100) or all: true",
+            ));
+        }
+    };
+    if ids
+        .as_ref()
+        .is_some_and(|ids| ids.iter().any(|i| i.is_empty() || i.len() > 200))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "an id is empty or too long",
+        ));
+    }
+    let marked = svc.store.mark_read(&org.id, ids.as_deref()).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "marked": marked })))
 }
 
 async fn notifications(svc: &Account, org: &Org, role: Role) -> Reply {
@@ -312,7 +680,12 @@ async fn notifications(svc: &Account, org: &Org, role: Role) -> Reply {
         .notifications(&org.id, 50)
         .await?
         .into_iter()
-        .map(|n| json!({ "kind": n.kind, "available": n.available, "created_at": n.created_at, "read": n.read }))
+        .map(|n| {
+            json!({
+                "id": n.id, "kind": n.kind, "available": n.available, "created_at": n.created_at,
+                "read": n.read, "reason": n.reason,
+            })
+        })
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "notifications": list })))
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use account::{Account, handle};
-use agent_credits_aws::{dynamodb, sdk_config};
+use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use lambda_http::{Error, run, service_fn};
@@ -12,11 +12,15 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is required")?;
-    let client = dynamodb(&sdk_config().await);
+    let aws = sdk_config().await;
+    let client = dynamodb(&aws);
+    // One secret per org and provider under this prefix; the template grants no other.
+    let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());
     let account = Account {
         store: DynamoWalletStore::new(client.clone(), table.as_str(), Arc::new(SystemClock)),
         orgs: OrgStore::new(client, table.as_str()),
         clock: Arc::new(SystemClock),
+        keys: KeyVault::new(secrets_manager(&aws), prefix),
     };
     run(service_fn(|req| async {
         Ok::<_, Error>(handle(&account, req).await)

@@ -24,6 +24,8 @@ async fn app() -> App {
         store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
         orgs: OrgStore::new(client, "credits"),
         clock: Arc::new(SystemClock),
+        // Nothing here touches keys: a vault that answers nothing (tests/byok.rs has moto).
+        keys: agent_credits_aws::KeyVault::new(support::secrets_client("http://127.0.0.1:9"), "test/byok/"),
     };
     App { _db: db, svc }
 }
@@ -349,5 +351,231 @@ async fn the_balance_card_equals_the_ledger() {
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_cursor"))
+    );
+}
+
+async fn raw(svc: &Account, event: &Value) -> (u16, String, String) {
+    let response = handle(svc, support::request(event)).await;
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
+    (response.status().as_u16(), kind, body)
+}
+
+#[tokio::test]
+async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
+    let app = app().await;
+    assert_eq!(create(&app.svc, "u_owner", "org_a", json!({})).await.0, 201);
+    add(&app.svc, "org_a", "u_owner", "u_ana", "member").await;
+    let org = OrgId::parse("org_a").unwrap();
+    let limit = |sub: &str, member: &str, body: Value| {
+        event(
+            "put-member-limit.json",
+            sub,
+            Some(&format!("/v1/orgs/org_a/members/{member}/limit")),
+            Some(body),
+        )
+    };
+    // Owners set limits; members cannot; unknown members and bad amounts are refused.
+    for (sub, member, body, status) in [
+        ("u_ana", "u_ana", json!({ "monthly_limit_usd": "25.00" }), 403),
+        (
+            "u_owner",
+            "u_nobody",
+            json!({ "monthly_limit_usd": "25.00" }),
+            404,
+        ),
+        ("u_owner", "u_ana", json!({ "monthly_limit_usd": 25 }), 400),
+        ("u_owner", "u_ana", json!({ "monthly_limit_usd": "-1" }), 400),
+    ] {
+        assert_eq!(
+            call(&app.svc, &limit(sub, member, body.clone())).await.0,
+            status,
+            "{sub} {member} {body}"
+        );
+    }
+    assert_eq!(
+        app.svc
+            .store
+            .member_limit(&org, &MemberId::parse("u_ana").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let (status, body) = call(
+        &app.svc,
+        &limit("u_owner", "u_ana", json!({ "monthly_limit_usd": "25.00" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["monthly_limit"].as_str()),
+        (200, Some("25.00")),
+        "{body}"
+    );
+
+    // Ana spends $3.50 of $30: the balance falls below $20 (a notification).
+    app.svc
+        .store
+        .apply(support::purchase(&org, "30", "p1"))
+        .await
+        .unwrap();
+    for (i, amount) in ["1.50", "2.00", "10.00"].iter().enumerate() {
+        let who = if i < 2 { "u_ana" } else { "u_owner" };
+        let use_ = ChangeRequest::usage(
+            org.clone(),
+            PositiveUsd::parse(amount).unwrap(),
+            IdempotencyKey::parse(format!("u{i}")).unwrap(),
+        )
+        .attributed_to(Attribution {
+            member: Some(MemberId::parse(who).unwrap()),
+            ..Default::default()
+        });
+        app.svc.store.apply(use_).await.unwrap();
+    }
+    let (status, usage) = call(
+        &app.svc,
+        &event("month-usage.json", "u_owner", Some("/v1/orgs/org_a/usage"), None),
+    )
+    .await;
+    assert_eq!(status, 200, "{usage}");
+    let row = |m: &str| {
+        usage["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["member"] == m)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row("u_ana")["spent"]
+            .as_str()
+            .map(|s| s.parse::<rust_decimal::Decimal>().unwrap()),
+        Some(rust_decimal::Decimal::new(35, 1))
+    );
+    assert_eq!(row("u_ana")["monthly_limit"], "25.00");
+    assert_eq!(
+        row("u_owner")["spent"]
+            .as_str()
+            .map(|s| s.parse::<rust_decimal::Decimal>().unwrap()),
+        Some(rust_decimal::Decimal::new(10, 0))
+    );
+    let bad_month = with_query(
+        event("month-usage.json", "u_owner", Some("/v1/orgs/org_a/usage"), None),
+        &[("month", "2026-13")],
+    );
+    assert_eq!(call(&app.svc, &bad_month).await.0, 400);
+
+    // Read marks: one by id, then all; bad bodies change nothing.
+    let (_, feed) = call(
+        &app.svc,
+        &event(
+            "notifications.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/notifications"),
+            None,
+        ),
+    )
+    .await;
+    let ids: Vec<String> = feed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!ids.is_empty(), "{feed}");
+    let read = |body: Value| {
+        event(
+            "mark-read.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/notifications/read"),
+            Some(body),
+        )
+    };
+    for bad in [
+        json!({}),
+        json!({ "ids": [] }),
+        json!({ "ids": ["x"], "all": true }),
+        json!({ "all": "yes" }),
+    ] {
+        assert_eq!(call(&app.svc, &read(bad.clone())).await.0, 400, "{bad}");
+    }
+    let (_, marked) = call(&app.svc, &read(json!({ "ids": [ids[0]] }))).await;
+    assert_eq!(marked["marked"], 1);
+    let (_, again) = call(&app.svc, &read(json!({ "ids": [ids[0], "NOTIF-unknown"] }))).await;
+    assert_eq!(again["marked"], 0, "already read; unknown ids change nothing");
+    let (_, all) = call(&app.svc, &read(json!({ "all": true }))).await;
+    assert_eq!(all["marked"].as_u64().unwrap() as usize, ids.len() - 1);
+    let (_, feed) = call(
+        &app.svc,
+        &event(
+            "notifications.json",
+            "u_owner",
+            Some("/v1/orgs/org_a/notifications"),
+            None,
+        ),
+    )
+    .await;
+    assert!(
+        feed["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["read"] == true)
+    );
+
+    // The CSV: the header and one row per entry; filters and a date range.
+    let csv = |pairs: &[(&str, &str)]| {
+        with_query(
+            event(
+                "history-csv.json",
+                "u_owner",
+                Some("/v1/orgs/org_a/history.csv"),
+                None,
+            ),
+            pairs,
+        )
+    };
+    let (status, kind, text) = raw(&app.svc, &csv(&[])).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("id,created_at,kind,amount,balance_after"));
+    assert_eq!(lines.len(), 1 + 4, "a purchase and three usages");
+    assert!(
+        lines[1].contains(",usage,-10") && lines[1].contains(",u_owner,"),
+        "{}",
+        lines[1]
+    );
+    let (_, _, usage_only) = raw(&app.svc, &csv(&[("kind", "usage"), ("member", "u_ana")])).await;
+    assert_eq!(usage_only.lines().count(), 1 + 2);
+    let (_, _, future) = raw(&app.svc, &csv(&[("from", "2999-01-01")])).await;
+    assert_eq!(future.lines().count(), 1, "only the header");
+    for bad in [[("from", "yesterday")], [("kind", "nothing")]] {
+        assert_eq!(raw(&app.svc, &csv(&bad)).await.0, 400);
+    }
+    let (_, page) = call(
+        &app.svc,
+        &with_query(
+            event("history.json", "u_owner", Some("/v1/orgs/org_a/history"), None),
+            &[("to", "2000-01-01")],
+        ),
+    )
+    .await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 0, "{page}");
+    // Members may read the export too (members_see_billing), not set limits.
+    assert_eq!(
+        raw(&app.svc, &{
+            let mut e = csv(&[]);
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("u_ana");
+            e
+        })
+        .await
+        .0,
+        200
     );
 }

@@ -23,6 +23,8 @@ pub struct Usage {
     pub rates: RateStore,
     pub clock: Arc<dyn Clock>,
     pub config: Config,
+    /// BYOK keys, for the runtime's own fetch; `None` answers 503.
+    pub keys: Option<agent_credits_aws::KeyVault>,
 }
 
 type Reply = Result<Response<Body>, ApiError>;
@@ -51,6 +53,9 @@ async fn route(svc: &Usage, req: &Request) -> Reply {
             may_i_run(svc, org_id(org)?, member).await
         }
         (&Method::PUT, ["v1", "rates", model]) => put_rate(svc, model, parse_json(req)?).await,
+        (&Method::GET, ["v1", "orgs", org, "provider-keys", provider]) => {
+            provider_key(svc, org_id(org)?, provider).await
+        }
         (_, ["v1", "orgs", _, "usage" | "holds" | "may-i-run", ..] | ["v1", "rates", _]) => {
             Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -59,6 +64,38 @@ async fn route(svc: &Usage, req: &Request) -> Reply {
             ))
         }
         _ => Err(ApiError::not_found("route_not_found", "no such route")),
+    }
+}
+
+/// The org's own provider key, for the agent runtime (IAM-authorized): the one answer
+/// that carries a key. Never logged.
+async fn provider_key(svc: &Usage, org: OrgId, provider: &str) -> Reply {
+    let provider = agent_credits_domain::Provider::parse(provider).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_provider",
+            "provider is one of anthropic, open_ai, google, open_router",
+        )
+    })?;
+    let keys = svc.keys.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "no key store configured",
+        )
+    })?;
+    let key = keys.get(&org, provider).await.map_err(|e| {
+        tracing::error!(org = %org, provider = %provider, error = %e, "reading a provider key failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "try again")
+    })?;
+    match key {
+        Some(key) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "org": org, "provider": provider, "key": key }),
+        )),
+        None => Err(ApiError::not_found(
+            "key_not_found",
+            "the org has no key for this provider",
+        )),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{dynamodb, sdk_config};
+use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
 use lambda_http::{Error, run, service_fn};
@@ -13,12 +13,15 @@ use usage::{Config, Usage, handle};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let client = dynamodb(&sdk_config().await);
+    let aws = sdk_config().await;
+    let client = dynamodb(&aws);
+    let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());
     let usage = Usage {
         store: DynamoWalletStore::new(client.clone(), config.table.as_str(), Arc::new(SystemClock)),
         rates: RateStore::new(client, config.table.as_str()),
         clock: Arc::new(SystemClock),
         config,
+        keys: Some(KeyVault::new(secrets_manager(&aws), prefix)),
     };
     run(service_fn(|req| async {
         Ok::<_, Error>(handle(&usage, req).await)

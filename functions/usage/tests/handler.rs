@@ -71,6 +71,7 @@ async fn app_with(settings: WalletSettings, credits: &str) -> App {
         rates,
         clock: clock.clone(),
         config,
+        keys: None,
     });
     App {
         _db: db,

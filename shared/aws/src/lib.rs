@@ -10,7 +10,11 @@
 //!
 //! Keys are never logged: [`StripeKeys`] prints redacted.
 
+mod keys;
+
 use std::time::Duration;
+
+pub use keys::{KeyVault, Stored};
 
 pub use aws_config::SdkConfig;
 use serde::Deserialize;

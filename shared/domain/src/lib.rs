@@ -2,6 +2,7 @@
 //! and the ports (store, clock) that adapters implement. No AWS, Stripe or HTTP here.
 
 pub mod account;
+pub mod byok;
 pub mod ids;
 pub mod ledger;
 pub mod money;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod wallet;
 
 pub use account::{Action, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, switch_billing_mode};
+pub use byok::{KeyFormatError, ProviderKey};
 pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
 pub use ledger::{
     Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,

@@ -394,11 +394,15 @@ pub fn member_limit_from_item(item: &Item) -> Result<Option<Usd>, StoreError> {
 /// A durable notification (reference 002), readable from the dashboard API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
+    /// Its sort key without `NOTIF#`: the id the feed marks read.
+    pub id: String,
     pub kind: String,
     pub available: Usd,
     pub seq: u64,
     pub created_at: DateTime<Utc>,
     pub read: bool,
+    /// Why, for `credit_purchase_failed` (the card's decline code).
+    pub reason: Option<String>,
 }
 
 pub fn notification_item(
@@ -429,6 +433,8 @@ pub fn notification_item(
 pub fn notification_from_item(item: &Item) -> Result<Notification, StoreError> {
     let r = Reader::new(item);
     Ok(Notification {
+        id: r.s(SK)?.trim_start_matches("NOTIF#").to_owned(),
+        reason: r.opt_s("reason")?.map(str::to_owned),
         kind: r.s("kind")?.to_owned(),
         available: r.usd("available")?,
         seq: r.u64("seq")?,

@@ -10,7 +10,7 @@ mod recharge;
 mod store;
 mod update;
 
-pub use orgs::{Member, MemberChange, OrgStore};
+pub use orgs::{KeyMeta, Member, MemberChange, OrgStore};
 pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
 pub use rates::RateStore;
 pub use recharge::{Claim, Due, RechargeConfig, RechargeStore};

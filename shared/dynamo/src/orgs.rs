@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    BillingMode, MemberId, Org, OrgId, PurchasePolicy, Role, Runtime, StoreError, Usd, WalletSettings,
+    BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, StoreError, Usd,
+    WalletSettings,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, n_u64, s};
 use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
-use crate::store::{get_consistent, sdk_error};
+use crate::store::{get_consistent, query_prefix, sdk_error};
 use crate::update::UpdateExpr;
 
 const PROFILE_SK: &str = "PROFILE";
@@ -28,6 +29,19 @@ pub struct Member {
     /// The member's own Stripe customer: payment methods are never shared between members
     /// (reference 004), and an owner's saved card is the one auto-recharge charges.
     pub stripe_customer: Option<String>,
+}
+
+/// An org's provider key as shown: never the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyMeta {
+    pub provider: Provider,
+    pub last4: String,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+fn key_sk(provider: Provider) -> String {
+    format!("KEY#{provider}")
 }
 
 /// What became of a membership change.
@@ -191,31 +205,126 @@ impl OrgStore {
     }
 
     pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>, StoreError> {
-        let mut members = vec![];
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :m)")
-                .expression_attribute_values(":pk", s(org_pk(org)))
-                .expression_attribute_values(":m", s("MEMBER#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                if item.contains_key("role") {
-                    members.push(member_from_item(item)?);
-                }
+        query_prefix(&self.client, &self.table, org_pk(org), "MEMBER#")
+            .await?
+            .iter()
+            .filter(|item| item.contains_key("role"))
+            .map(member_from_item)
+            .collect()
+    }
+
+    /// Switches the org's billing mode from `from` to `to` (already checked against the
+    /// allowed switches), on its profile and its wallet together. `false` when the mode
+    /// was no longer `from`.
+    pub async fn set_billing_mode(
+        &self,
+        org: &OrgId,
+        from: BillingMode,
+        to: BillingMode,
+    ) -> Result<bool, StoreError> {
+        let mut profile = UpdateExpr::default();
+        profile.set("billing_mode", s(to.as_str()));
+        profile.condition("#billing_mode = :from");
+        profile.value(":from", s(from.as_str()));
+        let mut wallet = UpdateExpr::default();
+        wallet.set("billing_mode", s(to.as_str()));
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(profile.update(&self.table, key(org_pk(org), PROFILE_SK))?)
+            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(false)
             }
-            match out.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => return Ok(members),
-            }
+            Err(e) => Err(sdk_error(e)),
         }
+    }
+
+    /// Records the org's key for `provider` (its last four characters and secret name, never
+    /// the key) and that the org has a key, in one transaction.
+    pub async fn record_key(
+        &self,
+        org: &OrgId,
+        provider: Provider,
+        last4: &str,
+        secret_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<KeyMeta, StoreError> {
+        let mut meta = UpdateExpr::default();
+        meta.set("type", s("provider_key"));
+        meta.set("provider", s(provider.as_str()));
+        meta.set("last4", s(last4));
+        meta.set("secret_name", s(secret_name));
+        meta.set_if_absent("created_at", timestamp(now));
+        meta.set("updated_at", timestamp(now));
+        let mut wallet = UpdateExpr::default();
+        wallet.set("has_provider_key", AttributeValue::Bool(true));
+        self.client
+            .transact_write_items()
+            .transact_items(meta.update(&self.table, key(org_pk(org), key_sk(provider)))?)
+            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        self.keys(org)
+            .await?
+            .into_iter()
+            .find(|k| k.provider == provider)
+            .ok_or_else(|| StoreError::Invalid("a key just recorded is missing".into()))
+    }
+
+    /// The org's keys, as shown: provider, last four, dates.
+    pub async fn keys(&self, org: &OrgId) -> Result<Vec<KeyMeta>, StoreError> {
+        query_prefix(&self.client, &self.table, org_pk(org), "KEY#")
+            .await?
+            .iter()
+            .map(|item| {
+                let r = Reader::new(item);
+                let provider = r.s("provider")?;
+                let created_at = items::parse_time(&r, "created_at")?;
+                let updated_at = items::parse_time(&r, "updated_at")?;
+                Ok(KeyMeta {
+                    provider: Provider::parse(provider).ok_or_else(|| r.corrupt("unknown provider"))?,
+                    last4: r.s("last4")?.to_owned(),
+                    created_at,
+                    rotated_at: (updated_at != created_at).then_some(updated_at),
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets the org's key for `provider`; the wallet keeps `has_provider_key` while any
+    /// other key remains. `false` when there was none.
+    pub async fn forget_key(&self, org: &OrgId, provider: Provider) -> Result<bool, StoreError> {
+        let before = self.keys(org).await?;
+        if !before.iter().any(|k| k.provider == provider) {
+            return Ok(false);
+        }
+        let others = before.iter().any(|k| k.provider != provider);
+        let delete = Delete::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), key_sk(provider))))
+            .build()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let mut wallet = UpdateExpr::default();
+        wallet.set("has_provider_key", AttributeValue::Bool(others));
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(true)
     }
 
     /// Adds a member or changes a role. The member's current role is part of the

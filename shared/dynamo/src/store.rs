@@ -522,6 +522,67 @@ impl DynamoWalletStore {
     }
 
     /// What a member spent in the calendar month (UTC) of `at`.
+    /// What each member spent in `month` (`yyyy-mm`, UTC), from the month counters.
+    pub async fn month_usage(&self, org: &OrgId, month: &str) -> Result<Vec<(String, Usd)>, StoreError> {
+        query_prefix(
+            &self.client,
+            &self.table,
+            org_pk(org),
+            &format!("USAGE#{month}#MEMBER#"),
+        )
+        .await?
+        .iter()
+        .map(|item| {
+            let r = Reader::new(item);
+            let member = r
+                .s(items::SK)?
+                .rsplit("#MEMBER#")
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            Ok((member, r.usd("spent")?))
+        })
+        .collect()
+    }
+
+    /// Marks notifications read; `ids` of `None` marks every unread one. Returns how many
+    /// changed; unknown ids change nothing.
+    pub async fn mark_read(&self, org: &OrgId, ids: Option<&[String]>) -> Result<usize, StoreError> {
+        let ids: Vec<String> = match ids {
+            Some(ids) => ids.to_vec(),
+            None => query_prefix(&self.client, &self.table, org_pk(org), "NOTIF#")
+                .await?
+                .iter()
+                .map(items::notification_from_item)
+                .filter(|n| n.as_ref().map_or(true, |n| !n.read))
+                .map(|n| n.map(|n| n.id))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut changed = 0;
+        for id in ids {
+            let sent = self
+                .client
+                .update_item()
+                .table_name(&*self.table)
+                .set_key(Some(key(org_pk(org), format!("NOTIF#{id}"))))
+                .update_expression("SET #read = :true")
+                .condition_expression("attribute_exists(pk) AND #read = :false")
+                .expression_attribute_names("#read", "read")
+                .expression_attribute_values(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+                .expression_attribute_values(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => changed += 1,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(sdk_error(e)),
+            }
+        }
+        Ok(changed)
+    }
+
     pub async fn member_month_spent(
         &self,
         org: &OrgId,
@@ -731,6 +792,36 @@ pub(crate) async fn get_consistent(
         .await
         .map_err(sdk_error)?;
     Ok(out.item)
+}
+
+/// Every item of partition `pk` whose sort key starts with `prefix`, read consistently,
+/// page after page.
+pub(crate) async fn query_prefix(
+    client: &Client,
+    table: &str,
+    pk: String,
+    prefix: &str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = vec![];
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk.as_str()))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(items),
+        }
+    }
 }
 
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says

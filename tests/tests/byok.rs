@@ -1,0 +1,294 @@
+//! BYOK keys end to end: the account function stores an org's provider key in Secrets
+//! Manager (moto over HTTP, tagged with the org), the dashboard sees only its provider,
+//! last four and dates, the runtime fetches it through the usage function's IAM route, and
+//! the key appears nowhere else: not in the table, not in any log line (captured at
+//! DEBUG), not in any dashboard answer, not even as any 8-character piece of it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use agent_credits_aws::KeyVault;
+use agent_credits_domain::SystemClock;
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-proj-Zq8vN3kLp5Rt7Wx2Yb4Hd6Jf9Gs1Mc0Ae3Ui5Oy7Te9";
+const PREFIX: &str = "agent-credits/test/byok/";
+
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn dashboard(method: &str, path: &str, sub: &str, body: Option<Value>) -> Value {
+    let mut e = support::event("account/get-org.json");
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!("");
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    e
+}
+
+fn runtime(path: &str) -> Value {
+    let mut e = support::event("usage/may-i-run.json");
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!("");
+    e["requestContext"]["http"]["method"] = json!("GET");
+    e["requestContext"]["http"]["path"] = json!(path);
+    e
+}
+
+async fn answer(response: lambda_http::Response<lambda_http::Body>) -> (u16, Value, String) {
+    let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (response.status().as_u16(), body, text)
+}
+
+#[tokio::test]
+async fn a_stored_key_is_only_in_secrets_manager_and_only_its_last_four_are_shown() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let moto = support::moto::Moto::start();
+    let (_db, client) = support::fresh_table("credits").await;
+    let secrets = support::secrets_client(moto.endpoint());
+    let vault = || KeyVault::new(secrets.clone(), PREFIX);
+    let account = account::Account {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        orgs: OrgStore::new(client.clone(), "credits"),
+        clock: Arc::new(SystemClock),
+        keys: vault(),
+    };
+    let usage = usage::Usage {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        rates: RateStore::new(client.clone(), "credits"),
+        clock: Arc::new(SystemClock),
+        config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| "credits".to_owned())).unwrap(),
+        keys: Some(vault()),
+    };
+    let seen = std::cell::RefCell::new(String::new());
+    let dash = async |method: &str, path: &str, body: Option<Value>| {
+        let (status, json, text) = answer(
+            account::handle(
+                &account,
+                support::request(&dashboard(method, path, "u_owner", body)),
+            )
+            .await,
+        )
+        .await;
+        seen.borrow_mut().push_str(&text);
+        (status, json)
+    };
+
+    // A byok org on Codex needs its OpenAI key, and says so.
+    let org = json!({ "id": "org_byok", "name": "BYOK Co", "runtime": "codex", "billing_mode": "byok" });
+    let (status, body) = dash("POST", "/v1/orgs", Some(org.clone())).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["provider"], "open_ai", "{body}");
+    // A key of the wrong shape is refused before anything is written.
+    let mut bad = org.clone();
+    bad["keys"] = json!({ "open_ai": "sk-ant-api03-not-an-openai-key-at-all-000000" });
+    let (status, body) = dash("POST", "/v1/orgs", Some(bad)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_key")),
+        "{body}"
+    );
+
+    let mut good = org.clone();
+    good["keys"] = json!({ "open_ai": KEY });
+    let (status, body) = dash("POST", "/v1/orgs", Some(good)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["keys"][0]["last4"], &KEY[KEY.len() - 4..]);
+
+    let (status, body) = dash("GET", "/v1/orgs/org_byok/keys", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(body["keys"][0]["provider"], "open_ai");
+    assert_eq!(body["keys"][0]["last4"], &KEY[KEY.len() - 4..]);
+    assert!(body["keys"][0]["rotated_at"].is_null());
+
+    // Rotating keeps the created date and sets the rotated one.
+    let (status, body) = dash(
+        "PUT",
+        "/v1/orgs/org_byok/keys/open_ai",
+        Some(json!({ "key": KEY })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["key"]["rotated_at"].is_string(), "{body}");
+
+    // The secret: in Secrets Manager, under the prefix, tagged with the org.
+    let name = format!("{PREFIX}org_byok/open_ai");
+    let described = secrets.describe_secret().secret_id(&name).send().await.unwrap();
+    let tags: Vec<(String, String)> = described
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        tags.contains(&("agent-credits:org".to_owned(), "org_byok".to_owned())),
+        "{tags:?}"
+    );
+
+    // The runtime's fetch (IAM) is the one answer that carries the key.
+    let (status, body, _) = answer(
+        usage::handle(
+            &usage,
+            support::request(&runtime("/v1/orgs/org_byok/provider-keys/open_ai")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, body["key"].as_str()), (200, Some(KEY)), "{body}");
+
+    // Nowhere else: the table, the logs, the dashboard's answers.
+    let dump = format!(
+        "{:?}",
+        client.scan().table_name("credits").send().await.unwrap().items()
+    );
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("org_byok"), "the logs were captured");
+    let seen = seen.borrow().clone();
+    for (place, text) in [("table", &dump), ("logs", &logged), ("dashboard answers", &seen)] {
+        for piece in KEY.as_bytes().windows(8) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            assert!(!text.contains(piece), "{piece:?} of the key is in the {place}");
+        }
+    }
+
+    // Deleted: gone from Secrets Manager and from the runtime's reach.
+    let (status, _) = dash("DELETE", "/v1/orgs/org_byok/keys/open_ai", None).await;
+    assert_eq!(status, 200);
+    assert!(secrets.describe_secret().secret_id(&name).send().await.is_err());
+    let (status, body, _) = answer(
+        usage::handle(
+            &usage,
+            support::request(&runtime("/v1/orgs/org_byok/provider-keys/open_ai")),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("key_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn a_deferred_org_runs_once_it_has_a_key_and_switches_only_as_reference_000_allows() {
+    let moto = support::moto::Moto::start();
+    let (_db, client) = support::fresh_table("credits").await;
+    let secrets = support::secrets_client(moto.endpoint());
+    let account = account::Account {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        orgs: OrgStore::new(client.clone(), "credits"),
+        clock: Arc::new(SystemClock),
+        keys: KeyVault::new(secrets.clone(), PREFIX),
+    };
+    let usage = usage::Usage {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        rates: RateStore::new(client.clone(), "credits"),
+        clock: Arc::new(SystemClock),
+        config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| "credits".to_owned())).unwrap(),
+        keys: None,
+    };
+    let dash = async |method: &str, path: &str, body: Option<Value>| {
+        let (status, json, _) = answer(
+            account::handle(
+                &account,
+                support::request(&dashboard(method, path, "u_owner", body)),
+            )
+            .await,
+        )
+        .await;
+        (status, json)
+    };
+    let may_i_run = async || {
+        answer(usage::handle(&usage, support::request(&runtime("/v1/orgs/org_later/may-i-run"))).await)
+            .await
+            .1
+    };
+    let org =
+        json!({ "id": "org_later", "name": "Later Co", "runtime": "codex", "billing_mode": "deferred" });
+    assert_eq!(dash("POST", "/v1/orgs", Some(org)).await.0, 201);
+    let verdict = may_i_run().await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("no_key_configured"))
+    );
+
+    // deferred → byok needs the runtime's key first.
+    let to_byok = json!({ "billing_mode": "byok" });
+    let (status, body) = dash("PUT", "/v1/orgs/org_later/billing-mode", Some(to_byok.clone())).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+    let (status, _) = dash(
+        "PUT",
+        "/v1/orgs/org_later/keys/open_ai",
+        Some(json!({ "key": KEY })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        may_i_run().await["allowed"],
+        true,
+        "a deferred org with a key runs on it"
+    );
+    let (status, body) = dash("PUT", "/v1/orgs/org_later/billing-mode", Some(to_byok)).await;
+    assert_eq!(
+        (status, body["billing_mode"].as_str()),
+        (200, Some("byok")),
+        "{body}"
+    );
+    // Nothing goes back to deferred; byok → credits is allowed.
+    let (status, body) = dash(
+        "PUT",
+        "/v1/orgs/org_later/billing-mode",
+        Some(json!({ "billing_mode": "deferred" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("switch_refused")),
+        "{body}"
+    );
+    let (status, _) = dash(
+        "PUT",
+        "/v1/orgs/org_later/billing-mode",
+        Some(json!({ "billing_mode": "credits" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, org) = dash("GET", "/v1/orgs/org_later", None).await;
+    assert_eq!(org["org"]["billing_mode"], "credits");
+}

@@ -1,0 +1,146 @@
+//! The SAM template against the code: every function in the template has a binary and
+//! every binary a function, and every environment variable a function's code reads is set
+//! for it in the template (or is one of the documented local-only overrides).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Read by the code, set only outside AWS: emulator endpoints and the keys a local run
+/// passes directly (in AWS the keys come from `STRIPE_SECRET_ARN`).
+const LOCAL_ONLY: [&str; 5] = [
+    "DYNAMODB_ENDPOINT",
+    "SECRETSMANAGER_ENDPOINT",
+    "STRIPE_API_BASE",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+];
+
+fn template() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(support::repo_root().join("infra/template.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn keys(v: &serde_yaml::Value) -> BTreeSet<String> {
+    v.as_mapping()
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// binary → the variables the template sets for it (globals included).
+fn functions() -> BTreeMap<String, BTreeSet<String>> {
+    let t = template();
+    let globals = keys(&t["Globals"]["Function"]["Environment"]["Variables"]);
+    let mut out = BTreeMap::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = r["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut env = globals.clone();
+        env.extend(keys(&r["Properties"]["Environment"]["Variables"]));
+        out.insert(binary, env);
+    }
+    out
+}
+
+/// The environment variables the Rust sources under `dir` name.
+fn read_by(dir: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            names.extend(read_by(&path));
+            continue;
+        }
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in ["env(\"", "get(\"", "var(\"", "== \""] {
+            for piece in text.split(call).skip(1) {
+                let name: String = piece.chars().take_while(|c| *c != '"').collect();
+                if !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    names.insert(name);
+                }
+            }
+        }
+        // Names passed through helpers: any literal that looks like ONE_TWO.
+        for piece in text.split('"').skip(1).step_by(2) {
+            if piece.contains('_')
+                && piece.len() > 3
+                && piece
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                names.insert(piece.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Each function crate's binary name (its package name) and directory.
+fn binaries() -> BTreeMap<String, std::path::PathBuf> {
+    let root = support::repo_root().join("functions");
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("src/main.rs").exists() {
+            continue;
+        }
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|n| n.strip_suffix('"'))
+            .unwrap()
+            .to_owned();
+        out.insert(name, dir);
+    }
+    out
+}
+
+#[test]
+fn every_function_has_a_binary_and_every_binary_a_function() {
+    let in_template: BTreeSet<String> = functions().into_keys().collect();
+    let built: BTreeSet<String> = binaries().into_keys().collect();
+    assert_eq!(in_template, built);
+    assert_eq!(built.len(), 5, "{built:?}");
+}
+
+#[test]
+fn every_variable_the_code_reads_is_set_in_the_template() {
+    let functions = functions();
+    for (binary, dir) in binaries() {
+        let set = &functions[&binary];
+        let missing: Vec<String> = read_by(&dir.join("src"))
+            .into_iter()
+            .filter(|n| !set.contains(n) && !LOCAL_ONLY.contains(&n.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{binary} reads {missing:?}, which the template does not set"
+        );
+    }
+    // What the shared AWS wiring reads is set for some function, or local only.
+    let anywhere: BTreeSet<String> = functions.values().flatten().cloned().collect();
+    let shared = read_by(&support::repo_root().join("shared/aws/src"));
+    let missing: Vec<&String> = shared
+        .iter()
+        .filter(|n| !anywhere.contains(*n) && !LOCAL_ONLY.contains(&n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "shared/aws reads {missing:?}, set nowhere");
+    assert!(
+        shared.contains("STRIPE_SECRET_ARN"),
+        "the scan sees the shared wiring"
+    );
+}
