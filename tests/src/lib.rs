@@ -114,6 +114,25 @@ pub fn event(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A dashboard request (JWT claims of `sub`) of `method path` with `body`, from the
+/// sample event of `infra/events/account/get-org.json`.
+pub fn dashboard_event(
+    method: &str,
+    path: &str,
+    sub: &str,
+    body: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut e = event("account/get-org.json");
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!("");
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    e
+}
+
 /// An API Gateway v2 event as the Lambda runtime would hand it to a handler.
 pub fn request(event: &serde_json::Value) -> lambda_http::Request {
     lambda_http::request::from_str(&event.to_string())

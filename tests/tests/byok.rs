@@ -31,14 +31,7 @@ impl Write for Logs {
 }
 
 fn dashboard(method: &str, path: &str, sub: &str, body: Option<Value>) -> Value {
-    let mut e = support::event("account/get-org.json");
-    e["rawPath"] = json!(path);
-    e["rawQueryString"] = json!("");
-    e["requestContext"]["http"]["method"] = json!(method);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
-    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
-    e
+    support::dashboard_event(method, path, sub, body.as_ref())
 }
 
 fn runtime(path: &str) -> Value {

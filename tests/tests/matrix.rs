@@ -1,0 +1,219 @@
+//! The permission matrix over every dashboard route of `infra/openapi.yaml`: each route
+//! asked by the org's owner, an admin, a member, a non-member and the owner of another org
+//! is allowed or refused (403) as the README's matrix says. No route lets anyone outside
+//! the org read or change it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agent_credits_aws::KeyVault;
+use agent_credits_domain::SystemClock;
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RechargeStore};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Members,
+    Admins,
+    Owner,
+}
+
+/// Every dashboard route on an org, who may use it, and a body it accepts.
+fn routes() -> Vec<(&'static str, &'static str, Who, Option<Value>)> {
+    use Who::*;
+    vec![
+        ("GET", "/v1/orgs/{org}", Members, None),
+        ("GET", "/v1/orgs/{org}/members", Members, None),
+        (
+            "PUT",
+            "/v1/orgs/{org}/members/{member}",
+            Owner,
+            Some(json!({ "role": "member" })),
+        ),
+        ("DELETE", "/v1/orgs/{org}/members/{member}", Owner, None),
+        (
+            "PUT",
+            "/v1/orgs/{org}/members/{member}/limit",
+            Owner,
+            Some(json!({ "monthly_limit_usd": null })),
+        ),
+        ("GET", "/v1/orgs/{org}/balance", Members, None),
+        ("GET", "/v1/orgs/{org}/history", Members, None),
+        ("GET", "/v1/orgs/{org}/history.csv", Members, None),
+        ("GET", "/v1/orgs/{org}/usage", Members, None),
+        ("GET", "/v1/orgs/{org}/notifications", Members, None),
+        (
+            "POST",
+            "/v1/orgs/{org}/notifications/read",
+            Members,
+            Some(json!({ "all": true })),
+        ),
+        (
+            "PUT",
+            "/v1/orgs/{org}/billing-mode",
+            Admins,
+            Some(json!({ "billing_mode": "credits" })),
+        ),
+        ("GET", "/v1/orgs/{org}/keys", Members, None),
+        (
+            "PUT",
+            "/v1/orgs/{org}/keys/{provider}",
+            Admins,
+            Some(json!({ "key": "sk-proj-abcdefghijklmnopqrstuvwxyz012345" })),
+        ),
+        ("DELETE", "/v1/orgs/{org}/keys/{provider}", Admins, None),
+        (
+            "POST",
+            "/v1/orgs/{org}/checkout",
+            Owner,
+            Some(json!({ "bulk": { "quantity": 1 } })),
+        ),
+        ("GET", "/v1/orgs/{org}/auto-recharge", Members, None),
+        (
+            "PUT",
+            "/v1/orgs/{org}/auto-recharge",
+            Admins,
+            Some(json!({ "enabled": false })),
+        ),
+    ]
+}
+
+fn request(method: &str, route: &str, sub: &str, body: Option<&Value>) -> Value {
+    let path = route
+        .replace("{org}", "org_a")
+        .replace("{member}", "u_target")
+        .replace("{provider}", "open_ai");
+    let mut e = support::dashboard_event(method, &path, sub, body);
+    e["routeKey"] = json!(format!("{method} {route}"));
+    e
+}
+
+#[tokio::test]
+async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
+    let (_db, client) = support::fresh_table("credits").await;
+    let sim = stripe_sim::StripeSim::start().await.unwrap();
+    let stripe = stripe::ClientBuilder::new("sk_test_matrix")
+        .url(sim.base_url())
+        .build()
+        .unwrap();
+    let account = account::Account {
+        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
+        orgs: OrgStore::new(client.clone(), "credits"),
+        clock: Arc::new(SystemClock),
+        // Unreachable: an allowed key change answers 503, a refused one 403 first.
+        keys: KeyVault::new(support::secrets_client("http://127.0.0.1:9"), "test/byok/"),
+    };
+    let checkout = checkout::Checkout {
+        orgs: OrgStore::new(client.clone(), "credits"),
+        recharges: RechargeStore::new(client.clone(), "credits"),
+        stripe,
+        catalog: checkout::catalog_from(|_| None).unwrap(),
+        dashboard_url: "http://127.0.0.1:3000".into(),
+    };
+    let send = async |method: &str, route: &str, sub: &str, body: Option<&Value>| {
+        let req = support::request(&request(method, route, sub, body));
+        let response = if route.ends_with("/checkout") || route.ends_with("/auto-recharge") {
+            checkout::handle(&checkout, req).await
+        } else {
+            account::handle(&account, req).await
+        };
+        let status = response.status().as_u16();
+        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+        (status, body)
+    };
+    let create = |sub: &str, org: &str| {
+        let mut e = support::event("account/create-org.json");
+        e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+        e["body"] = json!(
+            json!({ "id": org, "name": org, "runtime": "claude_code", "billing_mode": "credits" })
+                .to_string()
+        );
+        e
+    };
+    assert_eq!(
+        account::handle(&account, support::request(&create("u_owner", "org_a")))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        account::handle(&account, support::request(&create("u_other", "org_b")))
+            .await
+            .status(),
+        201
+    );
+    for (sub, role) in [("u_admin", "admin"), ("u_member", "member")] {
+        let mut e = request(
+            "PUT",
+            "/v1/orgs/{org}/members/{member}",
+            "u_owner",
+            Some(&json!({ "role": role })),
+        );
+        e["rawPath"] = json!(format!("/v1/orgs/org_a/members/{sub}"));
+        e["requestContext"]["http"]["path"] = e["rawPath"].clone();
+        assert_eq!(
+            account::handle(&account, support::request(&e)).await.status(),
+            200
+        );
+    }
+
+    // Every dashboard operation on an org in the document is in the table above.
+    let text = std::fs::read_to_string(support::repo_root().join("infra/openapi.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let table: Vec<(String, String)> = routes()
+        .iter()
+        .map(|(m, r, ..)| (m.to_string(), r.to_string()))
+        .collect();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        let path = path.as_str().unwrap();
+        for (method, op) in item.as_mapping().unwrap() {
+            let jwt = op["security"][0]
+                .as_mapping()
+                .is_some_and(|m| m.keys().any(|k| k.as_str() == Some("dashboardJwt")));
+            if jwt && path != "/v1/orgs" {
+                let method = method.as_str().unwrap().to_uppercase();
+                assert!(
+                    table.contains(&(method.clone(), path.to_owned())),
+                    "{method} {path} is not in the matrix test"
+                );
+            }
+        }
+    }
+
+    let callers = [
+        ("u_other", None),
+        ("u_stranger", None),
+        ("u_member", Some(Who::Members)),
+        ("u_admin", Some(Who::Admins)),
+        ("u_owner", Some(Who::Owner)),
+    ];
+    for (method, route, who, body) in routes() {
+        for (sub, rank) in callers {
+            // A target member to change or remove, each time.
+            let (status, _) = send(
+                "PUT",
+                "/v1/orgs/{org}/members/{member}",
+                "u_owner",
+                Some(&json!({ "role": "member" })),
+            )
+            .await;
+            assert_eq!(status, 200);
+            let allowed = rank.is_some_and(|r| match who {
+                Who::Members => true,
+                Who::Admins => r != Who::Members,
+                Who::Owner => r == Who::Owner,
+            });
+            let (status, answer) = send(method, route, sub, body.as_ref()).await;
+            if allowed {
+                assert_ne!(status, 403, "{sub} may {method} {route}: {answer}");
+                assert!(
+                    status < 500 || status == 503,
+                    "{sub} {method} {route}: {status} {answer}"
+                );
+            } else {
+                assert_eq!(status, 403, "{sub} may not {method} {route}: {answer}");
+            }
+        }
+    }
+}
