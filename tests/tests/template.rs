@@ -1,6 +1,7 @@
 //! The SAM template against the code: every function in the template has a binary and
-//! every binary a function, and every environment variable a function's code reads is set
-//! for it in the template (or is one of the documented local-only overrides).
+//! every binary a function, every environment variable a function's code reads is set for
+//! it in the template (or is one of the documented local-only overrides), and every route
+//! has a sample event in `infra/events/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -143,4 +144,49 @@ fn every_variable_the_code_reads_is_set_in_the_template() {
         shared.contains("STRIPE_SECRET_ARN"),
         "the scan sees the shared wiring"
     );
+}
+
+/// Every HTTP route in the template, as API Gateway names it (`METHOD /path`).
+fn routes() -> BTreeSet<String> {
+    let t = template();
+    let mut out = BTreeSet::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        let Some(events) = r["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for (_, e) in events {
+            if e["Type"].as_str() == Some("HttpApi") {
+                let p = &e["Properties"];
+                out.insert(format!(
+                    "{} {}",
+                    p["Method"].as_str().unwrap(),
+                    p["Path"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_and_the_schedule_have_a_sample_event() {
+    let mut samples = BTreeSet::new();
+    let events = support::repo_root().join("infra/events");
+    for dir in std::fs::read_dir(&events).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+            let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if let Some(route) = event["routeKey"].as_str() {
+                samples.insert(route.to_owned());
+            }
+        }
+    }
+    let missing: Vec<_> = routes().difference(&samples).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a sample event in infra/events: {missing:?}"
+    );
+    assert!(routes().len() >= 27);
+    let tick: serde_json::Value = support::event("recharge/scheduled.json");
+    assert_eq!(tick["detail-type"], "Scheduled Event");
 }
