@@ -6,16 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
-use agent_credits_aws::KeyVault;
-use agent_credits_domain::SystemClock;
-use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use common::{App, BYOK_PREFIX as PREFIX};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-proj-Zq8vN3kLp5Rt7Wx2Yb4Hd6Jf9Gs1Mc0Ae3Ui5Oy7Te9";
-const PREFIX: &str = "agent-credits/test/byok/";
 
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -30,62 +29,35 @@ impl Write for Logs {
     }
 }
 
-fn dashboard(method: &str, path: &str, sub: &str, body: Option<Value>) -> Value {
-    support::dashboard_event(method, path, sub, body.as_ref())
-}
-
-fn runtime(path: &str) -> Value {
-    let mut e = support::event("usage/may-i-run.json");
-    e["rawPath"] = json!(path);
-    e["rawQueryString"] = json!("");
-    e["requestContext"]["http"]["method"] = json!("GET");
-    e["requestContext"]["http"]["path"] = json!(path);
-    e
-}
-
-async fn answer(response: lambda_http::Response<lambda_http::Body>) -> (u16, Value, String) {
-    let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    (response.status().as_u16(), body, text)
+/// Every log line of this test binary, at DEBUG, from a global subscriber set once: a
+/// scoped one misses events whose callsites another test thread registered first.
+fn captured_logs() -> Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+        .unwrap();
+        logs
+    })
+    .clone()
 }
 
 #[tokio::test]
 async fn a_stored_key_is_only_in_secrets_manager_and_only_its_last_four_are_shown() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let _logging = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish(),
-    );
+    let logs = captured_logs();
     let moto = support::moto::Moto::start();
-    let (_db, client) = support::fresh_table("credits").await;
-    let secrets = support::secrets_client(moto.endpoint());
-    let vault = || KeyVault::new(secrets.clone(), PREFIX);
-    let account = account::Account {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
-        orgs: OrgStore::new(client.clone(), "credits"),
-        clock: Arc::new(SystemClock),
-        keys: vault(),
-    };
-    let usage = usage::Usage {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
-        rates: RateStore::new(client.clone(), "credits"),
-        clock: Arc::new(SystemClock),
-        config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| "credits".to_owned())).unwrap(),
-        keys: Some(vault()),
-    };
+    let app = App::start(Some(moto.endpoint())).await;
+    let secrets = app.secrets.clone().unwrap();
     let seen = std::cell::RefCell::new(String::new());
     let dash = async |method: &str, path: &str, body: Option<Value>| {
-        let (status, json, text) = answer(
-            account::handle(
-                &account,
-                support::request(&dashboard(method, path, "u_owner", body)),
-            )
-            .await,
-        )
-        .await;
+        let event = common::dashboard_event(method, path, "u_owner", body.as_ref());
+        let (status, json, text) = app.send("account", &event).await;
         seen.borrow_mut().push_str(&text);
         (status, json)
     };
@@ -151,20 +123,21 @@ async fn a_stored_key_is_only_in_secrets_manager_and_only_its_last_four_are_show
     );
 
     // The runtime's fetch (IAM) is the one answer that carries the key.
-    let (status, body, _) = answer(
-        usage::handle(
-            &usage,
-            support::request(&runtime("/v1/orgs/org_byok/provider-keys/open_ai")),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = app
+        .runtime("GET", "/v1/orgs/org_byok/provider-keys/open_ai", None)
+        .await;
     assert_eq!((status, body["key"].as_str()), (200, Some(KEY)), "{body}");
 
     // Nowhere else: the table, the logs, the dashboard's answers.
     let dump = format!(
         "{:?}",
-        client.scan().table_name("credits").send().await.unwrap().items()
+        app.client
+            .scan()
+            .table_name(common::TABLE)
+            .send()
+            .await
+            .unwrap()
+            .items()
     );
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("org_byok"), "the logs were captured");
@@ -176,18 +149,33 @@ async fn a_stored_key_is_only_in_secrets_manager_and_only_its_last_four_are_show
         }
     }
 
+    // A byok org on Codex keeps its OpenAI key: its agents would stop.
+    let (status, body) = dash("DELETE", "/v1/orgs/org_byok/keys/open_ai", None).await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["error"]["runtime"].as_str()
+        ),
+        (409, Some("key_in_use"), Some("codex")),
+        "{body}"
+    );
+    assert!(secrets.describe_secret().secret_id(&name).send().await.is_ok());
+    let (status, _) = dash(
+        "PUT",
+        "/v1/orgs/org_byok/billing-mode",
+        Some(json!({ "billing_mode": "credits" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+
     // Deleted: gone from Secrets Manager and from the runtime's reach.
     let (status, _) = dash("DELETE", "/v1/orgs/org_byok/keys/open_ai", None).await;
     assert_eq!(status, 200);
     assert!(secrets.describe_secret().secret_id(&name).send().await.is_err());
-    let (status, body, _) = answer(
-        usage::handle(
-            &usage,
-            support::request(&runtime("/v1/orgs/org_byok/provider-keys/open_ai")),
-        )
-        .await,
-    )
-    .await;
+    let (status, body) = app
+        .runtime("GET", "/v1/orgs/org_byok/provider-keys/open_ai", None)
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("key_not_found"))
@@ -196,38 +184,13 @@ async fn a_stored_key_is_only_in_secrets_manager_and_only_its_last_four_are_show
 
 #[tokio::test]
 async fn a_deferred_org_runs_once_it_has_a_key_and_switches_only_as_reference_000_allows() {
+    captured_logs();
     let moto = support::moto::Moto::start();
-    let (_db, client) = support::fresh_table("credits").await;
-    let secrets = support::secrets_client(moto.endpoint());
-    let account = account::Account {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
-        orgs: OrgStore::new(client.clone(), "credits"),
-        clock: Arc::new(SystemClock),
-        keys: KeyVault::new(secrets.clone(), PREFIX),
-    };
-    let usage = usage::Usage {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
-        rates: RateStore::new(client.clone(), "credits"),
-        clock: Arc::new(SystemClock),
-        config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| "credits".to_owned())).unwrap(),
-        keys: None,
-    };
+    let app = App::start(Some(moto.endpoint())).await;
     let dash = async |method: &str, path: &str, body: Option<Value>| {
-        let (status, json, _) = answer(
-            account::handle(
-                &account,
-                support::request(&dashboard(method, path, "u_owner", body)),
-            )
-            .await,
-        )
-        .await;
-        (status, json)
+        app.dashboard(method, path, "u_owner", body).await
     };
-    let may_i_run = async || {
-        answer(usage::handle(&usage, support::request(&runtime("/v1/orgs/org_later/may-i-run"))).await)
-            .await
-            .1
-    };
+    let may_i_run = async || app.runtime("GET", "/v1/orgs/org_later/may-i-run", None).await.1;
     let org =
         json!({ "id": "org_later", "name": "Later Co", "runtime": "codex", "billing_mode": "deferred" });
     assert_eq!(dash("POST", "/v1/orgs", Some(org)).await.0, 201);

@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
 
-use agent_credits_aws::KeyVault;
-use agent_credits_domain::SystemClock;
-use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RechargeStore};
+use common::App;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,6 +61,14 @@ fn routes() -> Vec<(&'static str, &'static str, Who, Option<Value>)> {
             Some(json!({ "key": "sk-proj-abcdefghijklmnopqrstuvwxyz012345" })),
         ),
         ("DELETE", "/v1/orgs/{org}/keys/{provider}", Admins, None),
+        ("GET", "/v1/orgs/{org}/agents", Members, None),
+        (
+            "PUT",
+            "/v1/orgs/{org}/agents/{agent}",
+            Admins,
+            Some(json!({ "runtime": "codex" })),
+        ),
+        ("DELETE", "/v1/orgs/{org}/agents/{agent}", Admins, None),
         (
             "POST",
             "/v1/orgs/{org}/checkout",
@@ -79,88 +85,38 @@ fn routes() -> Vec<(&'static str, &'static str, Who, Option<Value>)> {
     ]
 }
 
-fn request(method: &str, route: &str, sub: &str, body: Option<&Value>) -> Value {
-    let path = route
+fn path(route: &str) -> String {
+    route
         .replace("{org}", "org_a")
         .replace("{member}", "u_target")
-        .replace("{provider}", "open_ai");
-    let mut e = support::dashboard_event(method, &path, sub, body);
-    e["routeKey"] = json!(format!("{method} {route}"));
-    e
+        .replace("{provider}", "open_ai")
+        .replace("{agent}", "agent_7")
 }
 
 #[tokio::test]
 async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
-    let (_db, client) = support::fresh_table("credits").await;
-    let sim = stripe_sim::StripeSim::start().await.unwrap();
-    let stripe = stripe::ClientBuilder::new("sk_test_matrix")
-        .url(sim.base_url())
-        .build()
-        .unwrap();
-    let account = account::Account {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
-        orgs: OrgStore::new(client.clone(), "credits"),
-        clock: Arc::new(SystemClock),
-        // Unreachable: an allowed key change answers 503, a refused one 403 first.
-        keys: KeyVault::new(support::secrets_client("http://127.0.0.1:9"), "test/byok/"),
-    };
-    let checkout = checkout::Checkout {
-        orgs: OrgStore::new(client.clone(), "credits"),
-        recharges: RechargeStore::new(client.clone(), "credits"),
-        stripe,
-        catalog: checkout::catalog_from(|_| None).unwrap(),
-        dashboard_url: "http://127.0.0.1:3000".into(),
-    };
+    // Secrets Manager unreachable: an allowed key change answers 503, a refused one 403 first.
+    let app = App::start(None).await;
     let send = async |method: &str, route: &str, sub: &str, body: Option<&Value>| {
-        let req = support::request(&request(method, route, sub, body));
-        let response = if route.ends_with("/checkout") || route.ends_with("/auto-recharge") {
-            checkout::handle(&checkout, req).await
-        } else {
-            account::handle(&account, req).await
-        };
-        let status = response.status().as_u16();
-        let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
-        (status, body)
+        app.dashboard(method, &path(route), sub, body.cloned()).await
     };
-    let create = |sub: &str, org: &str| {
-        let mut e = support::event("account/create-org.json");
-        e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
-        e["body"] = json!(
-            json!({ "id": org, "name": org, "runtime": "claude_code", "billing_mode": "credits" })
-                .to_string()
-        );
-        e
-    };
-    assert_eq!(
-        account::handle(&account, support::request(&create("u_owner", "org_a")))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        account::handle(&account, support::request(&create("u_other", "org_b")))
-            .await
-            .status(),
-        201
-    );
+    let credits = json!({ "runtime": "claude_code", "billing_mode": "credits" });
+    assert_eq!(app.create_org("u_owner", "org_a", credits.clone()).await.0, 201);
+    assert_eq!(app.create_org("u_other", "org_b", credits).await.0, 201);
     for (sub, role) in [("u_admin", "admin"), ("u_member", "member")] {
-        let mut e = request(
-            "PUT",
-            "/v1/orgs/{org}/members/{member}",
-            "u_owner",
-            Some(&json!({ "role": role })),
-        );
-        e["rawPath"] = json!(format!("/v1/orgs/org_a/members/{sub}"));
-        e["requestContext"]["http"]["path"] = e["rawPath"].clone();
-        assert_eq!(
-            account::handle(&account, support::request(&e)).await.status(),
-            200
-        );
+        let (status, _) = app
+            .dashboard(
+                "PUT",
+                &format!("/v1/orgs/org_a/members/{sub}"),
+                "u_owner",
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(status, 200);
     }
 
     // Every dashboard operation on an org in the document is in the table above.
-    let text = std::fs::read_to_string(support::repo_root().join("infra/openapi.yaml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let doc = common::openapi();
     let table: Vec<(String, String)> = routes()
         .iter()
         .map(|(m, r, ..)| (m.to_string(), r.to_string()))

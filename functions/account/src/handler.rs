@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use agent_credits_aws::KeyVault;
 use agent_credits_domain::{
-    Action, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest, Provider,
+    Action, AgentId, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest, Provider,
     ProviderKey, PurchasePolicy, Role, Runtime, Usd, WalletSettings, WalletState, WalletStore,
     switch_billing_mode,
 };
@@ -69,6 +69,11 @@ async fn route(svc: &Account, req: &Request) -> Reply {
                     put_key(svc, &org, role, provider, parse_json(req)?).await
                 }
                 (&Method::DELETE, ["keys", provider]) => delete_key(svc, &org, role, provider).await,
+                (&Method::GET, ["agents"]) => agents(svc, &org).await,
+                (&Method::PUT, ["agents", agent]) => {
+                    set_agent_runtime(svc, &org, role, &me, agent, parse_json(req)?).await
+                }
+                (&Method::DELETE, ["agents", agent]) => clear_agent_runtime(svc, &org, role, agent).await,
                 _ => Err(ApiError::not_found("route_not_found", "no such route")),
             }
         }
@@ -258,6 +263,20 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
             "the org has no key for this provider",
         ));
     }
+    // A byok org keeps the keys its runtimes need: its agents would stop.
+    if org.billing_mode == BillingMode::Byok
+        && let Some(runtime) = runtimes_in_use(svc, org)
+            .await?
+            .into_iter()
+            .find(|r| r.required_byok_provider() == Some(provider))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_in_use",
+            format!("this byok org's agents on {runtime} use this key; switch them or the org first"),
+        )
+        .with_details(json!({ "provider": provider, "runtime": runtime })));
+    }
     svc.keys.delete(&org.id, provider).await.map_err(|e| {
         tracing::error!(org = %org.id, provider = %provider, error = %e, "deleting a provider key failed");
         ApiError::new(
@@ -268,6 +287,80 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
     })?;
     svc.orgs.forget_key(&org.id, provider).await?;
     Ok(json_response(StatusCode::OK, &json!({ "deleted": provider })))
+}
+
+/// The org's runtime and every agent's own, each once.
+async fn runtimes_in_use(svc: &Account, org: &Org) -> Result<Vec<Runtime>, ApiError> {
+    let mut runtimes = vec![org.runtime];
+    for agent in svc.orgs.agent_runtimes(&org.id).await? {
+        if !runtimes.contains(&agent.runtime) {
+            runtimes.push(agent.runtime);
+        }
+    }
+    Ok(runtimes)
+}
+
+fn parse_agent(agent: &str) -> Result<AgentId, ApiError> {
+    AgentId::parse(agent).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))
+}
+
+/// The org's runtime and the agents that run another (reference 000: "you can change it
+/// later per agent"). Any member may read it.
+async fn agents(svc: &Account, org: &Org) -> Reply {
+    let agents = svc.orgs.agent_runtimes(&org.id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "runtime": org.runtime, "agents": agents }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentRuntimeBody {
+    runtime: Runtime,
+}
+
+async fn set_agent_runtime(
+    svc: &Account,
+    org: &Org,
+    role: Role,
+    me: &MemberId,
+    agent: &str,
+    body: AgentRuntimeBody,
+) -> Reply {
+    require(org, role, Action::ManageOrg)?;
+    let agent = parse_agent(agent)?;
+    // The same rule as at creation: a byok org brings the key a runtime needs.
+    if let (BillingMode::Byok, Some(provider)) = (org.billing_mode, body.runtime.required_byok_provider())
+        && !svc
+            .orgs
+            .keys(&org.id)
+            .await?
+            .iter()
+            .any(|k| k.provider == provider)
+    {
+        return Err(missing_key(body.runtime, provider));
+    }
+    let set = svc
+        .orgs
+        .set_agent_runtime(&org.id, &agent, body.runtime, me, svc.clock.now())
+        .await?;
+    Ok(json_response(StatusCode::OK, &json!({ "agent": set })))
+}
+
+async fn clear_agent_runtime(svc: &Account, org: &Org, role: Role, agent: &str) -> Reply {
+    require(org, role, Action::ManageOrg)?;
+    let agent = parse_agent(agent)?;
+    if !svc.orgs.clear_agent_runtime(&org.id, &agent).await? {
+        return Err(ApiError::not_found(
+            "agent_not_found",
+            "this agent has no runtime of its own",
+        ));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "agent": agent, "runtime": org.runtime }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,15 +374,16 @@ async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingMod
     require(org, role, Action::ManageOrg)?;
     let to = switch_billing_mode(org.billing_mode, body.billing_mode)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "switch_refused", e.to_string()))?;
-    if let (BillingMode::Byok, Some(provider)) = (to, org.runtime.required_byok_provider())
-        && !svc
-            .orgs
-            .keys(&org.id)
+    if to == BillingMode::Byok {
+        let keys = svc.orgs.keys(&org.id).await?;
+        if let Some((runtime, provider)) = runtimes_in_use(svc, org)
             .await?
-            .iter()
-            .any(|k| k.provider == provider)
-    {
-        return Err(missing_key(org.runtime, provider));
+            .into_iter()
+            .filter_map(|r| r.required_byok_provider().map(|p| (r, p)))
+            .find(|(_, p)| !keys.iter().any(|k| k.provider == *p))
+        {
+            return Err(missing_key(runtime, provider));
+        }
     }
     if !svc.orgs.set_billing_mode(&org.id, org.billing_mode, to).await? {
         return Err(ApiError::new(

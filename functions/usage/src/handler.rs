@@ -3,9 +3,9 @@ use std::sync::Arc;
 use agent_credits_domain::{
     AgentId, ApiKeyId, Attribution, BillingMode, ChangeRequest, Clock, HoldId, IdempotencyKey, LedgerEntry,
     MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd, ProviderCost, RatePerMillion,
-    TokenUsage, Usd, Wallet, WalletState, WalletStore,
+    Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore,
 };
-use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
     ApiError, iam_caller, json_response, money_error, parse_json, path_segments, query_param, respond,
 };
@@ -50,7 +50,10 @@ async fn route(svc: &Usage, req: &Request) -> Reply {
         }
         (&Method::GET, ["v1", "orgs", org, "may-i-run"]) => {
             let member = query_param(req, "member").map(member_id).transpose()?;
-            may_i_run(svc, org_id(org)?, member).await
+            let agent = query_param(req, "agent")
+                .map(|a| AgentId::parse(a).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string())))
+                .transpose()?;
+            may_i_run(svc, org_id(org)?, member, agent).await
         }
         (&Method::PUT, ["v1", "rates", model]) => put_rate(svc, model, parse_json(req)?).await,
         (&Method::GET, ["v1", "orgs", org, "provider-keys", provider]) => {
@@ -448,10 +451,29 @@ struct Verdict {
     billing_mode: BillingMode,
     available: Usd,
     low_balance: bool,
+    /// The runtime the asking agent runs (its own, else the org's), when it gave its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<Runtime>,
 }
 
-async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>) -> Reply {
+/// The agent's own runtime, else the org's.
+async fn runtime_of(svc: &Usage, org: &OrgId, agent: &AgentId) -> Result<Runtime, ApiError> {
+    let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
+    if let Some(own) = orgs.agent_runtime(org, agent).await? {
+        return Ok(own.runtime);
+    }
+    match orgs.get(org).await? {
+        Some(profile) => Ok(profile.runtime),
+        None => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
+    }
+}
+
+async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>, agent: Option<AgentId>) -> Reply {
     let (mut wallet, mode) = wallet_of(svc, &org).await?;
+    let runtime = match &agent {
+        Some(agent) => Some(runtime_of(svc, &org, agent).await?),
+        None => None,
+    };
     if !wallet.held.is_zero() && svc.store.expire_holds(&org).await? > 0 {
         wallet = svc.store.wallet(&org).await?;
     }
@@ -483,6 +505,7 @@ async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>) -> Reply {
             billing_mode: mode,
             available,
             low_balance: on_credits && available <= wallet.settings.low_threshold(),
+            runtime,
         },
     ))
 }

@@ -34,7 +34,7 @@ use agent_credits_http::{ApiError, json_response, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
-use stripe_webhook::{Event, EventObject, Webhook};
+use stripe_webhook::{Event, EventObject, Webhook, WebhookError};
 
 pub use plans::{Plan, Plans};
 
@@ -122,7 +122,13 @@ fn verified(svc: &Webhooks, req: &Request) -> Result<Event, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
     Webhook::construct_event(body, signature, &svc.signing_secret).map_err(|e| {
         tracing::warn!(error = %e, "stripe webhook refused");
-        ApiError::bad_request("invalid_signature", "the Stripe signature does not verify")
+        match e {
+            // Checked after the signature: a body we signed ourselves is not an event.
+            WebhookError::BadParse(_) => {
+                ApiError::bad_request("invalid_event", "a signed body that is not a Stripe event")
+            }
+            _ => ApiError::bad_request("invalid_signature", "the Stripe signature does not verify"),
+        }
     })
 }
 

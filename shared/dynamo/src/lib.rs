@@ -1,6 +1,7 @@
 //! The DynamoDB adapter of agent-credits: implements the domain's `WalletStore` over the
 //! one table described in `infra/TABLE.md` and defined in `infra/template.yaml`.
 
+mod agents;
 mod attr;
 pub mod items;
 mod orgs;
@@ -10,6 +11,7 @@ mod recharge;
 mod store;
 mod update;
 
+pub use agents::AgentRuntime;
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore};
 pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
 pub use rates::RateStore;

@@ -55,8 +55,8 @@ pub enum MemberChange {
 
 #[derive(Clone)]
 pub struct OrgStore {
-    client: Client,
-    table: Arc<str>,
+    pub(crate) client: Client,
+    pub(crate) table: Arc<str>,
 }
 
 fn bad(e: impl std::fmt::Display) -> StoreError {

@@ -1,0 +1,147 @@
+//! Per-agent runtimes (reference 000: "you can change it later per agent"): admins set
+//! and clear an agent's runtime, the runtime learns it from may-i-run, and a byok org
+//! keeps the provider keys its agents' runtimes need, both when an agent changes runtime
+//! and when a key or the billing mode would change under it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::App;
+use serde_json::{Value, json};
+
+const OPENAI_KEY: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3";
+
+fn code(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+#[tokio::test]
+async fn an_agent_runs_its_own_runtime_until_it_is_cleared() {
+    let app = App::start(None).await;
+    let fields = json!({ "runtime": "claude_code", "billing_mode": "credits" });
+    assert_eq!(app.create_org("u_owner", "org_a", fields).await.0, 201);
+    let (status, _) = app
+        .dashboard(
+            "PUT",
+            "/v1/orgs/org_a/members/u_member",
+            "u_owner",
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let runtime_of = async |agent: &str| {
+        let (status, verdict) = app
+            .runtime("GET", &format!("/v1/orgs/org_a/may-i-run?agent={agent}"), None)
+            .await;
+        assert_eq!(status, 200, "{verdict}");
+        verdict["runtime"].as_str().map(str::to_owned)
+    };
+
+    let (status, list) = app
+        .dashboard("GET", "/v1/orgs/org_a/agents", "u_member", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list, json!({ "runtime": "claude_code", "agents": [] }));
+    assert_eq!(runtime_of("agent_7").await.as_deref(), Some("claude_code"));
+
+    // A member may not; an unknown runtime changes nothing.
+    let codex = Some(json!({ "runtime": "codex" }));
+    let (status, body) = app
+        .dashboard("PUT", "/v1/orgs/org_a/agents/agent_7", "u_member", codex.clone())
+        .await;
+    assert_eq!((status, code(&body)), (403, Some("forbidden")));
+    let (status, body) = app
+        .dashboard(
+            "PUT",
+            "/v1/orgs/org_a/agents/agent_7",
+            "u_owner",
+            Some(json!({ "runtime": "vim" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(runtime_of("agent_7").await.as_deref(), Some("claude_code"));
+
+    let (status, body) = app
+        .dashboard("PUT", "/v1/orgs/org_a/agents/agent_7", "u_owner", codex)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agent"]["runtime"], "codex");
+    assert_eq!(body["agent"]["updated_by"], "u_owner");
+    assert_eq!(runtime_of("agent_7").await.as_deref(), Some("codex"));
+    assert_eq!(runtime_of("agent_8").await.as_deref(), Some("claude_code"));
+    let (_, list) = app
+        .dashboard("GET", "/v1/orgs/org_a/agents", "u_member", None)
+        .await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["agents"][0]["agent"], "agent_7");
+    // Without an agent, may-i-run answers as before.
+    let (_, verdict) = app.runtime("GET", "/v1/orgs/org_a/may-i-run", None).await;
+    assert!(verdict.get("runtime").is_none(), "{verdict}");
+
+    let (status, body) = app
+        .dashboard("DELETE", "/v1/orgs/org_a/agents/agent_7", "u_owner", None)
+        .await;
+    assert_eq!(
+        (status, body["runtime"].as_str()),
+        (200, Some("claude_code")),
+        "{body}"
+    );
+    assert_eq!(runtime_of("agent_7").await.as_deref(), Some("claude_code"));
+    let (status, body) = app
+        .dashboard("DELETE", "/v1/orgs/org_a/agents/agent_7", "u_owner", None)
+        .await;
+    assert_eq!((status, code(&body)), (404, Some("agent_not_found")));
+}
+
+#[tokio::test]
+async fn a_byok_org_keeps_the_keys_its_agents_runtimes_need() {
+    let moto = support::moto::Moto::start();
+    let app = App::start(Some(moto.endpoint())).await;
+    let dash = async |method: &str, path: &str, body: Option<Value>| {
+        app.dashboard(method, path, "u_owner", body).await
+    };
+    // Claude Code may use the platform key: a byok org on it needs no key of its own.
+    let byok = json!({ "runtime": "claude_code", "billing_mode": "byok" });
+    assert_eq!(app.create_org("u_owner", "org_b", byok).await.0, 201);
+    let codex = Some(json!({ "runtime": "codex" }));
+    let (status, body) = dash("PUT", "/v1/orgs/org_b/agents/agent_7", codex.clone()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["provider"], "open_ai");
+    let (_, list) = dash("GET", "/v1/orgs/org_b/agents", None).await;
+    assert_eq!(list["agents"], json!([]), "a refused change writes nothing");
+
+    let key = Some(json!({ "key": OPENAI_KEY }));
+    assert_eq!(dash("PUT", "/v1/orgs/org_b/keys/open_ai", key).await.0, 200);
+    assert_eq!(dash("PUT", "/v1/orgs/org_b/agents/agent_7", codex).await.0, 200);
+    // The key agent_7 runs on stays while it does.
+    let (status, body) = dash("DELETE", "/v1/orgs/org_b/keys/open_ai", None).await;
+    assert_eq!((status, code(&body)), (409, Some("key_in_use")), "{body}");
+    assert_eq!(body["error"]["runtime"], "codex");
+    assert_eq!(dash("DELETE", "/v1/orgs/org_b/agents/agent_7", None).await.0, 200);
+    assert_eq!(dash("DELETE", "/v1/orgs/org_b/keys/open_ai", None).await.0, 200);
+
+    // A deferred org whose agent runs Gemini CLI switches to byok only with a Google key.
+    let deferred = json!({ "runtime": "claude_code", "billing_mode": "deferred" });
+    assert_eq!(app.create_org("u_owner", "org_c", deferred).await.0, 201);
+    let gemini = Some(json!({ "runtime": "gemini_cli" }));
+    assert_eq!(dash("PUT", "/v1/orgs/org_c/agents/agent_9", gemini).await.0, 200);
+    let (status, body) = dash(
+        "PUT",
+        "/v1/orgs/org_c/billing-mode",
+        Some(json!({ "billing_mode": "byok" })),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+    assert_eq!(body["error"]["provider"], "google");
+    let (_, org) = dash("GET", "/v1/orgs/org_c", None).await;
+    assert_eq!(org["org"]["billing_mode"], "deferred");
+}

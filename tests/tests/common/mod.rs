@@ -1,0 +1,232 @@
+//! Every HTTP function over one dynoxide table, the Stripe simulator and (when asked)
+//! moto, as the cross-function tests use them: a request goes to the function whose
+//! routes hold it, and comes back as (status, JSON, text).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agent_credits_aws::KeyVault;
+use agent_credits_domain::SystemClock;
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore, RechargeStore};
+use serde_json::{Value, json};
+
+pub const TABLE: &str = "credits";
+pub const BYOK_PREFIX: &str = "agent-credits/test/byok/";
+pub const WEBHOOK_SECRET: &str = "whsec_tests";
+
+pub struct App {
+    pub client: aws_sdk_dynamodb::Client,
+    pub secrets: Option<aws_sdk_secretsmanager::Client>,
+    pub sim: stripe_sim::StripeSim,
+    pub usage: usage::Usage,
+    pub account: account::Account,
+    pub checkout: checkout::Checkout,
+    pub webhooks: webhooks::Webhooks,
+    _db: support::dynoxide::Dynoxide,
+}
+
+impl App {
+    /// The functions over a fresh table. Key changes go to moto at `secrets`; without it
+    /// Secrets Manager is unreachable (a key change answers 503).
+    pub async fn start(secrets: Option<&str>) -> App {
+        let (db, client) = support::fresh_table(TABLE).await;
+        let sim = stripe_sim::StripeSim::start().await.unwrap();
+        let stripe = stripe::ClientBuilder::new("sk_test_app")
+            .url(sim.base_url())
+            .build()
+            .unwrap();
+        let secrets = secrets.map(support::secrets_client);
+        let vault = || {
+            KeyVault::new(
+                secrets
+                    .clone()
+                    .unwrap_or_else(|| support::secrets_client("http://127.0.0.1:9")),
+                BYOK_PREFIX,
+            )
+        };
+        let store = || DynamoWalletStore::new(client.clone(), TABLE, Arc::new(SystemClock));
+        App {
+            usage: usage::Usage {
+                store: store(),
+                rates: RateStore::new(client.clone(), TABLE),
+                clock: Arc::new(SystemClock),
+                config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| TABLE.to_owned()))
+                    .unwrap(),
+                keys: Some(vault()),
+            },
+            account: account::Account {
+                store: store(),
+                orgs: OrgStore::new(client.clone(), TABLE),
+                clock: Arc::new(SystemClock),
+                keys: vault(),
+            },
+            checkout: checkout::Checkout {
+                orgs: OrgStore::new(client.clone(), TABLE),
+                recharges: RechargeStore::new(client.clone(), TABLE),
+                stripe,
+                catalog: checkout::catalog_from(|_| None).unwrap(),
+                dashboard_url: "http://127.0.0.1:3000".into(),
+            },
+            webhooks: webhooks::Webhooks {
+                store: store(),
+                signing_secret: WEBHOOK_SECRET.into(),
+                stripe: None,
+                plans: webhooks::Plans::default(),
+            },
+            client,
+            secrets,
+            sim,
+            _db: db,
+        }
+    }
+
+    /// Sends an API Gateway v2 event to the function `tag` names (the OpenAPI tags).
+    pub async fn send(&self, tag: &str, event: &Value) -> (u16, Value, String) {
+        let req = support::request(event);
+        let response = match tag {
+            "usage" => usage::handle(&self.usage, req).await,
+            "account" => account::handle(&self.account, req).await,
+            "checkout" => checkout::handle(&self.checkout, req).await,
+            "webhooks" => webhooks::handle(&self.webhooks, req).await,
+            other => panic!("no function {other}"),
+        };
+        let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (response.status().as_u16(), body, text)
+    }
+
+    /// A dashboard request by `sub`, to checkout or account by its path.
+    pub async fn dashboard(&self, method: &str, path: &str, sub: &str, body: Option<Value>) -> (u16, Value) {
+        let route = path.split('?').next().unwrap_or(path);
+        let tag = if route.ends_with("/checkout") || path.ends_with("/auto-recharge") {
+            "checkout"
+        } else {
+            "account"
+        };
+        let (status, body, _) = self
+            .send(tag, &dashboard_event(method, path, sub, body.as_ref()))
+            .await;
+        (status, body)
+    }
+
+    /// An IAM-signed request of the agent runtime to the usage function.
+    pub async fn runtime(&self, method: &str, path_and_query: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, body, _) = self
+            .send("usage", &runtime_event(method, path_and_query, body.as_ref()))
+            .await;
+        (status, body)
+    }
+
+    /// Creates `org` owned by `owner` from the fields given (id and name added).
+    pub async fn create_org(&self, owner: &str, org: &str, fields: Value) -> (u16, Value) {
+        let mut body = json!({ "id": org, "name": org });
+        for (k, v) in fields.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        self.dashboard("POST", "/v1/orgs", owner, Some(body)).await
+    }
+
+    /// Every item of the table, sorted: what a test compares before and after.
+    pub async fn dump(&self) -> String {
+        let mut items = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(TABLE)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(out.items().iter().map(|i| {
+                let mut pairs: Vec<String> = i.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                pairs.sort();
+                pairs.join(",")
+            }));
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        items.sort();
+        items.join("\n")
+    }
+}
+
+/// A dashboard request by `sub` (JWT claims), its query split off the path.
+pub fn dashboard_event(method: &str, path_and_query: &str, sub: &str, body: Option<&Value>) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut e = support::dashboard_event(method, path, sub, body);
+    set_query(&mut e, query);
+    e
+}
+
+/// The runtime's request (IAM caller of `infra/events/usage/may-i-run.json`).
+pub fn runtime_event(method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut e = support::event("usage/may-i-run.json");
+    e["rawPath"] = json!(path);
+    set_query(&mut e, query);
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+    e
+}
+
+fn set_query(e: &mut Value, query: &str) {
+    e["rawQueryString"] = json!(query);
+    if query.is_empty() {
+        e["queryStringParameters"] = Value::Null;
+        return;
+    }
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(k.to_owned(), json!(v));
+    }
+    e["queryStringParameters"] = Value::Object(map);
+}
+
+/// `infra/openapi.yaml`.
+pub fn openapi() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(support::repo_root().join("infra/openapi.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+/// One operation of the OpenAPI document: its method, path template, the function its
+/// tag names, and the operation itself.
+pub struct Operation {
+    pub method: String,
+    pub path: String,
+    pub tag: String,
+    pub op: serde_yaml::Value,
+}
+
+/// Every operation of `infra/openapi.yaml`.
+pub fn operations() -> Vec<Operation> {
+    let doc = openapi();
+    let mut ops = vec![];
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, op) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if !["get", "put", "post", "delete", "patch"].contains(&method) {
+                continue;
+            }
+            let path = path.as_str().unwrap().to_owned();
+            let tag = op["tags"][0]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no tag"))
+                .to_owned();
+            ops.push(Operation {
+                method: method.to_uppercase(),
+                path,
+                tag,
+                op: op.clone(),
+            });
+        }
+    }
+    ops
+}
