@@ -3,6 +3,7 @@
 
 pub mod dynoxide;
 pub mod moto;
+pub mod server;
 pub mod table;
 pub mod watch;
 
