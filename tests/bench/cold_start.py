@@ -6,7 +6,7 @@ after that invocation.
 
 Run by `bash tests/bench/cold-start`, which builds the binaries and starts dynoxide:
 
-  cold_start.py BIN_DIR DYNAMODB_ENDPOINT TABLE [ROUNDS]
+  cold_start.py BIN_DIR DYNAMODB_ENDPOINT TABLE [ROUNDS [SSL_CERT_FILE]]
 
 BIN_DIR holds `<name>/bootstrap` as `cargo lambda build --release` leaves them. Each round
 runs every binary once, in turn, so that the machine's drift touches them all alike; the
@@ -55,25 +55,27 @@ class Invocation:
         self.answered_at = None
         self.answer = None
         self.error = None
+        self.over = threading.Event()
 
 
 class RuntimeApi(BaseHTTPRequestHandler):
-    """The Lambda Runtime API's invocation routes (2018-06-01), for one invocation at a time."""
+    """The Lambda Runtime API's invocation routes (2018-06-01) for one process and its one
+    invocation. Each run has a server of its own, so that a killed process's late request
+    can never take the next process's event."""
 
-    current = None  # the Invocation of the process under test
-    release = threading.Event()  # set between runs so a waiting `next` returns
+    inv = None  # set on the per-run subclass
 
     def log_message(self, *_):
         pass
 
     def do_GET(self):
-        inv = RuntimeApi.current
-        if self.path != "/2018-06-01/runtime/invocation/next" or inv is None:
+        inv = self.inv
+        if self.path != "/2018-06-01/runtime/invocation/next":
             self.send_error(404)
             return
         if inv.handed:
-            # A process asks for its second event: it gets none while we measure.
-            RuntimeApi.release.wait(60)
+            # The process asks for its second event: it gets none while we measure.
+            inv.over.wait(60)
             return
         inv.handed = True
         self.send_response(200)
@@ -90,12 +92,10 @@ class RuntimeApi(BaseHTTPRequestHandler):
         now = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        inv = RuntimeApi.current
+        inv = self.inv
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        if inv is None:
-            return
         if self.path.endswith(f"/{inv.request_id}/response"):
             inv.answer = body
         else:
@@ -107,20 +107,34 @@ class RuntimeApi(BaseHTTPRequestHandler):
 def run_once(binary, event, env):
     """Exec → first event answered (seconds), the answer, and max RSS (KiB)."""
     inv = Invocation(event)
-    RuntimeApi.release.clear()
-    RuntimeApi.current = inv
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Api", (RuntimeApi,), {"inv": inv}))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_port}")
     started = time.perf_counter()
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ok = inv.answered.wait(60)
+    peak = high_water_kib(proc.pid)
     proc.kill()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     proc.returncode = status
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    RuntimeApi.release.set()
-    RuntimeApi.current = None
+    inv.over.set()
+    server.shutdown()
+    server.server_close()
     if not ok or inv.error:
         raise SystemExit(f"{binary}: no answer ({inv.error or 'timeout'})\n{stderr[-2000:]}")
-    return inv.answered_at - started, inv.answer, usage.ru_maxrss
+    return inv.answered_at - started, inv.answer, peak
+
+
+def high_water_kib(pid):
+    """The process's peak resident memory so far (VmHWM). Not wait4's ru_maxrss: that one
+    keeps the forking Python's size across exec."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise SystemExit(f"no VmHWM for {pid}")
 
 
 def main():
@@ -128,12 +142,9 @@ def main():
         raise SystemExit(__doc__)
     bin_dir, endpoint, table = sys.argv[1:4]
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cert_file = sys.argv[5] if len(sys.argv) > 5 else None
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_port}",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -151,6 +162,9 @@ def main():
         "STRIPE_API_BASE": "http://127.0.0.1:9/",
         "BYOK_SECRET_PREFIX": "bench/byok/",
     }
+    if cert_file:
+        # TLS roots from one bundle, not from every file of the system's certificate folder.
+        env["SSL_CERT_FILE"] = cert_file
     path = lambda name: os.path.join(bin_dir, name, "bootstrap")  # noqa: E731
     for name, _, _ in CASES:
         if not os.path.exists(path(name)):
@@ -173,7 +187,8 @@ def main():
             rss[name].append(peak)
 
     base = statistics.median(times["hello-lambda"])
-    print(f"cold start: exec → first event answered, median of {rounds} rounds (local Runtime API)")
+    roots = f"SSL_CERT_FILE={cert_file}" if cert_file else "the system's default TLS roots"
+    print(f"\ncold start: exec → first event answered, median of {rounds} rounds, {roots}")
     print(f"{'binary':<14} {'size':>9} {'median':>9} {'min':>9} {'× hello':>8} {'peak RSS':>9}")
     for name, _, _ in CASES:
         size = os.path.getsize(path(name)) / 1_000_000
