@@ -36,6 +36,7 @@ def sample(name):
 # (binary, event, the statusCode its answer must carry; None for a non-HTTP answer)
 CASES = [
     ("hello-lambda", {}, None),
+    ("hello-sdk", {}, None),  # hello + the SDK client + one GetItem: what DynamoDB costs anyone
     ("account", sample("account/balance.json"), 200),
     ("usage", sample("usage/may-i-run.json"), 200),
     ("checkout", sample("checkout/get-auto-recharge.json"), 200),
@@ -187,15 +188,16 @@ def main():
             rss[name].append(peak)
 
     base = statistics.median(times["hello-lambda"])
+    sdk = statistics.median(times["hello-sdk"])
     roots = f"SSL_CERT_FILE={cert_file}" if cert_file else "the system's default TLS roots"
     print(f"\ncold start: exec → first event answered, median of {rounds} rounds, {roots}")
-    print(f"{'binary':<14} {'size':>9} {'median':>9} {'min':>9} {'× hello':>8} {'peak RSS':>9}")
+    print(f"{'binary':<14} {'size':>9} {'median':>9} {'min':>9} {'× hello':>8} {'× h-sdk':>8} {'peak RSS':>9}")
     for name, _, _ in CASES:
         size = os.path.getsize(path(name)) / 1_000_000
         med = statistics.median(times[name])
         print(
             f"{name:<14} {size:>7.2f}MB {med * 1000:>7.1f}ms {min(times[name]) * 1000:>7.1f}ms "
-            f"{med / base:>7.2f}× {statistics.median(rss[name]) / 1024:>7.1f}MB"
+            f"{med / base:>7.2f}× {med / sdk:>7.2f}× {statistics.median(rss[name]) / 1024:>7.1f}MB"
         )
 
 
