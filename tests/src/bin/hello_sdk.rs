@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         let out = client
             .get_item()
             .table_name(table)
-            .set_key(Some(key(org_pk(&org), WALLET_SK)))
+            .set_key(Some(key(org_pk(org), WALLET_SK)))
             .send()
             .await?;
         Ok::<_, Error>(json!({ "found": out.item.is_some() }))
