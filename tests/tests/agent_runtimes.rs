@@ -19,17 +19,8 @@ fn code(body: &Value) -> Option<&str> {
 #[tokio::test]
 async fn an_agent_runs_its_own_runtime_until_it_is_cleared() {
     let app = App::start(None).await;
-    let fields = json!({ "runtime": "claude_code", "billing_mode": "credits" });
-    assert_eq!(app.create_org("u_owner", "org_a", fields).await.0, 201);
-    let (status, _) = app
-        .dashboard(
-            "PUT",
-            "/v1/orgs/org_a/members/u_member",
-            "u_owner",
-            Some(json!({ "role": "member" })),
-        )
+    app.org_with_members("u_owner", "org_a", &[("u_member", "member")])
         .await;
-    assert_eq!(status, 200);
     let runtime_of = async |agent: &str| {
         let (status, verdict) = app
             .runtime("GET", &format!("/v1/orgs/org_a/may-i-run?agent={agent}"), None)

@@ -187,17 +187,8 @@ fn webhook(body: &str, signature: Option<String>) -> Value {
 #[tokio::test]
 async fn bad_input_on_every_documented_route_is_a_4xx_with_a_code_and_writes_nothing() {
     let app = App::start(None).await;
-    let fields_ = json!({ "runtime": "claude_code", "billing_mode": "credits" });
-    assert_eq!(app.create_org("u_owner", "org_demo", fields_).await.0, 201);
-    let (status, _) = app
-        .dashboard(
-            "PUT",
-            "/v1/orgs/org_demo/members/u_member",
-            "u_owner",
-            Some(json!({ "role": "member" })),
-        )
+    app.org_with_members("u_owner", "org_demo", &[("u_member", "member")])
         .await;
-    assert_eq!(status, 200);
     let org = agent_credits_domain::OrgId::parse("org_demo").unwrap();
     agent_credits_domain::WalletStore::apply(&app.usage.store, support::purchase(&org, "50", "seed"))
         .await

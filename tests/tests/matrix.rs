@@ -100,20 +100,13 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
     let send = async |method: &str, route: &str, sub: &str, body: Option<&Value>| {
         app.dashboard(method, &path(route), sub, body.cloned()).await
     };
-    let credits = json!({ "runtime": "claude_code", "billing_mode": "credits" });
-    assert_eq!(app.create_org("u_owner", "org_a", credits.clone()).await.0, 201);
-    assert_eq!(app.create_org("u_other", "org_b", credits).await.0, 201);
-    for (sub, role) in [("u_admin", "admin"), ("u_member", "member")] {
-        let (status, _) = app
-            .dashboard(
-                "PUT",
-                &format!("/v1/orgs/org_a/members/{sub}"),
-                "u_owner",
-                Some(json!({ "role": role })),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
+    app.org_with_members(
+        "u_owner",
+        "org_a",
+        &[("u_admin", "admin"), ("u_member", "member")],
+    )
+    .await;
+    app.org_with_members("u_other", "org_b", &[]).await;
 
     // Every dashboard operation on an org in the document is in the table above.
     let doc = common::openapi();

@@ -127,6 +127,21 @@ impl App {
         self.dashboard("POST", "/v1/orgs", owner, Some(body)).await
     }
 
+    /// Creates a credits org on Claude Code owned by `owner`, with `members` (sub, role)
+    /// added by the owner; panics unless each step succeeds.
+    pub async fn org_with_members(&self, owner: &str, org: &str, members: &[(&str, &str)]) {
+        let fields = json!({ "runtime": "claude_code", "billing_mode": "credits" });
+        let (status, body) = self.create_org(owner, org, fields).await;
+        assert_eq!(status, 201, "{body}");
+        for (sub, role) in members {
+            let path = format!("/v1/orgs/{org}/members/{sub}");
+            let (status, body) = self
+                .dashboard("PUT", &path, owner, Some(json!({ "role": role })))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
     /// Every item of the table, sorted: what a test compares before and after.
     pub async fn dump(&self) -> String {
         let mut items = vec![];
