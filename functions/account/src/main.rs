@@ -12,7 +12,7 @@ use lambda_http::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is required")?;
-    let aws = sdk_config().await;
+    let aws = sdk_config().await?;
     let client = dynamodb(&aws);
     // One secret per org and provider under this prefix; the template grants no other.
     let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());

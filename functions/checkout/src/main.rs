@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let env = |name: &str| env(name);
     let table = env("TABLE_NAME").ok_or("TABLE_NAME is required")?;
-    let aws = sdk_config().await;
+    let aws = sdk_config().await?;
     // From Secrets Manager in AWS (STRIPE_SECRET_ARN), from the environment locally.
     // Never logged.
     let keys = StripeKeys::load(&aws).await?;

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
             .ok_or("RECHARGE_RESUME_AFTER_SECONDS must be a whole number of seconds")?,
         None => 120,
     };
-    let aws = sdk_config().await;
+    let aws = sdk_config().await?;
     let keys = StripeKeys::load(&aws).await?;
     let client = dynamodb(&aws);
     let svc = Recharge {

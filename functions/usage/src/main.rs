@@ -13,7 +13,7 @@ use usage::{Config, Usage, handle};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = sdk_config().await;
+    let aws = sdk_config().await?;
     let client = dynamodb(&aws);
     let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());
     let usage = Usage {

@@ -12,7 +12,7 @@ use webhooks::{Plans, Webhooks, handle};
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let table = env("TABLE_NAME").ok_or("TABLE_NAME is required")?;
-    let aws = sdk_config().await;
+    let aws = sdk_config().await?;
     // From Secrets Manager in AWS (STRIPE_SECRET_ARN), from the environment locally;
     // never from the table or a log line.
     let keys = StripeKeys::load(&aws).await?;

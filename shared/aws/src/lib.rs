@@ -7,10 +7,12 @@
 //! | `STRIPE_SECRET_ARN` | the secret holding Stripe's keys as JSON: `{"secret_key": "sk_...", "webhook_secret": "whsec_..."}`; read at start-up |
 //! | `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` | the keys themselves, when there is no `STRIPE_SECRET_ARN` (local runs) |
 //! | `STRIPE_API_BASE` | Stripe elsewhere than api.stripe.com (the project's simulator) |
+//! | `AWS_CA_BUNDLE` | the roots the AWS client trusts, instead of Amazon Trust Services' ([`tls`]) |
 //!
 //! Keys are never logged: [`StripeKeys`] prints redacted.
 
 mod keys;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -24,9 +26,14 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// The shared AWS configuration (region and credentials from the Lambda environment).
-pub async fn sdk_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+/// The shared AWS configuration: region and credentials from the Lambda environment, and
+/// the SDK's HTTPS client trusting the roots [`tls::Roots::from_settings`] picks.
+pub async fn sdk_config() -> Result<SdkConfig, String> {
+    let http = tls::https_client(&tls::Roots::from_settings(env))?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await)
 }
 
 pub fn dynamodb(aws: &SdkConfig) -> aws_sdk_dynamodb::Client {

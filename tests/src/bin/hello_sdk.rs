@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let table = agent_credits_aws::env("TABLE_NAME").ok_or("TABLE_NAME is required")?;
-    let aws = agent_credits_aws::sdk_config().await;
+    let aws = agent_credits_aws::sdk_config().await?;
     let client = agent_credits_aws::dynamodb(&aws);
     let org = OrgId::parse("org_demo")?;
     let (client, table, org) = (&client, table.as_str(), &org);
