@@ -251,13 +251,7 @@ async fn put_key(svc: &Account, org: &Org, role: Role, provider: &str, body: Key
 async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Reply {
     require(org, role, Action::ManageKeys)?;
     let provider = parse_provider(provider)?;
-    if !svc
-        .orgs
-        .keys(&org.id)
-        .await?
-        .iter()
-        .any(|k| k.provider == provider)
-    {
+    if !has_key(svc, org, provider).await? {
         return Err(ApiError::not_found(
             "key_not_found",
             "the org has no key for this provider",
@@ -287,6 +281,16 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
     })?;
     svc.orgs.forget_key(&org.id, provider).await?;
     Ok(json_response(StatusCode::OK, &json!({ "deleted": provider })))
+}
+
+/// Whether the org has stored a key for `provider`.
+async fn has_key(svc: &Account, org: &Org, provider: Provider) -> Result<bool, ApiError> {
+    Ok(svc
+        .orgs
+        .keys(&org.id)
+        .await?
+        .iter()
+        .any(|k| k.provider == provider))
 }
 
 /// The org's runtime and every agent's own, each once.
@@ -332,12 +336,7 @@ async fn set_agent_runtime(
     let agent = parse_agent(agent)?;
     // The same rule as at creation: a byok org brings the key a runtime needs.
     if let (BillingMode::Byok, Some(provider)) = (org.billing_mode, body.runtime.required_byok_provider())
-        && !svc
-            .orgs
-            .keys(&org.id)
-            .await?
-            .iter()
-            .any(|k| k.provider == provider)
+        && !has_key(svc, org, provider).await?
     {
         return Err(missing_key(body.runtime, provider));
     }
