@@ -792,3 +792,26 @@ async fn an_expired_hold_does_not_starve_the_next_call() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_model_id_with_slashes_gets_its_rate_through_an_escaped_path() {
+    let app = app("10.00").await;
+    let model = "openrouter/anthropic/claude-sonnet-4";
+    let debit = event_with(
+        "usage/debit-tokens.json",
+        json!({ "request_id": "req_slash", "model": model }),
+    );
+    let (status, before) = call(&app.svc, &debit).await;
+    assert!((400..500).contains(&status), "no rate for {model} yet: {before}");
+
+    let mut put = support::event("usage/put-rate.json");
+    let escaped = "/v1/rates/openrouter%2Fanthropic%2Fclaude-sonnet-4";
+    put["rawPath"] = json!(escaped);
+    put["requestContext"]["http"]["path"] = json!(escaped);
+    let (status, body) = call(&app.svc, &put).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = call(&app.svc, &debit).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billed"], "0.01575", "the escaped path set {model}'s rate");
+}

@@ -129,8 +129,34 @@ pub fn path_segments(req: &Request) -> Vec<String> {
     };
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+        .map(|s| percent_decoded(s).unwrap_or_else(|| s.to_owned()))
         .collect()
+}
+
+/// A path segment with its `%XX` escapes decoded, so that an id holding a `/` (a model
+/// such as `openrouter/anthropic/claude-sonnet-4`) travels as one segment, `%2F`-escaped.
+/// `None` for a malformed escape or bytes that are not UTF-8: the caller keeps the raw
+/// segment, which no id parser accepts.
+fn percent_decoded(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_owned());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
@@ -191,4 +217,26 @@ pub fn dashboard_caller(req: &Request) -> Result<agent_credits_domain::MemberId,
 /// Maps a refused amount to a 400 with its code.
 pub fn money_error(e: agent_credits_domain::MoneyError) -> ApiError {
     ApiError::bad_request(e.code(), e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decoded;
+
+    #[test]
+    fn path_segments_decode_their_escapes_and_keep_malformed_ones_raw() {
+        assert_eq!(
+            percent_decoded("claude-sonnet-4").as_deref(),
+            Some("claude-sonnet-4")
+        );
+        assert_eq!(
+            percent_decoded("openrouter%2Fanthropic%2fclaude").as_deref(),
+            Some("openrouter/anthropic/claude")
+        );
+        assert_eq!(percent_decoded("a%20b").as_deref(), Some("a b"));
+        for malformed in ["50%", "%2", "%zz", "%+F", "%-1", "%C3", "%FF"] {
+            assert_eq!(percent_decoded(malformed), None, "{malformed}");
+        }
+        assert_eq!(percent_decoded("caf%C3%A9").as_deref(), Some("café"));
+    }
 }
