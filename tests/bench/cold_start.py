@@ -6,7 +6,7 @@ after that invocation.
 
 Run by `bash tests/bench/cold-start`, which builds the binaries and starts dynoxide:
 
-  cold_start.py BIN_DIR DYNAMODB_ENDPOINT TABLE [ROUNDS [SSL_CERT_FILE]]
+  cold_start.py BIN_DIR DYNAMODB_ENDPOINT TABLE [ROUNDS]
 
 BIN_DIR holds `<name>/bootstrap` as `cargo lambda build --release` leaves them. Each round
 runs every binary once, in turn, so that the machine's drift touches them all alike; the
@@ -37,6 +37,7 @@ def sample(name):
 CASES = [
     ("hello-lambda", {}, None),
     ("hello-sdk", {}, None),  # hello + the SDK client + one GetItem: what DynamoDB costs anyone
+    ("hello-stripe", {}, None),  # hello-sdk + async-stripe's client (no request sent)
     ("account", sample("account/balance.json"), 200),
     ("usage", sample("usage/may-i-run.json"), 200),
     ("checkout", sample("checkout/get-auto-recharge.json"), 200),
@@ -143,7 +144,6 @@ def main():
         raise SystemExit(__doc__)
     bin_dir, endpoint, table = sys.argv[1:4]
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 10
-    cert_file = sys.argv[5] if len(sys.argv) > 5 else None
     env = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
@@ -163,9 +163,6 @@ def main():
         "STRIPE_API_BASE": "http://127.0.0.1:9/",
         "BYOK_SECRET_PREFIX": "bench/byok/",
     }
-    if cert_file:
-        # TLS roots from one bundle, not from every file of the system's certificate folder.
-        env["SSL_CERT_FILE"] = cert_file
     path = lambda name: os.path.join(bin_dir, name, "bootstrap")  # noqa: E731
     for name, _, _ in CASES:
         if not os.path.exists(path(name)):
@@ -189,15 +186,19 @@ def main():
 
     base = statistics.median(times["hello-lambda"])
     sdk = statistics.median(times["hello-sdk"])
-    roots = f"SSL_CERT_FILE={cert_file}" if cert_file else "the system's default TLS roots"
-    print(f"\ncold start: exec → first event answered, median of {rounds} rounds, {roots}")
-    print(f"{'binary':<14} {'size':>9} {'median':>9} {'min':>9} {'× hello':>8} {'× h-sdk':>8} {'peak RSS':>9}")
+    stripe = statistics.median(times["hello-stripe"])
+    print(f"\ncold start: exec → first event answered, median of {rounds} rounds")
+    print(
+        f"{'binary':<14} {'size':>9} {'median':>9} {'min':>9} {'× hello':>8} {'× h-sdk':>8} "
+        f"{'× h-strp':>8} {'peak RSS':>9}"
+    )
     for name, _, _ in CASES:
         size = os.path.getsize(path(name)) / 1_000_000
         med = statistics.median(times[name])
         print(
             f"{name:<14} {size:>7.2f}MB {med * 1000:>7.1f}ms {min(times[name]) * 1000:>7.1f}ms "
-            f"{med / base:>7.2f}× {med / sdk:>7.2f}× {statistics.median(rss[name]) / 1024:>7.1f}MB"
+            f"{med / base:>7.2f}× {med / sdk:>7.2f}× {med / stripe:>7.2f}× "
+            f"{statistics.median(rss[name]) / 1024:>7.1f}MB"
         )
 
 
