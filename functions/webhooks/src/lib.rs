@@ -14,6 +14,7 @@
 //! | `payment_intent.succeeded` of an auto-recharge | `auto_top_up` credit, the attempt ended | `stripe:payment:<payment intent>` |
 //! | `payment_intent.payment_failed` of an auto-recharge | the attempt failed, `credit_purchase_failed`, recharge suspended | the attempt |
 //! | `charge.refunded` | one `refund` entry per refund, never below zero | `stripe:refund:<refund>` |
+//! | `refund.failed`, `refund.updated` / `charge.refund.updated` (failed or canceled) | what the refund took comes back (`adjustment`) | `stripe:refund:<refund>:failed` |
 //! | `charge.dispute.created` | pause, reason `disputed` | `stripe:dispute:<dispute>` |
 //! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
 //! | `invoice.paid` of a plan subscription | the period's base grant, rollover up to the cap | `stripe:invoice:<invoice>` |
@@ -102,6 +103,9 @@ async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
         EventObject::PaymentIntentSucceeded(intent) => payments::credit_recharge(svc, event, intent).await,
         EventObject::PaymentIntentPaymentFailed(intent) => payments::recharge_failed(svc, intent).await,
         EventObject::ChargeRefunded(charge) => reversals::refund(svc, event, charge).await,
+        EventObject::RefundFailed(refund)
+        | EventObject::RefundUpdated(refund)
+        | EventObject::ChargeRefundUpdated(refund) => reversals::refund_failed(svc, event, refund).await,
         EventObject::ChargeDisputeCreated(dispute) => reversals::dispute_opened(svc, event, dispute).await,
         EventObject::ChargeDisputeClosed(dispute) => reversals::dispute_closed(svc, event, dispute).await,
         EventObject::InvoicePaid(invoice) => plans::grant(svc, event, invoice).await,

@@ -7,7 +7,8 @@
 //! take back, and the late credit would then stand.
 
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, PauseReason, PositiveUsd, Usd, WalletStore,
+    Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, PauseReason, PositiveUsd, Usd,
+    WalletStore,
 };
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::ApiError;
@@ -34,8 +35,7 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
         let Some(amount) = share(&payment, r.amount)? else {
             continue;
         };
-        let key = IdempotencyKey::parse(format!("stripe:refund:{}", r.id))
-            .map_err(|_| ApiError::bad_request("invalid_refund", "the refund id is not usable"))?;
+        let key = refund_key(r.id.as_str(), "")?;
         let external = ExternalRefs {
             stripe_event: Some(event.id.to_string()),
             payment_intent: Some(intent.clone()),
@@ -69,16 +69,72 @@ fn counts(r: &Refund) -> bool {
     !matches!(r.status.as_deref(), Some("failed" | "canceled"))
 }
 
-/// The charge's refunds: from the event when Stripe included them whole, else from
-/// Stripe's API (charges carry their refunds only when expanded).
-async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiError> {
-    if let Some(list) = charge.refunds.as_ref().filter(|l| !l.has_more) {
-        return Ok(list.data.clone());
+fn refund_key(refund: &str, step: &str) -> Result<IdempotencyKey, ApiError> {
+    IdempotencyKey::parse(format!("stripe:refund:{refund}{step}"))
+        .map_err(|_| ApiError::bad_request("invalid_refund", "the refund id is not usable"))
+}
+
+/// A refund that failed or was cancelled after it took credits back (the customer's bank
+/// returned it, say): the customer did not get the money, so the credits it took come
+/// back into purchased, once (`adjustment`, key `stripe:refund:<refund>:failed`). What the
+/// refund could not take (its shortfall) was never taken and does not come back. A refund
+/// never applied gives nothing back: `charge.refunded` reads the refunds' current status
+/// from Stripe, so a refund that failed first is never taken.
+pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Reply {
+    if counts(refund) {
+        return Ok(acknowledged("ignored"));
     }
-    let stripe = svc
-        .stripe
-        .as_ref()
-        .ok_or_else(|| ApiError::internal(&"a charge without its refunds, and no Stripe key to list them"))?;
+    let Some(intent) = refund.payment_intent.as_ref().map(|p| p.id().to_string()) else {
+        return Ok(acknowledged("ignored"));
+    };
+    let payment = credited(svc, &intent).await?;
+    let Some(taken) = svc
+        .store
+        .entry_for_key(&payment.org, &refund_key(refund.id.as_str(), "")?)
+        .await?
+    else {
+        return Ok(acknowledged("refund_not_applied"));
+    };
+    let Ok(amount) = PositiveUsd::new(taken.amount.magnitude()) else {
+        return Ok(acknowledged("nothing_taken"));
+    };
+    let external = ExternalRefs {
+        stripe_event: Some(event.id.to_string()),
+        payment_intent: Some(intent),
+        charge: refund.charge.as_ref().map(|c| c.id().to_string()),
+        refund: Some(refund.id.to_string()),
+        ..Default::default()
+    };
+    let req = ChangeRequest::credit(
+        payment.org,
+        EntryKind::Adjustment,
+        Bucket::Purchased,
+        amount,
+        refund_key(refund.id.as_str(), ":failed")?,
+    )
+    .map_err(|e| ApiError::internal(&e))?
+    .with_external(external);
+    applied(
+        svc.store.apply(req).await?,
+        "refund_reversed",
+        "refund_already_reversed",
+    )
+}
+
+/// The charge's refunds with their current status, from Stripe's API; from the event only
+/// when there is no Stripe key to ask with (a status there may be stale: a refund that
+/// failed since would be taken).
+async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiError> {
+    let embedded = charge.refunds.as_ref().filter(|l| !l.has_more);
+    let stripe = match (svc.stripe.as_ref(), embedded) {
+        (Some(stripe), _) => stripe,
+        (None, Some(list)) => return Ok(list.data.clone()),
+        (None, None) => {
+            return Err(ApiError::internal(
+                &"a charge without its refunds, and no Stripe key to list them",
+            ));
+        }
+    };
     let mut refunds: Vec<Refund> = vec![];
     let mut page = ListRefund::new().charge(charge.id.as_str()).limit(100);
     loop {

@@ -193,6 +193,86 @@ async fn a_charge_without_its_refunds_is_refunded_from_stripes_list() {
     assert_eq!(balance(&app).await, usd("75"));
 }
 
+#[tokio::test]
+async fn a_refund_the_bank_returns_gives_back_what_it_took_once() {
+    let app = app().await;
+    // $100 for $100 of credits, $30 spent: $70 left. A $50 refund takes $50.
+    bought(&app, "org_demo", "100.00").await;
+    spend(&app, "30", "usage:f1").await;
+    let charge = charge(&app);
+    app.sim.refund_charge(&charge, Some(5_000)).await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.refunded")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(money(&body["refunds"][0]["taken"]), usd("50"));
+    assert_eq!(balance(&app).await, usd("20"));
+    let refund = body["refunds"][0]["refund"].as_str().unwrap().to_owned();
+
+    // The customer's bank returns it: the customer did not get the $50, so the credits
+    // come back, once, whichever of Stripe's two events says so.
+    app.sim
+        .fail_refund(&refund, "expired_or_canceled_card")
+        .await
+        .unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.refund.updated")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refund_reversed")),
+        "{body}"
+    );
+    assert_eq!(balance(&app).await, usd("70"));
+    let (status, body) = deliver(&app, &latest(&app, "refund.failed")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refund_already_reversed")),
+        "{body}"
+    );
+    assert_eq!(balance(&app).await, usd("70"));
+    let back = entries(&app, &app.org, EntryKind::Adjustment).await;
+    assert_eq!(back.len(), 1, "one adjustment");
+    assert_eq!(back[0].amount.magnitude(), usd("50"));
+    assert!(!back[0].amount.is_negative(), "credited, not taken");
+    assert_eq!(back[0].external.refund.as_deref(), Some(refund.as_str()));
+
+    // A later refund of the same charge takes its own share; the failed one is not taken again.
+    app.sim.refund_charge(&charge, Some(1_000)).await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.refunded")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["refunds"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(money(&body["refunds"][0]["taken"]), usd("10"));
+    assert_eq!(balance(&app).await, usd("60"));
+}
+
+#[tokio::test]
+async fn a_refund_that_failed_before_its_event_was_handled_is_never_taken() {
+    let app = app().await;
+    bought(&app, "org_demo", "100.00").await;
+    let charge = charge(&app);
+    app.sim.refund_charge(&charge, Some(5_000)).await.unwrap();
+    // The event as Stripe sent it, while the refund still stood...
+    let refunded = latest(&app, "charge.refunded");
+    let refund = refunded["data"]["object"]["refunds"]["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // ...handled only after the bank returned the refund (a delivery retried for days).
+    app.sim.fail_refund(&refund, "lost_or_stolen_card").await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "refund.failed")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("refund_not_applied")),
+        "{body}"
+    );
+    let (status, body) = deliver(&app, &refunded).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["refunds"],
+        json!([]),
+        "Stripe says it failed: nothing to take"
+    );
+    assert_eq!(balance(&app).await, usd("100"));
+    assert!(entries(&app, &app.org, EntryKind::Refund).await.is_empty());
+}
+
 /// `charge.dispute.closed` for the newest dispute, with `status`.
 fn closed(app: &App, status: &str, id: &str) -> Value {
     let mut event = reissued(&latest(app, "charge.dispute.created"), id);
@@ -242,6 +322,34 @@ async fn a_dispute_pauses_the_org_until_it_is_won() {
         2,
         "paused, lifted"
     );
+}
+
+#[tokio::test]
+async fn an_org_with_two_open_disputes_resumes_only_when_both_have_closed() {
+    let app = app().await;
+    let disputed = WalletState::Paused(PauseReason::Disputed);
+    let state = || async { app.svc.store.wallet(&app.org).await.unwrap().state };
+    bought(&app, "org_demo", "100.00").await;
+    app.sim.dispute_charge(&charge(&app), "fraudulent").await.unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.dispute.created")).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("paused")), "{body}");
+    let first_won = closed(&app, "won", "evt_first_won");
+
+    bought(&app, "org_demo", "100.00").await;
+    app.sim
+        .dispute_charge(&charge(&app), "product_not_received")
+        .await
+        .unwrap();
+    let (status, body) = deliver(&app, &latest(&app, "charge.dispute.created")).await;
+    assert_eq!((status, body["result"].as_str()), (200, Some("paused")), "{body}");
+
+    let (_, body) = deliver(&app, &first_won).await;
+    assert_eq!(body["result"], "dispute_closed", "{body}");
+    assert_eq!(state().await, disputed, "the second dispute is still open");
+
+    let (_, body) = deliver(&app, &closed(&app, "won", "evt_second_won")).await;
+    assert_eq!(body["result"], "dispute_closed", "{body}");
+    assert_eq!(state().await, WalletState::Active);
 }
 
 #[tokio::test]

@@ -134,6 +134,10 @@ impl Shared {
         .await
     }
 
+    pub(crate) async fn fail_refund(&self, refund: &str, reason: &str) -> Result<Outcome, ApiError> {
+        self.act(|store| store.fail_refund(refund, reason)).await
+    }
+
     pub(crate) async fn dispute_charge(&self, charge: &str, reason: &str) -> Result<Outcome, ApiError> {
         self.act(|store| store.dispute(charge, reason)).await
     }
@@ -190,6 +194,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/checkout/sessions/{id}/async_payment", post(async_payment))
         .route("/_sim/charges/{id}/refund", post(refund))
         .route("/_sim/charges/{id}/dispute", post(dispute))
+        .route("/_sim/refunds/{id}/fail", post(fail_refund))
         .route("/_sim/invoices/pay", post(pay_invoice))
         .route("/_sim/payment_methods/{id}/card", post(set_card))
         .route("/_sim/webhooks", get(webhook_config).post(configure_webhooks))
@@ -245,6 +250,23 @@ struct RefundRequest {
 async fn refund(State(sim): State<Arc<Shared>>, Path(id): Path<String>, raw: Bytes) -> Response {
     match body::<RefundRequest>(&raw) {
         Ok(request) => answer(sim.refund_charge(&id, request.amount).await),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FailRefundRequest {
+    reason: Option<String>,
+}
+
+async fn fail_refund(State(sim): State<Arc<Shared>>, Path(id): Path<String>, raw: Bytes) -> Response {
+    match body::<FailRefundRequest>(&raw) {
+        Ok(request) => {
+            let reason = request
+                .reason
+                .unwrap_or_else(|| "expired_or_canceled_card".to_owned());
+            answer(sim.fail_refund(&id, &reason).await)
+        }
         Err(error) => error.into_response(),
     }
 }

@@ -159,6 +159,12 @@ impl StripeSim {
         self.shared.refund_charge(charge_id, amount).await
     }
 
+    /// The customer's bank returns a refund (`reason`, Stripe's `failure_reason`); emits
+    /// `charge.refund.updated` and `refund.failed`.
+    pub async fn fail_refund(&self, refund_id: &str, reason: &str) -> Result<Outcome, ApiError> {
+        self.shared.fail_refund(refund_id, reason).await
+    }
+
     /// The cardholder disputes a charge; emits `charge.dispute.created`.
     pub async fn dispute_charge(&self, charge_id: &str, reason: &str) -> Result<Outcome, ApiError> {
         self.shared.dispute_charge(charge_id, reason).await

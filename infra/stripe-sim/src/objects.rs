@@ -337,6 +337,15 @@ pub(crate) struct Refund {
     pub reason: Option<String>,
     pub metadata: Metadata,
     pub balance_transaction: String,
+    /// `None` while it stands (Stripe's `succeeded`); the bank's reason once it failed.
+    pub failure_reason: Option<String>,
+}
+
+impl Refund {
+    /// Whether it still moves money back to the customer (a failed refund does not).
+    pub fn stands(&self) -> bool {
+        self.failure_reason.is_none()
+    }
 }
 
 pub(crate) struct Charge {
@@ -358,7 +367,7 @@ pub(crate) struct Charge {
 
 impl Charge {
     pub fn amount_refunded(&self) -> i64 {
-        self.refunds.iter().map(|r| r.amount).sum()
+        self.refunds.iter().filter(|r| r.stands()).map(|r| r.amount).sum()
     }
 
     pub fn succeeded(&self) -> bool {
@@ -366,12 +375,13 @@ impl Charge {
     }
 
     pub fn refund_json(&self, refund: &Refund) -> Value {
-        with_unmodelled(
+        let mut json = with_unmodelled(
             json!({
                 "id": refund.id, "object": "refund", "amount": refund.amount,
                 "balance_transaction": refund.balance_transaction, "charge": self.id,
                 "created": refund.created, "currency": self.currency, "metadata": refund.metadata,
-                "payment_intent": self.payment_intent, "reason": refund.reason, "status": "succeeded",
+                "payment_intent": self.payment_intent, "reason": refund.reason,
+                "status": if refund.stands() { "succeeded" } else { "failed" },
             }),
             &[
                 "customer",
@@ -382,7 +392,12 @@ impl Charge {
                 "source_transfer_reversal",
                 "transfer_reversal",
             ],
-        )
+        );
+        // Stripe sends `failure_reason` only on a refund that failed.
+        if let (Some(reason), Some(fields)) = (&refund.failure_reason, json.as_object_mut()) {
+            fields.insert("failure_reason".to_owned(), Value::String(reason.clone()));
+        }
+        json
     }
 
     pub fn to_json(&self) -> Value {

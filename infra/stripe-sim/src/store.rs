@@ -645,6 +645,7 @@ impl Store {
             reason,
             metadata,
             balance_transaction: new_id("txn_", 24),
+            failure_reason: None,
         };
         let charge = self
             .charges
@@ -655,6 +656,34 @@ impl Store {
         let snapshot = charge.to_json();
         self.hooks.emit("charge.refunded", snapshot, origin);
         Ok(refund_json)
+    }
+
+    /// The customer's bank returns a refund (a closed card account, say): the refund fails,
+    /// its amount counts as not refunded again, and Stripe tells with
+    /// `charge.refund.updated` and `refund.failed`.
+    pub fn fail_refund(&mut self, refund_id: &str, reason: &str) -> Result<Value, ApiError> {
+        let charge = self
+            .charges
+            .values_mut()
+            .find(|c| c.refunds.iter().any(|r| r.id == refund_id))
+            .ok_or_else(|| ApiError::no_such("refund", refund_id, None))?;
+        let index = charge
+            .refunds
+            .iter()
+            .position(|r| r.id == refund_id)
+            .ok_or_else(|| ApiError::no_such("refund", refund_id, None))?;
+        if !charge.refunds[index].stands() {
+            return Err(ApiError::invalid(
+                "refund",
+                format!("Refund {refund_id} has already failed."),
+            ));
+        }
+        charge.refunds[index].failure_reason = Some(reason.to_owned());
+        let refund = charge.refund_json(&charge.refunds[index]);
+        let origin = Origin::default();
+        self.hooks.emit("charge.refund.updated", refund.clone(), &origin);
+        self.hooks.emit("refund.failed", refund.clone(), &origin);
+        Ok(refund)
     }
 
     pub fn dispute(&mut self, charge_id: &str, reason: &str) -> Result<Value, ApiError> {

@@ -256,6 +256,65 @@ async fn refunds_and_disputes_arrive_as_typed_charge_events() {
 }
 
 #[tokio::test]
+async fn a_returned_refund_fails_once_and_counts_as_not_refunded() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    let (charge, _) = paid_charge(&sim, "org_1").await;
+    let outcome = sim.refund_charge(&charge, Some(2000)).await.unwrap();
+    let refund = outcome.object["id"].as_str().unwrap().to_owned();
+    receiver.take();
+
+    let (status, outcome) = control(
+        &sim,
+        &format!("_sim/refunds/{refund}/fail"),
+        json!({"reason": "expired_or_canceled_card"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    let types: Vec<&str> = outcome["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["charge.refund.updated", "refund.failed"]);
+    let failed: Vec<(String, Option<String>)> = receiver
+        .take()
+        .iter()
+        .map(|r| match r.verify().data.object {
+            EventObject::ChargeRefundUpdated(re) | EventObject::RefundFailed(re) => {
+                (re.id.to_string(), re.status.clone())
+            }
+            _ => panic!("not a refund object"),
+        })
+        .collect();
+    let expected = (refund.clone(), Some("failed".to_owned()));
+    assert_eq!(failed, [expected.clone(), expected]);
+    assert_eq!(outcome["object"]["failure_reason"], "expired_or_canceled_card");
+
+    // The charge's list shows it failed, and its amount can be refunded again.
+    let (status, _, list) = http(
+        "GET",
+        &format!("{}v1/refunds?charge={charge}", sim.base_url()),
+        &[KEY],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["data"][0]["status"], "failed");
+    let outcome = sim.refund_charge(&charge, None).await.unwrap();
+    assert_eq!(
+        outcome.object["amount"], 5000,
+        "the whole charge stands unrefunded"
+    );
+
+    let (status, again) = control(&sim, &format!("_sim/refunds/{refund}/fail"), json!({})).await;
+    assert_eq!(status, 400, "{again}");
+    let (status, unknown) = control(&sim, "_sim/refunds/re_nope/fail", json!({})).await;
+    assert_eq!(status, 404, "{unknown}");
+}
+
+#[tokio::test]
 async fn a_paid_subscription_invoice_carries_what_a_plan_grant_needs() {
     let (sim, mut receiver) = sim_with_receiver().await;
     let customer = create_customer(&stripe(&sim), "org_1").await;

@@ -6,6 +6,8 @@
 //! under a condition on the version it was planned from, so what is planned here is what
 //! the database holds.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +198,9 @@ pub struct Wallet {
     pub lifetime_added: Usd,
     pub lifetime_spent: Usd,
     pub state: WalletState,
+    /// The disputes that paused the org and have not closed (their Stripe ids): a
+    /// `disputed` pause is lifted only when the last of them closes.
+    pub open_disputes: BTreeSet<String>,
     pub version: u64,
     pub settings: WalletSettings,
 }
@@ -283,6 +288,7 @@ impl Wallet {
             lifetime_added: Usd::ZERO,
             lifetime_spent: Usd::ZERO,
             state: WalletState::Active,
+            open_disputes: BTreeSet::new(),
             version: 0,
             settings: WalletSettings::default(),
         }
@@ -374,8 +380,25 @@ impl Wallet {
         // release must not pause, notify or mark anything twice.
         let moved_out = amount.is_negative() || !shortfall.is_zero();
         let ran_dry = moved_out && after_balance.saturating_sub(held).is_zero();
+        // Disputes pause by id: one that closes lifts the pause only if no other is open.
+        let mut open_disputes = self.open_disputes.clone();
+        let dispute = req.external().dispute.as_deref();
+        match (req.movement(), dispute) {
+            (Movement::Pause(PauseReason::Disputed), Some(id)) => {
+                open_disputes.insert(id.to_owned());
+            }
+            (Movement::Lift(PauseReason::Disputed), Some(id)) => {
+                open_disputes.remove(id);
+            }
+            _ => {}
+        }
         let state = match (req.movement(), self.state) {
             (Movement::Pause(reason), _) => WalletState::Paused(reason),
+            (Movement::Lift(PauseReason::Disputed), WalletState::Paused(PauseReason::Disputed))
+                if !open_disputes.is_empty() =>
+            {
+                WalletState::Paused(PauseReason::Disputed)
+            }
             (Movement::Lift(reason), WalletState::Paused(paused)) if paused == reason => {
                 if after_available.is_zero() {
                     WalletState::Paused(PauseReason::CreditsExhausted)
@@ -408,6 +431,7 @@ impl Wallet {
             lifetime_added: self.lifetime_added.checked_add(added)?,
             lifetime_spent: self.lifetime_spent.checked_add(spent)?,
             state,
+            open_disputes,
             version: self.version + 1,
             settings: self.settings,
         };
@@ -702,6 +726,38 @@ mod tests {
         let p = w.plan(&renew("20", "100"), &PlanContext::at(Utc::now())).unwrap();
         assert_eq!(p.after.balance().unwrap(), usd("140"));
         assert_eq!(p.after.buckets.base, usd("40"));
+    }
+
+    #[test]
+    fn a_disputed_org_resumes_only_when_its_last_open_dispute_closes() {
+        let org = OrgId::parse("org_1").unwrap();
+        let step = |w: &Wallet, pause: bool, dispute: &str, k: &str| -> Wallet {
+            let key = IdempotencyKey::parse(k).unwrap();
+            let req = if pause {
+                ChangeRequest::pause(org.clone(), EntryKind::Dispute, PauseReason::Disputed, key)
+            } else {
+                ChangeRequest::lift(org.clone(), EntryKind::Dispute, PauseReason::Disputed, key)
+            }
+            .with_external(crate::ledger::ExternalRefs {
+                dispute: Some(dispute.to_owned()),
+                ..Default::default()
+            });
+            w.plan(&req, &PlanContext::at(Utc::now())).unwrap().after
+        };
+        let disputed = WalletState::Paused(PauseReason::Disputed);
+        let w = wallet("0", "0", "10");
+        let w = step(&w, true, "dp_a", "a");
+        let w = step(&w, true, "dp_b", "b");
+        assert_eq!(w.open_disputes.len(), 2);
+        // One closes: the other still holds the pause.
+        let w = step(&w, false, "dp_a", "a:closed");
+        assert_eq!(w.state, disputed, "dp_b is still open");
+        // A dispute closing that never paused (its opening came late) lifts nothing.
+        let w = step(&w, false, "dp_c", "c:closed");
+        assert_eq!(w.state, disputed);
+        let w = step(&w, false, "dp_b", "b:closed");
+        assert_eq!(w.state, WalletState::Active);
+        assert!(w.open_disputes.is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The key layout and item codecs of the one table. `infra/TABLE.md` is the written
 //! design; this module is where it is true.
 
+use std::collections::BTreeSet;
+
 use agent_credits_domain::{
     Attribution, BillingMode, BucketDelta, EntryKind, ExternalRefs, HoldId, IdempotencyKey, LedgerEntry,
     Markup, MemberId, NotificationKind, OrgId, PauseReason, RechargeTrigger, StoreError, Usd, Wallet,
@@ -98,7 +100,16 @@ pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> 
     wallet.lifetime_added = money("lifetime_added")?;
     wallet.lifetime_spent = money("lifetime_spent")?;
     wallet.version = r.u64("version")?;
+    if let Some(ids) = r.opt_s("open_disputes")? {
+        wallet.open_disputes = ids.split_whitespace().map(str::to_owned).collect();
+    }
     Ok(wallet)
+}
+
+/// The open disputes as one attribute, their ids space-separated; `None` (the attribute
+/// removed) for none.
+pub fn disputes_attr(ids: &BTreeSet<String>) -> Option<AttributeValue> {
+    (!ids.is_empty()).then(|| s(ids.iter().map(String::as_str).collect::<Vec<_>>().join(" ")))
 }
 
 fn settings_from(r: &Reader<'_>) -> Result<WalletSettings, StoreError> {
@@ -176,6 +187,9 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
     ]);
     if let Some(reason) = reason {
         item.insert("pause_reason".to_owned(), reason);
+    }
+    if let Some(ids) = disputes_attr(&w.open_disputes) {
+        item.insert("open_disputes".to_owned(), ids);
     }
     for (name, value) in settings_attrs(&w.settings) {
         if let Some(v) = value {

@@ -8,12 +8,12 @@
 //!   so a redelivered event is answered without touching the wallet.
 
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, IdempotencyKey, OrgId, Outcome, StoreError, Usd, WalletStore,
+    ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, OrgId, Outcome, StoreError, Usd, WalletStore,
 };
 use chrono::{DateTime, Duration, Utc};
 
 use crate::attr::{Reader, n_u64, n_usd, s};
-use crate::items::{idem_sk, key, org_pk, timestamp};
+use crate::items::{idem_from_item, idem_sk, key, org_pk, timestamp};
 use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
 
 /// A payment that credited an org's wallet.
@@ -103,6 +103,20 @@ impl DynamoWalletStore {
                 .await?
                 .is_some(),
         )
+    }
+
+    /// The entry committed under `key_`, if any (read only: nothing is applied).
+    pub async fn entry_for_key(
+        &self,
+        org: &OrgId,
+        key_: &IdempotencyKey,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let Some(item) = get_consistent(self.client(), self.table(), key(org_pk(org), idem_sk(key_))).await?
+        else {
+            return Ok(None);
+        };
+        let idem = idem_from_item(&item)?;
+        self.entry_of(org, key_, &idem).await.map(Some)
     }
 
     /// Whether an event was handled before.

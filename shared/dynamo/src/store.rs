@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Attribution, ChangeRequest, Clock, HistoryPage, HoldId, HoldState, IdempotencyKey, MemberId, Movement,
-    OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal, StoreError, Usd, Wallet, WalletSettings,
-    WalletStore,
+    Attribution, ChangeRequest, Clock, HistoryPage, HoldId, HoldState, IdempotencyKey, LedgerEntry, MemberId,
+    Movement, OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal, StoreError, Usd, Wallet,
+    WalletSettings, WalletStore,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -183,17 +183,24 @@ impl DynamoWalletStore {
         if idem.fingerprint != req.fingerprint() {
             return Ok(Outcome::IdempotencyKeyReused);
         }
-        let out = get_consistent(
-            &self.client,
-            &self.table,
-            key(org_pk(req.org()), entry_sk(idem.seq)),
-        )
-        .await?;
+        Ok(Outcome::Replayed(
+            self.entry_of(req.org(), req.key(), &idem).await?,
+        ))
+    }
+
+    /// The entry an idempotency record points at.
+    pub(crate) async fn entry_of(
+        &self,
+        org: &OrgId,
+        idem_key: &IdempotencyKey,
+        idem: &IdemRecord,
+    ) -> Result<LedgerEntry, StoreError> {
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), entry_sk(idem.seq))).await?;
         let item = out.as_ref().ok_or_else(|| StoreError::Corrupt {
-            key: format!("{}/{}", org_pk(req.org()), entry_sk(idem.seq)),
-            reason: format!("idempotency key {} points at a missing entry", req.key()),
+            key: format!("{}/{}", org_pk(org), entry_sk(idem.seq)),
+            reason: format!("idempotency key {idem_key} points at a missing entry"),
         })?;
-        Ok(Outcome::Replayed(entry_from_item(req.org(), item)?))
+        entry_from_item(org, item)
     }
 
     /// One try at committing `req` on top of what was read.
@@ -446,6 +453,12 @@ impl DynamoWalletStore {
         match reason {
             Some(reason) => x.set("pause_reason", reason),
             None => x.remove("pause_reason"),
+        }
+        if before.open_disputes != after.open_disputes {
+            match items::disputes_attr(&after.open_disputes) {
+                Some(ids) => x.set("open_disputes", ids),
+                None => x.remove("open_disputes"),
+            }
         }
         if req.ends_recharge_due() {
             x.remove("gsi1pk");
