@@ -400,19 +400,25 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         // Expired holds were still counted against the wallet: released now, try again.
         outcome = svc.store.apply(req).await?;
     }
-    match outcome {
-        Outcome::Committed(e) | Outcome::Replayed(e) => Ok(json_response(
-            StatusCode::CREATED,
-            &json!({
-                "hold_id": body.hold_id,
-                "entry_id": e.id(),
-                "held": body.amount,
-                "available": e.available_after,
-                "expires_at": expires_at,
-            }),
-        )),
-        other => Err(refused(other)),
-    }
+    let (entry, expires_at) = match outcome {
+        Outcome::Committed(e) => (e, expires_at),
+        // The hold as it was made: its expiry then, not one counted from this retry.
+        Outcome::Replayed(e) => {
+            let made = svc.store.hold(&org, &body.hold_id).await?;
+            (e, made.map_or(expires_at, |h| h.expires))
+        }
+        other => return Err(refused(other)),
+    };
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "hold_id": body.hold_id,
+            "entry_id": entry.id(),
+            "held": body.amount,
+            "available": entry.available_after,
+            "expires_at": expires_at,
+        }),
+    ))
 }
 
 async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {

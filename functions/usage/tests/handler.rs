@@ -815,3 +815,19 @@ async fn a_model_id_with_slashes_gets_its_rate_through_an_escaped_path() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["billed"], "0.01575", "the escaped path set {model}'s rate");
 }
+
+#[tokio::test]
+async fn a_retried_hold_answers_the_hold_as_it_was_made() {
+    let app = app("1.00").await;
+    let (status, first) = call(&app.svc, &support::event("usage/hold.json")).await;
+    assert_eq!(status, 201, "{first}");
+    app.clock.advance(Duration::seconds(90));
+    let (status, again) = call(&app.svc, &support::event("usage/hold.json")).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["entry_id"], first["entry_id"], "one hold");
+    assert_eq!(
+        again["expires_at"], first["expires_at"],
+        "the retry does not extend the hold"
+    );
+    assert_eq!(again["available"], "0.50");
+}
