@@ -136,3 +136,70 @@ async fn a_byok_org_keeps_the_keys_its_agents_runtimes_need() {
     let (_, org) = dash("GET", "/v1/orgs/org_c", None).await;
     assert_eq!(org["org"]["billing_mode"], "deferred");
 }
+
+/// Each rule-checked change is written on the condition that the org is still as it was
+/// read: a switch to byok and an agent's move to a keyed runtime, each checked while the
+/// other had not happened, cannot both land.
+#[tokio::test]
+async fn a_change_checked_against_a_stale_read_of_the_org_writes_nothing() {
+    use agent_credits_domain::{AgentId, BillingMode, MemberId, OrgId, Runtime};
+    let app = App::start(None).await;
+    let owner = MemberId::parse("u_owner").unwrap();
+    let agent = AgentId::parse("agent_7").unwrap();
+    let dash = async |method: &str, path: &str, body: Option<Value>| {
+        app.dashboard(method, path, "u_owner", body).await
+    };
+    let to_byok = Some(json!({ "billing_mode": "byok" }));
+    let to_codex = Some(json!({ "runtime": "codex" }));
+    // Claude Code needs no key of the org's own, so these deferred orgs may go byok.
+    for org in ["org_d", "org_e"] {
+        let deferred = json!({ "runtime": "claude_code", "billing_mode": "deferred" });
+        assert_eq!(app.create_org("u_owner", org, deferred).await.0, 201);
+    }
+
+    // An agent's move to Codex, checked while org_d was deferred (no key needed)...
+    let org_d = OrgId::parse("org_d").unwrap();
+    let seen = app.account.orgs.get(&org_d).await.unwrap().unwrap();
+    // ...lands after org_d went byok: it would run Codex without an OpenAI key.
+    let (status, body) = dash("PUT", "/v1/orgs/org_d/billing-mode", to_byok.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let written = app
+        .account
+        .orgs
+        .set_agent_runtime(&seen, &agent, Runtime::Codex, &owner, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(written.is_none(), "written against a stale read: {written:?}");
+    let (_, list) = dash("GET", "/v1/orgs/org_d/agents", None).await;
+    assert_eq!(list["agents"], json!([]));
+    let (status, body) = dash("PUT", "/v1/orgs/org_d/agents/agent_7", to_codex.clone()).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+
+    // The other order: org_e's switch, checked before an agent moved to Codex, lands after.
+    let org_e = OrgId::parse("org_e").unwrap();
+    let seen = app.account.orgs.get(&org_e).await.unwrap().unwrap();
+    assert_eq!(
+        dash("PUT", "/v1/orgs/org_e/agents/agent_7", to_codex).await.0,
+        200
+    );
+    let switched = app
+        .account
+        .orgs
+        .set_billing_mode(&seen, BillingMode::Byok)
+        .await
+        .unwrap();
+    assert!(!switched, "switched against a stale read");
+    let (status, body) = dash("PUT", "/v1/orgs/org_e/billing-mode", to_byok).await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, Some("provider_key_required")),
+        "{body}"
+    );
+    let (_, org) = dash("GET", "/v1/orgs/org_e", None).await;
+    assert_eq!(org["org"]["billing_mode"], "deferred", "{org}");
+    assert!(org["org"].get("revision").is_none(), "the revision is not shown");
+}

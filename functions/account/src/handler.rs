@@ -161,6 +161,7 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
         members_see_billing: body.members_see_billing.unwrap_or(true),
         credits_per_usd: agent_credits_domain::account::DEFAULT_CREDITS_PER_USD,
         created_at: svc.clock.now(),
+        revision: 0,
     };
     let settings = WalletSettings {
         billing_mode: Some(billing_mode),
@@ -283,6 +284,16 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
     Ok(json_response(StatusCode::OK, &json!({ "deleted": provider })))
 }
 
+/// A rule-checked change lost to another change of the org (its billing mode or an
+/// agent's runtime) made meanwhile: nothing was written.
+fn org_changed() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "org_changed",
+        "the org's billing mode or an agent's runtime changed meanwhile; read the org again",
+    )
+}
+
 /// Whether the org has stored a key for `provider`.
 async fn has_key(svc: &Account, org: &Org, provider: Provider) -> Result<bool, ApiError> {
     Ok(svc
@@ -342,8 +353,9 @@ async fn set_agent_runtime(
     }
     let set = svc
         .orgs
-        .set_agent_runtime(&org.id, &agent, body.runtime, me, svc.clock.now())
-        .await?;
+        .set_agent_runtime(org, &agent, body.runtime, me, svc.clock.now())
+        .await?
+        .ok_or_else(org_changed)?;
     Ok(json_response(StatusCode::OK, &json!({ "agent": set })))
 }
 
@@ -384,12 +396,8 @@ async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingMod
             return Err(missing_key(runtime, provider));
         }
     }
-    if !svc.orgs.set_billing_mode(&org.id, org.billing_mode, to).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "billing_mode_changed",
-            "the billing mode changed meanwhile; read the org again",
-        ));
+    if !svc.orgs.set_billing_mode(org, to).await? {
+        return Err(org_changed());
     }
     Ok(json_response(StatusCode::OK, &json!({ "billing_mode": to })))
 }

@@ -171,6 +171,11 @@ pub struct Org {
     /// Credits shown per US dollar (reference 003: 200 credits = $1).
     pub credits_per_usd: u32,
     pub created_at: DateTime<Utc>,
+    /// Moves with each change the rules of a byok org's runtimes depend on (an agent's
+    /// runtime, the billing mode); such changes are written on the condition that it has
+    /// not moved since the org was read, so two of them cannot interleave. Not shown.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 pub const DEFAULT_CREDITS_PER_USD: u32 = 200;
@@ -223,6 +228,7 @@ mod tests {
             members_see_billing: true,
             credits_per_usd: DEFAULT_CREDITS_PER_USD,
             created_at: Utc::now(),
+            revision: 0,
         }
     }
 

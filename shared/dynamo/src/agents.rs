@@ -2,14 +2,14 @@
 //! and "you can change it later per agent"): `ORG#<org>/AGENT#<agent>`. An agent without
 //! an item runs the org's runtime.
 
-use agent_credits_domain::{AgentId, MemberId, OrgId, Runtime, StoreError};
-use aws_sdk_dynamodb::types::ReturnValue;
+use agent_credits_domain::{AgentId, MemberId, Org, OrgId, Runtime, StoreError};
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::attr::{Item, Reader, s};
 use crate::items::{self, key, org_pk, timestamp};
-use crate::orgs::OrgStore;
+use crate::orgs::{OrgStore, PROFILE_SK, cancelled_on_condition, revised};
 use crate::store::{get_consistent, query_prefix, sdk_error};
 
 const AGENT_PREFIX: &str = "AGENT#";
@@ -39,16 +39,18 @@ fn from_item(item: &Item) -> Result<AgentRuntime, StoreError> {
 }
 
 impl OrgStore {
-    /// Sets (or replaces) the runtime of one agent.
+    /// Sets (or replaces) the runtime of one agent of `org` as it was read (the rules were
+    /// checked against it), moving the org's revision on; `None` when its billing mode or
+    /// revision moved meanwhile, and nothing is written.
     pub async fn set_agent_runtime(
         &self,
-        org: &OrgId,
+        org: &Org,
         agent: &AgentId,
         runtime: Runtime,
         by: &MemberId,
         now: DateTime<Utc>,
-    ) -> Result<AgentRuntime, StoreError> {
-        let mut item = key(org_pk(org), agent_sk(agent));
+    ) -> Result<Option<AgentRuntime>, StoreError> {
+        let mut item = key(org_pk(&org.id), agent_sk(agent));
         item.extend([
             ("type".to_owned(), s("agent_runtime")),
             ("agent".to_owned(), s(agent.as_str())),
@@ -56,14 +58,23 @@ impl OrgStore {
             ("updated_at".to_owned(), timestamp(now)),
             ("updated_by".to_owned(), s(by.as_str())),
         ]);
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&*self.table)
             .set_item(Some(item.clone()))
+            .build()
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(revised(org).update(&self.table, key(org_pk(&org.id), PROFILE_SK))?)
             .send()
-            .await
-            .map_err(sdk_error)?;
-        from_item(&item)
+            .await;
+        match sent {
+            Ok(_) => from_item(&item).map(Some),
+            Err(e) if cancelled_on_condition(&e) => Ok(None),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// The agent's own runtime, if it has one.

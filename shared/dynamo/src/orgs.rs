@@ -19,7 +19,7 @@ use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
 use crate::store::{get_consistent, query_prefix, sdk_error};
 use crate::update::UpdateExpr;
 
-const PROFILE_SK: &str = "PROFILE";
+pub(crate) const PROFILE_SK: &str = "PROFILE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -63,9 +63,28 @@ fn bad(e: impl std::fmt::Display) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-fn cancelled_on_condition(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+pub(crate) fn cancelled_on_condition(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+) -> bool {
     matches!(err.as_service_error(), Some(TransactWriteItemsError::TransactionCanceledException(e))
         if e.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
+}
+
+/// The PROFILE update that moves the org's revision on from the one `org` was read at, on
+/// the condition that neither it nor the billing mode moved meanwhile.
+pub(crate) fn revised(org: &Org) -> UpdateExpr {
+    let mut profile = UpdateExpr::default();
+    profile.set("revision", n_u64(org.revision + 1));
+    profile.name_only("billing_mode");
+    profile.condition("#billing_mode = :seen_mode");
+    profile.value(":seen_mode", s(org.billing_mode.as_str()));
+    if org.revision == 0 {
+        profile.condition("attribute_not_exists(#revision)");
+    } else {
+        profile.condition("#revision = :seen_revision");
+        profile.value(":seen_revision", n_u64(org.revision));
+    }
+    profile
 }
 
 impl OrgStore {
@@ -180,6 +199,7 @@ impl OrgStore {
             created_at: DateTime::parse_from_rfc3339(r.s("created_at")?)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| r.corrupt(e.to_string()))?,
+            revision: if r.has("revision") { r.u64("revision")? } else { 0 },
         }))
     }
 
@@ -216,23 +236,18 @@ impl OrgStore {
     /// Switches the org's billing mode from `from` to `to` (already checked against the
     /// allowed switches), on its profile and its wallet together. `false` when the mode
     /// was no longer `from`.
-    pub async fn set_billing_mode(
-        &self,
-        org: &OrgId,
-        from: BillingMode,
-        to: BillingMode,
-    ) -> Result<bool, StoreError> {
-        let mut profile = UpdateExpr::default();
+    /// Switches the billing mode of `org` as it was read; `false` when its mode or revision
+    /// moved meanwhile.
+    pub async fn set_billing_mode(&self, org: &Org, to: BillingMode) -> Result<bool, StoreError> {
+        let mut profile = revised(org);
         profile.set("billing_mode", s(to.as_str()));
-        profile.condition("#billing_mode = :from");
-        profile.value(":from", s(from.as_str()));
         let mut wallet = UpdateExpr::default();
         wallet.set("billing_mode", s(to.as_str()));
         let sent = self
             .client
             .transact_write_items()
-            .transact_items(profile.update(&self.table, key(org_pk(org), PROFILE_SK))?)
-            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
+            .transact_items(profile.update(&self.table, key(org_pk(&org.id), PROFILE_SK))?)
+            .transact_items(wallet.update(&self.table, key(org_pk(&org.id), WALLET_SK))?)
             .send()
             .await;
         match sent {
