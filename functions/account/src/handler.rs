@@ -475,10 +475,12 @@ fn entry_json(e: &LedgerEntry) -> serde_json::Value {
 
 async fn balance(svc: &Account, org: &Org, role: Role) -> Reply {
     require(org, role, Action::ViewBilling)?;
-    let wallet = svc.store.wallet(&org.id).await?;
+    let (wallet, recent) = tokio::try_join!(
+        svc.store.wallet(&org.id),
+        svc.store.history(&org.id, PageRequest::first(5))
+    )?;
     let balance = wallet.balance().map_err(|e| ApiError::internal(&e))?;
     let available = wallet.available().map_err(|e| ApiError::internal(&e))?;
-    let recent = svc.store.history(&org.id, PageRequest::first(5)).await?;
     let credits = (balance.as_decimal() * Decimal::from(org.credits_per_usd)).normalize();
     let (state, reason) = match wallet.state {
         WalletState::Active => ("active", None),

@@ -465,21 +465,22 @@ struct Verdict {
 /// The agent's own runtime, else the org's.
 async fn runtime_of(svc: &Usage, org: &OrgId, agent: &AgentId) -> Result<Runtime, ApiError> {
     let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
-    if let Some(own) = orgs.agent_runtime(org, agent).await? {
-        return Ok(own.runtime);
-    }
-    match orgs.get(org).await? {
-        Some(profile) => Ok(profile.runtime),
-        None => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
+    // The agent's own and the org's, read at once: the runtime asks before every call.
+    match tokio::try_join!(orgs.agent_runtime(org, agent), orgs.get(org))? {
+        (Some(own), _) => Ok(own.runtime),
+        (None, Some(profile)) => Ok(profile.runtime),
+        (None, None) => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
     }
 }
 
 async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>, agent: Option<AgentId>) -> Reply {
-    let (mut wallet, mode) = wallet_of(svc, &org).await?;
-    let runtime = match &agent {
-        Some(agent) => Some(runtime_of(svc, &org, agent).await?),
-        None => None,
+    let runtime = async {
+        match &agent {
+            Some(agent) => runtime_of(svc, &org, agent).await.map(Some),
+            None => Ok(None),
+        }
     };
+    let ((mut wallet, mode), runtime) = tokio::try_join!(wallet_of(svc, &org), runtime)?;
     if !wallet.held.is_zero() && svc.store.expire_holds(&org).await? > 0 {
         wallet = svc.store.wallet(&org).await?;
     }

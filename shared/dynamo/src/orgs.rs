@@ -218,10 +218,9 @@ impl OrgStore {
         org: &OrgId,
         member: &MemberId,
     ) -> Result<Option<(Org, Member)>, StoreError> {
-        let Some(m) = self.member(org, member).await? else {
-            return Ok(None);
-        };
-        Ok(self.get(org).await?.map(|o| (o, m)))
+        // Both reads at once: every dashboard request starts here.
+        let (m, o) = tokio::try_join!(self.member(org, member), self.get(org))?;
+        Ok(m.zip(o).map(|(m, o)| (o, m)))
     }
 
     pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>, StoreError> {
@@ -233,11 +232,9 @@ impl OrgStore {
             .collect()
     }
 
-    /// Switches the org's billing mode from `from` to `to` (already checked against the
-    /// allowed switches), on its profile and its wallet together. `false` when the mode
-    /// was no longer `from`.
-    /// Switches the billing mode of `org` as it was read; `false` when its mode or revision
-    /// moved meanwhile.
+    /// Switches the billing mode of `org` as it was read to `to` (already checked against
+    /// the allowed switches), on its profile and its wallet together. `false` when its
+    /// mode or revision moved meanwhile.
     pub async fn set_billing_mode(&self, org: &Org, to: BillingMode) -> Result<bool, StoreError> {
         let mut profile = revised(org);
         profile.set("billing_mode", s(to.as_str()));
