@@ -108,7 +108,18 @@ async fn a_byok_org_keeps_the_keys_its_agents_runtimes_need() {
 
     let key = Some(json!({ "key": OPENAI_KEY }));
     assert_eq!(dash("PUT", "/v1/orgs/org_b/keys/open_ai", key).await.0, 200);
+    // A delete of the key, checked while no agent ran Codex, lands after agent_7 moved onto
+    // Codex: refused, and the key stays.
+    let org_b = agent_credits_domain::OrgId::parse("org_b").unwrap();
+    let seen = app.account.orgs.get(&org_b).await.unwrap().unwrap();
     assert_eq!(dash("PUT", "/v1/orgs/org_b/agents/agent_7", codex).await.0, 200);
+    let forgotten = app
+        .account
+        .orgs
+        .forget_key(&seen, agent_credits_domain::Provider::OpenAi)
+        .await
+        .unwrap();
+    assert!(!forgotten, "forgotten against a stale read");
     // The key agent_7 runs on stays while it does.
     let (status, body) = dash("DELETE", "/v1/orgs/org_b/keys/open_ai", None).await;
     assert_eq!((status, code(&body)), (409, Some("key_in_use")), "{body}");

@@ -272,15 +272,22 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
         )
         .with_details(json!({ "provider": provider, "runtime": runtime })));
     }
+    // The table forgets the key first, on the condition that the org is as the rule above
+    // saw it (an agent moving onto this key's runtime meanwhile wins, and this is refused);
+    // only then does the secret go, so no runtime is ever pointed at a secret that is gone.
+    if !svc.orgs.forget_key(org, provider).await? {
+        return Err(org_changed());
+    }
     svc.keys.delete(&org.id, provider).await.map_err(|e| {
-        tracing::error!(org = %org.id, provider = %provider, error = %e, "deleting a provider key failed");
+        // Unused from now on; the next key stored for this provider overwrites it, or an
+        // operator deletes it (the error names the secret, never its value).
+        tracing::error!(org = %org.id, provider = %provider, error = %e, "the key is forgotten; deleting its secret failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "key_store_unavailable",
-            "try again",
+            "the key is no longer used, but Secrets Manager did not delete it; an operator should",
         )
     })?;
-    svc.orgs.forget_key(&org.id, provider).await?;
     Ok(json_response(StatusCode::OK, &json!({ "deleted": provider })))
 }
 
@@ -290,7 +297,7 @@ fn org_changed() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "org_changed",
-        "the org's billing mode or an agent's runtime changed meanwhile; read the org again",
+        "the org's billing mode, an agent's runtime or its keys changed meanwhile; read the org again",
     )
 }
 

@@ -315,28 +315,36 @@ impl OrgStore {
     }
 
     /// Forgets the org's key for `provider`; the wallet keeps `has_provider_key` while any
-    /// other key remains. `false` when there was none.
-    pub async fn forget_key(&self, org: &OrgId, provider: Provider) -> Result<bool, StoreError> {
-        let before = self.keys(org).await?;
+    /// other key remains. The rules were checked against `org` as read: the org's revision
+    /// moves on under the condition that it has not moved meanwhile. `false` when there was
+    /// no such key, or the org changed: nothing is written.
+    pub async fn forget_key(&self, org: &Org, provider: Provider) -> Result<bool, StoreError> {
+        let before = self.keys(&org.id).await?;
         if !before.iter().any(|k| k.provider == provider) {
             return Ok(false);
         }
         let others = before.iter().any(|k| k.provider != provider);
         let delete = Delete::builder()
             .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), key_sk(provider))))
+            .set_key(Some(key(org_pk(&org.id), key_sk(provider))))
+            .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let mut wallet = UpdateExpr::default();
         wallet.set("has_provider_key", AttributeValue::Bool(others));
-        self.client
+        let sent = self
+            .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
+            .transact_items(wallet.update(&self.table, key(org_pk(&org.id), WALLET_SK))?)
+            .transact_items(revised(org).update(&self.table, key(org_pk(&org.id), PROFILE_SK))?)
             .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(true)
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) if cancelled_on_condition(&e) => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// Adds a member or changes a role. The member's current role is part of the
