@@ -165,3 +165,34 @@ pub fn purchase(
     ChangeRequest::credit(org.clone(), EntryKind::Purchase, Bucket::Purchased, amount, key)
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A credits org on Claude Code, as the account function creates it.
+pub fn credits_org(id: &agent_credits_domain::OrgId) -> agent_credits_domain::Org {
+    use agent_credits_domain::{BillingMode, Org, PurchasePolicy, Runtime};
+    Org {
+        id: id.clone(),
+        name: id.to_string(),
+        runtime: Runtime::ClaudeCode,
+        billing_mode: BillingMode::Credits,
+        purchase_policy: PurchasePolicy::OwnersOnly,
+        members_see_billing: true,
+        credits_per_usd: agent_credits_domain::account::DEFAULT_CREDITS_PER_USD,
+        created_at: Utc::now(),
+        revision: 0,
+    }
+}
+
+/// Creates the credits org `id` owned by `owner` in `table`.
+pub async fn create_credits_org(client: &Client, table: &str, id: &agent_credits_domain::OrgId, owner: &str) {
+    use agent_credits_domain::{BillingMode, MemberId, WalletSettings};
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    let owner = MemberId::parse(owner).unwrap_or_else(|e| panic!("{e}"));
+    let created = agent_credits_dynamo::OrgStore::new(client.clone(), table)
+        .create(&credits_org(id), &owner, &settings)
+        .await
+        .unwrap_or_else(|e| panic!("create {id}: {e}"));
+    assert!(created, "{id} existed");
+}

@@ -25,7 +25,11 @@ struct DebitBody {
 async fn submit(store: &DynamoWalletStore, body: &str) -> Result<(), String> {
     let body: DebitBody = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let req = ChangeRequest::debit(body.org, EntryKind::Usage, body.amount, body.request_id).unwrap();
-    store.apply(req).await.map_err(|e| e.to_string())?;
+    store
+        .apply(req)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -67,7 +71,7 @@ async fn bad_amounts_change_nothing_in_the_table() {
         IdempotencyKey::parse("seed").unwrap(),
     )
     .unwrap();
-    store.apply(credit).await.unwrap();
+    store.apply(credit).await.unwrap().unwrap();
     let dump = || async {
         let out = client.scan().table_name("credits").send().await.unwrap();
         let mut items: Vec<String> = out

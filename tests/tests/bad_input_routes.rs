@@ -192,6 +192,7 @@ async fn bad_input_on_every_documented_route_is_a_4xx_with_a_code_and_writes_not
     let org = agent_credits_domain::OrgId::parse("org_demo").unwrap();
     agent_credits_domain::WalletStore::apply(&app.usage.store, support::purchase(&org, "50", "seed"))
         .await
+        .unwrap()
         .unwrap();
     let before = app.dump().await;
 

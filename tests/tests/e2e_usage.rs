@@ -46,7 +46,7 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
             IdempotencyKey::parse("purchase:seed").unwrap(),
         )
         .unwrap();
-        store.apply(buy).await.unwrap();
+        store.apply(buy).await.unwrap().unwrap();
         RateStore::new(client.clone(), "e2e")
             .put(&ModelRate {
                 model: ModelId::parse("claude-sonnet-4").unwrap(),

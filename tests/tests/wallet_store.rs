@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Attribution, Bucket, ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, MemberId, OrgId, Outcome,
-    PageRequest, PositiveUsd, SignedUsd, StoreError, SystemClock, Usd, WalletState, WalletStore,
+    Applied, Attribution, Bucket, ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, MemberId, OrgId,
+    Outcome, PageRequest, PositiveUsd, Refusal, SignedUsd, StoreError, SystemClock, Usd, WalletState,
+    WalletStore,
 };
 use agent_credits_dynamo::DynamoWalletStore;
 use aws_sdk_dynamodb::Client;
@@ -135,6 +136,7 @@ async fn debits_never_overdraw_under_64_concurrent_writers() {
     f.store
         .apply(credit(&f.org, "10.00", "purchase:cs_1"))
         .await
+        .unwrap()
         .unwrap();
 
     let tasks = (0..64).map(|t| {
@@ -157,12 +159,12 @@ async fn debits_never_overdraw_under_64_concurrent_writers() {
 
     let successes = outcomes
         .iter()
-        .filter(|o| matches!(o, Outcome::Committed(_)))
+        .filter(|o| matches!(o, Ok(Applied::Committed(_))))
         .count();
     for o in &outcomes {
         match o {
-            Outcome::Committed(e) => assert_eq!(e.amount, SignedUsd::debit(usd("0.07"))),
-            Outcome::InsufficientFunds { available } => assert!(*available < usd("0.07")),
+            Ok(Applied::Committed(e)) => assert_eq!(e.amount, SignedUsd::debit(usd("0.07"))),
+            Err(Refusal::InsufficientFunds { available }) => assert!(*available < usd("0.07")),
             other => panic!("unexpected outcome {other:?}"),
         }
     }
@@ -183,7 +185,11 @@ async fn debits_never_overdraw_under_64_concurrent_writers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mixed_credits_and_debits_keep_one_unbroken_chain() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "1.00", "seed")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "1.00", "seed"))
+        .await
+        .unwrap()
+        .unwrap();
 
     let tasks = (0..64).map(|t| {
         let (store, org) = (f.store.clone(), f.org.clone());
@@ -211,8 +217,8 @@ async fn mixed_credits_and_debits_keep_one_unbroken_chain() {
     let committed: Vec<&LedgerEntry> = outcomes
         .iter()
         .filter_map(|o| match o {
-            Outcome::Committed(e) => Some(e),
-            Outcome::InsufficientFunds { .. } => None,
+            Ok(Applied::Committed(e)) => Some(e),
+            Err(Refusal::InsufficientFunds { .. }) => None,
             other => panic!("unexpected outcome {other:?}"),
         })
         .collect();
@@ -237,17 +243,19 @@ async fn replay_16_at_once_then_later(f: &Fixture, req: ChangeRequest) {
     let outcomes: Vec<Outcome> = outcomes.into_iter().map(Result::unwrap).collect();
     let committed = outcomes
         .iter()
-        .filter(|o| matches!(o, Outcome::Committed(_)))
+        .filter(|o| matches!(o, Ok(Applied::Committed(_))))
         .count();
     assert_eq!(committed, 1, "exactly one of 16 concurrent replays commits");
-    let first = outcomes[0].entry().unwrap().clone();
+    let first = outcomes[0].as_ref().unwrap().entry().clone();
     assert!(
-        outcomes.iter().all(|o| o.entry() == Some(&first)),
+        outcomes
+            .iter()
+            .all(|o| o.as_ref().map(|a| a.entry()) == Ok(&first)),
         "every replay answers the same entry"
     );
 
     let later = f.store.apply(req).await.unwrap();
-    assert_eq!(later, Outcome::Replayed(first.clone()));
+    assert_eq!(later, Ok(Applied::Replayed(first.clone())));
 
     let after = f.store.wallet(&f.org).await.unwrap();
     assert_eq!(after.version, before.version + 1, "one balance change");
@@ -279,15 +287,19 @@ async fn replaying_a_credit_or_a_debit_changes_the_balance_once() {
 #[tokio::test]
 async fn reusing_a_key_for_a_different_change_is_refused_and_writes_nothing() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "5.00", "k1")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "5.00", "k1"))
+        .await
+        .unwrap()
+        .unwrap();
     let before = table_dump(&f).await;
     assert_eq!(
         f.store.apply(credit(&f.org, "6.00", "k1")).await.unwrap(),
-        Outcome::IdempotencyKeyReused
+        Err(Refusal::IdempotencyKeyReused)
     );
     assert_eq!(
         f.store.apply(debit(&f.org, "5.00", "k1")).await.unwrap(),
-        Outcome::IdempotencyKeyReused
+        Err(Refusal::IdempotencyKeyReused)
     );
     assert_eq!(table_dump(&f).await, before);
 }
@@ -295,7 +307,11 @@ async fn reusing_a_key_for_a_different_change_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn insufficient_funds_reports_the_available_balance_and_writes_nothing() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "0.50", "k1")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "0.50", "k1"))
+        .await
+        .unwrap()
+        .unwrap();
     let before = table_dump(&f).await;
     let outcome = f
         .store
@@ -304,19 +320,23 @@ async fn insufficient_funds_reports_the_available_balance_and_writes_nothing() {
         .unwrap();
     assert_eq!(
         outcome,
-        Outcome::InsufficientFunds {
+        Err(Refusal::InsufficientFunds {
             available: usd("0.50")
-        }
+        })
     );
     assert_eq!(table_dump(&f).await, before);
     // The same key can still be used once funds allow it: a refusal claims nothing.
-    f.store.apply(credit(&f.org, "1.00", "k2")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "1.00", "k2"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
         f.store
             .apply(debit(&f.org, "0.500001", "usage:big"))
             .await
             .unwrap(),
-        Outcome::Committed(_)
+        Ok(Applied::Committed(_))
     ));
 }
 
@@ -331,7 +351,7 @@ async fn an_unknown_org_has_an_empty_wallet_and_cannot_spend() {
     );
     assert_eq!(
         f.store.apply(debit(&nobody, "0.01", "u1")).await.unwrap(),
-        Outcome::InsufficientFunds { available: Usd::ZERO }
+        Err(Refusal::InsufficientFunds { available: Usd::ZERO })
     );
     assert_eq!(table_dump(&f).await, before);
 }
@@ -339,17 +359,21 @@ async fn an_unknown_org_has_an_empty_wallet_and_cannot_spend() {
 #[tokio::test]
 async fn draining_to_zero_pauses_and_a_purchase_resumes() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "0.14", "c1")).await.unwrap();
-    f.store.apply(debit(&f.org, "0.07", "u1")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "0.14", "c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store.apply(debit(&f.org, "0.07", "u1")).await.unwrap().unwrap();
     assert_eq!(f.store.wallet(&f.org).await.unwrap().state, WalletState::Active);
-    f.store.apply(debit(&f.org, "0.07", "u2")).await.unwrap();
+    f.store.apply(debit(&f.org, "0.07", "u2")).await.unwrap().unwrap();
     let w = f.store.wallet(&f.org).await.unwrap();
     assert_eq!(
         w.state,
         WalletState::Paused(agent_credits_domain::PauseReason::CreditsExhausted)
     );
     assert_eq!(w.available().unwrap(), Usd::ZERO);
-    f.store.apply(credit(&f.org, "100", "c2")).await.unwrap();
+    f.store.apply(credit(&f.org, "100", "c2")).await.unwrap().unwrap();
     assert_eq!(f.store.wallet(&f.org).await.unwrap().state, WalletState::Active);
 }
 
@@ -371,10 +395,22 @@ async fn debits_draw_base_then_rollover_then_purchased_in_the_table() {
         )
         .unwrap()
     };
-    f.store.apply(grant(Bucket::Purchased, "3", "g1")).await.unwrap();
-    f.store.apply(grant(Bucket::Rollover, "2", "g2")).await.unwrap();
-    f.store.apply(grant(Bucket::Base, "1", "g3")).await.unwrap();
-    let Outcome::Committed(e) = f.store.apply(debit(&f.org, "2.5", "u1")).await.unwrap() else {
+    f.store
+        .apply(grant(Bucket::Purchased, "3", "g1"))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .apply(grant(Bucket::Rollover, "2", "g2"))
+        .await
+        .unwrap()
+        .unwrap();
+    f.store
+        .apply(grant(Bucket::Base, "1", "g3"))
+        .await
+        .unwrap()
+        .unwrap();
+    let Ok(Applied::Committed(e)) = f.store.apply(debit(&f.org, "2.5", "u1")).await.unwrap() else {
         panic!()
     };
     assert_eq!(e.buckets.base, SignedUsd::debit(usd("1")));
@@ -392,7 +428,11 @@ async fn debits_draw_base_then_rollover_then_purchased_in_the_table() {
 #[tokio::test]
 async fn history_pages_list_newest_first_with_running_balances_and_attribution() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "1.00", "c1")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "1.00", "c1"))
+        .await
+        .unwrap()
+        .unwrap();
     let who = Attribution {
         member: Some(MemberId::parse("m_ana").unwrap()),
         api_key: Some("key_1".parse().unwrap()),
@@ -402,6 +442,7 @@ async fn history_pages_list_newest_first_with_running_balances_and_attribution()
         f.store
             .apply(debit(&f.org, "0.10", &format!("u{i}")).attributed_to(who.clone()))
             .await
+            .unwrap()
             .unwrap();
     }
     let page1 = f.store.history(&f.org, PageRequest::first(2)).await.unwrap();
@@ -431,38 +472,55 @@ async fn history_pages_list_newest_first_with_running_balances_and_attribution()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_limit_holds_under_32_concurrent_debits() {
+async fn a_member_limit_admits_holds_within_its_room_under_32_concurrent_holds() {
     let f = fixture().await;
-    f.store.apply(credit(&f.org, "50.00", "c1")).await.unwrap();
+    f.store
+        .apply(credit(&f.org, "50.00", "c1"))
+        .await
+        .unwrap()
+        .unwrap();
     let member = MemberId::parse("m_bo").unwrap();
+    f.store
+        .set_member_limit(&f.org, &member, Some(usd("1.00")))
+        .await
+        .unwrap();
     let outcomes = join_all((0..32).map(|i| {
         let (store, org, member) = (f.store.clone(), f.org.clone(), member.clone());
         tokio::spawn(async move {
-            let req = debit(&org, "0.07", &format!("usage:{i}"))
-                .attributed_to(Attribution {
-                    member: Some(member),
-                    ..Default::default()
-                })
-                .with_member_limit(usd("1.00"));
+            let id = agent_credits_domain::HoldId::parse(format!("h{i}")).unwrap();
+            let req = ChangeRequest::hold(
+                org,
+                id.clone(),
+                agent_credits_domain::PositiveUsd::parse("0.07").unwrap(),
+                chrono::Utc::now() + chrono::Duration::minutes(5),
+                agent_credits_domain::keys::hold(&id),
+            )
+            .attributed_to(Attribution {
+                member: Some(member),
+                ..Default::default()
+            });
             store.apply(req).await.unwrap()
         })
     }))
     .await;
     let committed = outcomes
         .iter()
-        .filter(|o| matches!(o.as_ref().unwrap(), Outcome::Committed(_)))
+        .filter(|o| matches!(o.as_ref().unwrap(), Ok(Applied::Committed(_))))
         .count();
     let refused = outcomes
         .iter()
         .filter(
-            |o| matches!(o.as_ref().unwrap(), Outcome::MemberLimitReached { limit } if *limit == usd("1.00")),
+            |o| matches!(o.as_ref().unwrap(), Err(Refusal::MemberLimitReached { limit }) if *limit == usd("1.00")),
         )
         .count();
-    assert_eq!(committed, 14, "$1.00 covers 14 debits of $0.07");
+    assert_eq!(committed, 14, "$1.00 has room for 14 holds of $0.07");
     assert_eq!(refused, 32 - 14);
-    assert_eq!(
-        f.store.wallet(&f.org).await.unwrap().balance().unwrap(),
-        usd("49.02")
-    );
+    let month = f
+        .store
+        .member_month(&f.org, &member, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!((month.spent, month.held), (Usd::ZERO, usd("0.98")));
+    assert_eq!(f.store.wallet(&f.org).await.unwrap().held, usd("0.98"));
     assert_ledger_matches_wallet(&f).await;
 }

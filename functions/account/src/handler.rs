@@ -3,11 +3,11 @@ use std::sync::Arc;
 
 use agent_credits_aws::KeyVault;
 use agent_credits_domain::{
-    Action, AgentId, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest, Provider,
-    ProviderKey, PurchasePolicy, Role, Runtime, Usd, WalletSettings, WalletState, WalletStore,
-    switch_billing_mode,
+    Action, AgentId, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest,
+    PauseReason, Provider, ProviderKey, PurchasePolicy, Role, Runtime, Usd, WalletSettings, WalletStore,
+    missing_byok_key, switch_billing_mode, verdict,
 };
-use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore};
+use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore, Reserved};
 use agent_credits_http::{
     ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param, respond,
 };
@@ -29,7 +29,7 @@ pub struct Account {
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Account, req: Request) -> Response<Body> {
-    respond(route(svc, &req).await)
+    respond(Box::pin(route(svc, &req)).await)
 }
 
 async fn route(svc: &Account, req: &Request) -> Reply {
@@ -141,9 +141,8 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
             "name must be 1 to 200 characters",
         ));
     }
-    if let (BillingMode::Byok, Some(provider)) = (billing_mode, runtime.required_byok_provider())
-        && !body.keys.contains_key(&provider)
-    {
+    let brought: Vec<Provider> = body.keys.keys().copied().collect();
+    if let Some((runtime, provider)) = missing_byok_key(billing_mode, &[runtime], &brought) {
         return Err(missing_key(runtime, provider));
     }
     // Every key is checked before anything is written.
@@ -167,17 +166,25 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
         billing_mode: Some(billing_mode),
         ..Default::default()
     };
-    if !svc.orgs.create(&org, me, &settings).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "org_exists",
-            "an org with this id exists",
-        ));
+    // In two steps, so that an org never exists without the keys its rule needs: the org
+    // is reserved for its creator (invisible to everyone, usage included), the keys are
+    // stored, and only then does it open. A failure between leaves the reservation, and
+    // the creator's retry of the same request finishes it.
+    match svc.orgs.reserve(&org, me).await? {
+        Reserved::Ours => {}
+        Reserved::Taken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "org_exists",
+                "an org with this id exists",
+            ));
+        }
     }
     let mut stored = vec![];
     for (provider, key) in &keys {
         stored.push(store_key(svc, &org.id, *provider, key).await?);
     }
+    svc.orgs.open(&org.id, me, &settings).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "org": org, "role": Role::Owner, "keys": stored }),
@@ -259,11 +266,12 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
         ));
     }
     // A byok org keeps the keys its runtimes need: its agents would stop.
-    if org.billing_mode == BillingMode::Byok
-        && let Some(runtime) = runtimes_in_use(svc, org)
-            .await?
-            .into_iter()
-            .find(|r| r.required_byok_provider() == Some(provider))
+    let after: Vec<Provider> = stored_keys(svc, org)
+        .await?
+        .into_iter()
+        .filter(|p| *p != provider)
+        .collect();
+    if let Some((runtime, _)) = missing_byok_key(org.billing_mode, &runtimes_in_use(svc, org).await?, &after)
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -301,14 +309,14 @@ fn org_changed() -> ApiError {
     )
 }
 
+/// The providers the org stored keys for.
+async fn stored_keys(svc: &Account, org: &Org) -> Result<Vec<Provider>, ApiError> {
+    Ok(svc.orgs.keys(&org.id).await?.iter().map(|k| k.provider).collect())
+}
+
 /// Whether the org has stored a key for `provider`.
 async fn has_key(svc: &Account, org: &Org, provider: Provider) -> Result<bool, ApiError> {
-    Ok(svc
-        .orgs
-        .keys(&org.id)
-        .await?
-        .iter()
-        .any(|k| k.provider == provider))
+    Ok(stored_keys(svc, org).await?.contains(&provider))
 }
 
 /// The org's runtime and every agent's own, each once.
@@ -353,10 +361,10 @@ async fn set_agent_runtime(
     require(org, role, Action::ManageOrg)?;
     let agent = parse_agent(agent)?;
     // The same rule as at creation: a byok org brings the key a runtime needs.
-    if let (BillingMode::Byok, Some(provider)) = (org.billing_mode, body.runtime.required_byok_provider())
-        && !has_key(svc, org, provider).await?
+    if let Some((runtime, provider)) =
+        missing_byok_key(org.billing_mode, &[body.runtime], &stored_keys(svc, org).await?)
     {
-        return Err(missing_key(body.runtime, provider));
+        return Err(missing_key(runtime, provider));
     }
     let set = svc
         .orgs
@@ -392,21 +400,27 @@ async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingMod
     require(org, role, Action::ManageOrg)?;
     let to = switch_billing_mode(org.billing_mode, body.billing_mode)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "switch_refused", e.to_string()))?;
-    if to == BillingMode::Byok {
-        let keys = svc.orgs.keys(&org.id).await?;
-        if let Some((runtime, provider)) = runtimes_in_use(svc, org)
-            .await?
-            .into_iter()
-            .filter_map(|r| r.required_byok_provider().map(|p| (r, p)))
-            .find(|(_, p)| !keys.iter().any(|k| k.provider == *p))
-        {
-            return Err(missing_key(runtime, provider));
-        }
+    // The mode it already has: nothing changes, nothing is written.
+    if to == org.billing_mode {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({ "billing_mode": to, "changed": false }),
+        ));
+    }
+    if let Some((runtime, provider)) = missing_byok_key(
+        to,
+        &runtimes_in_use(svc, org).await?,
+        &stored_keys(svc, org).await?,
+    ) {
+        return Err(missing_key(runtime, provider));
     }
     if !svc.orgs.set_billing_mode(org, to).await? {
         return Err(org_changed());
     }
-    Ok(json_response(StatusCode::OK, &json!({ "billing_mode": to })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "billing_mode": to, "changed": true }),
+    ))
 }
 
 async fn members(svc: &Account, org: &Org, role: Role) -> Reply {
@@ -449,7 +463,7 @@ async fn remove_member(svc: &Account, org: &Org, role: Role, member: &str) -> Re
     require(org, role, Action::ManageMembers)?;
     let member =
         MemberId::parse(member).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))?;
-    match svc.orgs.remove(&org.id, &member).await? {
+    match svc.orgs.remove(&org.id, &member, svc.clock.now()).await? {
         MemberChange::Done => Ok(json_response(StatusCode::OK, &json!({ "removed": member }))),
         MemberChange::LastOwner => Err(last_owner()),
         MemberChange::NotAMember => Err(ApiError::not_found("member_not_found", "no such member")),
@@ -482,31 +496,32 @@ fn entry_json(e: &LedgerEntry) -> serde_json::Value {
 
 async fn balance(svc: &Account, org: &Org, role: Role) -> Reply {
     require(org, role, Action::ViewBilling)?;
-    let (wallet, recent) = tokio::try_join!(
-        svc.store.wallet(&org.id),
-        svc.store.history(&org.id, PageRequest::first(5))
+    let keys = async { stored_keys(svc, org).await };
+    let (wallet, recent, keys) = tokio::try_join!(
+        async { Ok::<_, ApiError>(svc.store.wallet(&org.id).await?) },
+        async { Ok::<_, ApiError>(svc.store.history(&org.id, PageRequest::first(5)).await?) },
+        keys,
     )?;
     let balance = wallet.balance().map_err(|e| ApiError::internal(&e))?;
-    let available = wallet.available().map_err(|e| ApiError::internal(&e))?;
+    // The same verdict the runtime gets from may-i-run, for the org's own runtime.
+    let billing = agent_credits_domain::billing(org.billing_mode, org.runtime, &keys);
+    let v = verdict(org.billing_mode, &wallet, billing, None).map_err(|e| ApiError::internal(&e))?;
     let credits = (balance.as_decimal() * Decimal::from(org.credits_per_usd)).normalize();
-    let (state, reason) = match wallet.state {
-        WalletState::Active => ("active", None),
-        WalletState::Paused(r) => ("paused", Some(r.as_str())),
-    };
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "balance": balance,
-            "available": available,
+            "available": v.available,
             "held": wallet.held,
             "credits": credits.to_string(),
             "credits_per_usd": org.credits_per_usd,
             "buckets": wallet.buckets,
-            "low_balance": available <= wallet.settings.low_threshold(),
+            "low_balance": v.available <= wallet.settings.low_threshold(),
             "low_balance_threshold": wallet.settings.low_threshold(),
-            "exhausted": available.is_zero(),
-            "state": state,
-            "pause_reason": reason,
+            "exhausted": v.available.is_zero(),
+            "state": if v.allowed { "active" } else { "paused" },
+            "pause_reason": v.reason.map(PauseReason::as_str),
+            "billed_to": v.billed_to,
             "lifetime_added": wallet.lifetime_added,
             "lifetime_spent": wallet.lifetime_spent,
             "recent": recent.entries.iter().map(entry_json).collect::<Vec<_>>(),
@@ -731,16 +746,21 @@ async fn month_usage(svc: &Account, org: &Org, role: Role, req: &Request) -> Rep
             .map_err(|_| ApiError::bad_request("invalid_month", "month is yyyy-mm"))?,
         None => svc.clock.now().format("%Y-%m").to_string(),
     };
-    let spent = svc.store.month_usage(&org.id, &month).await?;
-    let members = svc.orgs.members(&org.id).await?;
+    let (rows, members) = tokio::try_join!(
+        async { Ok::<_, ApiError>(svc.store.month_usage(&org.id, &month).await?) },
+        async { Ok::<_, ApiError>(svc.orgs.members(&org.id).await?) },
+    )?;
     let rows: Vec<_> = members
         .iter()
         .map(|m| {
-            let used = spent
-                .iter()
-                .find(|(id, _)| id == m.id.as_str())
-                .map_or(Usd::ZERO, |(_, s)| *s);
-            json!({ "member": m.id, "role": m.role, "spent": used, "monthly_limit": m.monthly_limit })
+            let row = rows.iter().find(|r| r.member == m.id.as_str());
+            let (spent, held, unbilled) = row.map_or((Usd::ZERO, Usd::ZERO, Usd::ZERO), |r| {
+                (r.spent, r.held, r.unbilled)
+            });
+            json!({
+                "member": m.id, "role": m.role, "spent": spent, "held": held, "unbilled": unbilled,
+                "monthly_limit": m.monthly_limit,
+            })
         })
         .collect();
     Ok(json_response(

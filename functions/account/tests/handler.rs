@@ -288,6 +288,7 @@ async fn the_balance_card_equals_the_ledger() {
         .store
         .apply(support::purchase(&org, "100", "p1"))
         .await
+        .unwrap()
         .unwrap();
     for i in 0..6 {
         let who = Attribution {
@@ -300,12 +301,13 @@ async fn the_balance_card_equals_the_ledger() {
             key(&format!("u{i}")),
         )
         .attributed_to(who);
-        app.svc.store.apply(use_).await.unwrap();
+        app.svc.store.apply(use_).await.unwrap().unwrap();
     }
     app.svc
         .store
         .apply(support::purchase(&org, "20", "p2"))
         .await
+        .unwrap()
         .unwrap();
 
     let (status, card) = call(
@@ -401,9 +403,10 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
     assert_eq!(
         app.svc
             .store
-            .member_limit(&org, &MemberId::parse("u_ana").unwrap())
+            .member_month(&org, &MemberId::parse("u_ana").unwrap(), chrono::Utc::now())
             .await
-            .unwrap(),
+            .unwrap()
+            .limit,
         None
     );
     let (status, body) = call(
@@ -422,6 +425,7 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
         .store
         .apply(support::purchase(&org, "30", "p1"))
         .await
+        .unwrap()
         .unwrap();
     for (i, amount) in ["1.50", "2.00", "10.00"].iter().enumerate() {
         let who = if i < 2 { "u_ana" } else { "u_owner" };
@@ -434,7 +438,7 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
             member: Some(MemberId::parse(who).unwrap()),
             ..Default::default()
         });
-        app.svc.store.apply(use_).await.unwrap();
+        app.svc.store.apply(use_).await.unwrap().unwrap();
     }
     let (status, usage) = call(
         &app.svc,

@@ -5,7 +5,7 @@
 //! Saving lifts a suspension left by a failed charge.
 
 use agent_credits_domain::{Action, MemberId, OrgId, RechargeSettings, Usd, recharge};
-use agent_credits_dynamo::RechargeStore;
+use agent_credits_dynamo::{Card, RechargeStore};
 use agent_credits_http::{ApiError, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
@@ -41,6 +41,7 @@ async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Valu
             "max_per_day": recharge::DEFAULT_MAX_PER_DAY,
             "max_usd_per_day": recharge::DEFAULT_MAX_USD_PER_DAY,
             "payment_method": null,
+            "card_owner": null,
             "suspended": null,
         }),
         Some(c) => json!({
@@ -49,7 +50,8 @@ async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Valu
             "amount_usd": c.settings.amount,
             "max_per_day": c.settings.max_per_day,
             "max_usd_per_day": c.settings.max_usd_per_day,
-            "payment_method": (!c.payment_method.is_empty()).then_some(c.payment_method),
+            "payment_method": c.card.as_ref().map(|card| card.payment_method.clone()),
+            "card_owner": c.card.as_ref().map(|card| card.owner.clone()),
             "suspended": c.suspended,
         }),
     })
@@ -60,7 +62,6 @@ pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &Me
     if !profile.allows(member.role, Action::ManageAutoRecharge) {
         return Err(forbidden());
     }
-    let current = recharges.config(org).await?;
     let settings = RechargeSettings::new(
         body.enabled,
         body.threshold_usd.unwrap_or(recharge::DEFAULT_THRESHOLD),
@@ -69,18 +70,25 @@ pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &Me
         body.max_usd_per_day.unwrap_or(recharge::DEFAULT_MAX_USD_PER_DAY),
     )
     .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    let (customer, card) = if body.enabled {
+    // Enabling charges the caller's own card; disabling leaves the card on file with its
+    // owner. A card never passes from one member to another.
+    let card = if body.enabled {
         let customer = member.stripe_customer.clone().ok_or_else(no_card)?;
-        let card = newest_card(svc, &customer).await?.ok_or_else(no_card)?;
-        (customer, card)
+        let payment_method = newest_card(svc, &customer).await?.ok_or_else(no_card)?;
+        Some(Card {
+            customer,
+            payment_method,
+            owner: me.clone(),
+        })
     } else {
-        current
-            .map(|c| (c.customer, c.payment_method))
-            .unwrap_or_default()
+        None
     };
-    recharges
-        .configure(org, &settings, &customer, &card, me.as_str(), chrono::Utc::now())
-        .await?;
+    if !recharges
+        .configure(org, &settings, card.as_ref(), me, chrono::Utc::now())
+        .await?
+    {
+        return Err(forbidden());
+    }
     Ok(json_response(StatusCode::OK, &view(recharges, org).await?))
 }
 

@@ -63,7 +63,7 @@ pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, Str
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
-    respond(route(svc, &req).await)
+    respond(Box::pin(route(svc, &req)).await)
 }
 
 async fn route(svc: &Checkout, req: &Request) -> Reply {

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    BillingMode, ChangeRequest, IdempotencyKey, OrgId, PositiveUsd, RechargeSettings, SystemClock, Usd,
-    WalletSettings, WalletStore,
+    ChangeRequest, IdempotencyKey, MemberId, OrgId, PositiveUsd, RechargeSettings, SystemClock, Usd,
+    WalletStore,
 };
-use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
+use agent_credits_dynamo::{Card, DynamoWalletStore, RechargeStore};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use recharge::{Recharge, sweep};
 use stripe_sim::StripeSim;
@@ -76,29 +76,29 @@ async fn main() {
     .unwrap();
     for i in 0..DUE {
         let org = OrgId::parse(format!("org_{i:05}")).unwrap();
-        let mode = WalletSettings {
-            billing_mode: Some(BillingMode::Credits),
-            ..Default::default()
+        support::create_credits_org(&setup, "credits", &org, "u_owner").await;
+        store
+            .apply(support::purchase(&org, "30", "seed"))
+            .await
+            .unwrap()
+            .unwrap();
+        let owner = MemberId::parse("u_owner").unwrap();
+        let card = Card {
+            customer: customer.id.to_string(),
+            payment_method: "pm_card_visa".into(),
+            owner: owner.clone(),
         };
-        store.put_settings(&org, &mode).await.unwrap();
-        store.apply(support::purchase(&org, "30", "seed")).await.unwrap();
-        recharges
-            .configure(
-                &org,
-                &settings,
-                customer.id.as_str(),
-                "pm_card_visa",
-                "u_owner",
-                chrono::Utc::now(),
-            )
+        let saved = recharges
+            .configure(&org, &settings, Some(&card), &owner, chrono::Utc::now())
             .await
             .unwrap();
+        assert!(saved);
         let usage = ChangeRequest::usage(
             org,
             PositiveUsd::parse("15").unwrap(),
             IdempotencyKey::parse("usage:1").unwrap(),
         );
-        store.apply(usage).await.unwrap();
+        store.apply(usage).await.unwrap().unwrap();
     }
 
     let counter = RequestCounter::default();

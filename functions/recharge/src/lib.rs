@@ -1,5 +1,6 @@
 //! The recharge function: one sweep per EventBridge Scheduler tick (every minute in the
-//! template) over the orgs marked due, topping each up from its saved card.
+//! template). It first releases expired holds (so that what is available is what is
+//! really there), then tops up each org marked due from its saved card.
 //!
 //! The debit that takes an org's available credits below its threshold marks the wallet
 //! due in the same transaction (sparse `gsi1`, `DUE#RECHARGE`), so a sweep reads only the
@@ -7,34 +8,44 @@
 //! most a minute, and the debit path stays free of Stripe calls and their latency.
 //!
 //! For each due org:
-//! 1. Off, suspended (the last charge failed), or no longer below the threshold: the mark
-//!    is cleared (only the mark that was read; a newer one stands).
+//! 1. Off, suspended, without a card, or no longer below the threshold: the mark is
+//!    cleared, only if the wallet is still as read (a crossing meanwhile stands).
 //! 2. Claim: the org's one attempt in flight and one count against the day's cap (top-ups
-//!    and dollars), in one conditional transaction. Two sweeps at once: one claims.
-//! 3. Charge: an off-session PaymentIntent on the saved card, confirmed, with the attempt
-//!    id as Stripe's idempotency key and `metadata[purpose]=auto_recharge`.
+//!    and dollars), on the conditions that the card's owner is still a member who may
+//!    manage auto-recharge and that no dispute is open, in one conditional transaction.
+//!    The attempt records exactly what it charges (amount, customer, card).
+//! 3. Charge: an off-session PaymentIntent on the attempt's card, confirmed, with the
+//!    attempt id as Stripe's idempotency key and `metadata[purpose]=auto_recharge`. The
+//!    PaymentIntent's id is recorded on the attempt before anything is settled from it.
 //! 4. Succeeded: the `auto_top_up` credit, keyed on the PaymentIntent (the webhook's
 //!    `payment_intent.succeeded` credits under the same key, so once between them), with
 //!    `credit_auto_recharge_triggered` and the end of the mark in the same write; then the
 //!    attempt ends.
-//! 5. Declined, authentication required, no card: the attempt fails with the reason,
-//!    `credit_purchase_failed` is written once, auto-recharge is suspended until the
-//!    settings or card change, and the org stays as it is (paused at zero).
-//! 6. Anything else (Stripe unreachable, a crash after Stripe's success): the attempt
-//!    stays in flight and the mark stays; a later sweep, once the attempt is older than
-//!    `RECHARGE_RESUME_AFTER_SECONDS`, sends the same request again under the same
-//!    idempotency key (Stripe answers with the first result, charging nothing twice) and
-//!    settles it.
+//! 5. The card refused (`402 card_error`: declined, authentication required): the attempt
+//!    fails with the reason, `credit_purchase_failed` is written once, auto-recharge is
+//!    suspended until the settings or card change, and the org stays as it is.
+//! 6. Anything else (a bad key, rate limits, Stripe down, the network, an idempotency
+//!    error, a crash after Stripe's success): nobody is told or suspended; an operator
+//!    alarm is logged (`alarm = "recharge_stripe"`) and the attempt stays in flight. A
+//!    later sweep, once it is older than `RECHARGE_RESUME_AFTER_SECONDS`, sends exactly
+//!    the same request again under the same key (Stripe answers with the first result).
+//!    After [`recharge::MAX_TRIES`] sends, or past Stripe's 24-hour idempotency window, or
+//!    when the card's owner is gone, it is never sent again: the attempt's PaymentIntent
+//!    is looked up instead and settled, or, when Stripe never made one, the attempt is
+//!    abandoned and the org stays due.
 
 use std::sync::Arc;
 
-use agent_credits_domain::{Clock, OrgId, Outcome, StoreError, recharge};
-use agent_credits_dynamo::{Claim, Due, DynamoWalletStore, PaymentRecord, RechargeConfig, RechargeStore};
+use agent_credits_domain::recharge::{self, ChargeFailure};
+use agent_credits_domain::{Clock, EntryKind, OrgId, StoreError, Usd};
+use agent_credits_dynamo::{Attempt, Claim, Due, DynamoWalletStore, Expired, PaymentRecord, RechargeStore};
 use serde::Serialize;
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
+};
 use stripe_shared::{PaymentIntent, PaymentIntentStatus};
-use stripe_types::Currency;
+use stripe_types::{Currency, RangeBoundsTs, RangeQueryTs};
 
 pub struct Recharge {
     pub store: DynamoWalletStore,
@@ -48,6 +59,8 @@ pub struct Recharge {
 /// What one sweep did, logged and returned to the scheduler.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
+    /// Expired holds released first.
+    pub holds: Expired,
     pub due: usize,
     pub charged: usize,
     pub failed: usize,
@@ -55,6 +68,9 @@ pub struct SweepReport {
     pub in_flight: usize,
     pub cap_reached: usize,
     pub not_due: usize,
+    pub card_owner_left: usize,
+    pub disputed: usize,
+    pub abandoned: usize,
     pub errors: usize,
 }
 
@@ -62,18 +78,29 @@ pub struct SweepReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Charged,
+    /// The card refused: suspended, the org told.
     Failed(String),
-    /// Stripe's answer is not final (or did not come): a later sweep settles it.
+    /// Stripe's answer is not final, or did not come, or was an error of ours: a later
+    /// sweep settles it.
     Pending,
     InFlight,
     CapReached,
     NotDue,
+    /// The card's owner left or lost the role: suspended, the owners told.
+    CardOwnerLeft,
+    /// An open dispute: no top-up until it closes; the org stays due.
+    Disputed,
+    /// Stripe never made the attempt's PaymentIntent and it is no longer sent: nothing
+    /// was charged, and the org stays due.
+    Abandoned,
 }
 
-/// One sweep over every due org.
+/// One sweep: expired holds, then every due org.
 pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
+    let holds = svc.store.sweep_expired_holds().await?;
     let due = svc.recharges.due().await?;
     let mut report = SweepReport {
+        holds,
         due: due.len(),
         ..Default::default()
     };
@@ -85,6 +112,9 @@ pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
             Ok(Step::InFlight) => report.in_flight += 1,
             Ok(Step::CapReached) => report.cap_reached += 1,
             Ok(Step::NotDue) => report.not_due += 1,
+            Ok(Step::CardOwnerLeft) => report.card_owner_left += 1,
+            Ok(Step::Disputed) => report.disputed += 1,
+            Ok(Step::Abandoned) => report.abandoned += 1,
             Err(e) => {
                 // One org's trouble must not stop the others; its mark stays for the next sweep.
                 tracing::error!(org = %d.org, error = %e, "recharge failed; retried next sweep");
@@ -99,8 +129,9 @@ pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
 pub async fn recharge_org(svc: &Recharge, due: &Due) -> Result<Step, StoreError> {
     let org = &due.org;
     let now = svc.clock.now();
-    let Some(config) = svc.recharges.config(org).await? else {
-        svc.recharges.clear_due(due).await?;
+    let (config, wallet) = tokio::try_join!(svc.recharges.config(org), svc.recharges.wallet(org))?;
+    let Some(config) = config else {
+        svc.recharges.clear_due(due, wallet.version).await?;
         return Ok(Step::NotDue);
     };
     if let Some((attempt, since)) = &config.in_flight {
@@ -108,24 +139,38 @@ pub async fn recharge_org(svc: &Recharge, due: &Due) -> Result<Step, StoreError>
             return Ok(Step::InFlight);
         }
         tracing::warn!(org = %org, attempt, "resuming an attempt left in flight");
-        return charge(svc, org, attempt, &config).await;
+        return resume(svc, org, attempt).await;
     }
-    let wallet = svc.recharges.wallet(org).await?;
     let available = wallet
         .available()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    if !config.settings.enabled || config.suspended.is_some() || available >= config.settings.threshold {
-        svc.recharges.clear_due(due).await?;
+    if !config.settings.enabled
+        || config.suspended.is_some()
+        || config.card.is_none()
+        || available >= config.settings.threshold
+    {
+        svc.recharges.clear_due(due, wallet.version).await?;
         return Ok(Step::NotDue);
     }
     let attempt = new_attempt_id();
     match svc.recharges.claim(org, &attempt, &config, now).await? {
-        Claim::Claimed => charge(svc, org, &attempt, &config).await,
+        Claim::Claimed => match svc.recharges.attempt(org, &attempt).await? {
+            Some(a) => send(svc, org, &a).await,
+            None => Err(StoreError::Invalid(format!(
+                "attempt {attempt} claimed but not found"
+            ))),
+        },
         Claim::InFlight(..) => Ok(Step::InFlight),
         // The mark stays: tomorrow's first sweep tops it up.
         Claim::CapReached => Ok(Step::CapReached),
+        // The mark stays: the org is topped up once its disputes close.
+        Claim::Disputed => Ok(Step::Disputed),
+        Claim::CardOwnerLeft => {
+            svc.recharges.card_owner_left(org, &config, now).await?;
+            Ok(Step::CardOwnerLeft)
+        }
         Claim::Off => {
-            svc.recharges.clear_due(due).await?;
+            svc.recharges.clear_due(due, wallet.version).await?;
             Ok(Step::NotDue)
         }
     }
@@ -137,39 +182,107 @@ fn new_attempt_id() -> String {
     format!("ra_{tail}")
 }
 
-/// Sends the attempt's PaymentIntent (again, for a resumed attempt: the idempotency key
-/// makes Stripe answer with the first result) and settles what Stripe answered.
-pub async fn charge(
-    svc: &Recharge,
-    org: &OrgId,
-    attempt: &str,
-    config: &RechargeConfig,
-) -> Result<Step, StoreError> {
-    let sent = send_intent(svc, org, attempt, config).await;
-    settle(svc, org, attempt, config, sent).await
+/// An attempt left in flight: sent again exactly as claimed while that is safe (few
+/// sends, inside Stripe's idempotency window, its card's owner still a member who may
+/// use it); otherwise looked up, never sent.
+pub async fn resume(svc: &Recharge, org: &OrgId, attempt: &str) -> Result<Step, StoreError> {
+    let Some(a) = svc.recharges.attempt(org, attempt).await? else {
+        return Err(StoreError::Invalid(format!(
+            "attempt {attempt} in flight but not found"
+        )));
+    };
+    if a.state != "pending" {
+        return Ok(Step::Pending);
+    }
+    let age = svc.clock.now() - a.created_at;
+    let owner_may_pay = match &a.card_owner {
+        Some(owner) => svc.recharges.may_charge_card_of(org, owner).await?,
+        None => false,
+    };
+    if a.tries < recharge::MAX_TRIES
+        && age < chrono::Duration::hours(recharge::IDEMPOTENCY_WINDOW_HOURS)
+        && owner_may_pay
+    {
+        return send(svc, org, &a).await;
+    }
+    tracing::warn!(org = %org, attempt, tries = a.tries, owner_may_pay, "not sending again; looking its PaymentIntent up");
+    match find_intent(svc, &a).await {
+        Ok(Some(pi)) => settle(svc, org, &a, Ok(pi)).await,
+        Ok(None) => {
+            svc.recharges
+                .abandoned(org, attempt, "never_charged", svc.clock.now())
+                .await?;
+            Ok(Step::Abandoned)
+        }
+        Err(e) => {
+            alarm(org, attempt, &e);
+            Ok(Step::Pending)
+        }
+    }
 }
 
-/// The off-session PaymentIntent of `attempt`, as Stripe answers it.
-pub async fn send_intent(
-    svc: &Recharge,
-    org: &OrgId,
-    attempt: &str,
-    config: &RechargeConfig,
-) -> Result<PaymentIntent, StripeError> {
-    let amount = config.settings.amount.usd();
-    let key = IdempotencyKey::new(attempt).map_err(|e| StripeError::ClientError(e.to_string()))?;
-    CreatePaymentIntent::new(config.settings.amount_cents(), Currency::USD)
-        .customer(config.customer.as_str())
-        .payment_method(config.payment_method.as_str())
+/// The PaymentIntent Stripe made for the attempt, if it made one: by the id recorded on
+/// the attempt, else among its customer's PaymentIntents since the attempt began, by the
+/// attempt id in its metadata.
+async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<PaymentIntent>, StripeError> {
+    if let Some(id) = &a.payment_intent {
+        return RetrievePaymentIntent::new(id.as_str())
+            .send(&svc.stripe)
+            .await
+            .map(Some);
+    }
+    let since = RangeQueryTs::Bounds(RangeBoundsTs {
+        gte: Some(a.created_at.timestamp() - 60),
+        ..Default::default()
+    });
+    let list = ListPaymentIntent::new()
+        .customer(a.customer.as_str())
+        .created(since)
+        .limit(100)
+        .send(&svc.stripe)
+        .await?;
+    let found = list
+        .data
+        .into_iter()
+        .find(|pi| pi.metadata.get("attempt").map(String::as_str) == Some(a.id.as_str()));
+    if found.is_none() && list.has_more {
+        return Err(StripeError::ClientError(
+            "more PaymentIntents than one page since the attempt; cannot tell".into(),
+        ));
+    }
+    Ok(found)
+}
+
+/// Counts the send, then sends the attempt's PaymentIntent (again, for a resumed attempt:
+/// the idempotency key makes Stripe answer with the first result) and settles what
+/// Stripe answered.
+pub async fn send(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Step, StoreError> {
+    if !svc.recharges.count_try(org, &a.id, svc.clock.now()).await? {
+        return Ok(Step::Pending);
+    }
+    let sent = send_intent(svc, org, a).await;
+    settle(svc, org, a, sent).await
+}
+
+/// The off-session PaymentIntent of the attempt `a`, exactly as it was claimed.
+pub async fn send_intent(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<PaymentIntent, StripeError> {
+    let cents = a
+        .amount
+        .to_cents()
+        .map_err(|e| StripeError::ClientError(e.to_string()))?;
+    let key = IdempotencyKey::new(a.id.as_str()).map_err(|e| StripeError::ClientError(e.to_string()))?;
+    CreatePaymentIntent::new(cents, Currency::USD)
+        .customer(a.customer.as_str())
+        .payment_method(a.payment_method.as_str())
         .confirm(true)
         .off_session(CreatePaymentIntentOffSession::Bool(true))
         .description("agent-credits auto-recharge")
         .metadata(std::collections::HashMap::from([
             ("purpose".to_owned(), recharge::RECHARGE_PURPOSE.to_owned()),
             ("org".to_owned(), org.to_string()),
-            ("attempt".to_owned(), attempt.to_owned()),
-            ("credits_usd".to_owned(), amount.to_string()),
-            ("price_usd".to_owned(), amount.to_string()),
+            ("attempt".to_owned(), a.id.clone()),
+            ("credits_usd".to_owned(), a.amount.to_string()),
+            ("price_usd".to_owned(), a.amount.to_string()),
         ]))
         .customize()
         .request_strategy(RequestStrategy::Idempotent(key))
@@ -177,62 +290,97 @@ pub async fn send_intent(
         .await
 }
 
+fn alarm(org: &OrgId, attempt: &str, e: &StripeError) {
+    let status = match e {
+        StripeError::Stripe(_, status) => *status,
+        _ => 0,
+    };
+    tracing::error!(alarm = "recharge_stripe", org = %org, attempt, status, error = %e,
+        "Stripe did not take the charge for a reason that is not the card; the attempt stays in flight");
+}
+
+/// What Stripe answered, settled: the PaymentIntent's id is recorded on the attempt first.
 pub async fn settle(
     svc: &Recharge,
     org: &OrgId,
-    attempt: &str,
-    config: &RechargeConfig,
+    a: &Attempt,
     sent: Result<PaymentIntent, StripeError>,
 ) -> Result<Step, StoreError> {
     let now = svc.clock.now();
+    let intent = match &sent {
+        Ok(pi) => Some(pi.id.to_string()),
+        Err(StripeError::Stripe(e, _)) => e.payment_intent.as_ref().map(|p| p.id.to_string()),
+        Err(_) => None,
+    };
+    if let Some(pi) = &intent
+        && a.payment_intent.as_deref() != Some(pi.as_str())
+    {
+        svc.recharges.record_intent(org, &a.id, pi).await?;
+    }
     match sent {
-        Ok(pi) if pi.status == PaymentIntentStatus::Succeeded => {
-            credit(svc, org, config, pi.id.as_str()).await?;
-            svc.recharges.succeeded(org, attempt, pi.id.as_str(), now).await?;
-            Ok(Step::Charged)
-        }
-        Ok(pi) if pi.status == PaymentIntentStatus::RequiresAction => {
-            let reason = "authentication_required";
-            svc.recharges
-                .failed(org, attempt, "requires_action", reason, Some(pi.id.as_str()), now)
-                .await?;
-            Ok(Step::Failed(reason.to_owned()))
-        }
-        Ok(pi) => {
-            tracing::info!(org = %org, attempt, status = %pi.status, "payment not final; settled later");
-            Ok(Step::Pending)
-        }
-        Err(StripeError::Stripe(e, status)) if e.type_.as_str() == "card_error" || status == 402 => {
+        Ok(pi) => match pi.status {
+            PaymentIntentStatus::Succeeded => {
+                credit(svc, org, a, pi.id.as_str()).await?;
+                svc.recharges.succeeded(org, &a.id, pi.id.as_str(), now).await?;
+                Ok(Step::Charged)
+            }
+            PaymentIntentStatus::RequiresAction => {
+                let reason = "authentication_required";
+                svc.recharges
+                    .failed(org, &a.id, "requires_action", reason, Some(pi.id.as_str()), now)
+                    .await?;
+                Ok(Step::Failed(reason.to_owned()))
+            }
+            // Found by a look-up after a decline: the card's own answer.
+            PaymentIntentStatus::RequiresPaymentMethod if pi.last_payment_error.is_some() => {
+                let reason = pi
+                    .last_payment_error
+                    .as_ref()
+                    .and_then(|e| {
+                        e.decline_code
+                            .clone()
+                            .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
+                    })
+                    .unwrap_or_else(|| "card_declined".to_owned());
+                let state = if reason == "authentication_required" {
+                    "requires_action"
+                } else {
+                    "failed"
+                };
+                svc.recharges
+                    .failed(org, &a.id, state, &reason, Some(pi.id.as_str()), now)
+                    .await?;
+                Ok(Step::Failed(reason))
+            }
+            PaymentIntentStatus::Canceled => {
+                svc.recharges.abandoned(org, &a.id, "canceled", now).await?;
+                Ok(Step::Abandoned)
+            }
+            status => {
+                tracing::info!(org = %org, attempt = a.id, %status, "payment not final; settled later");
+                Ok(Step::Pending)
+            }
+        },
+        Err(StripeError::Stripe(e, status))
+            if ChargeFailure::of(status, e.type_.as_str()) == ChargeFailure::Card =>
+        {
             let reason = e
                 .decline_code
                 .clone()
                 .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
                 .unwrap_or_else(|| "card_error".to_owned());
-            let intent = e.payment_intent.as_ref().map(|p| p.id.to_string());
             let state = if reason == "authentication_required" {
                 "requires_action"
             } else {
                 "failed"
             };
             svc.recharges
-                .failed(org, attempt, state, &reason, intent.as_deref(), now)
-                .await?;
-            Ok(Step::Failed(reason))
-        }
-        Err(StripeError::Stripe(e, status)) if (400..500).contains(&status) => {
-            // No such customer or payment method: the saved card is gone.
-            let reason = e
-                .code
-                .as_ref()
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_else(|| "no_saved_card".to_owned());
-            svc.recharges
-                .failed(org, attempt, "failed", &reason, None, now)
+                .failed(org, &a.id, state, &reason, intent.as_deref(), now)
                 .await?;
             Ok(Step::Failed(reason))
         }
         Err(e) => {
-            tracing::warn!(org = %org, attempt, error = %e, "Stripe did not answer; the attempt stays in flight");
+            alarm(org, &a.id, &e);
             Ok(Step::Pending)
         }
     }
@@ -240,25 +388,29 @@ pub async fn settle(
 
 /// The top-up's credit, once (the webhook may have made it already), and the payment
 /// remembered for its refunds and disputes.
-async fn credit(
-    svc: &Recharge,
-    org: &OrgId,
-    config: &RechargeConfig,
-    intent: &str,
-) -> Result<(), StoreError> {
-    let amount = config.settings.amount;
+async fn credit(svc: &Recharge, org: &OrgId, a: &Attempt, intent: &str) -> Result<(), StoreError> {
+    let amount =
+        agent_credits_domain::PositiveUsd::new(a.amount).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let req = recharge::top_up(org.clone(), amount, intent)
         .ok_or_else(|| StoreError::Invalid(format!("unusable payment intent id {intent}")))?;
     let record = PaymentRecord {
         payment_intent: intent.to_owned(),
         org: org.clone(),
-        kind: agent_credits_domain::EntryKind::AutoTopUp,
-        credits: amount.usd(),
-        charged_cents: u64::try_from(config.settings.amount_cents()).unwrap_or(0),
+        kind: EntryKind::AutoTopUp,
+        credits: a.amount,
+        charged_cents: cents_of(a.amount)?,
         credit_key: req.key().to_string(),
     };
     match svc.store.credit_payment(req, &record).await? {
-        Outcome::Committed(_) | Outcome::Replayed(_) => Ok(()),
-        other => Err(StoreError::Invalid(format!("a top-up came back {other:?}"))),
+        Ok(_) => Ok(()),
+        Err(refusal) => Err(StoreError::Invalid(format!("a top-up came back {refusal:?}"))),
     }
+}
+
+fn cents_of(amount: Usd) -> Result<u64, StoreError> {
+    amount
+        .to_cents()
+        .ok()
+        .and_then(|c| u64::try_from(c).ok())
+        .ok_or_else(|| StoreError::Invalid(format!("{amount} is not whole cents")))
 }

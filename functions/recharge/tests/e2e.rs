@@ -113,7 +113,14 @@ fn a_crashed_sweep_is_settled_once_and_a_cap_of_two_allows_two_under_cargo_lambd
             .claim(&app.org, "ra_died", &config, chrono::Utc::now())
             .await;
         assert_eq!(claim.unwrap(), Claim::Claimed);
-        send_intent(&app.svc, &app.org, "ra_died", &config).await.unwrap();
+        let a = app
+            .svc
+            .recharges
+            .attempt(&app.org, "ra_died")
+            .await
+            .unwrap()
+            .unwrap();
+        send_intent(&app.svc, &app.org, &a).await.unwrap();
     });
     assert_eq!((charges(&app), rt.block_on(balance(&app))), (1, usd("15")));
     let report = watch.invoke("recharge", &tick);

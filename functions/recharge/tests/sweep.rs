@@ -121,9 +121,14 @@ async fn a_sweep_stopped_after_stripes_success_is_credited_exactly_once_later() 
             .unwrap(),
         Claim::Claimed
     );
-    let pi = send_intent(&app.svc, &app.org, "ra_crashed", &config)
+    let a = app
+        .svc
+        .recharges
+        .attempt(&app.org, "ra_crashed")
         .await
+        .unwrap()
         .unwrap();
+    let pi = send_intent(&app.svc, &app.org, &a).await.unwrap();
     assert_eq!(charges(&app), 1, "Stripe charged");
     assert_eq!(balance(&app).await, usd("15"), "nothing credited yet");
 

@@ -50,7 +50,14 @@ async fn claimed_and_sent(app: &App, attempt: &str) {
         .await
         .unwrap();
     assert_eq!(claim, Claim::Claimed);
-    let _ = send_intent(&app.svc, &app.org, attempt, &config).await;
+    let a = app
+        .svc
+        .recharges
+        .attempt(&app.org, attempt)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = send_intent(&app.svc, &app.org, &a).await;
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, ApiKeyId, Attribution, BillingMode, ChangeRequest, Clock, HoldId, IdempotencyKey, LedgerEntry,
-    MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd, ProviderCost, RatePerMillion,
-    Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore,
+    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Clock, HoldId,
+    IdempotencyKey, LedgerEntry, MemberId, ModelId, ModelRate, OrgId, PauseReason, PositiveUsd, ProviderCost,
+    RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
@@ -31,7 +31,9 @@ type Reply = Result<Response<Body>, ApiError>;
 
 /// Routes one request. Never fails: every error is an HTTP answer.
 pub async fn handle(svc: &Usage, req: Request) -> Response<Body> {
-    respond(route(svc, &req).await)
+    // On the heap: a route's future holds several reads at once, and a debug build's
+    // stack frames for it are large.
+    respond(Box::pin(route(svc, &req)).await)
 }
 
 async fn route(svc: &Usage, req: &Request) -> Reply {
@@ -53,7 +55,7 @@ async fn route(svc: &Usage, req: &Request) -> Reply {
             let agent = query_param(req, "agent")
                 .map(|a| AgentId::parse(a).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string())))
                 .transpose()?;
-            may_i_run(svc, org_id(org)?, member, agent).await
+            Box::pin(may_i_run(svc, org_id(org)?, member, agent)).await
         }
         (&Method::PUT, ["v1", "rates", model]) => put_rate(svc, model, parse_json(req)?).await,
         (&Method::GET, ["v1", "orgs", org, "provider-keys", provider]) => {
@@ -112,11 +114,6 @@ fn hold_id(s: &str) -> Result<HoldId, ApiError> {
 
 fn member_id(s: String) -> Result<MemberId, ApiError> {
     MemberId::parse(s).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))
-}
-
-fn key(prefix: &str, id: &str) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::parse(format!("{prefix}:{id}"))
-        .map_err(|e| ApiError::bad_request("invalid_request_id", e.to_string()))
 }
 
 /// What the runtime reports about one model call.
@@ -178,6 +175,26 @@ async fn release_expired(svc: &Usage, wallet: &Wallet) -> Result<(), ApiError> {
         svc.store.expire_holds(&wallet.org).await?;
     }
     Ok(())
+}
+
+/// Who pays for a call of `agent` (the key rule of [`agent_credits_domain::verdict`]): a
+/// credits org pays from its wallet without another read; any other reads the runtime
+/// the agent runs and the keys the org stored.
+async fn billing_of(
+    svc: &Usage,
+    org: &OrgId,
+    mode: BillingMode,
+    agent: Option<&AgentId>,
+    want_runtime: bool,
+) -> Result<(Result<Billing, PauseReason>, Option<Runtime>), ApiError> {
+    if mode == BillingMode::Credits && !want_runtime {
+        return Ok((Ok(Billing::Credits), None));
+    }
+    let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
+    let keys = async { orgs.keys(org).await.map_err(ApiError::from) };
+    let (runtime, keys) = tokio::try_join!(runtime_of(svc, org, agent), keys)?;
+    let keys: Vec<_> = keys.iter().map(|k| k.provider).collect();
+    Ok((agent_credits_domain::billing(mode, runtime, &keys), Some(runtime)))
 }
 
 /// The org's settings; an org nobody created has no billing mode and is unknown here.
@@ -265,41 +282,54 @@ fn charged(wallet: &Wallet, entry: &LedgerEntry, replayed: bool) -> Charged {
     }
 }
 
-/// A debit, capture or hold that came back without an entry.
-fn refused(outcome: Outcome) -> ApiError {
-    match outcome {
-        Outcome::InsufficientFunds { available } => ApiError::new(
+/// A debit, capture or hold that was refused: nothing was written.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::InsufficientFunds { available } => ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
             "insufficient_credits",
             format!("{available} available"),
         )
         .with_details(json!({ "available": available })),
-        Outcome::MemberLimitReached { limit } => ApiError::new(
+        Refusal::MemberLimitReached { limit } => ApiError::new(
             StatusCode::FORBIDDEN,
             "member_limit_reached",
             format!("the member's monthly limit of {limit} is reached"),
         )
         .with_details(json!({ "limit": limit })),
-        Outcome::IdempotencyKeyReused => ApiError::new(
+        Refusal::IdempotencyKeyReused => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_reused",
             "this request id was used for a different request",
         ),
-        Outcome::HoldNotFound => ApiError::not_found("hold_not_found", "no such hold"),
-        Outcome::HoldClosed => {
+        Refusal::HoldNotFound => ApiError::not_found("hold_not_found", "no such hold"),
+        Refusal::HoldClosed => {
             ApiError::new(StatusCode::CONFLICT, "hold_closed", "the hold is already closed")
         }
-        Outcome::Paused { reason } => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "org_paused",
-            format!("the org is paused: {}", reason.as_str()),
-        )
-        .with_details(json!({ "reason": reason.as_str() })),
-        Outcome::Committed(_) | Outcome::Replayed(_) => ApiError::internal(&"an entry reported as a refusal"),
+        Refusal::Paused(reason) => paused(reason),
+        Refusal::Superseded | Refusal::Money(_) => ApiError::internal(&refusal),
     }
 }
 
-/// A BYOK (or keyed deferred) org: recorded for attribution, never debited.
+fn paused(reason: PauseReason) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "org_paused",
+        format!("the org is paused: {}", reason.as_str()),
+    )
+    .with_details(json!({ "reason": reason.as_str() }))
+}
+
+/// The answer for a debit or capture that stands.
+fn answered(wallet: &Wallet, applied: Applied) -> Reply {
+    let replayed = applied.replayed();
+    Ok(json_response(
+        StatusCode::OK,
+        &charged(wallet, applied.entry(), replayed),
+    ))
+}
+
+/// A call on the org's own key: recorded for attribution, never debited.
 async fn record_unbilled(
     svc: &Usage,
     org: &OrgId,
@@ -307,13 +337,14 @@ async fn record_unbilled(
     cost: Usd,
     report: &CallReport,
 ) -> Reply {
-    let new = svc
+    let recorded = svc
         .store
-        .record_unbilled(org, key, cost, &report.attribution())
-        .await?;
+        .record_unbilled(org, key, &report.fingerprint(), cost, &report.attribution())
+        .await?
+        .map_err(refused)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "entry_id": null, "billed_to": "provider_key", "billed": cost, "charged": Usd::ZERO, "replayed": !new }),
+        &json!({ "entry_id": null, "billed_to": Billing::ProviderKey, "billed": recorded.cost, "charged": Usd::ZERO, "replayed": recorded.replayed }),
     ))
 }
 
@@ -322,30 +353,29 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
         .request_id
         .clone()
         .ok_or_else(|| ApiError::bad_request("missing_request_id", "request_id is required"))?;
-    let key = key("usage", request_id.as_str())?;
+    let key = keys::usage(&request_id);
     tracing::info!(%org, runtime = ?report.runtime, model = ?report.model, "usage reported");
-    let (wallet, _) = wallet_of(svc, &org).await?;
+    let (wallet, mode) = wallet_of(svc, &org).await?;
     let now = svc.clock.now();
     let amount = billable(svc, &wallet, &report, now.date_naive()).await?;
-    if !wallet.settings.bills_wallet() {
+    // A call already made is recorded whoever pays: an org that may not run (no key) was
+    // still run, on credits.
+    let (billing, _) = billing_of(svc, &org, mode, report.agent.as_ref(), false).await?;
+    if billing == Ok(Billing::ProviderKey) {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     let Ok(amount) = PositiveUsd::new(amount) else {
         // A free call moves no money; there is nothing to record on the ledger.
         return Ok(json_response(
             StatusCode::OK,
-            &json!({ "entry_id": null, "billed_to": "credits", "billed": Usd::ZERO }),
+            &json!({ "entry_id": null, "billed_to": Billing::Credits, "billed": Usd::ZERO }),
         ));
     };
     release_expired(svc, &wallet).await?;
     let req = ChangeRequest::usage(org, amount, key)
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
-    match svc.store.apply(req).await? {
-        Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
-        Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),
-        other => Err(refused(other)),
-    }
+    answered(&wallet, svc.store.apply(req).await?.map_err(refused)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -364,12 +394,16 @@ struct HoldRequest {
 }
 
 async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
-    let (wallet, _) = wallet_of(svc, &org).await?;
-    if !wallet.settings.bills_wallet() {
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({ "hold_id": body.hold_id, "held": Usd::ZERO, "billed_to": "provider_key" }),
-        ));
+    let (wallet, mode) = wallet_of(svc, &org).await?;
+    match billing_of(svc, &org, mode, body.agent.as_ref(), false).await?.0 {
+        Ok(Billing::Credits) => {}
+        Ok(Billing::ProviderKey) => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({ "hold_id": body.hold_id, "held": Usd::ZERO, "billed_to": Billing::ProviderKey }),
+            ));
+        }
+        Err(reason) => return Err(paused(reason)),
     }
     let ttl = body.ttl_seconds.unwrap_or(svc.config.hold_ttl_seconds);
     if !(1..=svc.config.max_hold_ttl_seconds).contains(&ttl) {
@@ -392,22 +426,24 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         body.hold_id.clone(),
         body.amount,
         expires_at,
-        key("hold", body.hold_id.as_str())?,
+        keys::hold(&body.hold_id),
     )
     .attributed_to(attribution);
     let mut outcome = svc.store.apply(req.clone()).await?;
-    if matches!(outcome, Outcome::InsufficientFunds { .. }) && svc.store.expire_holds(&org).await? > 0 {
+    if matches!(outcome, Err(Refusal::InsufficientFunds { .. }))
+        && !wallet.held.is_zero()
+        && svc.store.expire_holds(&org).await?.released > 0
+    {
         // Expired holds were still counted against the wallet: released now, try again.
         outcome = svc.store.apply(req).await?;
     }
-    let (entry, expires_at) = match outcome {
-        Outcome::Committed(e) => (e, expires_at),
+    let (entry, expires_at) = match outcome.map_err(refused)? {
+        Applied::Committed(e) => (e, expires_at),
         // The hold as it was made: its expiry then, not one counted from this retry.
-        Outcome::Replayed(e) => {
+        Applied::Replayed(e) => {
             let made = svc.store.hold(&org, &body.hold_id).await?;
             (e, made.map_or(expires_at, |h| h.expires))
         }
-        other => return Err(refused(other)),
     };
     Ok(json_response(
         StatusCode::CREATED,
@@ -422,39 +458,35 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
 }
 
 async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
-    let key = key("capture", hold.as_str())?;
-    let (wallet, _) = wallet_of(svc, &org).await?;
+    let key = keys::capture(&hold);
+    let (wallet, mode) = wallet_of(svc, &org).await?;
     let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
-    if !wallet.settings.bills_wallet() {
+    if billing_of(svc, &org, mode, report.agent.as_ref(), false).await?.0 == Ok(Billing::ProviderKey) {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     release_expired(svc, &wallet).await?;
     let req = ChangeRequest::capture(org, hold, amount, key)
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
-    match svc.store.apply(req).await? {
-        Outcome::Committed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, false))),
-        Outcome::Replayed(e) => Ok(json_response(StatusCode::OK, &charged(&wallet, &e, true))),
-        other => Err(refused(other)),
-    }
+    answered(&wallet, svc.store.apply(req).await?.map_err(refused)?)
 }
 
 async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
-    let req = ChangeRequest::release(org, hold.clone(), key("release", hold.as_str())?);
-    match svc.store.apply(req).await? {
-        Outcome::Committed(e) | Outcome::Replayed(e) => Ok(json_response(
-            StatusCode::OK,
-            &json!({ "hold_id": hold, "released": e.held_change.magnitude(), "available": e.available_after }),
-        )),
-        other => Err(refused(other)),
-    }
+    let req = ChangeRequest::release(org, hold.clone(), keys::release(&hold));
+    let e = svc.store.apply(req).await?.map_err(refused)?.into_entry();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "hold_id": hold, "released": e.held_change.magnitude(), "available": e.available_after }),
+    ))
 }
 
 #[derive(Serialize)]
-struct Verdict {
+struct VerdictAnswer {
     allowed: bool,
     reason: Option<&'static str>,
     billing_mode: BillingMode,
+    /// Who pays for the call, when it may run.
+    billed_to: Option<Billing>,
     available: Usd,
     low_balance: bool,
     /// The runtime the asking agent runs (its own, else the org's), when it gave its id.
@@ -463,10 +495,16 @@ struct Verdict {
 }
 
 /// The agent's own runtime, else the org's.
-async fn runtime_of(svc: &Usage, org: &OrgId, agent: &AgentId) -> Result<Runtime, ApiError> {
+async fn runtime_of(svc: &Usage, org: &OrgId, agent: Option<&AgentId>) -> Result<Runtime, ApiError> {
     let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
+    let own = async {
+        match agent {
+            Some(agent) => orgs.agent_runtime(org, agent).await,
+            None => Ok(None),
+        }
+    };
     // The agent's own and the org's, read at once: the runtime asks before every call.
-    match tokio::try_join!(orgs.agent_runtime(org, agent), orgs.get(org))? {
+    match tokio::try_join!(own, orgs.get(org))? {
         (Some(own), _) => Ok(own.runtime),
         (None, Some(profile)) => Ok(profile.runtime),
         (None, None) => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
@@ -474,45 +512,33 @@ async fn runtime_of(svc: &Usage, org: &OrgId, agent: &AgentId) -> Result<Runtime
 }
 
 async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>, agent: Option<AgentId>) -> Reply {
-    let runtime = async {
-        match &agent {
-            Some(agent) => runtime_of(svc, &org, agent).await.map(Some),
+    let (mut wallet, mode) = wallet_of(svc, &org).await?;
+    let now = svc.clock.now();
+    let month = async {
+        match &member {
+            Some(m) => svc.store.member_month(&org, m, now).await.map(Some),
             None => Ok(None),
         }
     };
-    let ((mut wallet, mode), runtime) = tokio::try_join!(wallet_of(svc, &org), runtime)?;
-    if !wallet.held.is_zero() && svc.store.expire_holds(&org).await? > 0 {
+    let ((billing, runtime), month) = tokio::try_join!(
+        async { billing_of(svc, &org, mode, agent.as_ref(), agent.is_some()).await },
+        async { month.await.map_err(ApiError::from) }
+    )?;
+    if !wallet.held.is_zero() && svc.store.expire_holds(&org).await?.released > 0 {
         wallet = svc.store.wallet(&org).await?;
     }
-    let available = wallet.available().map_err(|e| ApiError::internal(&e))?;
-    let on_credits = wallet.settings.bills_wallet();
-    let mut reason = match (mode, wallet.state) {
-        (BillingMode::Byok, _) => None,
-        (BillingMode::Deferred, _) if wallet.settings.has_provider_key => None,
-        (BillingMode::Deferred, _) if available.is_zero() => Some(PauseReason::NoKeyConfigured),
-        (_, WalletState::Paused(r)) if r != PauseReason::CreditsExhausted => Some(r),
-        _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
-        _ => None,
-    };
-    if let (None, true, Some(member)) = (reason, on_credits, &member)
-        && let Some(limit) = svc.store.member_limit(&org, member).await?
-        && svc
-            .store
-            .member_month_spent(&org, member, svc.clock.now())
-            .await?
-            >= limit
-    {
-        reason = Some(PauseReason::MemberLimitReached);
-    }
+    let v = agent_credits_domain::verdict(mode, &wallet, billing, month.as_ref())
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(json_response(
         StatusCode::OK,
-        &Verdict {
-            allowed: reason.is_none(),
-            reason: reason.map(PauseReason::as_str),
+        &VerdictAnswer {
+            allowed: v.allowed,
+            reason: v.reason.map(PauseReason::as_str),
             billing_mode: mode,
-            available,
-            low_balance: on_credits && available <= wallet.settings.low_threshold(),
-            runtime,
+            billed_to: v.billed_to,
+            available: v.available,
+            low_balance: v.low_balance,
+            runtime: agent.is_some().then_some(runtime).flatten(),
         },
     ))
 }

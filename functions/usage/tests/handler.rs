@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    BillingMode, Clock, HoldId, MemberId, ModelId, ModelRate, OrgId, Outcome, PageRequest, PositiveUsd,
-    RatePerMillion, RechargeTrigger, Usd, WalletSettings, WalletStore,
+    Applied, BillingMode, Clock, HoldId, MemberId, ModelId, ModelRate, OrgId, PageRequest, PositiveUsd,
+    Provider, RatePerMillion, RechargeTrigger, Runtime, Usd, WalletSettings, WalletStore,
 };
-use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 use support::TestClock;
@@ -42,17 +42,38 @@ fn usd(s: &str) -> Usd {
 }
 
 async fn app_with(settings: WalletSettings, credits: &str) -> App {
+    app_on(settings, Runtime::ClaudeCode, &[], credits).await
+}
+
+/// `org_demo` on `runtime` with its own keys for `keys`, created as the account function
+/// creates orgs, with `credits` bought.
+async fn app_on(settings: WalletSettings, runtime: Runtime, keys: &[Provider], credits: &str) -> App {
     let (db, client) = support::fresh_table("credits").await;
     let clock = Arc::new(TestClock::at(
         Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap(),
     ));
     let store = DynamoWalletStore::new(client.clone(), "credits", clock.clone());
-    let rates = RateStore::new(client, "credits");
+    let rates = RateStore::new(client.clone(), "credits");
     let org = OrgId::parse("org_demo").unwrap();
+    let orgs = OrgStore::new(client, "credits");
+    let mut profile = support::credits_org(&org);
+    profile.runtime = runtime;
+    profile.billing_mode = settings.billing_mode.unwrap();
+    let owner = MemberId::parse("u_owner").unwrap();
+    assert!(orgs.create(&profile, &owner, &settings).await.unwrap());
     store.put_settings(&org, &settings).await.unwrap();
+    for provider in keys {
+        let name = format!("agent-credits/test/byok/{org}/{provider}");
+        orgs.record_key(&org, *provider, "abcd", &name, Utc::now())
+            .await
+            .unwrap();
+    }
     if PositiveUsd::parse(credits).is_ok() {
         let buy = support::purchase(&org, credits, "purchase:seed");
-        assert!(matches!(store.apply(buy).await.unwrap(), Outcome::Committed(_)));
+        assert!(matches!(
+            store.apply(buy).await.unwrap(),
+            Ok(Applied::Committed(_))
+        ));
     }
     rates
         .put(&ModelRate {
@@ -368,6 +389,7 @@ async fn a_debit_beyond_the_balance_takes_what_is_there_pauses_at_zero_and_notif
         .store
         .apply(support::purchase(&app.org, "100", "purchase:cs_2"))
         .await
+        .unwrap()
         .unwrap();
     let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
     assert_eq!(
@@ -499,12 +521,13 @@ async fn a_hold_beyond_available_is_refused_and_an_expired_hold_is_released() {
 
 #[tokio::test]
 async fn byok_usage_is_recorded_but_never_debits_the_wallet() {
-    let app = app_with(
+    let app = app_on(
         WalletSettings {
             billing_mode: Some(BillingMode::Byok),
-            has_provider_key: true,
             ..Default::default()
         },
+        Runtime::ClaudeCode,
+        &[Provider::Anthropic],
         "5.00",
     )
     .await;
@@ -547,7 +570,7 @@ async fn a_disputed_org_is_reported_paused_with_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_limit_holds_under_32_concurrent_debits() {
+async fn every_call_is_billed_past_the_member_limit_under_32_concurrent_debits() {
     let app = app("50.00").await;
     let member = MemberId::parse("m_ana").unwrap();
     app.svc
@@ -567,26 +590,67 @@ async fn a_member_limit_holds_under_32_concurrent_debits() {
         }
     }))
     .await;
-    let ok = results.iter().filter(|(s, _)| *s == 200).count();
-    let limited = results
+    // Calls already made: every one charged, whatever the limit.
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    assert_eq!(balance(&app).await, usd("47.60"), "32 calls of $0.075 charged");
+    let month = app
+        .svc
+        .store
+        .member_month(&app.org, &member, app.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(month.spent, usd("2.40"), "all counted in the member's month");
+    // From now on the member may not run, and may not reserve.
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
+        (Some(false), Some("member_limit_reached"))
+    );
+    let (status, body) = call(
+        &app.svc,
+        &event_with("usage/hold.json", json!({ "amount": "0.01" })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("member_limit_reached"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_parallel_holds_of_90_cents_on_a_dollar_limit_admit_one() {
+    let app = app("50.00").await;
+    let member = MemberId::parse("m_ana").unwrap();
+    app.svc
+        .store
+        .set_member_limit(&app.org, &member, Some(usd("1.00")))
+        .await
+        .unwrap();
+    let svc = app.svc.clone();
+    let results = spawn_all((0..10).map(|i| {
+        let svc = svc.clone();
+        async move {
+            let event = event_with(
+                "usage/hold.json",
+                json!({ "hold_id": format!("h{i}"), "amount": "0.90" }),
+            );
+            call(&svc, &event).await
+        }
+    }))
+    .await;
+    let admitted = results.iter().filter(|(s, _)| *s == 201).count();
+    let refused = results
         .iter()
         .filter(|(s, b)| *s == 403 && b["error"]["code"] == "member_limit_reached")
         .count();
-    assert_eq!(ok + limited, 32, "{results:?}");
-    let spent = app
+    assert_eq!((admitted, refused), (1, 9), "{results:?}");
+    let month = app
         .svc
         .store
-        .member_month_spent(&app.org, &member, app.clock.now())
+        .member_month(&app.org, &member, app.clock.now())
         .await
         .unwrap();
-    assert!(spent <= usd("1.00"), "member spent {spent}");
-    assert_eq!(
-        spent,
-        usd("0.975"),
-        "13 debits of $0.075 fit in $1.00, the 14th does not"
-    );
-    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
-    assert_eq!(verdict["allowed"], true, "$0.025 left is not the limit reached");
+    assert_eq!((month.spent, month.held), (Usd::ZERO, usd("0.90")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -737,13 +801,17 @@ async fn a_hold_must_fit_the_member_limit_and_its_capture_is_always_charged() {
     )
     .await;
     assert_eq!((status, body["charged"].as_str()), (200, Some("1.20")), "{body}");
-    let spent = app
+    let month = app
         .svc
         .store
-        .member_month_spent(&app.org, &member, app.clock.now())
+        .member_month(&app.org, &member, app.clock.now())
         .await
         .unwrap();
-    assert_eq!(spent, usd("1.20"));
+    assert_eq!(
+        (month.spent, month.held),
+        (usd("1.20"), Usd::ZERO),
+        "the hold's reservation is freed"
+    );
     let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
     assert_eq!(
         (verdict["allowed"].as_bool(), verdict["reason"].as_str()),

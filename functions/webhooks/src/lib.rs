@@ -19,8 +19,9 @@
 //! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
 //! | `invoice.paid` of a plan subscription | the period's base grant, rollover up to the cap | `stripe:invoice:<invoice>` |
 //!
-//! A refund or dispute of a payment not yet credited (its events overtook the payment's)
-//! is answered 409 so that Stripe delivers it again later; nothing is written. Handled
+//! A refund or dispute of a payment of ours not yet credited (its events overtook the
+//! payment's) is answered 409 so that Stripe delivers it again later; nothing is written.
+//! One of a payment that is none of ours is acknowledged (`200 ignored`). Handled
 //! events leave a receipt (`STRIPE#<event>`), so a redelivery is answered at once. The
 //! answer is 2xx only once every write is durable; on a store failure it is 5xx and Stripe
 //! retries.
@@ -29,7 +30,7 @@ mod payments;
 mod plans;
 mod reversals;
 
-use agent_credits_domain::{Outcome, StoreError};
+use agent_credits_domain::{Applied, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
 use agent_credits_http::{ApiError, json_response, path_segments, respond};
 use lambda_http::http::{Method, StatusCode};
@@ -62,7 +63,7 @@ impl std::fmt::Debug for Webhooks {
 type Reply = Result<Response<Body>, ApiError>;
 
 pub async fn handle(svc: &Webhooks, req: Request) -> Response<Body> {
-    respond(route(svc, &req).await)
+    respond(Box::pin(route(svc, &req)).await)
 }
 
 async fn route(svc: &Webhooks, req: &Request) -> Reply {
@@ -162,18 +163,18 @@ fn not_yet_credited(payment_intent: &str) -> ApiError {
 }
 
 /// The answer for one applied change: committed now or before.
-fn applied(outcome: Outcome, fresh: &str, again: &str) -> Reply {
+fn applied(outcome: agent_credits_domain::Outcome, fresh: &str, again: &str) -> Reply {
     match outcome {
-        Outcome::Committed(entry) => Ok(json_response(
+        Ok(Applied::Committed(entry)) => Ok(json_response(
             StatusCode::OK,
             &json!({ "received": true, "result": fresh, "entry_id": entry.id() }),
         )),
-        Outcome::Replayed(entry) => Ok(json_response(
+        Ok(Applied::Replayed(entry)) => Ok(json_response(
             StatusCode::OK,
             &json!({ "received": true, "result": again, "entry_id": entry.id() }),
         )),
-        other => Err(ApiError::internal(&StoreError::Invalid(format!(
-            "a stripe change came back {other:?}"
+        Err(refusal) => Err(ApiError::internal(&StoreError::Invalid(format!(
+            "a stripe change came back {refusal:?}"
         )))),
     }
 }

@@ -9,10 +9,9 @@ use std::collections::HashMap;
 use agent_credits_domain::recharge;
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
-    PositiveUsd, Usd, WalletStore,
+    PositiveUsd, Usd, WalletStore, keys,
 };
 use agent_credits_dynamo::{PaymentRecord, RechargeStore};
-use rust_decimal::Decimal;
 use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, PaymentIntent};
 use stripe_types::Currency;
 use stripe_webhook::Event;
@@ -165,7 +164,7 @@ impl Paid {
         if currency != Some(&Currency::USD) {
             return Err(unmatched(object, "a currency other than usd"));
         }
-        if Decimal::from(charged_cents) != price.as_decimal() * Decimal::ONE_HUNDRED {
+        if price.to_cents() != Ok(charged_cents) {
             return Err(unmatched(object, "a price_usd different from the amount charged"));
         }
         let charged_cents =
@@ -201,5 +200,5 @@ async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, req: 
 
 /// The idempotency key of the credit a payment makes.
 pub fn payment_key(payment_intent: &str) -> Option<IdempotencyKey> {
-    IdempotencyKey::parse(format!("stripe:payment:{payment_intent}")).ok()
+    keys::payment(payment_intent).ok()
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use agent_credits_domain::{ChangeRequest, ExternalRefs, IdempotencyKey, OrgId, Usd, WalletStore};
+use agent_credits_domain::{ChangeRequest, ExternalRefs, OrgId, Usd, WalletStore, keys};
 use serde::Deserialize;
 use stripe_shared::{Invoice, InvoiceBillingReason};
 use stripe_types::Currency;
@@ -89,8 +89,7 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
     if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
         return Err(unmatched(&id, "an unknown org"));
     }
-    let key = IdempotencyKey::parse(format!("stripe:invoice:{id}"))
-        .map_err(|_| unmatched(&id, "an unusable invoice id"))?;
+    let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
     let req = ChangeRequest::renew_plan(org, plan.base_usd, plan.rollover_cap_usd, key).with_external(
         ExternalRefs {
             stripe_event: Some(event.id.to_string()),

@@ -3,39 +3,70 @@
 //! Both name the charge's PaymentIntent, through which the payment record
 //! (`STRIPE#<payment intent>`, written once the payment's credit committed) gives the org
 //! and what the payment credited. A refund of a payment not credited yet is answered 409
-//! (Stripe delivers it again later): applied before its payment, it would find nothing to
-//! take back, and the late credit would then stand.
+//! while the payment is one of ours (Stripe delivers it again later): applied before its
+//! payment, it would find nothing to take back, and the late credit would then stand. One
+//! that is none of ours is acknowledged and ignored.
 
 use agent_credits_domain::{
-    Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, PauseReason, PositiveUsd, Usd,
-    WalletStore,
+    Applied, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, OrgId, PauseReason, PositiveUsd,
+    Refusal, Usd, WalletStore, keys,
 };
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::ApiError;
 use lambda_http::http::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::json;
+use stripe_core::payment_intent::RetrievePaymentIntent;
 use stripe_core::refund::ListRefund;
 use stripe_shared::{Charge, Dispute, DisputeStatus, Refund};
 use stripe_webhook::Event;
 
 use crate::{Reply, Webhooks, acknowledged, applied, not_yet_credited};
 
+/// The bucket a payment filled, which its take-backs draw first.
+fn filled(payment: &PaymentRecord) -> Bucket {
+    match payment.kind {
+        EntryKind::PlanGrant => Bucket::Base,
+        _ => Bucket::Purchased,
+    }
+}
+
+fn usable(
+    key: Result<IdempotencyKey, agent_credits_domain::IdError>,
+    what: &'static str,
+) -> Result<IdempotencyKey, ApiError> {
+    key.map_err(|_| ApiError::bad_request("invalid_object", format!("the {what} id is not usable")))
+}
+
+/// Money that went back to the card leaves the wallet: expired holds are released first
+/// (they hold nothing any more), then the take-back draws from the balance, held credits
+/// included.
+async fn take_back(
+    svc: &Webhooks,
+    org: &OrgId,
+    req: ChangeRequest,
+) -> Result<agent_credits_domain::Outcome, ApiError> {
+    svc.store.expire_holds(org).await?;
+    Ok(svc.store.apply(req).await?)
+}
+
 /// `charge.refunded`: each refund of the charge takes back its share of the credits the
 /// payment added (a package's bonus in proportion), never below zero; what is no longer
-/// there is recorded as the entry's shortfall.
+/// there is recorded as the entry's shortfall. A refund whose failure was recorded first
+/// takes nothing: its take-back yields to its failure, in the same write.
 pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
     let Some(intent) = charge.payment_intent.as_ref().map(|p| p.id().to_string()) else {
         return Ok(acknowledged("ignored"));
     };
-    let payment = credited(svc, &intent).await?;
+    let Some(payment) = credited(svc, &intent).await? else {
+        return Ok(acknowledged("ignored"));
+    };
     let refunds = refunds_of(svc, charge).await?;
     let mut entries = vec![];
     for r in refunds.iter().filter(|r| counts(r)) {
         let Some(amount) = share(&payment, r.amount)? else {
             continue;
         };
-        let key = refund_key(r.id.as_str(), "")?;
         let external = ExternalRefs {
             stripe_event: Some(event.id.to_string()),
             payment_intent: Some(intent.clone()),
@@ -43,13 +74,24 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
             refund: Some(r.id.to_string()),
             ..Default::default()
         };
-        let req = ChangeRequest::take_back(payment.org.clone(), EntryKind::Refund, amount, key)
-            .map_err(|e| ApiError::internal(&e))?
-            .with_external(external);
-        let outcome = svc.store.apply(req).await?;
-        let entry = outcome
-            .entry()
-            .ok_or_else(|| ApiError::internal(&format!("a refund came back {outcome:?}")))?;
+        let req = ChangeRequest::take_back(
+            payment.org.clone(),
+            EntryKind::Refund,
+            amount,
+            filled(&payment),
+            usable(keys::refund(r.id.as_str()), "refund")?,
+        )
+        .map_err(|e| ApiError::internal(&e))?
+        .unless(usable(keys::refund_failed(r.id.as_str()), "refund")?)
+        .with_external(external);
+        let entry = match take_back(svc, &payment.org, req).await? {
+            Ok(applied) => applied.into_entry(),
+            Err(Refusal::Superseded) => {
+                entries.push(json!({ "refund": r.id.as_str(), "result": "refund_failed_first" }));
+                continue;
+            }
+            Err(other) => return Err(ApiError::internal(&format!("a refund came back {other:?}"))),
+        };
         entries.push(json!({
             "refund": r.id.as_str(),
             "entry_id": entry.id(),
@@ -69,17 +111,13 @@ fn counts(r: &Refund) -> bool {
     !matches!(r.status.as_deref(), Some("failed" | "canceled"))
 }
 
-fn refund_key(refund: &str, step: &str) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::parse(format!("stripe:refund:{refund}{step}"))
-        .map_err(|_| ApiError::bad_request("invalid_refund", "the refund id is not usable"))
-}
-
-/// A refund that failed or was cancelled after it took credits back (the customer's bank
-/// returned it, say): the customer did not get the money, so the credits it took come
-/// back into purchased, once (`adjustment`, key `stripe:refund:<refund>:failed`). What the
-/// refund could not take (its shortfall) was never taken and does not come back. A refund
-/// never applied gives nothing back: `charge.refunded` reads the refunds' current status
-/// from Stripe, so a refund that failed first is never taken.
+/// A refund that failed or was cancelled (the customer's bank returned it, say): the
+/// customer did not get the money, so what the refund took comes back into the buckets it
+/// came from, once (`adjustment`, key `stripe:refund:<refund>:failed`). What it could not
+/// take (its shortfall) was never taken and does not come back. A failure that arrives
+/// before the refund was taken is recorded under the same key (moving nothing), and the
+/// take-back, which yields to that key, then never happens: in either order, and when
+/// both arrive at once, the refund's credits end up where they were.
 pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Reply {
     if counts(refund) {
         return Ok(acknowledged("ignored"));
@@ -87,17 +125,11 @@ pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Re
     let Some(intent) = refund.payment_intent.as_ref().map(|p| p.id().to_string()) else {
         return Ok(acknowledged("ignored"));
     };
-    let payment = credited(svc, &intent).await?;
-    let Some(taken) = svc
-        .store
-        .entry_for_key(&payment.org, &refund_key(refund.id.as_str(), "")?)
-        .await?
-    else {
-        return Ok(acknowledged("refund_not_applied"));
+    let Some(payment) = credited(svc, &intent).await? else {
+        return Ok(acknowledged("ignored"));
     };
-    let Ok(amount) = PositiveUsd::new(taken.amount.magnitude()) else {
-        return Ok(acknowledged("nothing_taken"));
-    };
+    let taken_key = usable(keys::refund(refund.id.as_str()), "refund")?;
+    let failed_key = usable(keys::refund_failed(refund.id.as_str()), "refund")?;
     let external = ExternalRefs {
         stripe_event: Some(event.id.to_string()),
         payment_intent: Some(intent),
@@ -105,25 +137,39 @@ pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Re
         refund: Some(refund.id.to_string()),
         ..Default::default()
     };
-    let req = ChangeRequest::credit(
-        payment.org,
-        EntryKind::Adjustment,
-        Bucket::Purchased,
-        amount,
-        refund_key(refund.id.as_str(), ":failed")?,
-    )
-    .map_err(|e| ApiError::internal(&e))?
-    .with_external(external);
-    applied(
-        svc.store.apply(req).await?,
-        "refund_reversed",
-        "refund_already_reversed",
-    )
+    // Twice at most: a take-back that commits between the read and the note makes the
+    // note yield, and the second pass gives back what it took.
+    for _ in 0..2 {
+        if let Some(taken) = svc.store.entry_for_key(&payment.org, &taken_key).await? {
+            let Some(req) = ChangeRequest::restore(payment.org.clone(), &taken.buckets, failed_key.clone())
+            else {
+                return Ok(acknowledged("nothing_taken"));
+            };
+            let outcome = svc.store.apply(req.with_external(external)).await?;
+            return applied(outcome, "refund_reversed", "refund_already_reversed");
+        }
+        let note = ChangeRequest::note(payment.org.clone(), EntryKind::Adjustment, failed_key.clone())
+            .unless(taken_key.clone())
+            .with_external(external.clone());
+        match svc.store.apply(note).await? {
+            Ok(Applied::Committed(_)) => return Ok(acknowledged("refund_failed_before_taken")),
+            Ok(Applied::Replayed(_)) => return Ok(acknowledged("refund_already_reversed")),
+            Err(Refusal::Superseded) => continue,
+            Err(other) => {
+                return Err(ApiError::internal(&format!(
+                    "a refund failure came back {other:?}"
+                )));
+            }
+        }
+    }
+    Err(ApiError::unavailable(
+        &"a refund's take-back and its failure kept racing",
+    ))
 }
 
 /// The charge's refunds with their current status, from Stripe's API; from the event only
 /// when there is no Stripe key to ask with (a status there may be stale: a refund that
-/// failed since would be taken).
+/// failed since would be taken, then given back when its failure arrives).
 async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiError> {
     let embedded = charge.refunds.as_ref().filter(|l| !l.has_more);
     let stripe = match (svc.stripe.as_ref(), embedded) {
@@ -138,14 +184,7 @@ async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiE
     let mut refunds: Vec<Refund> = vec![];
     let mut page = ListRefund::new().charge(charge.id.as_str()).limit(100);
     loop {
-        let list = page.send(stripe).await.map_err(|e| {
-            tracing::error!(error = %e, "listing a charge's refunds failed");
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "stripe_unavailable",
-                "Stripe could not list the charge's refunds",
-            )
-        })?;
+        let list = page.send(stripe).await.map_err(stripe_unavailable)?;
         let last = list.data.last().map(|r| r.id.to_string());
         refunds.extend(list.data);
         match (list.has_more, last) {
@@ -158,6 +197,15 @@ async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiE
             _ => return Ok(refunds),
         }
     }
+}
+
+fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
+    tracing::error!(error = %e, "a Stripe read failed");
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "stripe_unavailable",
+        "Stripe could not be read; deliver again later",
+    )
 }
 
 /// The credits `cents` of the payment stand for: the payment's credits in proportion to
@@ -173,12 +221,43 @@ fn share(payment: &PaymentRecord, cents: i64) -> Result<Option<PositiveUsd>, Api
     Ok(PositiveUsd::new(usd).ok())
 }
 
-/// The payment of this PaymentIntent, once its credit has committed.
-async fn credited(svc: &Webhooks, intent: &str) -> Result<PaymentRecord, ApiError> {
-    svc.store
-        .payment(intent)
-        .await?
-        .ok_or_else(|| not_yet_credited(intent))
+/// The payment of this PaymentIntent, once its credit has committed. Not credited: `409`
+/// while a payment of ours can still arrive (Stripe delivers the reversal again later),
+/// `None` (acknowledged and ignored) when the PaymentIntent is none of ours, so Stripe
+/// stops retrying something this service never credited.
+async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>, ApiError> {
+    if let Some(payment) = svc.store.payment(intent).await? {
+        return Ok(Some(payment));
+    }
+    if ours(svc, intent).await? {
+        return Err(not_yet_credited(intent));
+    }
+    tracing::info!(
+        payment_intent = intent,
+        "a reversal of a payment that is none of ours; ignored"
+    );
+    Ok(None)
+}
+
+/// Whether the PaymentIntent names an org of ours in its metadata (as every PaymentIntent
+/// the checkout and recharge functions create does). Without a Stripe key to ask, it
+/// might be: the reversal waits.
+async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
+    let Some(stripe) = svc.stripe.as_ref() else {
+        return Ok(true);
+    };
+    let pi = match RetrievePaymentIntent::new(intent).send(stripe).await {
+        Ok(pi) => pi,
+        Err(stripe::StripeError::Stripe(e, 404)) => {
+            tracing::info!(payment_intent = intent, error = %e.message.unwrap_or_default(), "no such PaymentIntent");
+            return Ok(false);
+        }
+        Err(e) => return Err(stripe_unavailable(e)),
+    };
+    let Some(org) = pi.metadata.get("org").and_then(|o| OrgId::parse(o.as_str()).ok()) else {
+        return Ok(false);
+    };
+    Ok(svc.store.wallet(&org).await?.settings.billing_mode.is_some())
 }
 
 fn dispute_refs(event: &Event, dispute: &Dispute, intent: &str) -> ExternalRefs {
@@ -191,38 +270,34 @@ fn dispute_refs(event: &Event, dispute: &Dispute, intent: &str) -> ExternalRefs 
     }
 }
 
-fn dispute_key(dispute: &Dispute, step: &str) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::parse(format!("stripe:dispute:{}{step}", dispute.id))
-        .map_err(|_| ApiError::bad_request("invalid_dispute", "the dispute id is not usable"))
-}
-
 /// `charge.dispute.created`: the org is paused (reason `disputed`) until the dispute
-/// closes; credits stay where they are, and nothing new may be reserved or spent.
+/// closes; credits stay where they are, and nothing new may be reserved or spent. The
+/// pause yields to the dispute's closing in the same write: a closing that came first
+/// (or commits at the same instant) leaves the org as it was.
 pub async fn dispute_opened(svc: &Webhooks, event: &Event, dispute: &Dispute) -> Reply {
     let Some(intent) = dispute.payment_intent.as_ref().map(|p| p.id().to_string()) else {
         return Ok(acknowledged("ignored"));
     };
-    let payment = credited(svc, &intent).await?;
-    // Closed already (its events overtook this one): pausing now would never be lifted.
-    if svc
-        .store
-        .key_used(&payment.org, &dispute_key(dispute, ":closed")?)
-        .await?
-    {
-        return Ok(acknowledged("dispute_already_closed"));
-    }
+    let Some(payment) = credited(svc, &intent).await? else {
+        return Ok(acknowledged("ignored"));
+    };
+    let id = dispute.id.as_str();
     let req = ChangeRequest::pause(
         payment.org,
         EntryKind::Dispute,
         PauseReason::Disputed,
-        dispute_key(dispute, "")?,
+        usable(keys::dispute_opened(id), "dispute")?,
     )
+    .unless(usable(keys::dispute_closed(id), "dispute")?)
     .with_external(dispute_refs(event, dispute, &intent));
-    applied(svc.store.apply(req).await?, "paused", "already_paused")
+    match svc.store.apply(req).await? {
+        Err(Refusal::Superseded) => Ok(acknowledged("dispute_already_closed")),
+        outcome => applied(outcome, "paused", "already_paused"),
+    }
 }
 
 /// `charge.dispute.closed`: won, the pause is lifted; lost, the disputed credits are taken
-/// back (never below zero) and then the pause is lifted.
+/// back (never below zero, held credits included) and then the pause is lifted.
 pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) -> Reply {
     let Some(intent) = dispute.payment_intent.as_ref().map(|p| p.id().to_string()) else {
         return Ok(acknowledged("ignored"));
@@ -232,24 +307,30 @@ pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
         DisputeStatus::Won | DisputeStatus::WarningClosed => false,
         _ => return Ok(acknowledged("ignored")),
     };
-    let payment = credited(svc, &intent).await?;
+    let Some(payment) = credited(svc, &intent).await? else {
+        return Ok(acknowledged("ignored"));
+    };
     let refs = dispute_refs(event, dispute, &intent);
+    let id = dispute.id.as_str();
     if lost && let Some(amount) = share(&payment, dispute.amount)? {
         let req = ChangeRequest::take_back(
             payment.org.clone(),
             EntryKind::Dispute,
             amount,
-            dispute_key(dispute, ":lost")?,
+            filled(&payment),
+            usable(keys::dispute_lost(id), "dispute")?,
         )
         .map_err(|e| ApiError::internal(&e))?
         .with_external(refs.clone());
-        svc.store.apply(req).await?;
+        take_back(svc, &payment.org, req)
+            .await?
+            .map_err(|r| ApiError::internal(&format!("a lost dispute came back {r:?}")))?;
     }
     let req = ChangeRequest::lift(
         payment.org,
         EntryKind::Dispute,
         PauseReason::Disputed,
-        dispute_key(dispute, ":closed")?,
+        usable(keys::dispute_closed(id), "dispute")?,
     )
     .with_external(refs);
     applied(

@@ -9,7 +9,8 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use agent_credits_domain::{
-    BillingMode, ChangeRequest, IdempotencyKey, LedgerEntry, Outcome, PauseReason, PositiveUsd, WalletState,
+    Applied, BillingMode, ChangeRequest, IdempotencyKey, LedgerEntry, PauseReason, PositiveUsd, Refusal,
+    WalletState,
 };
 use common::*;
 use stripe_sim::InvoicePayment;
@@ -88,7 +89,7 @@ async fn spend(app: &App, amount: &str, key: &str) {
     );
     assert!(matches!(
         app.svc.store.apply(req).await.unwrap(),
-        Outcome::Committed(_)
+        Ok(Applied::Committed(_))
     ));
 }
 
@@ -259,7 +260,7 @@ async fn a_refund_that_failed_before_its_event_was_handled_is_never_taken() {
     let (status, body) = deliver(&app, &latest(&app, "refund.failed")).await;
     assert_eq!(
         (status, body["result"].as_str()),
-        (200, Some("refund_not_applied")),
+        (200, Some("refund_failed_before_taken")),
         "{body}"
     );
     let (status, body) = deliver(&app, &refunded).await;
@@ -301,9 +302,7 @@ async fn a_dispute_pauses_the_org_until_it_is_won() {
     .unwrap();
     assert_eq!(
         app.svc.store.apply(debit).await.unwrap(),
-        Outcome::Paused {
-            reason: PauseReason::Disputed
-        }
+        Err(Refusal::Paused(PauseReason::Disputed))
     );
     // A purchase meanwhile does not lift it.
     bought(&app, "org_demo", "100.00").await;

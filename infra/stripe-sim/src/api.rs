@@ -32,7 +32,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/payment_methods/{id}", get(retrieve_payment_method))
         .route("/v1/checkout/sessions", post(create_session))
         .route("/v1/checkout/sessions/{id}", get(retrieve_session))
-        .route("/v1/payment_intents", post(create_intent))
+        .route("/v1/payment_intents", post(create_intent).get(list_intents))
         .route("/v1/payment_intents/{id}", get(retrieve_intent))
         .route("/v1/refunds", post(create_refund).get(list_refunds))
         .route_layer(middleware::from_fn(require_secret_key))
@@ -491,6 +491,29 @@ async fn retrieve_intent(
     RawQuery(query): RawQuery,
 ) -> Response {
     read(&sim, query, |store, _| Ok(store.intent(&id)?.to_json()))
+}
+
+/// `GET /v1/payment_intents?customer=cus_...&created[gte]=...`: newest first, as Stripe
+/// lists them (by `created`, then id).
+async fn list_intents(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let limit = limit(form)?;
+        let customer = form.text("customer")?;
+        let since = form.int("created[gte]")?;
+        let mut intents: Vec<_> = store
+            .intents
+            .values()
+            .filter(|i| customer.is_none() || i.customer.as_deref() == customer)
+            .filter(|i| since.is_none_or(|s| i.created >= s))
+            .collect();
+        intents.sort_by_key(|i| std::cmp::Reverse((i.created, i.id.clone())));
+        let has_more = intents.len() > limit;
+        Ok(list(
+            intents.iter().take(limit).map(|i| i.to_json()).collect(),
+            has_more,
+            "/v1/payment_intents",
+        ))
+    })
 }
 
 /// `GET /v1/refunds?charge=ch_...`: a charge's refunds, newest first (Stripe's charge

@@ -64,16 +64,27 @@ impl Runtime {
         Runtime::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    /// The key a BYOK org on this runtime must bring at creation. Claude Code may run on
-    /// the platform's Anthropic key (reference 000). OpenCode speaks to many providers;
-    /// we run it through OpenRouter, like Hermes, so it needs an OpenRouter key.
-    pub fn required_byok_provider(self) -> Option<Provider> {
+    /// The provider whose key this runtime's calls use. OpenCode speaks to many
+    /// providers; we run it through OpenRouter, like Hermes.
+    pub fn provider(self) -> Provider {
         match self {
-            Runtime::ClaudeCode => None,
-            Runtime::Codex => Some(Provider::OpenAi),
-            Runtime::GeminiCli => Some(Provider::Google),
-            Runtime::OpenCode | Runtime::Hermes => Some(Provider::OpenRouter),
+            Runtime::ClaudeCode => Provider::Anthropic,
+            Runtime::Codex => Provider::OpenAi,
+            Runtime::GeminiCli => Provider::Google,
+            Runtime::OpenCode | Runtime::Hermes => Provider::OpenRouter,
         }
+    }
+
+    /// Whether the runtime may run on the platform's key when the org has none of its own
+    /// (reference 000: "Claude can use the platform key"); such calls bill the wallet.
+    pub fn may_use_platform_key(self) -> bool {
+        self == Runtime::ClaudeCode
+    }
+
+    /// The key a BYOK org on this runtime must bring: its provider's, unless it may run
+    /// on the platform key.
+    pub fn required_byok_provider(self) -> Option<Provider> {
+        (!self.may_use_platform_key()).then(|| self.provider())
     }
 }
 

@@ -9,21 +9,34 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} must be 1 to {max} characters of A-Z a-z 0-9 _ - . :")]
+#[error("{what} must be 1 to {max} characters of A-Z a-z 0-9 {}", punctuation(.chars))]
 pub struct IdError {
     pub what: &'static str,
     pub max: usize,
+    /// The punctuation it may hold besides letters and digits.
+    pub chars: &'static [u8],
 }
 
-fn valid(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+fn punctuation(chars: &[u8]) -> String {
+    chars
+        .iter()
+        .map(|c| char::from(*c).to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
+
+fn valid(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// The punctuation most ids may hold.
+const ID_PUNCTUATION: &[u8] = b"_-.:";
 
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr) => {
+        typed_id!($(#[$doc])* $name, $what, $max, ID_PUNCTUATION);
+    };
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $extra:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
@@ -33,10 +46,10 @@ macro_rules! typed_id {
 
             pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
-                if valid(&s, $max) {
+                if valid(&s, $max, $extra) {
                     Ok(Self(s))
                 } else {
-                    Err(IdError { what: $what, max: $max })
+                    Err(IdError { what: $what, max: $max, chars: $extra })
                 }
             }
 
@@ -74,8 +87,9 @@ macro_rules! typed_id {
 }
 
 typed_id!(
-    /// An organisation: the owner of one wallet.
-    OrgId, "org id", 128
+    /// An organisation: the owner of one wallet. No `:`: an org id is part of its BYOK
+    /// secrets' names, which Secrets Manager limits to letters, digits and `/_+=.@-`.
+    OrgId, "org id", 128, b"_-."
 );
 typed_id!(
     /// A member of an organisation (the identity provider's subject).
@@ -99,13 +113,26 @@ typed_id!(
     IdempotencyKey, "idempotency key", 255
 );
 
+impl IdempotencyKey {
+    /// `prefix:id` from an id that is already valid: ids and prefixes share the grammar
+    /// and stay within its length, so no check can fail.
+    pub(crate) fn joined(prefix: &str, id: &str) -> IdempotencyKey {
+        IdempotencyKey(format!("{prefix}:{id}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ids_accept_the_narrow_grammar_only() {
-        assert!(OrgId::parse("org_123-abc.x:y").is_ok());
+        assert!(OrgId::parse("org_123-abc.x").is_ok());
+        assert!(
+            OrgId::parse("org:1").is_err(),
+            "Secrets Manager names hold no ':'"
+        );
+        assert!(MemberId::parse("auth0:123").is_ok());
         assert!(OrgId::parse("").is_err());
         assert!(OrgId::parse("a#b").is_err());
         assert!(OrgId::parse("a b").is_err());

@@ -1,31 +1,38 @@
 //! agent-credits domain: exact money, the wallet with its three buckets, ledger entries,
-//! and the ports (store, clock) that adapters implement. No AWS, Stripe or HTTP here.
+//! the business rules around them, and the ports (store, clock) that adapters implement.
+//! No AWS, Stripe or HTTP here.
 
 pub mod account;
+pub mod buckets;
 pub mod byok;
+pub mod change;
 pub mod ids;
+pub mod keys;
 pub mod ledger;
+pub mod member;
 pub mod money;
 pub mod offers;
 pub mod ports;
 pub mod pricing;
 pub mod recharge;
 pub mod settings;
+pub mod state;
+pub mod verdict;
 pub mod wallet;
 
 pub use account::{Action, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, switch_billing_mode};
+pub use buckets::{Bucket, BucketDelta, Buckets};
 pub use byok::{KeyFormatError, ProviderKey};
+pub use change::{ChangeRequest, KindMismatch, Movement};
 pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
-pub use ledger::{
-    Attribution, ChangeRequest, Direction, EntryKind, ExternalRefs, KindMismatch, LedgerEntry, Movement,
-};
+pub use ledger::{Attribution, Direction, EntryKind, ExternalRefs, LedgerEntry};
+pub use member::{CounterChange, MemberMonth, month_of};
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use offers::{Catalog, Choice, Offer, OfferError, Package};
-pub use ports::{Clock, HistoryPage, Outcome, PageRequest, StoreError, SystemClock, WalletStore};
+pub use ports::{Clock, HistoryPage, PageRequest, StoreError, SystemClock, WalletStore};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use recharge::{RechargeSettings, RechargeSettingsError};
 pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
-pub use wallet::{
-    Bucket, BucketDelta, Buckets, HoldState, NotificationKind, PauseReason, PlanContext, Planned, Refusal,
-    Wallet, WalletState,
-};
+pub use state::{NotificationKind, PauseReason, WalletState};
+pub use verdict::{Billing, Verdict, billing, missing_byok_key, verdict};
+pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};

@@ -43,6 +43,8 @@ pub enum MoneyError {
     Overflow,
     #[error("amount must be a JSON string, not a number")]
     NotAString,
+    #[error("a card is charged in whole cents")]
+    FractionOfACent,
 }
 
 impl MoneyError {
@@ -53,6 +55,7 @@ impl MoneyError {
             MoneyError::Zero => "zero_amount",
             MoneyError::TooManyDecimals => "too_many_decimals",
             MoneyError::TooLarge | MoneyError::Overflow => "amount_out_of_range",
+            MoneyError::FractionOfACent => "fraction_of_a_cent",
             _ => "invalid_amount",
         }
     }
@@ -148,6 +151,27 @@ impl Usd {
 
     pub fn min(self, other: Usd) -> Usd {
         if self <= other { self } else { other }
+    }
+
+    /// The amount in cents, as a card is charged: refused unless it is whole cents. The
+    /// one conversion from dollars to cents.
+    pub fn to_cents(self) -> Result<i64, MoneyError> {
+        let c = self
+            .0
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .ok_or(MoneyError::Overflow)?;
+        if !c.fract().is_zero() {
+            return Err(MoneyError::FractionOfACent);
+        }
+        i64::try_from(c.normalize()).map_err(|_| MoneyError::Overflow)
+    }
+
+    /// Cents as dollars (a Stripe amount): refused when negative.
+    pub fn from_cents(cents: i64) -> Result<Usd, MoneyError> {
+        if cents < 0 {
+            return Err(MoneyError::Negative);
+        }
+        Usd::from_stored(Decimal::new(cents, 2))
     }
 
     /// Signed difference `self - other`.
@@ -510,6 +534,14 @@ mod tests {
                 Err(e) => { prop_assert!(b > a); prop_assert_eq!(e, MoneyError::Negative); }
             }
             prop_assert_eq!(a.saturating_sub(b).is_zero(), b >= a);
+        }
+
+        #[test]
+        fn cents_round_trip_and_fractions_of_a_cent_are_refused(cents in 0i64..=100_000_000_000) {
+            let usd = Usd::from_cents(cents).unwrap();
+            prop_assert_eq!(usd.to_cents().unwrap(), cents);
+            let odd = usd.checked_add(Usd::parse("0.001").unwrap()).unwrap();
+            prop_assert_eq!(odd.to_cents(), Err(MoneyError::FractionOfACent));
         }
 
         #[test]

@@ -71,11 +71,10 @@ impl Offer {
 }
 
 fn cents(usd: Usd) -> Result<i64, OfferError> {
-    let c = usd.as_decimal() * rust_decimal::Decimal::ONE_HUNDRED;
-    if !c.fract().is_zero() {
-        return Err(OfferError::FractionOfACent);
-    }
-    i64::try_from(c).map_err(|_| OfferError::Money(MoneyError::Overflow))
+    usd.to_cents().map_err(|e| match e {
+        MoneyError::FractionOfACent => OfferError::FractionOfACent,
+        other => OfferError::Money(other),
+    })
 }
 
 impl Catalog {

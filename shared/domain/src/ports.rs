@@ -5,10 +5,10 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::change::ChangeRequest;
 use crate::ids::OrgId;
-use crate::ledger::{ChangeRequest, LedgerEntry};
-use crate::money::Usd;
-use crate::wallet::Wallet;
+use crate::ledger::LedgerEntry;
+use crate::wallet::{Outcome, Wallet};
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -21,39 +21,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-    }
-}
-
-/// What became of a change request. Every variant but `Committed` wrote nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The change was made now; here is its entry.
-    Committed(LedgerEntry),
-    /// The idempotency key was used before for the same change; here is the original
-    /// entry, unchanged.
-    Replayed(LedgerEntry),
-    /// Available credits do not cover the debit.
-    InsufficientFunds { available: Usd },
-    /// The member's monthly limit does not cover the debit.
-    MemberLimitReached { limit: Usd },
-    /// The idempotency key was used before for a different change (or the hold id was
-    /// taken by another hold).
-    IdempotencyKeyReused,
-    /// The request names a hold that does not exist.
-    HoldNotFound,
-    /// The request releases a hold that is already captured, released or expired.
-    HoldClosed,
-    /// The org is paused for a reason a credit does not lift; nothing was reserved.
-    Paused { reason: crate::wallet::PauseReason },
-}
-
-impl Outcome {
-    /// The entry of a committed or replayed change.
-    pub fn entry(&self) -> Option<&LedgerEntry> {
-        match self {
-            Outcome::Committed(e) | Outcome::Replayed(e) => Some(e),
-            _ => None,
-        }
     }
 }
 
@@ -108,8 +75,8 @@ pub struct HistoryPage {
 }
 
 pub trait WalletStore: Send + Sync {
-    /// Makes the change exactly once: the wallet update, its ledger entry and any limit
-    /// counter commit together or not at all.
+    /// Makes the change exactly once: the wallet update, its ledger entry and any member
+    /// counter commit together or not at all. `Ok(Err(refusal))`: nothing was written.
     fn apply(&self, req: ChangeRequest) -> impl Future<Output = Result<Outcome, StoreError>> + Send;
 
     /// The wallet as last committed; an org with no changes yet has an empty wallet.

@@ -124,13 +124,19 @@ impl Markup {
         self.0
     }
 
-    /// The one place a charge is made: exact product, rounded once (see `money`).
+    /// The one place a charge is made: exact product, rounded once (see `money`). A
+    /// charge beyond [`crate::money::MAX_AMOUNT`] is refused before anything is written,
+    /// like any amount from outside.
     pub fn bill(self, cost: ProviderCost) -> Result<Usd, MoneyError> {
         let exact = cost
             .as_decimal()
             .checked_mul(self.0)
             .ok_or(MoneyError::Overflow)?;
-        Usd::round_charge(exact)
+        let charge = Usd::round_charge(exact)?;
+        if charge.as_decimal() > crate::money::MAX_AMOUNT {
+            return Err(MoneyError::TooLarge);
+        }
+        Ok(charge)
     }
 }
 
@@ -246,7 +252,9 @@ impl ModelRate {
                 .checked_add(part)
                 .ok_or(PricingError::Money(MoneyError::Overflow))?;
         }
-        ProviderCost::from_decimal(total)
+        // Exact, at whatever scale tokens × rate ÷ a million reaches (a rate of 12
+        // decimals gives 18): the charge is rounded once, by the markup.
+        Ok(ProviderCost(total.normalize()))
     }
 }
 
@@ -281,6 +289,34 @@ mod tests {
             .unwrap();
         assert_eq!(cost.to_string(), "0.0105");
         assert_eq!(Markup::DEFAULT.bill(cost).unwrap().to_string(), "0.01575");
+    }
+
+    #[test]
+    fn a_rate_of_twelve_decimals_still_bills_and_an_absurd_charge_is_refused() {
+        let rate = ModelRate {
+            model: ModelId::parse("m").unwrap(),
+            effective_from: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            input: RatePerMillion::parse("0.000000000001").unwrap(),
+            output: RatePerMillion::parse("3.123456789012").unwrap(),
+            cache_read: RatePerMillion::default(),
+            cache_write: RatePerMillion::default(),
+        };
+        let cost = rate
+            .cost(&TokenUsage {
+                input: 7,
+                output: 1,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(Markup::DEFAULT.bill(cost).unwrap().to_string(), "0.000005");
+        // Beyond the $1,000,000,000 bound, whether from a cost or from tokens.
+        let huge = ProviderCost::parse("999999999999").unwrap();
+        assert_eq!(Markup::DEFAULT.bill(huge), Err(MoneyError::TooLarge));
+        let many = rate.cost(&TokenUsage {
+            output: u64::MAX,
+            ..Default::default()
+        });
+        assert!(many.map_or(true, |c| Markup::DEFAULT.bill(c).is_err()));
     }
 
     #[test]

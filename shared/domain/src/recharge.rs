@@ -6,10 +6,13 @@
 
 use serde::Serialize;
 
-use crate::ids::{IdempotencyKey, OrgId};
-use crate::ledger::{ChangeRequest, EntryKind};
+use crate::account::Role;
+use crate::buckets::Bucket;
+use crate::change::ChangeRequest;
+use crate::ids::OrgId;
+use crate::ledger::EntryKind;
 use crate::money::{PositiveUsd, Usd};
-use crate::wallet::{Bucket, NotificationKind};
+use crate::state::NotificationKind;
 
 pub const DEFAULT_THRESHOLD: Usd = Usd::from_whole_dollars(20);
 pub const DEFAULT_AMOUNT: Usd = Usd::from_whole_dollars(100);
@@ -59,11 +62,8 @@ impl RechargeSettings {
         max_usd_per_day: Usd,
     ) -> Result<RechargeSettings, RechargeSettingsError> {
         // Stripe charges whole cents, at least $0.50.
-        let cents = amount.as_decimal() * rust_decimal::Decimal::ONE_HUNDRED;
-        if amount > MAX_AMOUNT
-            || cents.fract() != rust_decimal::Decimal::ZERO
-            || cents < rust_decimal::Decimal::from(50)
-        {
+        let cents = amount.to_cents().map_err(|_| RechargeSettingsError::Amount)?;
+        if amount > MAX_AMOUNT || cents < 50 {
             return Err(RechargeSettingsError::Amount);
         }
         let amount = PositiveUsd::new(amount).map_err(|_| RechargeSettingsError::Amount)?;
@@ -82,14 +82,52 @@ impl RechargeSettings {
         })
     }
 
-    /// The amount in cents, as Stripe charges it.
-    pub fn amount_cents(&self) -> i64 {
-        use rust_decimal::prelude::ToPrimitive;
-        (self.amount.usd().as_decimal() * rust_decimal::Decimal::ONE_HUNDRED)
-            .to_i64()
-            .unwrap_or(0)
+    /// The amount in cents, as Stripe charges it (whole cents by construction).
+    pub fn amount_cents(&self) -> Result<i64, crate::money::MoneyError> {
+        self.amount.usd().to_cents()
     }
 }
+
+/// The roles whose saved card auto-recharge may charge: those that may manage it
+/// ([`crate::Action::ManageAutoRecharge`]). A member who leaves the org or loses the role
+/// takes their card with them: auto-recharge is suspended with [`CARD_OWNER_LEFT`].
+pub const CARD_OWNER_ROLES: [Role; 2] = [Role::Owner, Role::Admin];
+
+/// Why auto-recharge is suspended when the member whose card it charged left the org or
+/// lost the role.
+pub const CARD_OWNER_LEFT: &str = "card_owner_left";
+
+/// How a charge attempt that Stripe answered went, for what happens next. Only a card's
+/// own answer (a decline, a needed authentication) is the customer's failure: it suspends
+/// auto-recharge and tells them. Anything else (a bad key, rate limits, Stripe down, the
+/// network, an idempotency mismatch) is ours: the attempt stays in flight for a bounded
+/// retry and an operator is alarmed; no org is suspended and no customer told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeFailure {
+    /// The card refused (`402`, a `card_error`).
+    Card,
+    /// Not the card: retried, never suspended.
+    Ours,
+}
+
+impl ChargeFailure {
+    /// Classifies an error answer of Stripe: its HTTP status and error `type`.
+    pub fn of(status: u16, error_type: &str) -> ChargeFailure {
+        if status == 402 || error_type == "card_error" {
+            ChargeFailure::Card
+        } else {
+            ChargeFailure::Ours
+        }
+    }
+}
+
+/// How many times an attempt is sent before it is looked up and, if Stripe never made
+/// its PaymentIntent, abandoned (the org stays due, within the day's cap).
+pub const MAX_TRIES: u32 = 5;
+
+/// Past this age an attempt is never sent again: Stripe keeps idempotency keys for 24
+/// hours, and a send after that could charge twice. It is looked up instead.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 23;
 
 /// The `metadata[purpose]` of the PaymentIntents the recharge function creates.
 pub const RECHARGE_PURPOSE: &str = "auto_recharge";
@@ -98,7 +136,7 @@ pub const RECHARGE_PURPOSE: &str = "auto_recharge";
 /// the payment so that the recharge function and the webhook credit it once between them,
 /// with its notification and the end of the org's due mark in the same write.
 pub fn top_up(org: OrgId, amount: PositiveUsd, payment_intent: &str) -> Option<ChangeRequest> {
-    let key = IdempotencyKey::parse(format!("stripe:payment:{payment_intent}")).ok()?;
+    let key = crate::keys::payment(payment_intent).ok()?;
     let req = ChangeRequest::credit(org, EntryKind::AutoTopUp, Bucket::Purchased, amount, key).ok()?;
     Some(
         req.notifying(NotificationKind::CreditAutoRechargeTriggered)
@@ -115,13 +153,56 @@ mod tests {
     }
 
     #[test]
+    fn card_owners_are_exactly_the_roles_that_manage_auto_recharge() {
+        use crate::account::{Action, Org, PurchasePolicy, Runtime};
+        use crate::settings::BillingMode;
+        let org = Org {
+            id: crate::ids::OrgId::parse("o").unwrap(),
+            name: "o".into(),
+            runtime: Runtime::ClaudeCode,
+            billing_mode: BillingMode::Credits,
+            purchase_policy: PurchasePolicy::OwnersOnly,
+            members_see_billing: true,
+            credits_per_usd: 200,
+            created_at: chrono::Utc::now(),
+            revision: 0,
+        };
+        for role in [Role::Owner, Role::Admin, Role::Member] {
+            assert_eq!(
+                CARD_OWNER_ROLES.contains(&role),
+                org.allows(role, Action::ManageAutoRecharge),
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_card_refusing_is_the_customers_failure() {
+        assert_eq!(ChargeFailure::of(402, "card_error"), ChargeFailure::Card);
+        for (status, kind) in [
+            (401, "invalid_request_error"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (400, "idempotency_error"),
+            (404, "invalid_request_error"),
+        ] {
+            assert_eq!(
+                ChargeFailure::of(status, kind),
+                ChargeFailure::Ours,
+                "{status} {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn settings_keep_the_threshold_within_the_amount_and_the_cap_above_one_top_up() {
         let ok = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000")).unwrap();
-        assert_eq!(ok.amount_cents(), 10_000);
+        assert_eq!(ok.amount_cents().unwrap(), 10_000);
         assert_eq!(
             RechargeSettings::new(true, usd("0"), usd("12.34"), 1, usd("12.34"))
                 .unwrap()
-                .amount_cents(),
+                .amount_cents()
+                .unwrap(),
             1_234
         );
         for (threshold, amount, per_day, usd_day, code) in [

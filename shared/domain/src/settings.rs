@@ -50,8 +50,6 @@ pub struct WalletSettings {
     /// Threshold of `credit_balance_low` when auto-recharge is off; `None`: the default.
     pub low_threshold: Option<Usd>,
     pub recharge: RechargeTrigger,
-    /// A provider key is configured (BYOK, or a deferred org that added one).
-    pub has_provider_key: bool,
 }
 
 /// The low-balance threshold when neither auto-recharge nor the org sets one.
@@ -65,16 +63,6 @@ impl WalletSettings {
             self.recharge.threshold
         } else {
             self.low_threshold.unwrap_or(DEFAULT_LOW_THRESHOLD)
-        }
-    }
-
-    /// Whether usage of this org draws on the wallet.
-    pub fn bills_wallet(&self) -> bool {
-        match self.billing_mode {
-            Some(BillingMode::Credits) => true,
-            Some(BillingMode::Byok) | None => false,
-            // A deferred org that added a key runs on it; otherwise on credits.
-            Some(BillingMode::Deferred) => !self.has_provider_key,
         }
     }
 }

@@ -84,6 +84,15 @@ impl<'a> Reader<'a> {
         Usd::from_stored(self.decimal(name)?).map_err(|e| self.corrupt(format!("{name}: {e}")))
     }
 
+    /// An amount that may be absent (a counter no change has moved yet).
+    pub fn opt_usd(&self, name: &str) -> Result<Option<Usd>, StoreError> {
+        if self.has(name) {
+            self.usd(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub fn has(&self, name: &str) -> bool {
         !matches!(self.item.get(name), None | Some(AttributeValue::Null(_)))
     }

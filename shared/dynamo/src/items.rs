@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use agent_credits_domain::{
     Attribution, BillingMode, BucketDelta, EntryKind, ExternalRefs, HoldId, IdempotencyKey, LedgerEntry,
-    Markup, MemberId, NotificationKind, OrgId, PauseReason, RechargeTrigger, StoreError, Usd, Wallet,
-    WalletSettings, WalletState,
+    Markup, MemberId, MemberMonth, NotificationKind, OrgId, PauseReason, RechargeTrigger, StoreError, Usd,
+    Wallet, WalletSettings, WalletState,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -51,11 +51,28 @@ pub fn member_sk(member: &MemberId) -> String {
 /// `gsi1pk` of wallets due for an auto-recharge: the sweep's one query.
 pub const RECHARGE_DUE_PK: &str = "DUE#RECHARGE";
 
-/// Open holds are spread over this many `gsi1` partitions for the expiry sweep.
-pub const HOLD_SHARDS: u32 = 10;
+/// The sort key of the recharge-due mark: its time orders the sweep.
+pub fn due_mark(t: DateTime<Utc>, org: &OrgId) -> String {
+    format!("{}#{org}", t.to_rfc3339())
+}
 
-pub fn month_of(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m").to_string()
+/// Open holds are spread over this many `gsi1` partitions, by org, for the expiry sweep.
+pub const HOLD_SHARDS: u32 = 10;
+pub const HOLD_SHARD_PREFIX: &str = "HOLDS#OPEN#";
+
+/// The `gsi1` partition of an org's open holds.
+pub fn hold_shard_pk(org: &OrgId) -> String {
+    let shard = org
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % HOLD_SHARDS;
+    format!("{HOLD_SHARD_PREFIX}{shard}")
+}
+
+/// A hold's expiry as stored (and compared as text): RFC 3339, milliseconds, UTC.
+pub fn hold_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
@@ -136,7 +153,6 @@ fn settings_from(r: &Reader<'_>) -> Result<WalletSettings, StoreError> {
             enabled: r.opt_bool("recharge_enabled")?.unwrap_or(false),
             threshold: opt_usd("recharge_threshold")?.unwrap_or(Usd::ZERO),
         },
-        has_provider_key: r.opt_bool("has_provider_key")?.unwrap_or(false),
     })
 }
 
@@ -151,10 +167,6 @@ pub fn settings_attrs(s_: &WalletSettings) -> Vec<(&'static str, Option<Attribut
             Some(AttributeValue::Bool(s_.recharge.enabled)),
         ),
         ("recharge_threshold", Some(n_usd(s_.recharge.threshold))),
-        (
-            "has_provider_key",
-            Some(AttributeValue::Bool(s_.has_provider_key)),
-        ),
     ]
 }
 
@@ -341,6 +353,8 @@ pub struct HoldRecord {
     pub open: bool,
     pub state: String,
     pub expires: DateTime<Utc>,
+    /// The month whose member counter holds its reservation.
+    pub counted_in: Option<String>,
 }
 
 pub fn hold_item(
@@ -349,30 +363,42 @@ pub fn hold_item(
     amount: Usd,
     expires: DateTime<Utc>,
     member: &Option<MemberId>,
+    counted_in: Option<&str>,
     now: DateTime<Utc>,
 ) -> Item {
     let mut item = key(org_pk(org), hold_sk(id));
-    // Spread open holds over a few index partitions; the sweep queries each.
-    let shard = id
-        .as_str()
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-        % HOLD_SHARDS;
-    let expires_s = expires.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let expires_s = hold_time(expires);
     item.extend([
         ("type".to_owned(), s("hold")),
         ("hold".to_owned(), s(id.as_str())),
+        ("org".to_owned(), s(org.as_str())),
         ("amount".to_owned(), n_usd(amount)),
         ("state".to_owned(), s("open")),
         ("hold_expires".to_owned(), s(expires_s.clone())),
         ("opened_at".to_owned(), timestamp(now)),
-        ("gsi1pk".to_owned(), s(format!("HOLDS#OPEN#{shard}"))),
-        ("gsi1sk".to_owned(), s(format!("{expires_s}#{org}#{id}"))),
+        // While open: one org's holds sort together by expiry within their shard.
+        ("gsi1pk".to_owned(), s(hold_shard_pk(org))),
+        ("gsi1sk".to_owned(), s(format!("{org}#{expires_s}#{id}"))),
     ]);
     if let Some(m) = member {
         item.insert("member".to_owned(), s(m.as_str()));
     }
+    if let Some(month) = counted_in {
+        item.insert("counted_in".to_owned(), s(month));
+    }
     item
+}
+
+/// The org and id of an open hold, as the expiry index lists it.
+pub fn open_hold_ref(item: &Item) -> Result<(OrgId, HoldId), StoreError> {
+    let r = Reader::new(item);
+    let org = r
+        .s(PK)?
+        .strip_prefix("ORG#")
+        .and_then(|o| OrgId::parse(o).ok())
+        .ok_or_else(|| r.corrupt("a hold outside an org"))?;
+    let id = HoldId::parse(r.s("hold")?).map_err(|e| r.corrupt(e.to_string()))?;
+    Ok((org, id))
 }
 
 pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
@@ -389,18 +415,31 @@ pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
         open: state == "open",
         state,
         expires: parse_time(&r, "hold_expires")?,
+        counted_in: r.opt_s("counted_in")?.map(str::to_owned),
     })
 }
 
 // --- members --------------------------------------------------------------------------
 
 pub fn member_limit_from_item(item: &Item) -> Result<Option<Usd>, StoreError> {
-    let r = Reader::new(item);
-    if r.has("monthly_limit") {
-        r.usd("monthly_limit").map(Some)
-    } else {
-        Ok(None)
-    }
+    Reader::new(item).opt_usd("monthly_limit")
+}
+
+/// A member's month from their member item (the limit) and their month counter, either
+/// absent when nothing was ever set or counted.
+pub fn member_month_from(member: Option<&Item>, counter: Option<&Item>) -> Result<MemberMonth, StoreError> {
+    let limit = member.map(member_limit_from_item).transpose()?.flatten();
+    let (spent, held) = match counter {
+        Some(item) => {
+            let r = Reader::new(item);
+            (
+                r.opt_usd("spent")?.unwrap_or(Usd::ZERO),
+                r.opt_usd("held")?.unwrap_or(Usd::ZERO),
+            )
+        }
+        None => (Usd::ZERO, Usd::ZERO),
+    };
+    Ok(MemberMonth { spent, held, limit })
 }
 
 // --- notifications --------------------------------------------------------------------
@@ -462,6 +501,7 @@ pub fn notification_from_item(item: &Item) -> Result<Notification, StoreError> {
 pub fn unbilled_item(
     org: &OrgId,
     key_: &IdempotencyKey,
+    fingerprint: &str,
     cost: Usd,
     a: &Attribution,
     now: DateTime<Utc>,
@@ -469,6 +509,7 @@ pub fn unbilled_item(
     let mut item = key(org_pk(org), format!("USE#{key_}"));
     item.extend([
         ("type".to_owned(), s("unbilled_usage")),
+        ("fingerprint".to_owned(), s(fingerprint)),
         ("cost".to_owned(), n_usd(cost)),
         ("created_at".to_owned(), timestamp(now)),
     ]);

@@ -3,7 +3,10 @@
 
 mod agents;
 mod attr;
+mod holds;
 pub mod items;
+mod members;
+mod notifications;
 mod orgs;
 mod payments;
 mod rates;
@@ -12,8 +15,10 @@ mod store;
 mod update;
 
 pub use agents::AgentRuntime;
-pub use orgs::{KeyMeta, Member, MemberChange, OrgStore};
+pub use holds::Expired;
+pub use members::{MonthRow, Unbilled};
+pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};
 pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
 pub use rates::RateStore;
-pub use recharge::{Claim, Due, RechargeConfig, RechargeStore};
+pub use recharge::{Attempt, Card, Claim, Due, RechargeConfig, RechargeStore};
 pub use store::{DynamoWalletStore, RetryPolicy};

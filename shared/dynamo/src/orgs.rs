@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agent_credits_domain::{
     BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, StoreError, Usd,
-    WalletSettings,
+    WalletSettings, recharge,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, n_u64, s};
 use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
+use crate::recharge::{CONFIG_SK, RechargeConfig, card_owner_leaves, config_from_item};
 use crate::store::{get_consistent, query_prefix, sdk_error};
 use crate::update::UpdateExpr;
 
@@ -42,6 +43,15 @@ pub struct KeyMeta {
 
 fn key_sk(provider: Provider) -> String {
     format!("KEY#{provider}")
+}
+
+/// Whose an org id is, once reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// Reserved for this creator (now, or by an earlier try of theirs).
+    Ours,
+    /// Someone else's org.
+    Taken,
 }
 
 /// What became of a membership change.
@@ -109,13 +119,28 @@ impl OrgStore {
     }
 
     /// Creates the org with `owner` as its first owner and its billing settings on the
-    /// wallet, in one transaction. `false` when the org id is taken.
+    /// wallet ([`OrgStore::reserve`], then [`OrgStore::open`]). `false` when the org id is
+    /// taken.
     pub async fn create(
         &self,
         org: &Org,
         owner: &MemberId,
         settings: &WalletSettings,
     ) -> Result<bool, StoreError> {
+        match self.reserve(org, owner).await? {
+            Reserved::Taken => Ok(false),
+            Reserved::Ours => {
+                self.open(&org.id, owner, settings).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Reserves the org id for `owner`: its profile, marked as being created by them
+    /// (`creating_by`; every read treats the org as absent until it opens), and `owner` as
+    /// its first owner, in one transaction. A reservation of theirs that never opened (a
+    /// failure halfway) is theirs again, with the profile of this request.
+    pub async fn reserve(&self, org: &Org, owner: &MemberId) -> Result<Reserved, StoreError> {
         let mut profile = key(org_pk(&org.id), PROFILE_SK);
         profile.extend([
             ("type".to_owned(), s("org")),
@@ -133,7 +158,65 @@ impl OrgStore {
             ),
             ("created_at".to_owned(), timestamp(org.created_at)),
             ("owners".to_owned(), n_u64(1)),
+            ("creating_by".to_owned(), s(owner.as_str())),
         ]);
+        let put = |item: Item,
+                   condition: Option<&str>,
+                   mine: Option<&MemberId>|
+         -> Result<TransactWriteItem, StoreError> {
+            let mut p = Put::builder()
+                .table_name(&*self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned));
+            if let Some(me) = mine {
+                p = p
+                    .expression_attribute_names("#creating_by", "creating_by")
+                    .expression_attribute_values(":me", s(me.as_str()));
+            }
+            Ok(TransactWriteItem::builder().put(p.build().map_err(bad)?).build())
+        };
+        let member = self.member_item(&org.id, owner, Role::Owner, org.created_at);
+        let fresh = vec![
+            put(profile.clone(), Some("attribute_not_exists(pk)"), None)?,
+            put(member.clone(), Some("attribute_not_exists(pk)"), None)?,
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(fresh))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(Reserved::Ours),
+            Err(e) if cancelled_on_condition(&e) => {}
+            Err(e) => return Err(sdk_error(e)),
+        }
+        // Taken, unless it is this creator's own unfinished reservation.
+        let again = vec![
+            put(profile, Some("#creating_by = :me"), Some(owner))?,
+            put(member, None, None)?,
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(again))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Reserved::Ours),
+            Err(e) if cancelled_on_condition(&e) => Ok(Reserved::Taken),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Opens an org `owner` reserved: its billing settings on the wallet and the
+    /// reservation lifted, together.
+    pub async fn open(
+        &self,
+        org: &OrgId,
+        owner: &MemberId,
+        settings: &WalletSettings,
+    ) -> Result<(), StoreError> {
         let mut wallet = UpdateExpr::default();
         wallet.set("type", s("wallet"));
         for (name, value) in items::settings_attrs(settings) {
@@ -142,44 +225,26 @@ impl OrgStore {
                 None => wallet.remove(name),
             }
         }
-        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let p = Put::builder()
-                .table_name(&*self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(bad)?;
-            Ok(TransactWriteItem::builder().put(p).build())
-        };
-        let wallet_update = Update::builder()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(&org.id), WALLET_SK)))
-            .update_expression(wallet.update_expression())
-            .set_expression_attribute_names(Some(wallet.names.clone()))
-            .set_expression_attribute_values(wallet.values())
-            .build()
-            .map_err(bad)?;
-        let items = vec![
-            put(profile)?,
-            put(self.member_item(&org.id, owner, Role::Owner, org.created_at))?,
-            TransactWriteItem::builder().update(wallet_update).build(),
-        ];
-        match self
-            .client
+        let mut profile = UpdateExpr::default();
+        profile.remove("creating_by");
+        profile.condition("#creating_by = :me");
+        profile.value(":me", s(owner.as_str()));
+        self.client
             .transact_write_items()
-            .set_transact_items(Some(items))
+            .transact_items(profile.update(&self.table, key(org_pk(org), PROFILE_SK))?)
+            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
             .send()
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_on_condition(&e) => Ok(false),
-            Err(e) => Err(sdk_error(e)),
-        }
+            .map_err(sdk_error)?;
+        Ok(())
     }
 
     pub async fn get(&self, org: &OrgId) -> Result<Option<Org>, StoreError> {
         let out = get_consistent(&self.client, &self.table, key(org_pk(org), PROFILE_SK)).await?;
-        let Some(item) = out.as_ref() else { return Ok(None) };
+        // Reserved but not open yet: nobody sees it.
+        let Some(item) = out.as_ref().filter(|i| !i.contains_key("creating_by")) else {
+            return Ok(None);
+        };
         let r = Reader::new(item);
         let runtime = r.s("runtime")?;
         let mode = r.s("billing_mode")?;
@@ -261,8 +326,8 @@ impl OrgStore {
         }
     }
 
-    /// Records the org's key for `provider` (its last four characters and secret name, never
-    /// the key) and that the org has a key, in one transaction.
+    /// Records the org's key for `provider`: its last four characters and secret name,
+    /// never the key.
     pub async fn record_key(
         &self,
         org: &OrgId,
@@ -278,12 +343,9 @@ impl OrgStore {
         meta.set("secret_name", s(secret_name));
         meta.set_if_absent("created_at", timestamp(now));
         meta.set("updated_at", timestamp(now));
-        let mut wallet = UpdateExpr::default();
-        wallet.set("has_provider_key", AttributeValue::Bool(true));
         self.client
             .transact_write_items()
             .transact_items(meta.update(&self.table, key(org_pk(org), key_sk(provider)))?)
-            .transact_items(wallet.update(&self.table, key(org_pk(org), WALLET_SK))?)
             .send()
             .await
             .map_err(sdk_error)?;
@@ -314,8 +376,7 @@ impl OrgStore {
             .collect()
     }
 
-    /// Forgets the org's key for `provider`; the wallet keeps `has_provider_key` while any
-    /// other key remains. The rules were checked against `org` as read: the org's revision
+    /// Forgets the org's key for `provider`. The rules were checked against `org` as read: the org's revision
     /// moves on under the condition that it has not moved meanwhile. `false` when there was
     /// no such key, or the org changed: nothing is written.
     pub async fn forget_key(&self, org: &Org, provider: Provider) -> Result<bool, StoreError> {
@@ -323,20 +384,16 @@ impl OrgStore {
         if !before.iter().any(|k| k.provider == provider) {
             return Ok(false);
         }
-        let others = before.iter().any(|k| k.provider != provider);
         let delete = Delete::builder()
             .table_name(&*self.table)
             .set_key(Some(key(org_pk(&org.id), key_sk(provider))))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        let mut wallet = UpdateExpr::default();
-        wallet.set("has_provider_key", AttributeValue::Bool(others));
         let sent = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(wallet.update(&self.table, key(org_pk(&org.id), WALLET_SK))?)
             .transact_items(revised(org).update(&self.table, key(org_pk(&org.id), PROFILE_SK))?)
             .send()
             .await;
@@ -349,7 +406,8 @@ impl OrgStore {
 
     /// Adds a member or changes a role. The member's current role is part of the
     /// condition, and the owner count moves with it, so concurrent changes cannot leave
-    /// an org without an owner.
+    /// an org without an owner. A role that may no longer manage auto-recharge takes the
+    /// member's card with it, in the same transaction ([`card_owner_leaves`]).
     pub async fn set_role(
         &self,
         org: &OrgId,
@@ -357,49 +415,81 @@ impl OrgStore {
         role: Role,
         now: DateTime<Utc>,
     ) -> Result<MemberChange, StoreError> {
-        let current = self.member(org, member).await?;
-        let mut items = vec![];
-        let mut x = UpdateExpr::default();
-        x.set("type", s("member"));
-        x.set("member", s(member.as_str()));
-        x.set("role", s(role.as_str()));
-        x.set("gsi1pk", s(format!("USER#{member}")));
-        x.set("gsi1sk", s(org_pk(org)));
-        match &current {
-            Some(m) => {
-                x.condition("#role = :was");
-                x.value(":was", s(m.role.as_str()));
+        for _ in 0..MEMBER_TRIES {
+            let (current, config) = tokio::try_join!(self.member(org, member), self.recharge_config(org))?;
+            let mut x = UpdateExpr::default();
+            x.set("type", s("member"));
+            x.set("member", s(member.as_str()));
+            x.set("role", s(role.as_str()));
+            x.set("gsi1pk", s(format!("USER#{member}")));
+            x.set("gsi1sk", s(org_pk(org)));
+            match &current {
+                Some(m) => {
+                    x.condition("#role = :was");
+                    x.value(":was", s(m.role.as_str()));
+                }
+                None => {
+                    x.set("added_at", timestamp(now));
+                    x.condition("attribute_not_exists(#role)");
+                }
             }
-            None => {
-                x.set("added_at", timestamp(now));
-                x.condition("attribute_not_exists(#role)");
+            let mut tx = MemberTx::new(self.update(key(org_pk(org), member_sk(member)), x)?);
+            let was_owner = current.as_ref().is_some_and(|m| m.role == Role::Owner);
+            if was_owner != (role == Role::Owner) {
+                tx.owner_count(self.owner_count(org, role == Role::Owner)?);
+            }
+            if current.is_some() && !recharge::CARD_OWNER_ROLES.contains(&role) {
+                tx.card(card_owner_leaves(&self.table, org, member, config.as_ref(), now)?);
+            }
+            if let Some(done) = self.commit(tx).await? {
+                return Ok(done);
             }
         }
-        items.push(self.update(key(org_pk(org), member_sk(member)), x)?);
-        let was_owner = current.as_ref().is_some_and(|m| m.role == Role::Owner);
-        if was_owner != (role == Role::Owner) {
-            items.push(self.owner_count(org, role == Role::Owner)?);
-        }
-        self.commit(items).await
+        Err(StoreError::Contention {
+            attempts: MEMBER_TRIES,
+        })
     }
 
-    pub async fn remove(&self, org: &OrgId, member: &MemberId) -> Result<MemberChange, StoreError> {
-        let Some(current) = self.member(org, member).await? else {
-            return Ok(MemberChange::NotAMember);
-        };
-        let delete = Delete::builder()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), member_sk(member))))
-            .condition_expression("#role = :was")
-            .expression_attribute_names("#role", "role")
-            .expression_attribute_values(":was", s(current.role.as_str()))
-            .build()
-            .map_err(bad)?;
-        let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
-        if current.role == Role::Owner {
-            items.push(self.owner_count(org, false)?);
+    /// Removes a member; their card leaves with them ([`card_owner_leaves`]).
+    pub async fn remove(
+        &self,
+        org: &OrgId,
+        member: &MemberId,
+        now: DateTime<Utc>,
+    ) -> Result<MemberChange, StoreError> {
+        for _ in 0..MEMBER_TRIES {
+            let (current, config) = tokio::try_join!(self.member(org, member), self.recharge_config(org))?;
+            let Some(current) = current else {
+                return Ok(MemberChange::NotAMember);
+            };
+            let delete = Delete::builder()
+                .table_name(&*self.table)
+                .set_key(Some(key(org_pk(org), member_sk(member))))
+                .condition_expression("#role = :was")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":was", s(current.role.as_str()))
+                .build()
+                .map_err(bad)?;
+            let mut tx = MemberTx::new(TransactWriteItem::builder().delete(delete).build());
+            if current.role == Role::Owner {
+                tx.owner_count(self.owner_count(org, false)?);
+            }
+            tx.card(card_owner_leaves(&self.table, org, member, config.as_ref(), now)?);
+            if let Some(done) = self.commit(tx).await? {
+                return Ok(done);
+            }
         }
-        self.commit(items).await
+        Err(StoreError::Contention {
+            attempts: MEMBER_TRIES,
+        })
+    }
+
+    async fn recharge_config(&self, org: &OrgId) -> Result<Option<RechargeConfig>, StoreError> {
+        get_consistent(&self.client, &self.table, key(org_pk(org), CONFIG_SK))
+            .await?
+            .as_ref()
+            .map(config_from_item)
+            .transpose()
     }
 
     /// Records the member's Stripe customer unless one is recorded already, and answers
@@ -455,8 +545,13 @@ impl OrgStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
-    async fn commit(&self, items: Vec<TransactWriteItem>) -> Result<MemberChange, StoreError> {
-        let owner_change_at = items.len().checked_sub(1).filter(|i| *i > 0);
+    /// `None`: the member or their card changed meanwhile; read again and retry.
+    async fn commit(&self, tx: MemberTx) -> Result<Option<MemberChange>, StoreError> {
+        let MemberTx {
+            items,
+            owner_at,
+            card_at,
+        } = tx;
         match self
             .client
             .transact_write_items()
@@ -464,7 +559,7 @@ impl OrgStore {
             .send()
             .await
         {
-            Ok(_) => Ok(MemberChange::Done),
+            Ok(_) => Ok(Some(MemberChange::Done)),
             Err(err) => {
                 let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
                 else {
@@ -473,16 +568,46 @@ impl OrgStore {
                 let reasons = e.cancellation_reasons();
                 let failed =
                     |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                if owner_change_at.is_some_and(failed) {
-                    Ok(MemberChange::LastOwner)
-                } else if failed(0) {
-                    // The member changed under us: the caller may try again.
-                    Err(StoreError::Contention { attempts: 1 })
+                if owner_at.is_some_and(failed) {
+                    Ok(Some(MemberChange::LastOwner))
+                } else if failed(0) || card_at.is_some_and(failed) {
+                    Ok(None)
                 } else {
                     Err(sdk_error(err))
                 }
             }
         }
+    }
+}
+
+/// How often a membership change reads again when the member or their card moved under
+/// it before it gives up (`503`, safe to retry).
+const MEMBER_TRIES: u32 = 5;
+
+/// A membership change's items: the member first, then the owner count and the card.
+struct MemberTx {
+    items: Vec<TransactWriteItem>,
+    owner_at: Option<usize>,
+    card_at: Option<usize>,
+}
+
+impl MemberTx {
+    fn new(member: TransactWriteItem) -> MemberTx {
+        MemberTx {
+            items: vec![member],
+            owner_at: None,
+            card_at: None,
+        }
+    }
+
+    fn owner_count(&mut self, item: TransactWriteItem) {
+        self.owner_at = Some(self.items.len());
+        self.items.push(item);
+    }
+
+    fn card(&mut self, items: Vec<TransactWriteItem>) {
+        self.card_at = Some(self.items.len());
+        self.items.extend(items);
     }
 }
 

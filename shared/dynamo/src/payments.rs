@@ -72,7 +72,7 @@ impl DynamoWalletStore {
         record: &PaymentRecord,
     ) -> Result<Outcome, StoreError> {
         let outcome = self.apply(req).await?;
-        if matches!(outcome, Outcome::Committed(_) | Outcome::Replayed(_)) {
+        if outcome.is_ok() {
             self.record_payment(record).await?;
         }
         Ok(outcome)

@@ -2,13 +2,16 @@
 //!
 //! One change = one read and one write:
 //! 1. `TransactGetItems` reads the wallet (with its settings), the idempotency record of the
-//!    request's key, and, when the request names them, its hold and its member (for the
-//!    monthly limit). A replay is answered from here without planning anything;
-//! 2. the domain plans the change against what was read;
+//!    request's key and, when the request names them, the record of the key it yields to,
+//!    its hold, and for a member's hold their month and limit. A replay is answered from
+//!    here without planning anything;
+//! 2. the domain plans the change against what was read ([`Wallet::plan`]): every rule
+//!    (money, holds, member limits, pauses) is decided there;
 //! 3. one `TransactWriteItems` commits the wallet update (conditioned on the version it
 //!    was planned from, and on every field that goes down covering what is taken), the
-//!    ledger entry, the idempotency record (`attribute_not_exists`), the member's month
-//!    counter (conditioned on the member's limit), the hold, and any notifications.
+//!    ledger entry, the idempotency record (`attribute_not_exists`), the check that the
+//!    key it yields to is still unused, the members' month counters (a hold's under the
+//!    room its limit leaves), the hold, and any notifications.
 //!
 //! A lost version race or a `TransactionConflict` re-reads and retries with bounded, fully
 //! jittered exponential backoff. The version condition makes commits of one wallet a total
@@ -18,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Attribution, ChangeRequest, Clock, HistoryPage, HoldId, HoldState, IdempotencyKey, LedgerEntry, MemberId,
-    Movement, OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal, StoreError, Usd, Wallet,
-    WalletSettings, WalletStore,
+    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldState, IdempotencyKey,
+    LedgerEntry, MemberMonth, Movement, OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal,
+    StoreError, Wallet, WalletSettings, WalletStore, month_of,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -31,10 +34,10 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 
-use crate::attr::{Item, Reader, n_u64, n_usd, s};
+use crate::attr::{Item, n_signed, n_u64, n_usd, s};
 use crate::items::{
     self, ENTRY_SK_FIRST, ENTRY_SK_LAST, HoldRecord, IdemRecord, WALLET_SK, entry_from_item, entry_item,
-    entry_sk, hold_sk, idem_from_item, idem_item, idem_sk, key, member_month_sk, member_sk, month_of, org_pk,
+    entry_sk, hold_sk, idem_from_item, idem_item, idem_sk, key, member_month_sk, member_sk, org_pk,
     timestamp, wallet_from_item,
 };
 use crate::update::UpdateExpr;
@@ -84,16 +87,18 @@ struct Snapshot {
     wallet: Wallet,
     idem: Option<IdemRecord>,
     hold: Option<HoldRecord>,
-    member_limit: Option<Usd>,
+    /// The key the request yields to was used.
+    superseded: bool,
+    member: Option<MemberMonth>,
 }
 
 /// The write transaction and where its conditioned items sit, to read cancellation
 /// reasons by position.
 struct Transaction {
     items: Vec<TransactWriteItem>,
-    counter_at: Option<usize>,
+    unless_at: Option<usize>,
+    counter_at: Vec<(usize, CounterChange)>,
     hold_at: Option<usize>,
-    limit: Option<Usd>,
 }
 
 const WALLET_AT: usize = 0;
@@ -127,29 +132,34 @@ impl DynamoWalletStore {
 
     /// Stored timestamps keep milliseconds: everything is planned with exactly what will
     /// be stored, so that a replay answers the very entry the first call did.
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now().trunc_subsecs(3)
     }
 
-    async fn read(&self, req: &ChangeRequest) -> Result<Snapshot, StoreError> {
+    async fn read(&self, req: &ChangeRequest, now: DateTime<Utc>) -> Result<Snapshot, StoreError> {
         let pk = org_pk(req.org());
-        let get = |sk: String| -> Result<TransactGetItem, StoreError> {
+        let mut gets = vec![];
+        let mut get = |sk: String| -> Result<usize, StoreError> {
             let get = Get::builder()
                 .table_name(&*self.table)
                 .set_key(Some(key(pk.clone(), sk)))
-                .build();
-            Ok(TransactGetItem::builder().get(get.map_err(unavailable)?).build())
+                .build()
+                .map_err(unavailable)?;
+            gets.push(TransactGetItem::builder().get(get).build());
+            Ok(gets.len() - 1)
         };
-        let mut gets = vec![get(WALLET_SK.to_owned())?, get(idem_sk(req.key()))?];
-        let hold_at = req.hold_id().map(|h| (gets.len(), hold_sk(h)));
-        if let Some((_, sk)) = &hold_at {
-            gets.push(get(sk.clone())?);
-        }
-        let member = req.attribution().member.as_ref().filter(|_| limit_applies(req));
-        let member_at = member.map(|m| (gets.len(), member_sk(m)));
-        if let Some((_, sk)) = &member_at {
-            gets.push(get(sk.clone())?);
-        }
+        let wallet_at = get(WALLET_SK.to_owned())?;
+        let idem_at = get(idem_sk(req.key()))?;
+        let hold_at = req.hold_id().map(|h| get(hold_sk(h))).transpose()?;
+        let unless_at = req.unless_key().map(|k| get(idem_sk(k))).transpose()?;
+        // A member's hold needs their month and limit: the room it must fit.
+        let member = match (req.movement(), req.attribution().member.as_ref()) {
+            (Movement::Hold { .. }, Some(m)) => Some((
+                get(member_sk(m))?,
+                get(member_month_sk(&month_of(now), m.as_str()))?,
+            )),
+            _ => None,
+        };
         let out = self
             .client
             .transact_get_items()
@@ -159,33 +169,30 @@ impl DynamoWalletStore {
             .map_err(sdk_error)?;
         let responses = out.responses();
         let item = |i: usize| responses.get(i).and_then(|r| r.item());
-        let wallet = match item(0) {
+        let wallet = match item(wallet_at) {
             Some(w) => wallet_from_item(req.org(), w)?,
             None => Wallet::empty(req.org().clone()),
         };
-        let hold = match hold_at {
-            Some((i, _)) => item(i).map(items::hold_from_item).transpose()?,
-            None => None,
-        };
-        let member_limit = match member_at {
-            Some((i, _)) => item(i).map(items::member_limit_from_item).transpose()?.flatten(),
+        let member = match member {
+            Some((limit_at, month_at)) => Some(items::member_month_from(item(limit_at), item(month_at))?),
             None => None,
         };
         Ok(Snapshot {
             wallet,
-            idem: item(1).map(idem_from_item).transpose()?,
-            hold,
-            member_limit,
+            idem: item(idem_at).map(idem_from_item).transpose()?,
+            hold: hold_at.and_then(item).map(items::hold_from_item).transpose()?,
+            superseded: unless_at.and_then(item).is_some(),
+            member,
         })
     }
 
     async fn replay(&self, req: &ChangeRequest, idem: IdemRecord) -> Result<Outcome, StoreError> {
         if idem.fingerprint != req.fingerprint() {
-            return Ok(Outcome::IdempotencyKeyReused);
+            return Ok(Err(Refusal::IdempotencyKeyReused));
         }
-        Ok(Outcome::Replayed(
+        Ok(Ok(Applied::Replayed(
             self.entry_of(req.org(), req.key(), &idem).await?,
-        ))
+        )))
     }
 
     /// The entry an idempotency record points at.
@@ -204,47 +211,34 @@ impl DynamoWalletStore {
     }
 
     /// One try at committing `req` on top of what was read.
-    async fn attempt(&self, req: &ChangeRequest, snap: Snapshot) -> Result<Attempt, StoreError> {
+    async fn attempt(
+        &self,
+        req: &ChangeRequest,
+        snap: Snapshot,
+        now: DateTime<Utc>,
+    ) -> Result<Attempt, StoreError> {
         if matches!(req.movement(), Movement::Hold { .. }) && snap.hold.is_some() {
             // The hold id is taken by a hold made under another key.
-            return Ok(Some(Outcome::IdempotencyKeyReused));
+            return Ok(Some(Err(Refusal::IdempotencyKeyReused)));
         }
-        // A capture belongs to the member its hold was made for, whatever the report says.
-        let adopted;
-        let req = match (req.movement(), snap.hold.as_ref().and_then(|h| h.member.clone())) {
-            (Movement::Capture { .. }, Some(member)) => {
-                adopted = req.clone().attributed_to(Attribution {
-                    member: Some(member),
-                    ..req.attribution().clone()
-                });
-                &adopted
-            }
-            _ => req,
-        };
         let ctx = PlanContext {
-            now: self.now(),
+            now,
             hold: snap.hold.as_ref().map(|h| HoldState {
                 amount: h.amount,
                 open: h.open,
+                member: h.member.clone(),
+                counted_in: h.counted_in.clone(),
             }),
+            member: snap.member,
+            superseded: snap.superseded,
         };
         let planned = match snap.wallet.plan(req, &ctx) {
             Ok(p) => p,
-            Err(Refusal::InsufficientFunds { available }) => {
-                return Ok(Some(Outcome::InsufficientFunds { available }));
-            }
-            Err(Refusal::HoldNotFound) => return Ok(Some(Outcome::HoldNotFound)),
-            Err(Refusal::HoldClosed) => return Ok(Some(Outcome::HoldClosed)),
-            Err(Refusal::Paused(reason)) => return Ok(Some(Outcome::Paused { reason })),
             Err(Refusal::Money(e)) => return Err(StoreError::Invalid(e.to_string())),
+            Err(refusal) => return Ok(Some(Err(refusal))),
         };
-        let limit = req.member_limit().or(snap.member_limit);
-        let Some(tx) = self.transaction(req, &planned, snap.hold.as_ref(), limit)? else {
-            return Ok(Some(Outcome::MemberLimitReached {
-                limit: limit.unwrap_or(Usd::ZERO),
-            }));
-        };
-        let (counter_at, hold_at, limit) = (tx.counter_at, tx.hold_at, tx.limit);
+        let tx = self.transaction(req, &planned, snap.hold.as_ref())?;
+        let (unless_at, counter_at, hold_at) = (tx.unless_at, tx.counter_at, tx.hold_at);
         let sent = self
             .client
             .transact_write_items()
@@ -252,7 +246,7 @@ impl DynamoWalletStore {
             .send()
             .await;
         let err = match sent {
-            Ok(_) => return Ok(Some(Outcome::Committed(planned.entry))),
+            Ok(_) => return Ok(Some(Ok(Applied::Committed(planned.entry)))),
             Err(err) => err,
         };
         let reasons: Vec<CancellationReason> = match err.as_service_error() {
@@ -272,16 +266,24 @@ impl DynamoWalletStore {
                 None => Ok(None),
             };
         }
-        // The wallet or the hold moved on since they were read (or, on real DynamoDB,
-        // another transaction held them): read afresh after the backoff.
+        // The wallet, the hold or the key it yields to moved on since they were read (or,
+        // on real DynamoDB, another transaction held them): read afresh after the backoff.
         if failed(Some(WALLET_AT))
             || failed(hold_at)
+            || failed(unless_at)
             || reasons.iter().any(|r| r.code() == Some("TransactionConflict"))
         {
             return Ok(None);
         }
-        if let (true, Some(limit)) = (failed(counter_at), limit) {
-            return Ok(Some(Outcome::MemberLimitReached { limit }));
+        // A member's month filled up meanwhile (parallel holds): no room for this one.
+        if let Some((_, c)) = counter_at.iter().find(|(i, _)| failed(Some(*i))) {
+            return match ctx.member.and_then(|m| m.limit) {
+                Some(limit) => Ok(Some(Err(Refusal::MemberLimitReached { limit }))),
+                None => Err(StoreError::Invalid(format!(
+                    "the month counter of {} refused a change it had no limit for",
+                    c.member
+                ))),
+            };
         }
         Err(StoreError::Unavailable(
             format!(
@@ -292,18 +294,16 @@ impl DynamoWalletStore {
         ))
     }
 
-    /// Every item the change writes. `None` when the member limit cannot cover the
-    /// amount even before anything else is counted.
+    /// Every item the change writes.
     fn transaction(
         &self,
         req: &ChangeRequest,
         p: &Planned,
         hold: Option<&HoldRecord>,
-        limit: Option<Usd>,
-    ) -> Result<Option<Transaction>, StoreError> {
+    ) -> Result<Transaction, StoreError> {
         let now = p.entry.created_at;
         let mut items = vec![
-            self.wallet_write(req, p)?,
+            self.wallet_write(p)?,
             put(
                 &self.table,
                 entry_item(&p.entry),
@@ -317,67 +317,50 @@ impl DynamoWalletStore {
                 true,
             )?,
         ];
-        let mut counter_at = None;
-        let member = req.attribution().member.as_ref();
-        if req.member_limit().is_some() && member.is_none() {
-            return Err(StoreError::Invalid("a member limit needs a member".into()));
+        let mut unless_at = None;
+        if let Some(k) = req.unless_key() {
+            let check = ConditionCheck::builder()
+                .table_name(&*self.table)
+                .set_key(Some(key(org_pk(req.org()), idem_sk(k))))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(unavailable)?;
+            unless_at = Some(items.len());
+            items.push(TransactWriteItem::builder().condition_check(check).build());
         }
-        let month_key = |m: &MemberId| key(org_pk(req.org()), member_month_sk(&month_of(now), m.as_str()));
-        // DynamoDB conditions cannot add, so the counter is compared before the write with
-        // the room the limit leaves for the whole request.
-        let room = |wanted: Usd| limit.map(|l| l.checked_sub(wanted).ok());
-        match (req.movement(), member) {
-            (Movement::Debit(a) | Movement::DebitUpTo(a), Some(m)) if req.is_consumption() => {
-                // A call made without a hold must fit the limit whole, or it is refused.
-                let mut x = counter_update(m, now, p.entry.amount.magnitude());
-                match room(a.usd()) {
-                    Some(None) => return Ok(None),
-                    Some(Some(room)) => {
-                        x.condition("attribute_not_exists(#spent) OR #spent <= :room");
-                        x.value(":room", n_usd(room));
-                    }
-                    None => {}
-                }
-                counter_at = Some(items.len());
-                items.push(x.update(&self.table, month_key(m))?);
+        let mut counter_at = vec![];
+        for c in &p.counters {
+            let mut x = UpdateExpr::default();
+            x.add("spent", n_usd(c.spent));
+            x.add("held", n_signed(c.held));
+            x.add("committed", n_signed(c.committed().map_err(invalid)?));
+            x.set("type", s("member_month"));
+            x.set("member", s(c.member.as_str()));
+            x.set("month", s(c.month.as_str()));
+            if let Some(room) = c.at_most {
+                // DynamoDB conditions cannot add: the plan gives the most the month may
+                // already hold for the change to fit.
+                x.condition("attribute_not_exists(#committed) OR #committed <= :room");
+                x.value(":room", n_usd(room));
             }
-            (Movement::Hold { amount, .. }, Some(m)) => {
-                // A hold is admitted only within the member's room; its capture is then
-                // always charged and counted, so no admitted call goes unbilled.
-                match room(amount.usd()) {
-                    Some(None) => return Ok(None),
-                    Some(Some(room)) => {
-                        let check = ConditionCheck::builder()
-                            .table_name(&*self.table)
-                            .set_key(Some(month_key(m)))
-                            .condition_expression("attribute_not_exists(#spent) OR #spent <= :room")
-                            .expression_attribute_names("#spent", "spent")
-                            .expression_attribute_values(":room", n_usd(room))
-                            .build()
-                            .map_err(unavailable)?;
-                        counter_at = Some(items.len());
-                        items.push(TransactWriteItem::builder().condition_check(check).build());
-                    }
-                    None => {}
-                }
-            }
-            (Movement::Capture { .. }, Some(m)) => {
-                items.push(
-                    counter_update(m, now, p.entry.amount.magnitude()).update(&self.table, month_key(m))?,
-                );
-            }
-            _ => {}
+            counter_at.push((items.len(), c.clone()));
+            items.push(x.update(
+                &self.table,
+                key(org_pk(req.org()), member_month_sk(&c.month, c.member.as_str())),
+            )?);
         }
         let mut hold_at = None;
         match (req.movement(), req.hold_id(), hold) {
             (Movement::Hold { amount, expires_at }, Some(id), _) => {
                 hold_at = Some(items.len());
+                let counted_in = p.counters.first().map(|c| c.month.as_str());
                 let item = items::hold_item(
                     req.org(),
                     id,
                     amount.usd(),
                     expires_at,
                     &req.attribution().member,
+                    counted_in,
                     now,
                 );
                 items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), false)?);
@@ -406,17 +389,17 @@ impl DynamoWalletStore {
             let item = items::notification_item(&p.after, *kind, p.entry.seq, i, now)?;
             items.push(put(&self.table, item, None, false)?);
         }
-        Ok(Some(Transaction {
+        Ok(Transaction {
             items,
+            unless_at,
             counter_at,
             hold_at,
-            limit,
-        }))
+        })
     }
 
     /// The wallet update, by deltas that the database itself refuses when they would
     /// overdraw anything, under the version the change was planned from.
-    fn wallet_write(&self, req: &ChangeRequest, p: &Planned) -> Result<TransactWriteItem, StoreError> {
+    fn wallet_write(&self, p: &Planned) -> Result<TransactWriteItem, StoreError> {
         let (before, after, e) = (&p.before, &p.after, &p.entry);
         let mut x = UpdateExpr::default();
         x.delta("base", e.buckets.base);
@@ -460,16 +443,23 @@ impl DynamoWalletStore {
                 None => x.remove("open_disputes"),
             }
         }
-        if req.ends_recharge_due() {
-            x.remove("gsi1pk");
-            x.remove("gsi1sk");
-        } else if p.recharge_due {
+        let mark = || s(items::due_mark(e.created_at, &after.org));
+        match p.due {
+            DueMark::Keep => {}
             // The first mark stands (its time orders the sweep); the recharge clears it.
-            x.set_if_absent("gsi1pk", s(items::RECHARGE_DUE_PK));
-            x.set_if_absent(
-                "gsi1sk",
-                s(format!("{}#{}", e.created_at.to_rfc3339(), after.org)),
-            );
+            DueMark::Set => {
+                x.set_if_absent("gsi1pk", s(items::RECHARGE_DUE_PK));
+                x.set_if_absent("gsi1sk", mark());
+            }
+            // A fresh mark: a sweep clearing the mark it saw leaves this one standing.
+            DueMark::Renew => {
+                x.set("gsi1pk", s(items::RECHARGE_DUE_PK));
+                x.set("gsi1sk", mark());
+            }
+            DueMark::Clear => {
+                x.remove("gsi1pk");
+                x.remove("gsi1sk");
+            }
         }
         x.set("updated_at", timestamp(e.created_at));
         x.update(&self.table, key(org_pk(&after.org), WALLET_SK))
@@ -498,255 +488,6 @@ impl DynamoWalletStore {
             .map_err(sdk_error)?;
         Ok(())
     }
-
-    /// Sets or clears a member's monthly limit (calendar month, UTC).
-    pub async fn set_member_limit(
-        &self,
-        org: &OrgId,
-        member: &MemberId,
-        limit: Option<Usd>,
-    ) -> Result<(), StoreError> {
-        let mut req = self
-            .client
-            .update_item()
-            .table_name(&*self.table)
-            .set_key(Some(key(org_pk(org), member_sk(member))))
-            .expression_attribute_names("#type", "type")
-            .expression_attribute_names("#limit", "monthly_limit")
-            .expression_attribute_values(":type", s("member"));
-        req = match limit {
-            Some(l) => req
-                .update_expression("SET #type = :type, #limit = :limit")
-                .expression_attribute_values(":limit", n_usd(l)),
-            None => req.update_expression("SET #type = :type REMOVE #limit"),
-        };
-        req.send().await.map_err(sdk_error)?;
-        Ok(())
-    }
-
-    /// A member's monthly limit, if one is set.
-    pub async fn member_limit(&self, org: &OrgId, member: &MemberId) -> Result<Option<Usd>, StoreError> {
-        let out = get_consistent(&self.client, &self.table, key(org_pk(org), member_sk(member))).await?;
-        Ok(out
-            .as_ref()
-            .map(items::member_limit_from_item)
-            .transpose()?
-            .flatten())
-    }
-
-    /// What a member spent in the calendar month (UTC) of `at`.
-    /// What each member spent in `month` (`yyyy-mm`, UTC), from the month counters.
-    pub async fn month_usage(&self, org: &OrgId, month: &str) -> Result<Vec<(String, Usd)>, StoreError> {
-        query_prefix(
-            &self.client,
-            &self.table,
-            org_pk(org),
-            &format!("USAGE#{month}#MEMBER#"),
-        )
-        .await?
-        .iter()
-        .map(|item| {
-            let r = Reader::new(item);
-            let member = r
-                .s(items::SK)?
-                .rsplit("#MEMBER#")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            Ok((member, r.usd("spent")?))
-        })
-        .collect()
-    }
-
-    /// Marks notifications read; `ids` of `None` marks every unread one. Returns how many
-    /// changed; unknown ids change nothing.
-    pub async fn mark_read(&self, org: &OrgId, ids: Option<&[String]>) -> Result<usize, StoreError> {
-        let ids: Vec<String> = match ids {
-            Some(ids) => ids.to_vec(),
-            None => query_prefix(&self.client, &self.table, org_pk(org), "NOTIF#")
-                .await?
-                .iter()
-                .map(items::notification_from_item)
-                .filter(|n| n.as_ref().map_or(true, |n| !n.read))
-                .map(|n| n.map(|n| n.id))
-                .collect::<Result<_, _>>()?,
-        };
-        let mut changed = 0;
-        for id in ids {
-            let sent = self
-                .client
-                .update_item()
-                .table_name(&*self.table)
-                .set_key(Some(key(org_pk(org), format!("NOTIF#{id}"))))
-                .update_expression("SET #read = :true")
-                .condition_expression("attribute_exists(pk) AND #read = :false")
-                .expression_attribute_names("#read", "read")
-                .expression_attribute_values(":true", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-                .expression_attribute_values(":false", aws_sdk_dynamodb::types::AttributeValue::Bool(false))
-                .send()
-                .await;
-            match sent {
-                Ok(_) => changed += 1,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(sdk_error(e)),
-            }
-        }
-        Ok(changed)
-    }
-
-    pub async fn member_month_spent(
-        &self,
-        org: &OrgId,
-        member: &MemberId,
-        at: DateTime<Utc>,
-    ) -> Result<Usd, StoreError> {
-        let out = get_consistent(
-            &self.client,
-            &self.table,
-            key(org_pk(org), member_month_sk(&month_of(at), member.as_str())),
-        )
-        .await?;
-        match out.as_ref() {
-            Some(item) if item.contains_key("spent") => Reader::new(item).usd("spent"),
-            _ => Ok(Usd::ZERO),
-        }
-    }
-
-    /// Releases the org's open holds that expired by now, each once. Returns how many.
-    pub async fn expire_holds(&self, org: &OrgId) -> Result<usize, StoreError> {
-        let now = self.now();
-        let mut expired = vec![];
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :hold)")
-                .filter_expression("#state = :open AND hold_expires <= :now")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":pk", s(org_pk(org)))
-                .expression_attribute_values(":hold", s("HOLD#"))
-                .expression_attribute_values(":open", s("open"))
-                .expression_attribute_values(":now", timestamp(now))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                expired.push(items::hold_from_item(item)?.id);
-            }
-            match out.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => break,
-            }
-        }
-        let mut released = 0;
-        for id in expired {
-            let key = IdempotencyKey::parse(format!("expire:{id}"))
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            if let Outcome::Committed(_) = self.apply(ChangeRequest::release(org.clone(), id, key)).await? {
-                released += 1;
-            }
-        }
-        Ok(released)
-    }
-
-    /// Usage that never touches the wallet (BYOK): one record per request, kept for
-    /// reporting and attribution, and the member's month counter of unbilled usage.
-    /// `false` when the request was recorded before.
-    pub async fn record_unbilled(
-        &self,
-        org: &OrgId,
-        key_: &IdempotencyKey,
-        cost: Usd,
-        attribution: &Attribution,
-    ) -> Result<bool, StoreError> {
-        let now = self.now();
-        let mut items = vec![put(
-            &self.table,
-            items::unbilled_item(org, key_, cost, attribution, now),
-            Some("attribute_not_exists(pk)"),
-            false,
-        )?];
-        if let Some(member) = &attribution.member {
-            let mut x = UpdateExpr::default();
-            x.add("unbilled", n_usd(cost));
-            x.set("type", s("member_month"));
-            x.set("member", s(member.as_str()));
-            x.set("month", s(month_of(now)));
-            items.push(x.update(
-                &self.table,
-                key(org_pk(org), member_month_sk(&month_of(now), member.as_str())),
-            )?);
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e))
-                    if e.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(false)
-                }
-                _ => Err(sdk_error(err)),
-            },
-        }
-    }
-
-    /// The org's notifications, newest first.
-    pub async fn notifications(
-        &self,
-        org: &OrgId,
-        limit: i32,
-    ) -> Result<Vec<items::Notification>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&*self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :n)")
-            .expression_attribute_values(":pk", s(org_pk(org)))
-            .expression_attribute_values(":n", s("NOTIF#"))
-            .scan_index_forward(false)
-            .limit(limit)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.items().iter().map(items::notification_from_item).collect()
-    }
-
-    /// The hold named `id`, if any.
-    pub async fn hold(&self, org: &OrgId, id: &HoldId) -> Result<Option<HoldRecord>, StoreError> {
-        let out = get_consistent(&self.client, &self.table, key(org_pk(org), hold_sk(id))).await?;
-        out.as_ref().map(items::hold_from_item).transpose()
-    }
-}
-
-/// Whether the member's monthly limit is checked for this change.
-fn limit_applies(req: &ChangeRequest) -> bool {
-    matches!(
-        req.movement(),
-        Movement::Debit(_) | Movement::DebitUpTo(_) | Movement::Hold { .. }
-    )
-}
-
-fn counter_update(member: &MemberId, now: DateTime<Utc>, taken: Usd) -> UpdateExpr {
-    let mut x = UpdateExpr::default();
-    x.add("spent", n_usd(taken));
-    x.set("type", s("member_month"));
-    x.set("member", s(member.as_str()));
-    x.set("month", s(month_of(now)));
-    x
 }
 
 pub(crate) fn put(
@@ -850,11 +591,12 @@ where
 impl WalletStore for DynamoWalletStore {
     async fn apply(&self, req: ChangeRequest) -> Result<Outcome, StoreError> {
         for attempt in 0..self.retry.max_attempts {
-            let snap = self.read(&req).await?;
+            let now = self.now();
+            let snap = self.read(&req, now).await?;
             if let Some(idem) = snap.idem {
                 return self.replay(&req, idem).await;
             }
-            match self.attempt(&req, snap).await? {
+            match self.attempt(&req, snap, now).await? {
                 Some(outcome) => return Ok(outcome),
                 None => {
                     tracing::debug!(org = %req.org(), attempt, "lost the race for the wallet; retrying");

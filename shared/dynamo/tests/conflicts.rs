@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Bucket, ChangeRequest, EntryKind, IdempotencyKey, OrgId, Outcome, PositiveUsd, StoreError, SystemClock,
+    Applied, Bucket, ChangeRequest, EntryKind, IdempotencyKey, OrgId, PositiveUsd, StoreError, SystemClock,
     Usd, Wallet, WalletStore,
 };
 use agent_credits_dynamo::items::wallet_item;
@@ -81,7 +81,7 @@ async fn a_transaction_conflict_is_retried_with_a_fresh_read_and_then_commits() 
 
     let outcome = store(client, 5).apply(debit()).await.unwrap();
 
-    let Outcome::Committed(entry) = outcome else {
+    let Ok(Applied::Committed(entry)) = outcome else {
         panic!("expected a commit, got {outcome:?}")
     };
     assert_eq!(entry.seq, 4);

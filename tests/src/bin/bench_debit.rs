@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_credits_domain::{
-    Bucket, ChangeRequest, EntryKind, IdempotencyKey, OrgId, Outcome, PositiveUsd, SystemClock, WalletStore,
+    Applied, Bucket, ChangeRequest, EntryKind, IdempotencyKey, OrgId, PositiveUsd, SystemClock, WalletStore,
 };
 use agent_credits_dynamo::DynamoWalletStore;
 use support::RequestCounter;
@@ -39,14 +39,16 @@ async fn main() -> Result<(), Error> {
             PositiveUsd::parse("1000000")?,
             IdempotencyKey::parse("seed")?,
         )?)
-        .await?;
+        .await?
+        .map_err(|r| format!("seed refused: {r}"))?;
 
     // Warm up connections and caches, then measure.
     for i in 0..50 {
         let key = IdempotencyKey::parse(format!("warm:{i}"))?;
         store
             .apply(ChangeRequest::debit(org.clone(), EntryKind::Usage, amount, key)?)
-            .await?;
+            .await?
+            .map_err(|r| format!("warm-up refused: {r}"))?;
     }
     let requests_before = counter.get();
     let mut times = Vec::with_capacity(debits as usize);
@@ -56,7 +58,7 @@ async fn main() -> Result<(), Error> {
         let start = Instant::now();
         let outcome = store.apply(req).await?;
         times.push(start.elapsed());
-        if !matches!(outcome, Outcome::Committed(_)) {
+        if !matches!(outcome, Ok(Applied::Committed(_))) {
             return Err(format!("debit {i} did not commit: {outcome:?}").into());
         }
     }

@@ -6,10 +6,10 @@
 pub use std::sync::Arc;
 
 pub use agent_credits_domain::{
-    BillingMode, ChangeRequest, EntryKind, IdempotencyKey, OrgId, PageRequest, PauseReason, PositiveUsd,
-    RechargeSettings, SystemClock, Usd, WalletSettings, WalletState, WalletStore,
+    BillingMode, ChangeRequest, EntryKind, IdempotencyKey, MemberId, OrgId, PageRequest, PauseReason,
+    PositiveUsd, RechargeSettings, SystemClock, Usd, WalletSettings, WalletState, WalletStore,
 };
-pub use agent_credits_dynamo::{Claim, DynamoWalletStore, RechargeStore};
+pub use agent_credits_dynamo::{Card, Claim, DynamoWalletStore, RechargeStore};
 pub use recharge::{Recharge, send_intent, sweep};
 pub use stripe::StripeRequest;
 pub use stripe_core::customer::CreateCustomer;
@@ -39,12 +39,12 @@ pub async fn app(resume_after_seconds: i64) -> App {
         .unwrap();
     let store = DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock));
     let org = OrgId::parse("org_demo").unwrap();
-    let settings = WalletSettings {
-        billing_mode: Some(BillingMode::Credits),
-        ..Default::default()
-    };
-    store.put_settings(&org, &settings).await.unwrap();
-    store.apply(support::purchase(&org, "30", "seed")).await.unwrap();
+    support::create_credits_org(&client, "credits", &org, "u_owner").await;
+    store
+        .apply(support::purchase(&org, "30", "seed"))
+        .await
+        .unwrap()
+        .unwrap();
     let customer = CreateCustomer::new()
         .email("owner@demo.example")
         .send(&stripe)
@@ -99,20 +99,25 @@ pub async fn saved_card(sim: &StripeSim, stripe: &stripe::Client, customer: &str
     cards.data[0].id.to_string()
 }
 
+/// The owner's card on file for the org.
+pub fn owners_card(app: &App) -> Card {
+    Card {
+        customer: app.customer.clone(),
+        payment_method: app.card.clone(),
+        owner: MemberId::parse("u_owner").unwrap(),
+    }
+}
+
 pub async fn enable(app: &App, max_per_day: u32) {
     let settings = RechargeSettings::new(true, usd("20"), usd("100"), max_per_day, usd("1000")).unwrap();
-    app.svc
+    let card = owners_card(app);
+    let saved = app
+        .svc
         .recharges
-        .configure(
-            &app.org,
-            &settings,
-            &app.customer,
-            &app.card,
-            "u_owner",
-            chrono::Utc::now(),
-        )
+        .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
         .await
         .unwrap();
+    assert!(saved, "the owner may save their card");
 }
 
 pub async fn spend(app: &App, amount: &str, key: &str) {
@@ -121,7 +126,7 @@ pub async fn spend(app: &App, amount: &str, key: &str) {
         PositiveUsd::parse(amount).unwrap(),
         IdempotencyKey::parse(key).unwrap(),
     );
-    app.svc.store.apply(req).await.unwrap();
+    app.svc.store.apply(req).await.unwrap().unwrap();
 }
 
 pub async fn top_ups(app: &App) -> usize {

@@ -1,0 +1,98 @@
+//! Every idempotency key, made here and only here. A key names the business object a
+//! change comes from, so that every path to the same object (the recharge function's own
+//! reply and the webhook's event, a redelivery, a retry a day later) lands on the same key
+//! and changes the wallet once. Two crates writing the same key by hand would be one typo
+//! away from crediting a top-up twice.
+
+use crate::ids::{HoldId, IdError, IdempotencyKey};
+
+/// A usage report of the call `request`.
+pub fn usage(request: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("usage", request.as_str())
+}
+
+/// The reservation of hold `hold`.
+pub fn hold(hold: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("hold", hold.as_str())
+}
+
+/// The capture of hold `hold`.
+pub fn capture(hold: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("capture", hold.as_str())
+}
+
+/// The runtime's release of hold `hold`.
+pub fn release(hold: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("release", hold.as_str())
+}
+
+/// The release of hold `hold` when it expired.
+pub fn expiry(hold: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("expire", hold.as_str())
+}
+
+fn stripe(kind: &str, id: &str, step: &str) -> Result<IdempotencyKey, IdError> {
+    IdempotencyKey::parse(format!("stripe:{kind}:{id}{step}"))
+}
+
+/// The credit of a Stripe payment (a checkout's or an auto-recharge's PaymentIntent),
+/// whichever of its events or replies comes first.
+pub fn payment(payment_intent: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("payment", payment_intent, "")
+}
+
+/// What refund `refund` takes back.
+pub fn refund(refund: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("refund", refund, "")
+}
+
+/// Refund `refund` failed at the bank: what it took comes back (or, when it had taken
+/// nothing yet, it never will).
+pub fn refund_failed(refund: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("refund", refund, ":failed")
+}
+
+/// Dispute `dispute` opened: the org pauses.
+pub fn dispute_opened(dispute: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("dispute", dispute, "")
+}
+
+/// Dispute `dispute` was lost: its credits are taken back.
+pub fn dispute_lost(dispute: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("dispute", dispute, ":lost")
+}
+
+/// Dispute `dispute` closed: its pause lifts.
+pub fn dispute_closed(dispute: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("dispute", dispute, ":closed")
+}
+
+/// The base grant of plan invoice `invoice`.
+pub fn invoice(invoice: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("invoice", invoice, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_their_object_and_refuse_unusable_ids() {
+        let h = HoldId::parse("req_1").unwrap();
+        assert_eq!(usage(&h).as_str(), "usage:req_1");
+        assert_eq!(capture(&h).as_str(), "capture:req_1");
+        assert_eq!(payment("pi_1").unwrap().as_str(), "stripe:payment:pi_1");
+        assert_eq!(
+            refund_failed("re_1").unwrap().as_str(),
+            "stripe:refund:re_1:failed"
+        );
+        assert_eq!(
+            dispute_closed("dp_1").unwrap().as_str(),
+            "stripe:dispute:dp_1:closed"
+        );
+        assert!(payment("pi 1").is_err());
+        assert!(payment(&"x".repeat(300)).is_err());
+        let longest = HoldId::parse("x".repeat(HoldId::MAX_LEN)).unwrap();
+        assert!(IdempotencyKey::parse(capture(&longest).as_str()).is_ok());
+    }
+}

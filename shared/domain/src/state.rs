@@ -1,0 +1,71 @@
+//! Why an org may not run, and what it is told: the pause reasons of the may-I-run
+//! verdict and the durable notifications of reference 002.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an org's agents may not run on credits right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    CreditsExhausted,
+    MemberLimitReached,
+    NoKeyConfigured,
+    RechargeFailed,
+    Disputed,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::CreditsExhausted => "credits_exhausted",
+            PauseReason::MemberLimitReached => "member_limit_reached",
+            PauseReason::NoKeyConfigured => "no_key_configured",
+            PauseReason::RechargeFailed => "recharge_failed",
+            PauseReason::Disputed => "disputed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PauseReason> {
+        [
+            PauseReason::CreditsExhausted,
+            PauseReason::MemberLimitReached,
+            PauseReason::NoKeyConfigured,
+            PauseReason::RechargeFailed,
+            PauseReason::Disputed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum WalletState {
+    Active,
+    Paused(PauseReason),
+}
+
+/// The durable notifications of reference 002, each emitted once per occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    CreditBalanceLow,
+    CreditBalanceDepleted,
+    CreditAutoRechargeTriggered,
+    CreditPurchaseFailed,
+    /// Auto-recharge stopped for a reason other than a failed charge (the member whose
+    /// card it charged left the org or lost the role): for the owners.
+    CreditAutoRechargeSuspended,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::CreditBalanceLow => "credit_balance_low",
+            NotificationKind::CreditBalanceDepleted => "credit_balance_depleted",
+            NotificationKind::CreditAutoRechargeTriggered => "credit_auto_recharge_triggered",
+            NotificationKind::CreditPurchaseFailed => "credit_purchase_failed",
+            NotificationKind::CreditAutoRechargeSuspended => "credit_auto_recharge_suspended",
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Who pays for a call, and whether the next one may run: the BYOK key rule and the
+//! may-I-run verdict, in one place for may-i-run, the usage debits and the balance card.
+//!
+//! The key rule (reference 000):
+//! - a credits org bills every call to its wallet;
+//! - a byok org runs on its own key for the runtime's provider; without one, Claude Code
+//!   runs on the platform key and bills the wallet ("Claude can use the platform key"),
+//!   and any other runtime may not run (its key is required: [`missing_byok_key`]);
+//! - a deferred org runs on its own key only when it is the key its runtime needs;
+//!   otherwise on credits, and with neither it may not run (`no_key_configured`).
+
+use serde::Serialize;
+
+use crate::account::{Provider, Runtime};
+use crate::member::MemberMonth;
+use crate::money::{MoneyError, Usd};
+use crate::settings::BillingMode;
+use crate::state::{PauseReason, WalletState};
+use crate::wallet::Wallet;
+
+/// Where a call's cost goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Billing {
+    /// The org's wallet: the call is debited.
+    Credits,
+    /// The org's own provider key: the provider bills the org; the call is recorded,
+    /// never debited.
+    ProviderKey,
+}
+
+impl Billing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Billing::Credits => "credits",
+            Billing::ProviderKey => "provider_key",
+        }
+    }
+}
+
+/// Who pays for a call of `runtime` in an org of `mode` that stored keys for `keys`:
+/// `Err(no_key_configured)` when nobody may.
+pub fn billing(mode: BillingMode, runtime: Runtime, keys: &[Provider]) -> Result<Billing, PauseReason> {
+    let own_key = keys.contains(&runtime.provider());
+    match mode {
+        BillingMode::Credits => Ok(Billing::Credits),
+        BillingMode::Byok if own_key => Ok(Billing::ProviderKey),
+        BillingMode::Byok if runtime.may_use_platform_key() => Ok(Billing::Credits),
+        BillingMode::Byok => Err(PauseReason::NoKeyConfigured),
+        BillingMode::Deferred if own_key => Ok(Billing::ProviderKey),
+        BillingMode::Deferred => Ok(Billing::Credits),
+    }
+}
+
+/// The first runtime in use (the org's, its agents') whose key a byok org lacks: the
+/// rule at creation, at a switch to byok, when an agent moves runtime, and when a key is
+/// deleted (pass the keys as they would be after).
+pub fn missing_byok_key(
+    mode: BillingMode,
+    runtimes: &[Runtime],
+    keys: &[Provider],
+) -> Option<(Runtime, Provider)> {
+    if mode != BillingMode::Byok {
+        return None;
+    }
+    runtimes
+        .iter()
+        .filter_map(|r| r.required_byok_provider().map(|p| (*r, p)))
+        .find(|(_, p)| !keys.contains(p))
+}
+
+/// May the next call run, and on what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub reason: Option<PauseReason>,
+    /// `None` when the call may not run at all.
+    pub billed_to: Option<Billing>,
+    pub available: Usd,
+    /// At or below the low-balance threshold, for an org that runs on credits.
+    pub low_balance: bool,
+}
+
+/// The verdict for a call billed as `billing` (see [`billing`]), asked by `member` (their
+/// month, when they were named). A call on the org's own key runs whatever the wallet
+/// holds; one on credits needs credits, no pause but exhaustion, and the member's room.
+pub fn verdict(
+    mode: BillingMode,
+    wallet: &Wallet,
+    billing: Result<Billing, PauseReason>,
+    member: Option<&MemberMonth>,
+) -> Result<Verdict, MoneyError> {
+    let available = wallet.available()?;
+    let reason = match billing {
+        Err(reason) => Some(reason),
+        Ok(Billing::ProviderKey) => None,
+        Ok(Billing::Credits) => match wallet.state {
+            WalletState::Paused(r) if r != PauseReason::CreditsExhausted => Some(r),
+            // A deferred org without its key runs on credits only while it has some.
+            _ if available.is_zero() && mode == BillingMode::Deferred => Some(PauseReason::NoKeyConfigured),
+            _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
+            _ => match member {
+                Some(m) if m.limit_reached()? => Some(PauseReason::MemberLimitReached),
+                _ => None,
+            },
+        },
+    };
+    Ok(Verdict {
+        allowed: reason.is_none(),
+        reason,
+        billed_to: reason.is_none().then_some(billing.ok()).flatten(),
+        available,
+        low_balance: billing == Ok(Billing::Credits) && available <= wallet.settings.low_threshold(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::OrgId;
+
+    fn usd(s: &str) -> Usd {
+        Usd::parse(s).unwrap()
+    }
+
+    fn wallet(purchased: &str) -> Wallet {
+        let mut w = Wallet::empty(OrgId::parse("o").unwrap());
+        w.buckets.purchased = usd(purchased);
+        w
+    }
+
+    #[test]
+    fn byok_claude_code_without_its_key_runs_on_the_platform_key_and_is_billed() {
+        use BillingMode::*;
+        use Runtime::*;
+        assert_eq!(billing(Byok, ClaudeCode, &[]), Ok(Billing::Credits));
+        assert_eq!(
+            billing(Byok, ClaudeCode, &[Provider::Anthropic]),
+            Ok(Billing::ProviderKey)
+        );
+        assert_eq!(
+            billing(Byok, Codex, &[Provider::OpenAi]),
+            Ok(Billing::ProviderKey)
+        );
+        assert_eq!(
+            billing(Byok, Codex, &[Provider::Anthropic]),
+            Err(PauseReason::NoKeyConfigured)
+        );
+        // With no credits, that org is exhausted like any credits org.
+        let v = verdict(Byok, &wallet("0"), billing(Byok, ClaudeCode, &[]), None).unwrap();
+        assert_eq!(v.reason, Some(PauseReason::CreditsExhausted));
+    }
+
+    #[test]
+    fn a_deferred_org_is_keyed_only_with_the_key_its_runtime_needs() {
+        use BillingMode::Deferred;
+        // An Anthropic key does not make a Codex org keyed.
+        let b = billing(Deferred, Runtime::Codex, &[Provider::Anthropic]);
+        assert_eq!(b, Ok(Billing::Credits));
+        let v = verdict(Deferred, &wallet("0"), b, None).unwrap();
+        assert_eq!(v.reason, Some(PauseReason::NoKeyConfigured));
+        let v = verdict(Deferred, &wallet("5"), b, None).unwrap();
+        assert!(v.allowed);
+        assert_eq!(
+            billing(Deferred, Runtime::Codex, &[Provider::OpenAi]),
+            Ok(Billing::ProviderKey)
+        );
+    }
+
+    #[test]
+    fn a_member_at_their_limit_may_not_run_and_holds_count() {
+        let month = MemberMonth {
+            spent: usd("0.60"),
+            held: usd("0.40"),
+            limit: Some(usd("1.00")),
+        };
+        let v = verdict(
+            BillingMode::Credits,
+            &wallet("50"),
+            Ok(Billing::Credits),
+            Some(&month),
+        )
+        .unwrap();
+        assert_eq!(v.reason, Some(PauseReason::MemberLimitReached));
+        let under = MemberMonth {
+            held: usd("0.39"),
+            ..month
+        };
+        assert!(
+            verdict(
+                BillingMode::Credits,
+                &wallet("50"),
+                Ok(Billing::Credits),
+                Some(&under)
+            )
+            .unwrap()
+            .allowed
+        );
+    }
+
+    #[test]
+    fn the_key_rule_for_byok_runtimes() {
+        use Runtime::*;
+        assert_eq!(
+            missing_byok_key(BillingMode::Byok, &[ClaudeCode, Codex], &[Provider::Anthropic]),
+            Some((Codex, Provider::OpenAi))
+        );
+        assert_eq!(missing_byok_key(BillingMode::Byok, &[ClaudeCode], &[]), None);
+        assert_eq!(missing_byok_key(BillingMode::Credits, &[Codex], &[]), None);
+    }
+}
