@@ -25,6 +25,21 @@ pub fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The agent runtime's IAM role locally (the identity of `infra/events/usage/`).
+pub const RUNTIME_ROLE: &str = "arn:aws:iam::123456789012:role/agent-runtime";
+/// An operator's IAM role locally (the identity of `infra/events/usage/put-rate.json`).
+pub const OPERATOR_ROLE: &str = "arn:aws:iam::123456789012:role/agent-credits-operator";
+
+/// The usage function's settings in tests: `table`, the local runtime and operator roles.
+pub fn usage_setting(table: &str, name: &str) -> Option<String> {
+    match name {
+        "TABLE_NAME" => Some(table.to_owned()),
+        "RUNTIME_ROLE_ARNS" => Some(RUNTIME_ROLE.to_owned()),
+        "OPERATOR_ROLE_ARNS" => Some(OPERATOR_ROLE.to_owned()),
+        _ => None,
+    }
+}
+
 /// Counts HTTP requests the SDK sends (retries included), so figures are measured.
 #[derive(Debug, Default, Clone)]
 pub struct RequestCounter(Arc<AtomicU64>);

@@ -80,6 +80,16 @@ impl Watch {
                 Err(e) => panic!("cargo lambda watch did not start: {e}"),
             }
         }
+        // The line comes as the server starts; it accepts a moment later. Wait for that
+        // state (a connection accepted), not for a fixed time.
+        let ready = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                ready.elapsed() < Duration::from_secs(60),
+                "cargo lambda watch never accepted on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let config = ureq::Agent::config_builder()
             // The first invocation compiles the function.
             .timeout_global(Some(Duration::from_secs(900)))
@@ -136,6 +146,8 @@ pub fn local_env(table: &str, dynamodb_endpoint: &str) -> Vec<(&'static str, Str
         ("AWS_ACCESS_KEY_ID", "local".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("RUNTIME_ROLE_ARNS", crate::RUNTIME_ROLE.to_owned()),
+        ("OPERATOR_ROLE_ARNS", crate::OPERATOR_ROLE.to_owned()),
     ]
 }
 

@@ -158,8 +158,8 @@ fn good_body(op: &Yaml) -> Option<String> {
 
 fn event(o: &Operation, path: &str, query: &str, body: Option<String>) -> Value {
     let body: Option<Value> = body.map(Value::String);
-    let mut e = if o.tag == "usage" {
-        common::runtime_event(&o.method, path, None)
+    let mut e = if let Some(role) = o.op["x-iam-role"].as_str() {
+        common::iam_event(role, &o.method, path, None)
     } else {
         common::dashboard_event(&o.method, path, "u_owner", None)
     };

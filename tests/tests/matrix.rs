@@ -1,7 +1,8 @@
-//! The permission matrix over every dashboard route of `infra/openapi.yaml`: each route
+//! The permission matrix over every route of `infra/openapi.yaml`: each dashboard route
 //! asked by the org's owner, an admin, a member, a non-member and the owner of another org
-//! is allowed or refused (403) as the README's matrix says. No route lets anyone outside
-//! the org read or change it.
+//! is allowed or refused (403) as the README's matrix says, and each IAM route answers
+//! only the role its `x-iam-role` names. No route lets anyone outside the org read or
+//! change it, and the agent runtime cannot reprice models.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -165,4 +166,68 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
             }
         }
     }
+}
+
+/// Every IAM route, asked by the runtime's role, an operator's, another role of the same
+/// account, the runtime's role name in another account, an IAM user of that name and a
+/// caller with no IAM identity: only the route's own role gets past 403.
+#[tokio::test]
+async fn every_iam_route_answers_only_its_role() {
+    let app = App::start(None).await;
+    app.org_with_members("u_owner", "org_demo", &[]).await;
+    let callers = [
+        (
+            "runtime",
+            Some("arn:aws:sts::123456789012:assumed-role/agent-runtime/i-1"),
+        ),
+        (
+            "operator",
+            Some("arn:aws:sts::123456789012:assumed-role/agent-credits-operator/ana"),
+        ),
+        (
+            "stranger",
+            Some("arn:aws:sts::123456789012:assumed-role/someone-else/x"),
+        ),
+        (
+            "other account",
+            Some("arn:aws:sts::999999999999:assumed-role/agent-runtime/x"),
+        ),
+        ("a user", Some("arn:aws:iam::123456789012:user/agent-runtime")),
+        ("nobody", None),
+    ];
+    let mut seen = 0;
+    for op in common::operations() {
+        let Some(role) = op.op["x-iam-role"].as_str() else {
+            continue;
+        };
+        seen += 1;
+        let path = op
+            .path
+            .replace("{org}", "org_demo")
+            .replace("{hold}", "h_1")
+            .replace("{model}", "claude-sonnet")
+            .replace("{provider}", "anthropic");
+        for (who, arn) in callers {
+            let mut e = common::iam_event(role, &op.method, &path, Some(&json!({})));
+            match arn {
+                Some(arn) => e["requestContext"]["authorizer"]["iam"]["userArn"] = json!(arn),
+                None => {
+                    e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+                }
+            }
+            let (status, body, _) = app.send(&op.tag, &e).await;
+            if who == role {
+                assert_ne!(status, 403, "{who} may {} {}: {body}", op.method, op.path);
+            } else {
+                assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (403, Some("forbidden")),
+                    "{who} may not {} {}: {body}",
+                    op.method,
+                    op.path
+                );
+            }
+        }
+    }
+    assert!(seen >= 7, "{seen} IAM operations");
 }

@@ -53,10 +53,18 @@ async fn every_documented_operation_is_answered_by_its_function() {
     let ops = operations();
     assert!(ops.len() >= 18, "{} operations", ops.len());
     for common::Operation {
-        method, path, tag, ..
+        method,
+        path,
+        tag,
+        op,
     } in ops
     {
-        let (status, body, _) = app.send(&tag, &request(&method, &path, &tag)).await;
+        let mut event = request(&method, &path, &tag);
+        if let Some(role) = op["x-iam-role"].as_str() {
+            event["requestContext"]["authorizer"] =
+                common::iam_event(role, &method, &path, None)["requestContext"]["authorizer"].clone();
+        }
+        let (status, body, _) = app.send(&tag, &event).await;
         let code = body["error"]["code"].as_str().unwrap_or_default();
         assert!(
             code != "route_not_found" && code != "method_not_allowed" && status != 405,

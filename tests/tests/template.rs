@@ -197,3 +197,77 @@ fn every_route_and_the_schedule_have_a_sample_event() {
     let tick: serde_json::Value = support::event("recharge/scheduled.json");
     assert_eq!(tick["detail-type"], "Scheduled Event");
 }
+
+/// Each IAM route of the document is granted by the managed policy of its `x-iam-role`,
+/// and by no other.
+#[test]
+fn each_iam_route_is_granted_by_its_roles_policy_only() {
+    let t = template();
+    let granted = |policy: &str| -> Vec<String> {
+        let statements = t["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{policy} has no statements"));
+        statements
+            .iter()
+            .flat_map(|s| s["Resource"].as_sequence().cloned().unwrap_or_default())
+            .filter_map(|r| {
+                // `!Sub arn:...:${HttpApi}/*/METHOD/path` → `METHOD/path`.
+                let text = match &r {
+                    serde_yaml::Value::Tagged(tagged) => tagged.value.as_str().map(str::to_owned),
+                    other => other.as_str().map(str::to_owned),
+                }?;
+                text.split_once("${HttpApi}/*/")
+                    .map(|(_, route)| route.to_owned())
+            })
+            .collect()
+    };
+    let runtime = granted("AgentRuntimePolicy");
+    let operator = granted("OperatorPolicy");
+    let mut seen = 0;
+    for op in support_operations() {
+        let Some(role) = op.1.as_deref() else { continue };
+        seen += 1;
+        let mut route = format!("{}{}", op.0, op.2);
+        // Path parameters are one segment each: `*` in the policy.
+        while let Some(start) = route.find('{') {
+            let end = route[start..].find('}').map(|e| start + e).unwrap();
+            route.replace_range(start..=end, "*");
+        }
+        let (mine, other) = match role {
+            "runtime" => (&runtime, &operator),
+            "operator" => (&operator, &runtime),
+            r => panic!("unknown x-iam-role {r}"),
+        };
+        assert!(
+            mine.contains(&route),
+            "{route} is not granted to the {role} role: {mine:?}"
+        );
+        assert!(!other.contains(&route), "{route} is granted to another role too");
+    }
+    assert_eq!(
+        seen,
+        runtime.len() + operator.len(),
+        "each policy grants documented routes only"
+    );
+}
+
+/// (METHOD/, x-iam-role, path) of every operation of `infra/openapi.yaml`.
+fn support_operations() -> Vec<(String, Option<String>, String)> {
+    let text = std::fs::read_to_string(support::repo_root().join("infra/openapi.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut out = vec![];
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, op) in item.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            if !["get", "put", "post", "delete", "patch"].contains(&method) {
+                continue;
+            }
+            out.push((
+                format!("{}/", method.to_uppercase()),
+                op["x-iam-role"].as_str().map(str::to_owned),
+                path.as_str().unwrap().trim_start_matches('/').to_owned(),
+            ));
+        }
+    }
+    out
+}

@@ -170,8 +170,9 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
     // is reserved for its creator (invisible to everyone, usage included), the keys are
     // stored, and only then does it open. A failure between leaves the reservation, and
     // the creator's retry of the same request finishes it.
-    match svc.orgs.reserve(&org, me).await? {
-        Reserved::Ours => {}
+    let open = match svc.orgs.reserve(&org, me).await? {
+        Reserved::Ours => false,
+        Reserved::AlreadyOpen => true,
         Reserved::Taken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -179,12 +180,14 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
                 "an org with this id exists",
             ));
         }
-    }
+    };
     let mut stored = vec![];
     for (provider, key) in &keys {
         stored.push(store_key(svc, &org.id, *provider, key).await?);
     }
-    svc.orgs.open(&org.id, me, &settings).await?;
+    if !open {
+        svc.orgs.open(&org.id, me, &settings).await?;
+    }
     Ok(json_response(
         StatusCode::CREATED,
         &json!({ "org": org, "role": Role::Owner, "keys": stored }),

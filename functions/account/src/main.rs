@@ -6,7 +6,7 @@ use account::{Account, handle};
 use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
-use lambda_http::{Error, run, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -22,8 +22,5 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         keys: KeyVault::new(secrets_manager(&aws), prefix),
     };
-    run(service_fn(|req| async {
-        Ok::<_, Error>(handle(&account, req).await)
-    }))
-    .await
+    agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&account, req).await) }).await
 }

@@ -3,7 +3,7 @@
 
 use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config, stripe_client};
 use checkout::{Checkout, catalog_from, handle};
-use lambda_http::{Error, run, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,8 +21,5 @@ async fn main() -> Result<(), Error> {
         catalog: catalog_from(env)?,
         dashboard_url: env("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),
     };
-    run(service_fn(|req| async {
-        Ok::<_, Error>(handle(&svc, req).await)
-    }))
-    .await
+    agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&svc, req).await) }).await
 }

@@ -38,7 +38,9 @@ use std::sync::Arc;
 
 use agent_credits_domain::recharge::{self, ChargeFailure};
 use agent_credits_domain::{Clock, EntryKind, OrgId, StoreError, Usd};
-use agent_credits_dynamo::{Attempt, Claim, Due, DynamoWalletStore, Expired, PaymentRecord, RechargeStore};
+use agent_credits_dynamo::{
+    Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore,
+};
 use serde::Serialize;
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_core::payment_intent::{
@@ -195,19 +197,19 @@ pub async fn resume(svc: &Recharge, org: &OrgId, attempt: &str) -> Result<Step, 
         return Ok(Step::Pending);
     }
     let age = svc.clock.now() - a.created_at;
-    let owner_may_pay = match &a.card_owner {
-        Some(owner) => svc.recharges.may_charge_card_of(org, owner).await?,
-        None => false,
-    };
-    if a.tries < recharge::MAX_TRIES
-        && age < chrono::Duration::hours(recharge::IDEMPOTENCY_WINDOW_HOURS)
-        && owner_may_pay
-    {
+    if a.tries < recharge::MAX_TRIES && age < chrono::Duration::hours(recharge::IDEMPOTENCY_WINDOW_HOURS) {
         return send(svc, org, &a).await;
     }
-    tracing::warn!(org = %org, attempt, tries = a.tries, owner_may_pay, "not sending again; looking its PaymentIntent up");
-    match find_intent(svc, &a).await {
-        Ok(Some(pi)) => settle(svc, org, &a, Ok(pi)).await,
+    look_up(svc, org, &a).await
+}
+
+/// An attempt that is never sent again: its PaymentIntent, if Stripe made one, is
+/// settled; if not, the attempt is abandoned (nothing was charged).
+async fn look_up(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Step, StoreError> {
+    let attempt = a.id.as_str();
+    tracing::warn!(org = %org, attempt, tries = a.tries, "not sending again; looking its PaymentIntent up");
+    match find_intent(svc, a).await {
+        Ok(Some(pi)) => settle(svc, org, a, Ok(pi)).await,
         Ok(None) => {
             svc.recharges
                 .abandoned(org, attempt, "never_charged", svc.clock.now())
@@ -257,11 +259,14 @@ async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<PaymentIntent
 /// the idempotency key makes Stripe answer with the first result) and settles what
 /// Stripe answered.
 pub async fn send(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Step, StoreError> {
-    if !svc.recharges.count_try(org, &a.id, svc.clock.now()).await? {
-        return Ok(Step::Pending);
+    match svc.recharges.count_try(org, a, svc.clock.now()).await? {
+        Gate::Go => {
+            let sent = send_intent(svc, org, a).await;
+            settle(svc, org, a, sent).await
+        }
+        Gate::Settled => Ok(Step::Pending),
+        Gate::Stop => look_up(svc, org, a).await,
     }
-    let sent = send_intent(svc, org, a).await;
-    settle(svc, org, a, sent).await
 }
 
 /// The off-session PaymentIntent of the attempt `a`, exactly as it was claimed.
@@ -331,39 +336,38 @@ pub async fn settle(
                     .await?;
                 Ok(Step::Failed(reason.to_owned()))
             }
-            // Found by a look-up after a decline: the card's own answer.
-            PaymentIntentStatus::RequiresPaymentMethod if pi.last_payment_error.is_some() => {
-                let reason = pi
-                    .last_payment_error
-                    .as_ref()
-                    .and_then(|e| {
-                        e.decline_code
+            // Found by a look-up after it failed: a decline is the card's own answer;
+            // anything else charged nothing and is nobody's failure.
+            PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled => {
+                match pi.last_payment_error.as_ref() {
+                    Some(e) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
+                        let reason = e
+                            .decline_code
                             .clone()
                             .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
-                    })
-                    .unwrap_or_else(|| "card_declined".to_owned());
-                let state = if reason == "authentication_required" {
-                    "requires_action"
-                } else {
-                    "failed"
-                };
-                svc.recharges
-                    .failed(org, &a.id, state, &reason, Some(pi.id.as_str()), now)
-                    .await?;
-                Ok(Step::Failed(reason))
-            }
-            PaymentIntentStatus::Canceled => {
-                svc.recharges.abandoned(org, &a.id, "canceled", now).await?;
-                Ok(Step::Abandoned)
+                            .unwrap_or_else(|| "card_declined".to_owned());
+                        let state = if reason == "authentication_required" {
+                            "requires_action"
+                        } else {
+                            "failed"
+                        };
+                        svc.recharges
+                            .failed(org, &a.id, state, &reason, Some(pi.id.as_str()), now)
+                            .await?;
+                        Ok(Step::Failed(reason))
+                    }
+                    _ => {
+                        svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
+                        Ok(Step::Abandoned)
+                    }
+                }
             }
             status => {
                 tracing::info!(org = %org, attempt = a.id, %status, "payment not final; settled later");
                 Ok(Step::Pending)
             }
         },
-        Err(StripeError::Stripe(e, status))
-            if ChargeFailure::of(status, e.type_.as_str()) == ChargeFailure::Card =>
-        {
+        Err(StripeError::Stripe(e, _)) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
             let reason = e
                 .decline_code
                 .clone()

@@ -1,6 +1,7 @@
 //! Settings, read once from the environment at start-up.
 
 use agent_credits_domain::Markup;
+use agent_credits_http::IamRoles;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -12,6 +13,9 @@ pub struct Config {
     pub hold_ttl_seconds: i64,
     /// The longest hold a runtime may ask for (`MAX_HOLD_TTL_SECONDS`, default 3600).
     pub max_hold_ttl_seconds: i64,
+    /// The IAM roles of the agent runtime and of operators (`RUNTIME_ROLE_ARNS`,
+    /// `OPERATOR_ROLE_ARNS`); none set: every IAM route answers 403.
+    pub iam: IamRoles,
 }
 
 impl Config {
@@ -40,11 +44,16 @@ impl Config {
         };
         let hold_ttl_seconds = seconds("HOLD_TTL_SECONDS", 900)?;
         let max_hold_ttl_seconds = seconds("MAX_HOLD_TTL_SECONDS", 3600)?.max(hold_ttl_seconds);
+        let iam = IamRoles::parse(
+            get("RUNTIME_ROLE_ARNS").as_deref(),
+            get("OPERATOR_ROLE_ARNS").as_deref(),
+        )?;
         Ok(Config {
             table,
             default_markup,
             hold_ttl_seconds,
             max_hold_ttl_seconds,
+            iam,
         })
     }
 }

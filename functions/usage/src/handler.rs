@@ -2,12 +2,13 @@ use std::sync::Arc;
 
 use agent_credits_domain::{
     AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Clock, HoldId,
-    IdempotencyKey, LedgerEntry, MemberId, ModelId, ModelRate, OrgId, PauseReason, PositiveUsd, ProviderCost,
-    RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore, keys,
+    IdempotencyKey, LedgerEntry, MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd,
+    ProviderCost, RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
-    ApiError, iam_caller, json_response, money_error, parse_json, path_segments, query_param, respond,
+    ApiError, Principal, iam_caller, json_response, money_error, parse_json, path_segments, query_param,
+    respond,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -41,24 +42,39 @@ async fn route(svc: &Usage, req: &Request) -> Reply {
     let segments = path_segments(req);
     let path: Vec<&str> = segments.iter().map(String::as_str).collect();
     tracing::info!(caller = %caller.arn, method = %req.method(), path = ?path, "usage request");
+    // Who may call a route is checked before its body is read.
+    let runtime = || svc.config.iam.require(&caller, Principal::Runtime);
     match (req.method(), path.as_slice()) {
-        (&Method::POST, ["v1", "orgs", org, "usage"]) => debit(svc, org_id(org)?, parse_json(req)?).await,
-        (&Method::POST, ["v1", "orgs", org, "holds"]) => hold(svc, org_id(org)?, parse_json(req)?).await,
+        (&Method::POST, ["v1", "orgs", org, "usage"]) => {
+            runtime()?;
+            debit(svc, org_id(org)?, parse_json(req)?).await
+        }
+        (&Method::POST, ["v1", "orgs", org, "holds"]) => {
+            runtime()?;
+            hold(svc, org_id(org)?, parse_json(req)?).await
+        }
         (&Method::POST, ["v1", "orgs", org, "holds", hold, "capture"]) => {
+            runtime()?;
             capture(svc, org_id(org)?, hold_id(hold)?, parse_json(req)?).await
         }
         (&Method::POST, ["v1", "orgs", org, "holds", hold, "release"]) => {
+            runtime()?;
             release(svc, org_id(org)?, hold_id(hold)?).await
         }
         (&Method::GET, ["v1", "orgs", org, "may-i-run"]) => {
+            runtime()?;
             let member = query_param(req, "member").map(member_id).transpose()?;
             let agent = query_param(req, "agent")
                 .map(|a| AgentId::parse(a).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string())))
                 .transpose()?;
             Box::pin(may_i_run(svc, org_id(org)?, member, agent)).await
         }
-        (&Method::PUT, ["v1", "rates", model]) => put_rate(svc, model, parse_json(req)?).await,
+        (&Method::PUT, ["v1", "rates", model]) => {
+            svc.config.iam.require(&caller, Principal::Operator)?;
+            put_rate(svc, model, parse_json(req)?).await
+        }
         (&Method::GET, ["v1", "orgs", org, "provider-keys", provider]) => {
+            runtime()?;
             provider_key(svc, org_id(org)?, provider).await
         }
         (_, ["v1", "orgs", _, "usage" | "holds" | "may-i-run", ..] | ["v1", "rates", _]) => {
@@ -337,15 +353,54 @@ async fn record_unbilled(
     cost: Usd,
     report: &CallReport,
 ) -> Reply {
-    let recorded = svc
+    let recorded = match svc
         .store
         .record_unbilled(org, key, &report.fingerprint(), cost, &report.attribution())
         .await?
-        .map_err(refused)?;
+    {
+        Ok(recorded) => recorded,
+        // Billed to the wallet when it was first reported: that answer stands.
+        Err(Refusal::Superseded) => return billed_before(svc, org, key).await,
+        Err(other) => return Err(refused(other)),
+    };
     Ok(json_response(
         StatusCode::OK,
         &json!({ "entry_id": null, "billed_to": Billing::ProviderKey, "billed": recorded.cost, "charged": Usd::ZERO, "replayed": recorded.replayed }),
     ))
+}
+
+/// The answer of a call billed to the wallet under `key` before.
+async fn billed_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+    let wallet = svc.store.wallet(org).await?;
+    match svc.store.entry_for_key(org, key).await? {
+        Some(entry) => answered(&wallet, Applied::Replayed(entry)),
+        None => Err(ApiError::internal(&format!(
+            "{key} yielded to an entry that is not there"
+        ))),
+    }
+}
+
+/// The answer of a call recorded off the wallet under `key` before.
+async fn unbilled_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+    match svc.store.unbilled(org, key).await? {
+        Some(cost) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "entry_id": null, "billed_to": Billing::ProviderKey, "billed": cost, "charged": Usd::ZERO, "replayed": true }),
+        )),
+        None => Err(ApiError::internal(&format!(
+            "{key} yielded to a record that is not there"
+        ))),
+    }
+}
+
+/// A debit or capture as the store answered it: a call recorded off the wallet before
+/// under the same key answers that record.
+async fn settled(svc: &Usage, wallet: &Wallet, org: &OrgId, key: &IdempotencyKey, outcome: Outcome) -> Reply {
+    match outcome {
+        Ok(applied) => answered(wallet, applied),
+        Err(Refusal::Superseded) => unbilled_before(svc, org, key).await,
+        Err(other) => Err(refused(other)),
+    }
 }
 
 async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
@@ -372,10 +427,11 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
         ));
     };
     release_expired(svc, &wallet).await?;
-    let req = ChangeRequest::usage(org, amount, key)
+    let req = ChangeRequest::usage(org.clone(), amount, key.clone())
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
-    answered(&wallet, svc.store.apply(req).await?.map_err(refused)?)
+    let outcome = svc.store.apply(req).await?;
+    settled(svc, &wallet, &org, &key, outcome).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,18 +513,26 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     ))
 }
 
+/// The actual cost of a call against its hold. A hold that was made reserved credits, so
+/// its call is billed to the wallet whatever keys changed since; a capture with no hold
+/// (the call ran on the org's own key, or its hold was never made) follows who pays now.
 async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
     let key = keys::capture(&hold);
-    let (wallet, mode) = wallet_of(svc, &org).await?;
+    let ((wallet, mode), made) = tokio::try_join!(wallet_of(svc, &org), async {
+        Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)
+    })?;
     let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
-    if billing_of(svc, &org, mode, report.agent.as_ref(), false).await?.0 == Ok(Billing::ProviderKey) {
+    if made.is_none()
+        && billing_of(svc, &org, mode, report.agent.as_ref(), false).await?.0 == Ok(Billing::ProviderKey)
+    {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     release_expired(svc, &wallet).await?;
-    let req = ChangeRequest::capture(org, hold, amount, key)
+    let req = ChangeRequest::capture(org.clone(), hold, amount, key.clone())
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
-    answered(&wallet, svc.store.apply(req).await?.map_err(refused)?)
+    let outcome = svc.store.apply(req).await?;
+    settled(svc, &wallet, &org, &key, outcome).await
 }
 
 async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
@@ -546,7 +610,7 @@ async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>, agent: Opt
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RateBody {
-    effective_from: NaiveDate,
+    effective_from: Day,
     input: RatePerMillion,
     output: RatePerMillion,
     #[serde(default)]
@@ -555,11 +619,44 @@ struct RateBody {
     cache_write: RatePerMillion,
 }
 
+/// A calendar day written exactly `yyyy-mm-dd` (chrono alone reads `26-01-01` as the
+/// year 26).
+#[derive(Debug, Clone, Copy)]
+struct Day(NaiveDate);
+
+impl<'de> Deserialize<'de> for Day {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
+        let s = String::deserialize(d)?;
+        let shaped = s.len() == 10
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        shaped
+            .then(|| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+            .flatten()
+            .map(Day)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date written yyyy-mm-dd")))
+    }
+}
+
+/// A model's prices from a date on. Never for a day gone: calls already billed at the
+/// old rate stay billed at it, and a retried report of one answers its first price.
 async fn put_rate(svc: &Usage, model: &str, body: RateBody) -> Reply {
     let model = ModelId::parse(model).map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+    let today = svc.clock.now().date_naive();
+    if body.effective_from.0 < today {
+        return Err(ApiError::bad_request(
+            "rate_in_the_past",
+            format!("effective_from must be today ({today}) or later"),
+        ));
+    }
     let rate = ModelRate {
         model,
-        effective_from: body.effective_from,
+        effective_from: body.effective_from.0,
         input: body.input,
         output: body.output,
         cache_read: body.cache_read,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
-use lambda_http::{Error, run, service_fn};
+use lambda_http::Error;
 use usage::{Config, Usage, handle};
 
 #[tokio::main]
@@ -23,8 +23,5 @@ async fn main() -> Result<(), Error> {
         config,
         keys: Some(KeyVault::new(secrets_manager(&aws), prefix)),
     };
-    run(service_fn(|req| async {
-        Ok::<_, Error>(handle(&usage, req).await)
-    }))
-    .await
+    agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&usage, req).await) }).await
 }

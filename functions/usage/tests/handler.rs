@@ -86,7 +86,7 @@ async fn app_on(settings: WalletSettings, runtime: Runtime, keys: &[Provider], c
         })
         .await
         .unwrap();
-    let config = Config::from_lookup(|name| (name == "TABLE_NAME").then(|| "credits".to_owned())).unwrap();
+    let config = Config::from_lookup(|name| support::usage_setting("credits", name)).unwrap();
     let svc = Arc::new(Usage {
         store,
         rates,
@@ -872,7 +872,11 @@ async fn a_model_id_with_slashes_gets_its_rate_through_an_escaped_path() {
     let (status, before) = call(&app.svc, &debit).await;
     assert!((400..500).contains(&status), "no rate for {model} yet: {before}");
 
-    let mut put = support::event("usage/put-rate.json");
+    let today = app.clock.now().date_naive().to_string();
+    let mut put = with_body(
+        support::event("usage/put-rate.json"),
+        json!({ "effective_from": today, "input": "3", "output": "15" }),
+    );
     let escaped = "/v1/rates/openrouter%2Fanthropic%2Fclaude-sonnet-4";
     put["rawPath"] = json!(escaped);
     put["requestContext"]["http"]["path"] = json!(escaped);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config, stripe_client};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::DynamoWalletStore;
-use lambda_http::{Error, run, service_fn};
+use lambda_http::Error;
 use webhooks::{Plans, Webhooks, handle};
 
 #[tokio::main]
@@ -32,8 +32,5 @@ async fn main() -> Result<(), Error> {
         stripe,
         plans,
     };
-    run(service_fn(|req| async {
-        Ok::<_, Error>(handle(&svc, req).await)
-    }))
-    .await
+    agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&svc, req).await) }).await
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use agent_credits_domain::recharge;
+use agent_credits_domain::recharge::{self, ChargeFailure};
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
     PositiveUsd, Usd, WalletStore, keys,
@@ -92,9 +92,11 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
     Ok(reply)
 }
 
-/// An auto-recharge's PaymentIntent failed: its attempt fails with Stripe's reason, the org
-/// is notified once and auto-recharge suspended (as when the recharge function sees the
-/// decline itself).
+/// An auto-recharge's PaymentIntent failed. A decline (a `card_error`) fails its attempt
+/// with the card's reason, notifies the org once and suspends auto-recharge, as when the
+/// recharge function sees the decline itself. Any other failure is not the card's: the
+/// attempt stays in flight and the recharge function settles it (nobody is suspended or
+/// told of a failed purchase).
 pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
     let metadata = &intent.metadata;
     if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
@@ -108,14 +110,20 @@ pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
     let attempt = metadata
         .get("attempt")
         .ok_or_else(|| unmatched(id, "no attempt"))?;
-    let error = intent.last_payment_error.as_ref();
+    let Some(error) = intent
+        .last_payment_error
+        .as_ref()
+        .filter(|e| ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card)
+    else {
+        tracing::error!(alarm = "recharge_stripe", org = %org, attempt, payment_intent = id,
+            "an auto-recharge failed for a reason that is not the card's; left to the recharge function");
+        return Ok(acknowledged("not_a_card_failure"));
+    };
     let reason = error
-        .and_then(|e| {
-            e.decline_code
-                .clone()
-                .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
-        })
-        .unwrap_or_else(|| "payment_failed".to_owned());
+        .decline_code
+        .clone()
+        .or_else(|| error.code.as_ref().map(|c| c.as_str().to_owned()))
+        .unwrap_or_else(|| "card_declined".to_owned());
     let state = if reason == "authentication_required" {
         "requires_action"
     } else {

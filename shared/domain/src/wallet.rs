@@ -33,6 +33,12 @@ pub struct Wallet {
     /// The disputes that paused the org and have not closed (their Stripe ids): a
     /// `disputed` pause is lifted only when the last of them closes.
     pub open_disputes: BTreeSet<String>,
+    /// Held credits that money going back to the card took (a take-back takes held
+    /// credits too): the open holds made before `forgiven_at` reserve this much less than
+    /// their amounts say. Whichever of them closes first gives it up.
+    pub forgiven: Usd,
+    /// The version of the last take-back that shrank the holds.
+    pub forgiven_at: u64,
     pub version: u64,
     pub settings: WalletSettings,
 }
@@ -101,6 +107,8 @@ pub struct HoldState {
     pub member: Option<MemberId>,
     /// The month whose counter holds its reservation (`None`: it reserved nothing there).
     pub counted_in: Option<String>,
+    /// The wallet version its reservation was made at.
+    pub made_at: u64,
 }
 
 /// What the plan needs besides the wallet.
@@ -163,9 +171,26 @@ impl Wallet {
             lifetime_spent: Usd::ZERO,
             state: WalletState::Active,
             open_disputes: BTreeSet::new(),
+            forgiven: Usd::ZERO,
+            forgiven_at: 0,
             version: 0,
             settings: WalletSettings::default(),
         }
+    }
+
+    /// What closing the open hold `h` frees: its amount, less what a take-back already
+    /// took from it (only a hold made before that take-back can have lost any). Returns
+    /// the held amount and the forgiven amount after.
+    fn close(&self, h: &HoldState, held: Usd, forgiven: Usd) -> (Usd, Usd) {
+        let shrunk = if h.made_at < self.forgiven_at {
+            h.amount.min(forgiven)
+        } else {
+            Usd::ZERO
+        };
+        (
+            held.saturating_sub(h.amount.saturating_sub(shrunk)),
+            forgiven.saturating_sub(shrunk),
+        )
     }
 
     pub fn balance(&self) -> Result<Usd, MoneyError> {
@@ -191,6 +216,7 @@ impl Wallet {
         let available = self.available()?;
         let balance = self.balance()?;
         let mut held = self.held;
+        let mut forgiven = self.forgiven;
         let mut shortfall = Usd::ZERO;
         // A call already made: takes what `balance - held` leaves, up to `amount`.
         let take_up_to = |amount: Usd, held: Usd, shortfall: &mut Usd| -> Result<BucketDelta, Refusal> {
@@ -231,13 +257,12 @@ impl Wallet {
                 held = held.checked_add(amount.usd())?;
                 BucketDelta::default()
             }
-            Movement::Capture { actual } => match (&ctx.hold, open_hold) {
-                (None, _) => return Err(Refusal::HoldNotFound),
-                // The hold expired or was released first: the call still happened, so
-                // charge it like any call already made.
-                (Some(_), None) => take_up_to(actual, held, &mut shortfall)?,
-                (Some(_), Some(h)) => {
-                    held = held.saturating_sub(h.amount);
+            Movement::Capture { actual } => match open_hold {
+                // No hold open (it expired, was released, or was never made): the call
+                // still happened, so charge it like any call already made.
+                None => take_up_to(actual, held, &mut shortfall)?,
+                Some(h) => {
+                    (held, forgiven) = self.close(h, held, forgiven);
                     take_up_to(actual, held, &mut shortfall)?
                 }
             },
@@ -245,7 +270,7 @@ impl Wallet {
                 (None, _) => return Err(Refusal::HoldNotFound),
                 (Some(_), None) => return Err(Refusal::HoldClosed),
                 (Some(_), Some(h)) => {
-                    held = held.saturating_sub(h.amount);
+                    (held, forgiven) = self.close(h, held, forgiven);
                     BucketDelta::default()
                 }
             },
@@ -256,8 +281,13 @@ impl Wallet {
         let buckets = self.buckets.apply(&delta)?;
         let after_balance = buckets.total()?;
         // Nothing stays held that is no longer there: money that went back to the card
-        // (a take-back) shrinks the holds, and their captures come up short.
-        held = held.min(after_balance);
+        // (a take-back) shrinks the holds open now, and their captures come up short.
+        let mut forgiven_at = self.forgiven_at;
+        if held > after_balance {
+            forgiven = forgiven.checked_add(held.saturating_sub(after_balance))?;
+            forgiven_at = self.version + 1;
+            held = after_balance;
+        }
         let after_available = after_balance.saturating_sub(held);
         // Lifetime added counts money in; a restore undoes a take-back that never
         // counted. Lifetime spent counts consumption only.
@@ -314,6 +344,8 @@ impl Wallet {
             lifetime_spent: self.lifetime_spent.checked_add(spent)?,
             state,
             open_disputes,
+            forgiven,
+            forgiven_at,
             version: self.version + 1,
             settings: self.settings,
         };
@@ -580,6 +612,7 @@ mod tests {
                 open,
                 member: None,
                 counted_in: None,
+                made_at: 1,
             }),
             ..PlanContext::at(Utc::now())
         }
@@ -951,6 +984,7 @@ mod tests {
                 open: true,
                 member: Some(member()),
                 counted_in: Some(counted_in.to_owned()),
+                made_at: 1,
             }),
             ..PlanContext::at(Utc::now())
         };
@@ -1012,6 +1046,69 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.after.available().unwrap(), Usd::ZERO);
+    }
+
+    #[test]
+    fn a_hold_made_after_a_take_back_keeps_its_whole_reservation() {
+        let org = OrgId::parse("org_1").unwrap();
+        let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+        let hold = |id: &str, amount: &str| {
+            ChangeRequest::hold(
+                org.clone(),
+                HoldId::parse(id).unwrap(),
+                PositiveUsd::parse(amount).unwrap(),
+                Utc::now(),
+                key(&format!("hold:{id}")),
+            )
+        };
+        let open = |amount: &str, made_at: u64| PlanContext {
+            hold: Some(HoldState {
+                amount: usd(amount),
+                open: true,
+                member: None,
+                counted_in: None,
+                made_at,
+            }),
+            ..PlanContext::at(Utc::now())
+        };
+        let now = || PlanContext::at(Utc::now());
+        // $100 bought, hold A of $100 (made at version 8), the dispute is lost.
+        let w = wallet("0", "0", "100");
+        let a = w.plan(&hold("a", "100"), &now()).unwrap().after;
+        let lost = ChangeRequest::take_back(
+            org.clone(),
+            EntryKind::Dispute,
+            PositiveUsd::parse("100").unwrap(),
+            Bucket::Purchased,
+            key("stripe:dispute:dp:lost"),
+        )
+        .unwrap();
+        let taken = a.plan(&lost, &now()).unwrap().after;
+        assert_eq!((taken.held, taken.forgiven), (Usd::ZERO, usd("100")));
+        // $100 bought again and hold B of $100, made after the take-back.
+        let bought = taken
+            .plan(&credit(Bucket::Purchased, "100"), &now())
+            .unwrap()
+            .after;
+        let b = bought.plan(&hold("b", "100"), &now()).unwrap();
+        let b_made = b.entry.seq;
+        let b = b.after;
+        assert_eq!(b.available().unwrap(), Usd::ZERO);
+        // Releasing A frees nothing: what it reserved went back to the card.
+        let release_a = ChangeRequest::release(org.clone(), HoldId::parse("a").unwrap(), key("release:a"));
+        let after_a = b.plan(&release_a, &open("100", 8)).unwrap().after;
+        assert_eq!(
+            (after_a.held, after_a.forgiven),
+            (usd("100"), Usd::ZERO),
+            "B still reserved"
+        );
+        assert_eq!(after_a.available().unwrap(), Usd::ZERO);
+        // B's capture is paid in full from its reservation.
+        let capture_b =
+            ChangeRequest::capture(org, HoldId::parse("b").unwrap(), usd("100"), key("capture:b"));
+        let c = after_a.plan(&capture_b, &open("100", b_made)).unwrap();
+        assert!(c.entry.shortfall.is_zero());
+        assert_eq!(c.entry.amount, SignedUsd::debit(usd("100")));
     }
 
     #[test]

@@ -116,6 +116,12 @@ pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> 
     wallet.held = money("held")?;
     wallet.lifetime_added = money("lifetime_added")?;
     wallet.lifetime_spent = money("lifetime_spent")?;
+    wallet.forgiven = money("forgiven")?;
+    wallet.forgiven_at = if r.has("forgiven_at") {
+        r.u64("forgiven_at")?
+    } else {
+        0
+    };
     wallet.version = r.u64("version")?;
     if let Some(ids) = r.opt_s("open_disputes")? {
         wallet.open_disputes = ids.split_whitespace().map(str::to_owned).collect();
@@ -193,6 +199,8 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
         ("available".to_owned(), n_usd(available)),
         ("lifetime_added".to_owned(), n_usd(w.lifetime_added)),
         ("lifetime_spent".to_owned(), n_usd(w.lifetime_spent)),
+        ("forgiven".to_owned(), n_usd(w.forgiven)),
+        ("forgiven_at".to_owned(), n_u64(w.forgiven_at)),
         ("state".to_owned(), state),
         ("version".to_owned(), n_u64(w.version)),
         ("updated_at".to_owned(), timestamp(now)),
@@ -355,17 +363,32 @@ pub struct HoldRecord {
     pub expires: DateTime<Utc>,
     /// The month whose member counter holds its reservation.
     pub counted_in: Option<String>,
+    /// The wallet version it was made at.
+    pub made_at: u64,
 }
 
-pub fn hold_item(
-    org: &OrgId,
-    id: &HoldId,
-    amount: Usd,
-    expires: DateTime<Utc>,
-    member: &Option<MemberId>,
-    counted_in: Option<&str>,
-    now: DateTime<Utc>,
-) -> Item {
+/// A hold as it is made.
+pub struct NewHold<'a> {
+    pub id: &'a HoldId,
+    pub amount: Usd,
+    pub expires: DateTime<Utc>,
+    /// The member it is made for.
+    pub member: Option<&'a MemberId>,
+    /// The month whose member counter holds its reservation.
+    pub counted_in: Option<&'a str>,
+    /// The wallet version it is made at.
+    pub made_at: u64,
+}
+
+pub fn hold_item(org: &OrgId, h: &NewHold<'_>, now: DateTime<Utc>) -> Item {
+    let NewHold {
+        id,
+        amount,
+        expires,
+        member,
+        counted_in,
+        made_at,
+    } = *h;
     let mut item = key(org_pk(org), hold_sk(id));
     let expires_s = hold_time(expires);
     item.extend([
@@ -376,6 +399,7 @@ pub fn hold_item(
         ("state".to_owned(), s("open")),
         ("hold_expires".to_owned(), s(expires_s.clone())),
         ("opened_at".to_owned(), timestamp(now)),
+        ("made_at".to_owned(), n_u64(made_at)),
         // While open: one org's holds sort together by expiry within their shard.
         ("gsi1pk".to_owned(), s(hold_shard_pk(org))),
         ("gsi1sk".to_owned(), s(format!("{org}#{expires_s}#{id}"))),
@@ -416,6 +440,7 @@ pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
         state,
         expires: parse_time(&r, "hold_expires")?,
         counted_in: r.opt_s("counted_in")?.map(str::to_owned),
+        made_at: if r.has("made_at") { r.u64("made_at")? } else { 0 },
     })
 }
 
@@ -498,6 +523,11 @@ pub fn notification_from_item(item: &Item) -> Result<Notification, StoreError> {
 
 // --- unbilled usage (BYOK) ------------------------------------------------------------
 
+/// The sort key of a call recorded without touching the wallet (BYOK).
+pub fn unbilled_sk(key_: &IdempotencyKey) -> String {
+    format!("USE#{key_}")
+}
+
 pub fn unbilled_item(
     org: &OrgId,
     key_: &IdempotencyKey,
@@ -506,7 +536,7 @@ pub fn unbilled_item(
     a: &Attribution,
     now: DateTime<Utc>,
 ) -> Item {
-    let mut item = key(org_pk(org), format!("USE#{key_}"));
+    let mut item = key(org_pk(org), unbilled_sk(key_));
     item.extend([
         ("type".to_owned(), s("unbilled_usage")),
         ("fingerprint".to_owned(), s(fingerprint)),

@@ -113,7 +113,8 @@ impl DynamoWalletStore {
     /// Usage that never touches the wallet (BYOK): one record per request, kept for
     /// reporting and attribution, and the member's month counter of unbilled usage. A
     /// request recorded before answers its first record, or `idempotency_key_reused` when
-    /// it reported something else (`fingerprint`).
+    /// it reported something else (`fingerprint`); one billed to the wallet before is
+    /// `Superseded` (its ledger entry stands).
     pub async fn record_unbilled(
         &self,
         org: &OrgId,
@@ -123,12 +124,25 @@ impl DynamoWalletStore {
         attribution: &Attribution,
     ) -> Result<Result<Unbilled, Refusal>, StoreError> {
         let now = self.now();
-        let mut items = vec![put(
-            self.table(),
-            items::unbilled_item(org, key_, fingerprint, cost, attribution, now),
-            Some("attribute_not_exists(pk)"),
-            true,
-        )?];
+        // The same call billed to the wallet first (its key on the wallet's ledger) is not
+        // recorded again off it.
+        let billed = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(key(org_pk(org), items::idem_sk(key_))))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        let mut items = vec![
+            put(
+                self.table(),
+                items::unbilled_item(org, key_, fingerprint, cost, attribution, now),
+                Some("attribute_not_exists(pk)"),
+                true,
+            )?,
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .condition_check(billed)
+                .build(),
+        ];
         if let Some(member) = &attribution.member {
             let mut x = UpdateExpr::default();
             x.add("unbilled", n_usd(cost));
@@ -155,15 +169,22 @@ impl DynamoWalletStore {
             }
             Err(err) => err,
         };
-        let first = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                .cancellation_reasons()
-                .first()
-                .filter(|r| r.code() == Some("ConditionalCheckFailed"))
-                .and_then(|r| r.item())
-                .cloned(),
-            _ => None,
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                e.cancellation_reasons().to_vec()
+            }
+            _ => vec![],
         };
+        let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if failed(1) {
+            // Billed to the wallet before: that entry stands.
+            return Ok(Err(Refusal::Superseded));
+        }
+        let first = reasons
+            .first()
+            .filter(|_| failed(0))
+            .and_then(|r| r.item())
+            .cloned();
         let Some(first) = first else {
             return Err(sdk_error(err));
         };
@@ -175,5 +196,16 @@ impl DynamoWalletStore {
             cost: r.usd("cost")?,
             replayed: true,
         }))
+    }
+
+    /// The cost a call was recorded with off the wallet (BYOK), if it was.
+    pub async fn unbilled(&self, org: &OrgId, key_: &IdempotencyKey) -> Result<Option<Usd>, StoreError> {
+        let item = crate::store::get_consistent(
+            self.client(),
+            self.table(),
+            key(org_pk(org), items::unbilled_sk(key_)),
+        )
+        .await?;
+        item.as_ref().map(|i| Reader::new(i).usd("cost")).transpose()
     }
 }

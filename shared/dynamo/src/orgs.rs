@@ -50,6 +50,8 @@ fn key_sk(provider: Provider) -> String {
 pub enum Reserved {
     /// Reserved for this creator (now, or by an earlier try of theirs).
     Ours,
+    /// Created and opened by this creator before, as asked again now.
+    AlreadyOpen,
     /// Someone else's org.
     Taken,
 }
@@ -128,7 +130,7 @@ impl OrgStore {
         settings: &WalletSettings,
     ) -> Result<bool, StoreError> {
         match self.reserve(org, owner).await? {
-            Reserved::Taken => Ok(false),
+            Reserved::Taken | Reserved::AlreadyOpen => Ok(false),
             Reserved::Ours => {
                 self.open(&org.id, owner, settings).await?;
                 Ok(true)
@@ -158,6 +160,7 @@ impl OrgStore {
             ),
             ("created_at".to_owned(), timestamp(org.created_at)),
             ("owners".to_owned(), n_u64(1)),
+            ("created_by".to_owned(), s(owner.as_str())),
             ("creating_by".to_owned(), s(owner.as_str())),
         ]);
         let put = |item: Item,
@@ -203,10 +206,28 @@ impl OrgStore {
             .send()
             .await
         {
-            Ok(_) => Ok(Reserved::Ours),
-            Err(e) if cancelled_on_condition(&e) => Ok(Reserved::Taken),
-            Err(e) => Err(sdk_error(e)),
+            Ok(_) => return Ok(Reserved::Ours),
+            Err(e) if cancelled_on_condition(&e) => {}
+            Err(e) => return Err(sdk_error(e)),
         }
+        // Opened already by this creator, as this request asks (a retry whose first answer
+        // was lost): the same org, not a conflict.
+        let same = match self.get(&org.id).await? {
+            Some(open) => {
+                open.runtime == org.runtime && open.billing_mode == org.billing_mode && open.name == org.name
+            }
+            None => false,
+        };
+        let profile = get_consistent(&self.client, &self.table, key(org_pk(&org.id), PROFILE_SK)).await?;
+        let creator = match profile.as_ref() {
+            Some(item) => Reader::new(item).opt_s("created_by")?.map(str::to_owned),
+            None => None,
+        };
+        Ok(if same && creator.as_deref() == Some(owner.as_str()) {
+            Reserved::AlreadyOpen
+        } else {
+            Reserved::Taken
+        })
     }
 
     /// Opens an org `owner` reserved: its billing settings on the wallet and the

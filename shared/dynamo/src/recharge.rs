@@ -79,6 +79,18 @@ pub struct Attempt {
     pub tries: u32,
 }
 
+/// Whether an attempt may be sent (again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Counted; send it.
+    Go,
+    /// It is no longer pending: settled meanwhile.
+    Settled,
+    /// What it was claimed under no longer holds (its card left, auto-recharge was turned
+    /// off or suspended): never send it again; look its PaymentIntent up instead.
+    Stop,
+}
+
 /// A due org as the sweep finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
@@ -520,17 +532,6 @@ impl RechargeStore {
         }
     }
 
-    /// Whether `member` is still a member whose card auto-recharge may charge.
-    pub async fn may_charge_card_of(&self, org: &OrgId, member: &MemberId) -> Result<bool, StoreError> {
-        let item = get_consistent(&self.client, &self.table, key(org_pk(org), member_sk(member))).await?;
-        let role = item
-            .as_ref()
-            .map(|i| Reader::new(i).opt_s("role").map(|r| r.map(str::to_owned)))
-            .transpose()?
-            .flatten();
-        Ok(role.is_some_and(|r| recharge::CARD_OWNER_ROLES.iter().any(|c| c.as_str() == r)))
-    }
-
     /// The attempt as claimed.
     pub async fn attempt(&self, org: &OrgId, attempt: &str) -> Result<Option<Attempt>, StoreError> {
         let Some(item) =
@@ -560,29 +561,50 @@ impl RechargeStore {
         }))
     }
 
-    /// Counts one more send of a pending attempt, before it goes to Stripe: `false` when
-    /// it is no longer pending (settled meanwhile) and must not be sent.
-    pub async fn count_try(
-        &self,
-        org: &OrgId,
-        attempt: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut a = UpdateExpr::default();
-        a.add("tries", n_u64(1));
-        a.set("last_try_at", timestamp(now));
-        a.name_only("state");
-        a.condition("#state = :pending");
-        a.value(":pending", s("pending"));
+    /// Counts one more send of a pending attempt, before it goes to Stripe, on the
+    /// conditions it was claimed under, in one transaction: it is still the org's attempt
+    /// in flight, auto-recharge is on and not suspended, the card on file is still the
+    /// attempt's, and its owner is still a member who may use it.
+    pub async fn count_try(&self, org: &OrgId, a: &Attempt, now: DateTime<Utc>) -> Result<Gate, StoreError> {
+        let Some(owner) = a.card_owner.as_ref() else {
+            return Ok(Gate::Stop);
+        };
+        let mut t = UpdateExpr::default();
+        t.add("tries", n_u64(1));
+        t.set("last_try_at", timestamp(now));
+        t.name_only("state");
+        t.condition("#state = :pending");
+        t.value(":pending", s("pending"));
+        let config = ConditionCheck::builder()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), CONFIG_SK)))
+            .condition_expression(
+                "#in_flight = :attempt AND #enabled = :true AND attribute_not_exists(#suspended) \
+                 AND #card_owner = :owner AND #payment_method = :pm",
+            )
+            .expression_attribute_names("#in_flight", "in_flight")
+            .expression_attribute_names("#enabled", "enabled")
+            .expression_attribute_names("#suspended", "suspended")
+            .expression_attribute_names("#card_owner", "card_owner")
+            .expression_attribute_names("#payment_method", "payment_method")
+            .expression_attribute_values(":attempt", s(a.id.as_str()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":pm", s(a.payment_method.as_str()))
+            .build()
+            .map_err(unavailable)?;
         let sent = self
             .client
             .transact_write_items()
-            .transact_items(a.update(&self.table, key(org_pk(org), attempt_sk(attempt)))?)
+            .transact_items(t.update(&self.table, key(org_pk(org), attempt_sk(&a.id)))?)
+            .transact_items(TransactWriteItem::builder().condition_check(config).build())
+            .transact_items(card_owner_check(&self.table, org, owner)?)
             .send()
             .await;
         match sent {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled(&e) => Ok(false),
+            Ok(_) => Ok(Gate::Go),
+            Err(e) if cancelled_at(&e, 0) => Ok(Gate::Settled),
+            Err(e) if cancelled(&e) => Ok(Gate::Stop),
             Err(e) => Err(sdk_error(e)),
         }
     }

@@ -96,7 +96,7 @@ struct Snapshot {
 /// reasons by position.
 struct Transaction {
     items: Vec<TransactWriteItem>,
-    unless_at: Option<usize>,
+    unless_at: Vec<usize>,
     counter_at: Vec<(usize, CounterChange)>,
     hold_at: Option<usize>,
 }
@@ -152,6 +152,12 @@ impl DynamoWalletStore {
         let idem_at = get(idem_sk(req.key()))?;
         let hold_at = req.hold_id().map(|h| get(hold_sk(h))).transpose()?;
         let unless_at = req.unless_key().map(|k| get(idem_sk(k))).transpose()?;
+        // A call's cost is recorded once, on the wallet or off it (BYOK): a consumption
+        // yields to a record of the same call made without the wallet.
+        let unbilled_at = req
+            .is_consumption()
+            .then(|| get(items::unbilled_sk(req.key())))
+            .transpose()?;
         // A member's hold needs their month and limit: the room it must fit.
         let member = match (req.movement(), req.attribution().member.as_ref()) {
             (Movement::Hold { .. }, Some(m)) => Some((
@@ -181,7 +187,7 @@ impl DynamoWalletStore {
             wallet,
             idem: item(idem_at).map(idem_from_item).transpose()?,
             hold: hold_at.and_then(item).map(items::hold_from_item).transpose()?,
-            superseded: unless_at.and_then(item).is_some(),
+            superseded: unless_at.and_then(item).is_some() || unbilled_at.and_then(item).is_some(),
             member,
         })
     }
@@ -228,6 +234,7 @@ impl DynamoWalletStore {
                 open: h.open,
                 member: h.member.clone(),
                 counted_in: h.counted_in.clone(),
+                made_at: h.made_at,
             }),
             member: snap.member,
             superseded: snap.superseded,
@@ -270,7 +277,7 @@ impl DynamoWalletStore {
         // on real DynamoDB, another transaction held them): read afresh after the backoff.
         if failed(Some(WALLET_AT))
             || failed(hold_at)
-            || failed(unless_at)
+            || unless_at.iter().any(|i| failed(Some(*i)))
             || reasons.iter().any(|r| r.code() == Some("TransactionConflict"))
         {
             return Ok(None);
@@ -317,15 +324,20 @@ impl DynamoWalletStore {
                 true,
             )?,
         ];
-        let mut unless_at = None;
-        if let Some(k) = req.unless_key() {
+        let mut unless_at = vec![];
+        let yields_to = req
+            .unless_key()
+            .map(idem_sk)
+            .into_iter()
+            .chain(req.is_consumption().then(|| items::unbilled_sk(req.key())));
+        for sk in yields_to {
             let check = ConditionCheck::builder()
                 .table_name(&*self.table)
-                .set_key(Some(key(org_pk(req.org()), idem_sk(k))))
+                .set_key(Some(key(org_pk(req.org()), sk)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(unavailable)?;
-            unless_at = Some(items.len());
+            unless_at.push(items.len());
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
         let mut counter_at = vec![];
@@ -339,8 +351,12 @@ impl DynamoWalletStore {
             x.set("month", s(c.month.as_str()));
             if let Some(room) = c.at_most {
                 // DynamoDB conditions cannot add: the plan gives the most the month may
-                // already hold for the change to fit.
-                x.condition("attribute_not_exists(#committed) OR #committed <= :room");
+                // already hold for the change to fit. A counter without `committed` is
+                // new, unless it was written before `committed` was kept (then it has
+                // `spent`, and is refused rather than trusted).
+                x.condition(
+                    "(attribute_not_exists(#committed) AND attribute_not_exists(#spent)) OR #committed <= :room",
+                );
                 x.value(":room", n_usd(room));
             }
             counter_at.push((items.len(), c.clone()));
@@ -356,11 +372,14 @@ impl DynamoWalletStore {
                 let counted_in = p.counters.first().map(|c| c.month.as_str());
                 let item = items::hold_item(
                     req.org(),
-                    id,
-                    amount.usd(),
-                    expires_at,
-                    &req.attribution().member,
-                    counted_in,
+                    &items::NewHold {
+                        id,
+                        amount: amount.usd(),
+                        expires: expires_at,
+                        member: req.attribution().member.as_ref(),
+                        counted_in,
+                        made_at: p.entry.seq,
+                    },
                     now,
                 );
                 items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), false)?);
@@ -422,6 +441,10 @@ impl DynamoWalletStore {
             "lifetime_spent",
             before.lifetime_spent.delta_to(after.lifetime_spent),
         );
+        x.delta("forgiven", before.forgiven.delta_to(after.forgiven));
+        if after.forgiven_at != before.forgiven_at {
+            x.set("forgiven_at", n_u64(after.forgiven_at));
+        }
         x.set("type", s("wallet"));
         x.set("version", n_u64(after.version));
         if before.version == 0 {

@@ -23,6 +23,9 @@ pub struct App {
     pub account: account::Account,
     pub checkout: checkout::Checkout,
     pub webhooks: webhooks::Webhooks,
+    pub recharge: recharge::Recharge,
+    /// A client of the simulator, as the functions hold one.
+    pub stripe: stripe::Client,
     _db: support::dynoxide::Dynoxide,
 }
 
@@ -32,10 +35,13 @@ impl App {
     pub async fn start(secrets: Option<&str>) -> App {
         let (db, client) = support::fresh_table(TABLE).await;
         let sim = stripe_sim::StripeSim::start().await.unwrap();
-        let stripe = stripe::ClientBuilder::new("sk_test_app")
-            .url(sim.base_url())
-            .build()
-            .unwrap();
+        let stripe_client = || {
+            stripe::ClientBuilder::new("sk_test_app")
+                .url(sim.base_url())
+                .build()
+                .unwrap()
+        };
+        let stripe = stripe_client();
         let secrets = secrets.map(support::secrets_client);
         let vault = || {
             KeyVault::new(
@@ -51,8 +57,7 @@ impl App {
                 store: store(),
                 rates: RateStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
-                config: usage::Config::from_lookup(|n| (n == "TABLE_NAME").then(|| TABLE.to_owned()))
-                    .unwrap(),
+                config: usage::Config::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
                 keys: Some(vault()),
             },
             account: account::Account {
@@ -71,9 +76,17 @@ impl App {
             webhooks: webhooks::Webhooks {
                 store: store(),
                 signing_secret: WEBHOOK_SECRET.into(),
-                stripe: None,
+                stripe: Some(stripe_client()),
                 plans: webhooks::Plans::default(),
             },
+            recharge: recharge::Recharge {
+                store: store(),
+                recharges: RechargeStore::new(client.clone(), TABLE),
+                stripe: stripe_client(),
+                clock: Arc::new(SystemClock),
+                resume_after: chrono::Duration::seconds(120),
+            },
+            stripe: stripe_client(),
             client,
             secrets,
             sim,
@@ -181,8 +194,23 @@ pub fn dashboard_event(method: &str, path_and_query: &str, sub: &str, body: Opti
 
 /// The runtime's request (IAM caller of `infra/events/usage/may-i-run.json`).
 pub fn runtime_event(method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
+    iam_event("runtime", method, path_and_query, body)
+}
+
+/// An operator's request (IAM caller of `infra/events/usage/put-rate.json`).
+pub fn operator_event(method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
+    iam_event("operator", method, path_and_query, body)
+}
+
+/// An IAM-signed request as the caller of `role` (an operation's `x-iam-role`) sends it.
+pub fn iam_event(role: &str, method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut e = support::event("usage/may-i-run.json");
+    let sample = match role {
+        "runtime" => "usage/may-i-run.json",
+        "operator" => "usage/put-rate.json",
+        other => panic!("no IAM role {other}"),
+    };
+    let mut e = support::event(sample);
     e["rawPath"] = json!(path);
     set_query(&mut e, query);
     e["requestContext"]["http"]["method"] = json!(method);
