@@ -5,10 +5,12 @@
 (`POST /2015-03-31/functions/<function>/invocations`). This builds those events from
 the sample events of `infra/events/`:
 
-  event METHOD PATH [BODY] [--as SUB]   print an API Gateway v2 event: with --as, a
-                                        dashboard request (JWT claims sub=SUB); without,
-                                        the agent runtime's IAM-signed request
-  call FUNCTION METHOD PATH [BODY] [--as SUB]
+  event METHOD PATH [BODY] [--as SUB | --operator]
+                                        print an API Gateway v2 event: with --as, a
+                                        dashboard request (JWT claims sub=SUB); with
+                                        --operator, an operator's IAM-signed request (model
+                                        rates); else the agent runtime's IAM-signed request
+  call FUNCTION METHOD PATH [BODY] [--as SUB | --operator]
                                         send it and print the status and the JSON answer
 
 Standard library only. WATCH_PORT (9000) as in `infra/local/up`.
@@ -30,9 +32,14 @@ def sample(name):
         return json.load(f)
 
 
-def event(method, path, body=None, sub=None):
+def event(method, path, body=None, sub=None, operator=False):
     """An API Gateway v2 event of `method path` (path may carry a query)."""
-    e = sample("account/get-org.json" if sub else "usage/may-i-run.json")
+    if sub:
+        e = sample("account/get-org.json")
+    elif operator:
+        e = sample("usage/put-rate.json")
+    else:
+        e = sample("usage/may-i-run.json")
     raw_path, _, query = path.partition("?")
     e["routeKey"] = f"{method} {raw_path}"
     e["rawPath"] = raw_path
@@ -88,15 +95,18 @@ def _args(argv):
         i = argv.index("--as")
         sub = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
-    return argv, sub
+    operator = "--operator" in argv
+    argv = [a for a in argv if a != "--operator"]
+    return argv, sub, operator
 
 
 def main(argv):
-    argv, sub = _args(argv)
+    argv, sub, operator = _args(argv)
     if len(argv) >= 3 and argv[0] == "event":
-        print(json.dumps(event(argv[1], argv[2], argv[3] if len(argv) > 3 else None, sub)))
+        print(json.dumps(event(argv[1], argv[2], argv[3] if len(argv) > 3 else None, sub, operator)))
     elif len(argv) >= 4 and argv[0] == "call":
-        status, body = invoke(argv[1], event(argv[2], argv[3], argv[4] if len(argv) > 4 else None, sub))
+        body = argv[4] if len(argv) > 4 else None
+        status, body = invoke(argv[1], event(argv[2], argv[3], body, sub, operator))
         print(status)
         print(json.dumps(body, indent=2) if not isinstance(body, str) else body)
     else:

@@ -14,7 +14,6 @@ use agent_credits_domain::{
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::ApiError;
 use lambda_http::http::StatusCode;
-use rust_decimal::Decimal;
 use serde_json::json;
 use stripe_core::payment_intent::RetrievePaymentIntent;
 use stripe_core::refund::ListRefund;
@@ -208,16 +207,13 @@ fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
     )
 }
 
-/// The credits `cents` of the payment stand for: the payment's credits in proportion to
-/// what it charged, rounded once, never more than it credited. `None` for nothing.
+/// The credits `cents` of the payment stand for ([`Usd::pro_rata`]). `None` for nothing.
 fn share(payment: &PaymentRecord, cents: i64) -> Result<Option<PositiveUsd>, ApiError> {
-    if cents <= 0 || payment.charged_cents == 0 {
-        return Ok(None);
-    }
-    let exact = payment.credits.as_decimal() * Decimal::from(cents) / Decimal::from(payment.charged_cents);
-    let usd = Usd::round_charge(exact)
-        .map_err(|e| ApiError::internal(&e))?
-        .min(payment.credits);
+    let whole = i64::try_from(payment.charged_cents).map_err(|e| ApiError::internal(&e))?;
+    let usd = payment
+        .credits
+        .pro_rata(cents, whole)
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(PositiveUsd::new(usd).ok())
 }
 

@@ -174,6 +174,21 @@ impl Usd {
         Usd::from_stored(Decimal::new(cents, 2))
     }
 
+    /// The share `part / whole` of this amount (what `part` cents of a payment of `whole`
+    /// cents stand for), rounded once by the charge rule, never more than the amount
+    /// itself; zero for nothing. The one pro-rata rule of take-backs.
+    pub fn pro_rata(self, part: i64, whole: i64) -> Result<Usd, MoneyError> {
+        if part <= 0 || whole <= 0 {
+            return Ok(Usd::ZERO);
+        }
+        let exact = self
+            .0
+            .checked_mul(Decimal::from(part))
+            .and_then(|p| p.checked_div(Decimal::from(whole)))
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Usd::round_charge(exact)?.min(self))
+    }
+
     /// Signed difference `self - other`.
     pub fn delta_to(self, other: Usd) -> SignedUsd {
         SignedUsd((other.0 - self.0).normalize())
@@ -542,6 +557,29 @@ mod tests {
             prop_assert_eq!(usd.to_cents().unwrap(), cents);
             let odd = usd.checked_add(Usd::parse("0.001").unwrap()).unwrap();
             prop_assert_eq!(odd.to_cents(), Err(MoneyError::FractionOfACent));
+        }
+
+        #[test]
+        fn pro_rata_shares_stay_within_the_whole_and_a_full_share_is_the_whole(
+            credits in usd(), whole in 1i64..=10_000_000, cuts in proptest::collection::vec(1i64..=10_000_000, 1..6),
+        ) {
+            prop_assert_eq!(credits.pro_rata(whole, whole).unwrap(), credits);
+            prop_assert!(credits.pro_rata(0, whole).unwrap().is_zero());
+            // Refunds of parts of the payment: each share at most the whole, more cents
+            // never a smaller share, and all of them within rounding of the whole.
+            let mut left = whole;
+            let mut total = Usd::ZERO;
+            for cut in cuts {
+                let part = cut.min(left);
+                left -= part;
+                let share = credits.pro_rata(part, whole).unwrap();
+                prop_assert!(share <= credits);
+                prop_assert!(credits.pro_rata(part + 1, whole).unwrap() >= share);
+                total = total.checked_add(share).unwrap();
+            }
+            let all = credits.pro_rata(whole - left, whole).unwrap();
+            let slack = Decimal::new(5, SCALE + 1) * Decimal::from(6);
+            prop_assert!((total.as_decimal() - all.as_decimal()).abs() <= slack);
         }
 
         #[test]
