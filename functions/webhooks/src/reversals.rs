@@ -9,7 +9,7 @@
 
 use agent_credits_domain::{
     Applied, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, OrgId, PauseReason, PositiveUsd,
-    Refusal, Usd, WalletStore, keys,
+    Refusal, WalletStore, keys,
 };
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::ApiError;
