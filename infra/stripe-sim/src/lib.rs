@@ -206,6 +206,29 @@ impl StripeSim {
             .collect()
     }
 
+    /// The events created after the first `start`, oldest first: a reader that keeps how
+    /// many it has seen reads each event once.
+    pub fn events_from(&self, start: usize) -> Vec<Value> {
+        let shared = self.shared.lock();
+        shared
+            .hooks
+            .events
+            .iter()
+            .skip(start)
+            .map(|e| e.json.clone())
+            .collect()
+    }
+
+    /// The events of `ids`, in that order (an action's `Outcome::events`), as Stripe's
+    /// event objects.
+    pub fn events_by_id(&self, ids: &[&str]) -> Vec<Value> {
+        let shared = self.shared.lock();
+        ids.iter()
+            .filter_map(|id| shared.hooks.events.iter().rev().find(|e| e.json["id"] == *id))
+            .map(|e| e.json.clone())
+            .collect()
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.lock().hooks.deliveries.clone()
     }

@@ -1,0 +1,1179 @@
+//! A deterministic, seeded simulation that hunts for the next money hole, in the spirit of
+//! TigerBeetle's VOPR and FoundationDB's simulation tests.
+//!
+//! Each run is one org on its own table (dynoxide over HTTP) with the real functions in
+//! this process, the project's Stripe simulator, and a clock the run moves. A seeded
+//! generator picks 200 operations: purchases (some declined), usage by cost and by tokens,
+//! holds, captures, releases and expiries, refunds (partial, full, failing at the bank),
+//! disputes (won or lost), recharge sweeps (with cards that decline, a bad Stripe key,
+//! Stripe unreachable), auto-recharge settings, member add/remove/role/limit changes,
+//! billing-mode switches, replays of earlier calls, and Stripe's events delivered late,
+//! twice, out of order and two at once.
+//!
+//! After every operation the invariants are checked against the table; at the end of the
+//! run, once every event is delivered, the eventual ones. A violation panics with the seed
+//! and the operations so far; `SIM_SEED=<n> cargo test --test simulation -- --nocapture`
+//! replays that run. `SIM_RUNS` and `SIM_STEPS` size a longer run (README, "Money rules").
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use agent_credits_aws::KeyVault;
+use agent_credits_domain::{Clock, Usd};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore, RechargeStore};
+use aws_sdk_dynamodb::types::AttributeValue;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use stripe_sim::{CompleteCheckout, StripeSim};
+use support::TestClock;
+
+const SECRET: &str = "whsec_simulation";
+
+/// The functions of one run, all on its table and its clock.
+struct Functions {
+    usage: usage::Usage,
+    account: account::Account,
+    checkout: checkout::Checkout,
+    webhooks: webhooks::Webhooks,
+    recharge: recharge::Recharge,
+    /// The recharge function deployed with a key Stripe refuses (401).
+    recharge_bad_key: recharge::Recharge,
+    /// The recharge function with Stripe out of reach.
+    recharge_unreachable: recharge::Recharge,
+}
+
+fn stripe_client(base: &str, key: &str) -> stripe::Client {
+    stripe::ClientBuilder::new(key).url(base).build().unwrap()
+}
+
+impl Functions {
+    fn new(
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+        sim: &StripeSim,
+        clock: Arc<TestClock>,
+    ) -> Functions {
+        let store = || DynamoWalletStore::new(client.clone(), table, clock.clone());
+        let stripe = || stripe_client(sim.base_url(), "sk_test_sim");
+        let recharge = |stripe: stripe::Client| recharge::Recharge {
+            store: store(),
+            recharges: RechargeStore::new(client.clone(), table),
+            stripe,
+            clock: clock.clone(),
+            resume_after: chrono::Duration::seconds(60),
+        };
+        let vault = KeyVault::new(
+            support::secrets_client("http://127.0.0.1:9"),
+            "agent-credits/sim/byok/",
+        );
+        Functions {
+            usage: usage::Usage {
+                store: store(),
+                rates: RateStore::new(client.clone(), table),
+                clock: clock.clone(),
+                config: usage::Config::from_lookup(|n| support::usage_setting(table, n)).unwrap(),
+                keys: None,
+            },
+            account: account::Account {
+                store: store(),
+                orgs: OrgStore::new(client.clone(), table),
+                clock: clock.clone(),
+                keys: vault,
+            },
+            checkout: checkout::Checkout {
+                orgs: OrgStore::new(client.clone(), table),
+                recharges: RechargeStore::new(client.clone(), table),
+                stripe: stripe(),
+                catalog: checkout::catalog_from(|_| None).unwrap(),
+                dashboard_url: "http://127.0.0.1:3000".into(),
+            },
+            webhooks: webhooks::Webhooks {
+                store: store(),
+                signing_secret: SECRET.into(),
+                stripe: Some(stripe()),
+                plans: webhooks::Plans::default(),
+            },
+            recharge: recharge(stripe()),
+            recharge_bad_key: recharge(stripe_client(sim.base_url(), "rk_live_revoked")),
+            recharge_unreachable: recharge(stripe_client("http://127.0.0.1:9/", "sk_test_sim")),
+        }
+    }
+}
+
+/// What the run knows of the world, to say what must be true.
+#[derive(Default)]
+struct Model {
+    /// Members and their roles; the owner is `u_owner`.
+    roles: BTreeMap<String, String>,
+    /// A member's Stripe customer, once they bought.
+    customers: HashMap<String, String>,
+    /// Charges of succeeded checkout payments: (charge, payment intent).
+    charges: Vec<(String, String)>,
+    refunds: Vec<String>,
+    /// Dispute id → its `charge.dispute.closed` event, made when it was opened.
+    disputes: BTreeMap<String, Value>,
+    /// Disputes whose closing was delivered (handled).
+    closed: BTreeSet<String>,
+    holds: Vec<String>,
+    /// Reported calls: request id → its report, for replays.
+    calls: Vec<(String, Value)>,
+    /// Stripe's events not delivered yet, and ones kept to deliver again.
+    pending: Vec<Value>,
+    delivered: Vec<Value>,
+    /// Auto-recharge PaymentIntents already checked for whose card they charged.
+    recharge_charges: BTreeSet<String>,
+    /// How many of the simulator's events the recharge check has read.
+    events_seen: usize,
+    /// Refunds the bank returned.
+    failed_refunds: BTreeSet<String>,
+    /// Successful recharge charges per day of the run's clock.
+    recharges_per_day: BTreeMap<String, u32>,
+    max_per_day: u32,
+    billing_mode: String,
+    /// Ledger entries checked so far: their count and sum.
+    seq: u64,
+    sum: Decimal,
+}
+
+struct Run<'a> {
+    seed: u64,
+    /// The run's org (the simulator's objects are shared by every run).
+    org: String,
+    rng: fastrand::Rng,
+    clock: Arc<TestClock>,
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    sim: &'a StripeSim,
+    f: Functions,
+    m: Model,
+    log: Vec<String>,
+    next: u64,
+}
+
+fn money(v: &Value) -> Decimal {
+    v.as_str()
+        .and_then(|s| Decimal::from_str_exact(s).ok())
+        .unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+impl Run<'_> {
+    fn fail(&self, what: String) -> ! {
+        let tail: Vec<&String> = self.log.iter().rev().take(40).rev().collect();
+        panic!(
+            "simulation seed {} violated an invariant after {} operations: {what}\nlast operations:\n  {}\nreplay: SIM_SEED={} cargo test -p agent-credits-tests --test simulation -- --nocapture",
+            self.seed,
+            self.log.len(),
+            tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  "),
+            self.seed
+        );
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{}", self.next)
+    }
+
+    async fn send(&self, function: &str, event: &Value) -> (u16, Value) {
+        let req = support::request(event);
+        let response = match function {
+            "usage" => usage::handle(&self.f.usage, req).await,
+            "account" => account::handle(&self.f.account, req).await,
+            "checkout" => checkout::handle(&self.f.checkout, req).await,
+            "webhooks" => webhooks::handle(&self.f.webhooks, req).await,
+            other => panic!("no function {other}"),
+        };
+        let status = response.status().as_u16();
+        let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+        if status >= 500 && status != 503 {
+            self.fail(format!("{function} answered {status}: {body}"));
+        }
+        (status, body)
+    }
+
+    async fn dashboard(&self, method: &str, path: &str, sub: &str, body: Option<Value>) -> (u16, Value) {
+        let function = if path.ends_with("/checkout") || path.ends_with("/auto-recharge") {
+            "checkout"
+        } else {
+            "account"
+        };
+        let mut e = support::dashboard_event(method, path, sub, body.as_ref());
+        if let Some((p, q)) = path.split_once('?') {
+            e["rawPath"] = json!(p);
+            e["requestContext"]["http"]["path"] = json!(p);
+            let (k, v) = q.split_once('=').unwrap();
+            e["rawQueryString"] = json!(q);
+            e["queryStringParameters"] = json!({ k: v });
+        }
+        self.send(function, &e).await
+    }
+
+    async fn runtime(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut e = support::event("usage/may-i-run.json");
+        let (p, q) = path.split_once('?').unwrap_or((path, ""));
+        e["rawPath"] = json!(p);
+        e["requestContext"]["http"]["method"] = json!(method);
+        e["requestContext"]["http"]["path"] = json!(p);
+        e["rawQueryString"] = json!(q);
+        e["queryStringParameters"] = match q.split_once('=') {
+            Some((k, v)) => json!({ k: v }),
+            None => Value::Null,
+        };
+        e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
+        self.send("usage", &e).await
+    }
+
+    async fn deliver(&self, event: &Value) -> (u16, Value) {
+        let body = event.to_string();
+        let mut e = support::event("webhooks/stripe-event.json");
+        let t = chrono::Utc::now().timestamp();
+        e["headers"]["stripe-signature"] = json!(stripe_sim::signature_header(SECRET, t, &body).unwrap());
+        e["body"] = json!(body);
+        self.send("webhooks", &e).await
+    }
+
+    /// The events an action of the simulator raised that concern `anchor` (an id of this
+    /// run's: the simulator is shared, and an action's outcome may list events that other
+    /// runs' actions raised at the same time).
+    fn events_of(&self, outcome: &stripe_sim::Outcome, anchor: &str) -> Vec<Value> {
+        let ids: Vec<&str> = outcome.events.iter().map(|e| e.id.as_str()).collect();
+        self.sim
+            .events_by_id(&ids)
+            .into_iter()
+            .filter(|e| e.to_string().contains(anchor))
+            .collect()
+    }
+
+    fn queue(&mut self, outcome: &stripe_sim::Outcome, anchor: &str) {
+        let events = self.events_of(outcome, anchor);
+        self.m.pending.extend(events);
+    }
+
+    /// How this run's org is named inside Stripe's objects (metadata).
+    fn org_anchor(&self) -> String {
+        format!("\"org\":\"{}\"", self.org)
+    }
+
+    fn member(&mut self, with_owner: bool) -> String {
+        let subs: Vec<&String> = self
+            .m
+            .roles
+            .keys()
+            .filter(|s| with_owner || s.as_str() != "u_owner")
+            .collect();
+        if subs.is_empty() {
+            return "u_owner".into();
+        }
+        subs[self.rng.usize(..subs.len())].clone()
+    }
+
+    fn amount(&mut self, cents_lo: u64, cents_hi: u64) -> String {
+        let cents = self.rng.u64(cents_lo..=cents_hi);
+        format!("{}.{:02}", cents / 100, cents % 100)
+    }
+
+    async fn setup(&mut self) {
+        let mode = match self.rng.u8(..10) {
+            0 => "byok",
+            1 => "deferred",
+            _ => "credits",
+        };
+        self.m.billing_mode = mode.into();
+        let body = json!({ "id": self.org, "name": "Sim", "runtime": "claude_code", "billing_mode": mode,
+            "purchase_policy": if self.rng.bool() { "any_member" } else { "owners_only" } });
+        let (status, created) = self.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        self.m.roles.insert("u_owner".into(), "owner".into());
+        let (status, rate) = self
+            .send(
+                "usage",
+                &support::event("usage/put-rate.json").tap(|e| {
+                    e["body"] = json!(
+                        json!({ "effective_from": self.clock.now().date_naive().to_string(),
+                        "input": "3", "output": "15", "cache_read": "0.3", "cache_write": "3.75" })
+                        .to_string()
+                    );
+                    e["rawPath"] = json!("/v1/rates/claude-sonnet-4");
+                    e["requestContext"]["http"]["path"] = json!("/v1/rates/claude-sonnet-4");
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{rate}");
+        self.m.max_per_day = 3;
+    }
+
+    async fn step(&mut self) {
+        let roll = self.rng.u32(..100);
+        match roll {
+            0..=9 => self.buy().await,
+            10..=21 => self.deliver_some().await,
+            22..=33 => self.usage(false).await,
+            34..=39 => self.usage(true).await,
+            40..=47 => self.hold().await,
+            48..=52 => self.capture().await,
+            53..=55 => self.release().await,
+            56..=59 => self.wait_and_ask().await,
+            60..=63 => self.refund().await,
+            64..=65 => self.fail_refund().await,
+            66..=67 => self.dispute().await,
+            68..=70 => self.close_dispute().await,
+            71..=76 => self.sweep().await,
+            77..=79 => self.auto_recharge().await,
+            80 => self.decline_cards().await,
+            81..=88 => self.membership().await,
+            89..=90 => self.switch_to_credits().await,
+            _ => self.replay().await,
+        }
+    }
+
+    async fn buy(&mut self) {
+        let buyer = self.member(true);
+        let amount = self.amount(1_000, 20_000);
+        let path = format!("/v1/orgs/{org}/checkout", org = self.org);
+        let (status, session) = self
+            .dashboard(
+                "POST",
+                &path,
+                &buyer,
+                Some(json!({ "custom": { "amount": amount } })),
+            )
+            .await;
+        self.log.push(format!("{buyer} checks out ${amount}: {status}"));
+        if status != 201 {
+            return;
+        }
+        let card = if self.rng.u8(..10) == 0 {
+            "pm_card_chargeDeclined"
+        } else {
+            "pm_card_visa"
+        };
+        let id = session["session_id"].as_str().unwrap();
+        let Ok(paid) = self.sim.complete_checkout(id, CompleteCheckout::card(card)).await else {
+            self.log.push(format!("  declined ({card})"));
+            return;
+        };
+        let events = self.events_of(&paid, &self.org_anchor());
+        for e in &events {
+            if e["type"] == "payment_intent.succeeded" {
+                let pi = &e["data"]["object"];
+                self.m.charges.push((
+                    pi["latest_charge"].as_str().unwrap().to_owned(),
+                    pi["id"].as_str().unwrap().to_owned(),
+                ));
+                if let Some(c) = pi["customer"].as_str() {
+                    self.m.customers.insert(buyer.clone(), c.to_owned());
+                }
+            }
+        }
+        self.m.pending.extend(events);
+        self.log.push(format!("  paid with {card}"));
+    }
+
+    async fn deliver_some(&mut self) {
+        if self.m.pending.is_empty() {
+            // Stripe delivers again what it delivered before.
+            if !self.m.delivered.is_empty() {
+                let e = self.m.delivered[self.rng.usize(..self.m.delivered.len())].clone();
+                let (status, _) = self.deliver(&e).await;
+                self.log
+                    .push(format!("redeliver {} {}: {status}", e["type"], e["id"]));
+            }
+            return;
+        }
+        let take = |run: &mut Self| -> Value {
+            let i = run.rng.usize(..run.m.pending.len());
+            run.m.pending.swap_remove(i)
+        };
+        let first = take(self);
+        if !self.m.pending.is_empty() && self.rng.bool() {
+            // Two at once.
+            let second = take(self);
+            let (a, b) = futures::join!(self.deliver(&first), self.deliver(&second));
+            self.log.push(format!(
+                "deliver {} + {} at once: {} {}",
+                first["type"], second["type"], a.0, b.0
+            ));
+            self.after_delivery(first, a).await;
+            self.after_delivery(second, b).await;
+        } else {
+            let answer = self.deliver(&first).await;
+            self.log.push(format!(
+                "deliver {} {}: {} {}",
+                first["type"], first["id"], answer.0, answer.1
+            ));
+            self.after_delivery(first, answer).await;
+        }
+    }
+
+    /// A 409 (its payment not credited yet) stays pending, as Stripe retries it.
+    async fn after_delivery(&mut self, event: Value, (status, body): (u16, Value)) {
+        match status {
+            200 => {
+                if event["type"] == "charge.dispute.closed" {
+                    self.m
+                        .closed
+                        .insert(event["data"]["object"]["id"].as_str().unwrap().to_owned());
+                }
+                self.m.delivered.push(event);
+            }
+            409 | 503 | 502 => self.m.pending.push(event),
+            other => self.fail(format!(
+                "{} answered {other}: {body}; the event's object: {}",
+                event["type"], event["data"]["object"]
+            )),
+        }
+    }
+
+    async fn usage(&mut self, tokens: bool) {
+        let id = self.id("req_");
+        let mut report =
+            json!({ "request_id": id, "api_key": "k_1", "agent": "agent_1", "runtime": "claude_code" });
+        if self.rng.u8(..4) != 0 {
+            report["member"] = json!(self.member(true));
+        }
+        if tokens {
+            report["model"] = json!("claude-sonnet-4");
+            report["tokens"] =
+                json!({ "input": self.rng.u64(0..200_000), "output": self.rng.u64(0..50_000) });
+        } else {
+            report["cost"] = json!(self.amount(1, 800));
+        }
+        let (status, body) = self
+            .runtime(
+                "POST",
+                &format!("/v1/orgs/{org}/usage", org = self.org),
+                Some(report.clone()),
+            )
+            .await;
+        self.log.push(format!("usage {report}: {status} {body}"));
+        if status != 200 {
+            self.fail(format!("a call already made was not recorded: {status} {body}"));
+        }
+        self.check_call(&body);
+        self.m.calls.push((id, report));
+    }
+
+    /// Every reported call billed: charged + shortfall = billed.
+    fn check_call(&self, body: &Value) {
+        if body["billed_to"] == "credits" && !body["entry_id"].is_null() {
+            let (billed, charged, shortfall) = (
+                money(&body["billed"]),
+                money(&body["charged"]),
+                money(&body["shortfall"]),
+            );
+            if charged + shortfall != billed {
+                self.fail(format!("charged + shortfall != billed: {body}"));
+            }
+        }
+    }
+
+    async fn replay(&mut self) {
+        if self.m.calls.is_empty() {
+            return self.usage(false).await;
+        }
+        let (id, report) = self.m.calls[self.rng.usize(..self.m.calls.len())].clone();
+        let (status, body) = self
+            .runtime(
+                "POST",
+                &format!("/v1/orgs/{org}/usage", org = self.org),
+                Some(report),
+            )
+            .await;
+        self.log.push(format!("replay {id}: {status} {body}"));
+        if status != 200 || body["replayed"] != true {
+            self.fail(format!(
+                "a replay of {id} was not answered as one: {status} {body}"
+            ));
+        }
+    }
+
+    async fn hold(&mut self) {
+        let id = self.id("h_");
+        let member = self.member(true);
+        let amount = self.amount(50, 3_000);
+        let ttl = self.rng.u32(5..120);
+        let body = json!({ "hold_id": id, "amount": amount, "member": member, "ttl_seconds": ttl });
+        let (status, answer) = self
+            .runtime(
+                "POST",
+                &format!("/v1/orgs/{org}/holds", org = self.org),
+                Some(body),
+            )
+            .await;
+        self.log.push(format!(
+            "hold {id} ${amount} for {member} ({ttl}s): {status} {answer}"
+        ));
+        if ![201, 200, 402, 403].contains(&status) {
+            self.fail(format!("a hold answered {status}: {answer}"));
+        }
+        self.m.holds.push(id);
+    }
+
+    async fn capture(&mut self) {
+        let Some(id) = self.pick_hold() else { return };
+        let cost = self.amount(0, 2_000);
+        let body = json!({ "member": self.member(true), "cost": cost });
+        let path = format!("/v1/orgs/{org}/holds/{id}/capture", org = self.org);
+        let (status, answer) = self.runtime("POST", &path, Some(body)).await;
+        self.log
+            .push(format!("capture {id} cost ${cost}: {status} {answer}"));
+        if status != 200 && status != 409 {
+            self.fail(format!("a capture of a call made answered {status}: {answer}"));
+        }
+        self.check_call(&answer);
+    }
+
+    async fn release(&mut self) {
+        let Some(id) = self.pick_hold() else { return };
+        let path = format!("/v1/orgs/{org}/holds/{id}/release", org = self.org);
+        let (status, answer) = self.runtime("POST", &path, Some(json!({}))).await;
+        self.log.push(format!("release {id}: {status} {answer}"));
+    }
+
+    fn pick_hold(&mut self) -> Option<String> {
+        (!self.m.holds.is_empty()).then(|| self.m.holds[self.rng.usize(..self.m.holds.len())].clone())
+    }
+
+    async fn wait_and_ask(&mut self) {
+        let secs = self.rng.i64(1..90);
+        self.clock.advance(chrono::Duration::seconds(secs));
+        let member = self.member(true);
+        let (status, v) = self
+            .runtime(
+                "GET",
+                &format!("/v1/orgs/{org}/may-i-run?member={member}", org = self.org),
+                None,
+            )
+            .await;
+        self.log
+            .push(format!("{secs}s later, may {member} run: {status} {v}"));
+    }
+
+    async fn refund(&mut self) {
+        if self.m.charges.is_empty() {
+            return;
+        }
+        let (charge, _) = self.m.charges[self.rng.usize(..self.m.charges.len())].clone();
+        let amount = if self.rng.bool() {
+            None
+        } else {
+            Some(self.rng.i64(100..5_000))
+        };
+        match self.sim.refund_charge(&charge, amount).await {
+            Ok(outcome) => {
+                if let Some(id) = outcome.object["id"].as_str() {
+                    self.m.refunds.push(id.to_owned());
+                }
+                self.queue(&outcome, &charge);
+                self.log.push(format!("refund {charge} {amount:?}"));
+            }
+            Err(e) => self
+                .log
+                .push(format!("refund {charge} {amount:?} refused by Stripe: {e:?}")),
+        }
+    }
+
+    async fn fail_refund(&mut self) {
+        if self.m.refunds.is_empty() {
+            return;
+        }
+        let id = self.m.refunds[self.rng.usize(..self.m.refunds.len())].clone();
+        if let Ok(outcome) = self.sim.fail_refund(&id, "lost_or_stolen_card").await {
+            self.m.failed_refunds.insert(id.clone());
+            self.queue(&outcome, &id);
+            self.log.push(format!("refund {id} fails at the bank"));
+        }
+    }
+
+    async fn dispute(&mut self) {
+        if self.m.charges.is_empty() {
+            return;
+        }
+        let (charge_id, _) = self.m.charges[self.rng.usize(..self.m.charges.len())].clone();
+        let Ok(outcome) = self.sim.dispute_charge(&charge_id, "fraudulent").await else {
+            return;
+        };
+        for opened in self.events_of(&outcome, &charge_id) {
+            let dispute = opened["data"]["object"]["id"].as_str().unwrap().to_owned();
+            let mut closed = opened.clone();
+            closed["id"] = json!(format!("{}_closed", opened["id"].as_str().unwrap()));
+            closed["type"] = json!("charge.dispute.closed");
+            closed["data"]["object"]["status"] = json!(if self.rng.bool() { "won" } else { "lost" });
+            self.m.disputes.insert(dispute.clone(), closed);
+            self.m.pending.push(opened);
+            self.log.push(format!("dispute {dispute} opened on {charge_id}"));
+        }
+    }
+
+    async fn close_dispute(&mut self) {
+        let open: Vec<String> = self
+            .m
+            .disputes
+            .keys()
+            .filter(|d| !self.m.closed.contains(*d))
+            .cloned()
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let id = &open[self.rng.usize(..open.len())];
+        let closed = self.m.disputes[id].clone();
+        if !self.m.pending.iter().any(|e| e["id"] == closed["id"]) {
+            self.log.push(format!(
+                "dispute {id} closes {}",
+                closed["data"]["object"]["status"]
+            ));
+            self.m.pending.push(closed);
+        }
+    }
+
+    async fn sweep(&mut self) {
+        let which = self.rng.u8(..10);
+        let svc = match which {
+            0 => &self.f.recharge_bad_key,
+            1 => &self.f.recharge_unreachable,
+            _ => &self.f.recharge,
+        };
+        if self.rng.bool() {
+            self.clock
+                .advance(chrono::Duration::seconds(self.rng.i64(30..200)));
+        }
+        let report = recharge::sweep(svc)
+            .await
+            .unwrap_or_else(|e| self.fail(format!("sweep: {e}")));
+        self.log.push(format!(
+            "sweep ({}): {report:?}",
+            ["bad key", "unreachable", "ok"][usize::from(which.min(2))]
+        ));
+        self.check_recharge_charges();
+    }
+
+    /// No card charged for someone who is not a member with the right role, and no more
+    /// top-ups a day than the cap.
+    fn check_recharge_charges(&mut self) {
+        let events = self.sim.events_from(self.m.events_seen);
+        self.m.events_seen += events.len();
+        let day = self.clock.now().format("%Y-%m-%d").to_string();
+        for e in events.iter().filter(|e| e["type"] == "payment_intent.succeeded") {
+            let pi = &e["data"]["object"];
+            if pi["metadata"]["purpose"] != "auto_recharge" || pi["metadata"]["org"] != self.org.as_str() {
+                continue;
+            }
+            let id = pi["id"].as_str().unwrap().to_owned();
+            if !self.m.recharge_charges.insert(id.clone()) {
+                continue;
+            }
+            let customer = pi["customer"].as_str().unwrap_or_default();
+            let payer = self
+                .m
+                .customers
+                .iter()
+                .find(|(_, c)| c.as_str() == customer)
+                .map(|(m, _)| m.clone());
+            let allowed = payer
+                .as_ref()
+                .and_then(|m| self.m.roles.get(m))
+                .is_some_and(|r| r == "owner" || r == "admin");
+            if !allowed {
+                self.fail(format!(
+                    "auto-recharge {id} charged the card of {payer:?}, who is not an owner or admin"
+                ));
+            }
+            self.m.pending.push(e.clone());
+            let count = {
+                let n = self.m.recharges_per_day.entry(day.clone()).or_default();
+                *n += 1;
+                *n
+            };
+            if count > self.m.max_per_day {
+                self.fail(format!(
+                    "{count} top-ups on {day}, over the cap of {}",
+                    self.m.max_per_day
+                ));
+            }
+        }
+    }
+
+    async fn auto_recharge(&mut self) {
+        let who = self.member(true);
+        let enabled = self.rng.u8(..4) != 0;
+        let threshold = self.amount(0, 5_000);
+        let amount = self.amount(5_000, 20_000);
+        let body = json!({ "enabled": enabled, "threshold_usd": threshold, "amount_usd": amount,
+            "max_per_day": self.m.max_per_day, "max_usd_per_day": "1000" });
+        let (status, answer) = self
+            .dashboard(
+                "PUT",
+                &format!("/v1/orgs/{org}/auto-recharge", org = self.org),
+                &who,
+                Some(body),
+            )
+            .await;
+        self.log.push(format!(
+            "{who} sets auto-recharge {enabled} below ${threshold} by ${amount}: {status} {answer}"
+        ));
+    }
+
+    async fn decline_cards(&mut self) {
+        // The owner's saved cards start to decline (the simulator's cards are per use).
+        for pm in self.saved_cards().await {
+            let _ = self.sim.set_card(&pm, "pm_card_chargeDeclined");
+            self.log.push(format!("card {pm} now declines"));
+        }
+    }
+
+    async fn saved_cards(&self) -> Vec<String> {
+        let mut out = vec![];
+        for customer in self.m.customers.values() {
+            let list = stripe_core::customer::ListPaymentMethodsCustomer::new(customer.as_str())
+                .send(&self.f.checkout.stripe)
+                .await;
+            if let Ok(list) = list {
+                out.extend(list.data.iter().map(|pm| pm.id.to_string()));
+            }
+        }
+        out
+    }
+
+    async fn membership(&mut self) {
+        let roles = ["member", "admin", "owner"];
+        match self.rng.u8(..4) {
+            0 => {
+                let sub = format!("u_{}", self.rng.u8(..6));
+                let role = roles[self.rng.usize(..3)];
+                self.set_role(&sub, role).await;
+            }
+            1 => {
+                let sub = self.member(false);
+                let path = format!("/v1/orgs/{org}/members/{sub}", org = self.org);
+                let (status, answer) = self.dashboard("DELETE", &path, "u_owner", None).await;
+                self.log.push(format!("remove {sub}: {status} {answer}"));
+                if status == 200 {
+                    self.m.roles.remove(&sub);
+                }
+            }
+            2 => {
+                let sub = self.member(false);
+                let role = roles[self.rng.usize(..2)];
+                self.set_role(&sub, role).await;
+            }
+            _ => {
+                let sub = self.member(true);
+                let limit = if self.rng.bool() {
+                    json!(self.amount(100, 3_000))
+                } else {
+                    Value::Null
+                };
+                let path = format!("/v1/orgs/{org}/members/{sub}/limit", org = self.org);
+                let (status, answer) = self
+                    .dashboard(
+                        "PUT",
+                        &path,
+                        "u_owner",
+                        Some(json!({ "monthly_limit_usd": limit })),
+                    )
+                    .await;
+                self.log.push(format!("limit {sub} {limit}: {status} {answer}"));
+            }
+        }
+    }
+
+    async fn set_role(&mut self, sub: &str, role: &str) {
+        if sub == "u_owner" {
+            return;
+        }
+        let path = format!("/v1/orgs/{org}/members/{sub}", org = self.org);
+        let (status, answer) = self
+            .dashboard("PUT", &path, "u_owner", Some(json!({ "role": role })))
+            .await;
+        self.log.push(format!("{sub} becomes {role}: {status} {answer}"));
+        if status == 200 {
+            self.m.roles.insert(sub.to_owned(), role.to_owned());
+        }
+    }
+
+    async fn switch_to_credits(&mut self) {
+        let (status, answer) = self
+            .dashboard(
+                "PUT",
+                &format!("/v1/orgs/{org}/billing-mode", org = self.org),
+                "u_owner",
+                Some(json!({ "billing_mode": "credits" })),
+            )
+            .await;
+        self.log.push(format!("switch to credits: {status} {answer}"));
+        if status == 200 {
+            self.m.billing_mode = "credits".into();
+        }
+    }
+
+    /// The invariants that hold after every operation.
+    async fn check(&mut self) {
+        let wallet = self.raw(&format!("ORG#{org}", org = self.org), "WALLET").await;
+        let Some(w) = wallet else { return };
+        let n = |name: &str| -> Decimal {
+            match w.get(name) {
+                Some(AttributeValue::N(v)) => Decimal::from_str_exact(v)
+                    .or_else(|_| Decimal::from_scientific(v))
+                    .unwrap(),
+                _ => Decimal::ZERO,
+            }
+        };
+        for field in [
+            "base",
+            "rollover",
+            "purchased",
+            "held",
+            "balance",
+            "available",
+            "lifetime_added",
+            "lifetime_spent",
+            "forgiven",
+        ] {
+            if n(field) < Decimal::ZERO {
+                self.fail(format!("the wallet's {field} is {}", n(field)));
+            }
+        }
+        let (balance, held) = (n("balance"), n("held"));
+        if n("base") + n("rollover") + n("purchased") != balance {
+            self.fail(format!(
+                "buckets {} + {} + {} != balance {balance}",
+                n("base"),
+                n("rollover"),
+                n("purchased")
+            ));
+        }
+        if n("available") != (balance - held).max(Decimal::ZERO) {
+            self.fail(format!(
+                "available {} != balance {balance} - held {held}",
+                n("available")
+            ));
+        }
+        if held > balance {
+            self.fail(format!("held {held} > balance {balance}"));
+        }
+        // The ledger: every new entry continues the chain, and the chain sums to the balance.
+        let entries = self.entries_after(self.m.seq).await;
+        for e in &entries {
+            let seq: u64 = match e.get("seq") {
+                Some(AttributeValue::N(v)) => v.parse().unwrap(),
+                _ => 0,
+            };
+            if seq != self.m.seq + 1 {
+                self.fail(format!("entry {seq} follows {}", self.m.seq));
+            }
+            let amount = num(e, "amount");
+            // What could not be taken was not there: a call takes what is available, money
+            // that went back to the card takes the balance, held credits included.
+            let kind = e
+                .get("kind")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let shortfall = num(e, "shortfall");
+            if shortfall > Decimal::ZERO {
+                let left = match kind.as_str() {
+                    "refund" | "dispute" => num(e, "balance_after"),
+                    _ => num(e, "available_after"),
+                };
+                if !left.is_zero() {
+                    self.fail(format!(
+                        "entry {seq} ({kind}) fell {shortfall} short with {left} still there"
+                    ));
+                }
+            }
+            self.m.sum += amount;
+            if num(e, "balance_after") != self.m.sum {
+                self.fail(format!(
+                    "entry {seq}: balance_after {} but the entries sum to {}",
+                    num(e, "balance_after"),
+                    self.m.sum
+                ));
+            }
+            self.m.seq = seq;
+        }
+        if self.m.sum != balance {
+            self.fail(format!(
+                "the ledger sums to {} but the balance is {balance}",
+                self.m.sum
+            ));
+        }
+        // A pause has a reason that is still true.
+        let state = w
+            .get("state")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let reason = w.get("pause_reason").and_then(|v| v.as_s().ok()).cloned();
+        let open: Vec<String> = w
+            .get("open_disputes")
+            .and_then(|v| v.as_s().ok())
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        if let Some(closed) = open.iter().find(|d| self.m.closed.contains(*d)) {
+            self.fail(format!("dispute {closed} is closed but still pauses the org"));
+        }
+        match (state.as_str(), reason.as_deref()) {
+            ("paused", Some("disputed")) if open.is_empty() => {
+                self.fail("paused for a dispute with none open".into())
+            }
+            ("paused", Some("credits_exhausted")) if n("available") > Decimal::ZERO => {
+                self.fail(format!("paused as exhausted with {} available", n("available")))
+            }
+            ("active", _) if !open.is_empty() => self.fail(format!("active with open disputes {open:?}")),
+            _ => {}
+        }
+        // Auto-recharge is suspended only by the card (a decline, an authentication it
+        // needs) or by its owner leaving: never by Stripe or a key of ours.
+        if let Some(config) = self.raw(&format!("ORG#{org}", org = self.org), "RECHARGE").await
+            && let Some(reason) = config.get("suspended").and_then(|v| v.as_s().ok())
+            && ![
+                "card_owner_left",
+                "generic_decline",
+                "insufficient_funds",
+                "card_declined",
+                "authentication_required",
+            ]
+            .contains(&reason.as_str())
+        {
+            self.fail(format!(
+                "auto-recharge suspended for {reason}, which is not the card's doing"
+            ));
+        }
+        // Members' months never below zero, and committed = spent + held.
+        let month = self.clock.now().format("%Y-%m").to_string();
+        for item in self
+            .query(&format!("ORG#{org}", org = self.org), &format!("USAGE#{month}#"))
+            .await
+        {
+            let (spent, held, committed) = (num(&item, "spent"), num(&item, "held"), num(&item, "committed"));
+            if spent < Decimal::ZERO || held < Decimal::ZERO || committed != spent + held {
+                self.fail(format!(
+                    "a member's month: spent {spent}, held {held}, committed {committed}"
+                ));
+            }
+        }
+    }
+
+    /// The invariants that hold once every event is delivered and the run is over.
+    async fn finish(&mut self) {
+        // Stripe delivers everything in the end (and some of it twice).
+        for _ in 0..4 {
+            let pending = std::mem::take(&mut self.m.pending);
+            for e in pending {
+                let answer = self.deliver(&e).await;
+                self.after_delivery(e, answer).await;
+            }
+        }
+        if !self.m.pending.is_empty() {
+            let kinds: Vec<&Value> = self.m.pending.iter().map(|e| &e["type"]).collect();
+            self.fail(format!("events never accepted: {kinds:?}"));
+        }
+        self.check().await;
+        // Every Stripe payment credited exactly once.
+        let keys: Vec<String> = self
+            .query(&format!("ORG#{org}", org = self.org), "IDEM#stripe:payment:")
+            .await
+            .iter()
+            .map(|i| {
+                i["sk"]
+                    .as_s()
+                    .unwrap()
+                    .trim_start_matches("IDEM#stripe:payment:")
+                    .to_owned()
+            })
+            .collect();
+        for (_, pi) in &self.m.charges {
+            if keys.iter().filter(|k| *k == pi).count() != 1 {
+                self.fail(format!(
+                    "payment {pi} is credited {} times",
+                    keys.iter().filter(|k| *k == pi).count()
+                ));
+            }
+        }
+        for pi in &self.m.recharge_charges {
+            if !keys.contains(pi) {
+                self.fail(format!("auto-recharge {pi} was charged but never credited"));
+            }
+        }
+        // A refund that failed at the bank left the wallet as it was.
+        let entries = self.entries_after(0).await;
+        for refund in &self.m.failed_refunds {
+            let by_key = |k: String| -> Decimal {
+                entries
+                    .iter()
+                    .filter(|e| e.get("idempotency_key").and_then(|v| v.as_s().ok()) == Some(&k))
+                    .map(|e| num(e, "amount"))
+                    .sum()
+            };
+            let net =
+                by_key(format!("stripe:refund:{refund}")) + by_key(format!("stripe:refund:{refund}:failed"));
+            if !net.is_zero() {
+                self.fail(format!("refund {refund} failed at the bank but moved {net}"));
+            }
+        }
+    }
+
+    async fn raw(&self, pk: &str, sk: &str) -> Option<HashMap<String, AttributeValue>> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    async fn query(&self, pk: &str, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
+        let mut out = vec![];
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+                .expression_attribute_values(":p", AttributeValue::S(prefix.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return out,
+            }
+        }
+    }
+
+    async fn entries_after(&self, seq: u64) -> Vec<HashMap<String, AttributeValue>> {
+        let mut out = vec![];
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}", org = self.org)))
+                .expression_attribute_values(":from", AttributeValue::S(format!("TX#{:020}", seq + 1)))
+                .expression_attribute_values(":to", AttributeValue::S("TX#~".into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return out,
+            }
+        }
+    }
+}
+
+fn num(item: &HashMap<String, AttributeValue>, name: &str) -> Decimal {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => Decimal::from_str_exact(v)
+            .or_else(|_| Decimal::from_scientific(v))
+            .unwrap(),
+        _ => Decimal::ZERO,
+    }
+}
+
+/// Changes a value in place and hands it on.
+trait Tap: Sized {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+
+impl Tap for Value {}
+
+/// What a set of runs did.
+#[derive(Debug, Default)]
+struct Figures {
+    runs: usize,
+    steps: usize,
+}
+
+async fn run(seed: u64, steps: usize, endpoint: &str, sim: &StripeSim) -> usize {
+    let client = support::dynamodb_client(endpoint, None);
+    let table = format!("sim_{seed}");
+    support::table::TableDefinition::from_repo()
+        .unwrap()
+        .create(&client, &table)
+        .await
+        .unwrap();
+    let clock = Arc::new(TestClock::at(chrono::Utc::now()));
+    let mut r = Run {
+        seed,
+        org: format!("org_sim_{seed}"),
+        rng: fastrand::Rng::with_seed(seed),
+        clock: clock.clone(),
+        f: Functions::new(&client, &table, sim, clock),
+        client: client.clone(),
+        table: table.clone(),
+        sim,
+        m: Model::default(),
+        log: vec![],
+        next: 0,
+    };
+    r.setup().await;
+    for _ in 0..steps {
+        r.step().await;
+        r.check().await;
+    }
+    r.finish().await;
+    let _ = client.delete_table().table_name(&table).send().await;
+    steps
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CI's fixed seeds: `SIM_RUNS` (200) runs of `SIM_STEPS` (200) operations, from seed
+/// `SIM_FIRST_SEED` (1), eight at a time; `SIM_SEED` replays one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_operations_never_break_a_money_invariant() {
+    let db = support::dynoxide::Dynoxide::start();
+    let sim = StripeSim::start().await.unwrap();
+    let steps = usize::try_from(env_number("SIM_STEPS", 200)).unwrap();
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => {
+            let first = env_number("SIM_FIRST_SEED", 1);
+            (first..first + env_number("SIM_RUNS", 200)).collect()
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut figures = Figures::default();
+    let parallel = usize::try_from(env_number("SIM_PARALLEL", 16)).unwrap();
+    for batch in seeds.chunks(parallel) {
+        let runs = batch.iter().map(|seed| run(*seed, steps, db.endpoint(), &sim));
+        for done in futures::future::join_all(runs).await {
+            figures.runs += 1;
+            figures.steps += done;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "simulation: {} runs, {} operations, {:.1} s, {:.0} operations/s, 0 violations",
+        figures.runs,
+        figures.steps,
+        secs,
+        figures.steps as f64 / secs
+    );
+    let _ = Usd::ZERO;
+}
