@@ -87,14 +87,8 @@ impl Rig {
     }
 
     async fn dashboard(&self, method: &str, path: &str, sub: &str, body: Option<Value>) -> (u16, Value) {
-        let route = path.split('?').next().unwrap_or(path);
-        let function = if route.ends_with("/checkout") || route.ends_with("/auto-recharge") {
-            "checkout"
-        } else {
-            "account"
-        };
-        self.send(function, &dashboard_event(method, path, sub, body.as_ref()))
-            .await
+        let event = dashboard_event(method, path, sub, body.as_ref());
+        self.send(dashboard_function(path), &event).await
     }
 
     async fn runtime(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -178,6 +172,36 @@ impl Rig {
             .unwrap();
         self.deliver_all(&paid).await;
         paid
+    }
+
+    /// `org` buys $100, half of it is refunded, and the bank returns that refund: the
+    /// `charge.refunded` and `refund.failed` events, undelivered.
+    async fn refund_that_fails(&self, org: &str) -> (Value, Value) {
+        self.org("u_owner", org, "owners_only", &[]).await;
+        let paid = self.buy(org, "u_owner", "100.00").await;
+        let refunded = self
+            .sim()
+            .refund_charge(&self.charge_of(&paid), Some(5_000))
+            .await
+            .unwrap();
+        let refund_event = self.first_of(&refunded, "charge.refunded");
+        let refund = refund_event["data"]["object"]["refunds"]["data"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let failed = self
+            .sim()
+            .fail_refund(&refund, "lost_or_stolen_card")
+            .await
+            .unwrap();
+        (refund_event, self.first_of(&failed, "refund.failed"))
+    }
+
+    fn first_of(&self, outcome: &stripe_sim::Outcome, kind: &str) -> Value {
+        self.events_of(outcome)
+            .into_iter()
+            .find(|e| e["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
     }
 
     /// The charge of a payment the simulator made.
@@ -354,11 +378,7 @@ async fn a_refund_takes_back_held_credits(rig: &Rig) {
         .refund_charge(&rig.charge_of(&paid), None)
         .await
         .unwrap();
-    let refund = rig
-        .events_of(&refunded)
-        .into_iter()
-        .find(|e| e["type"] == "charge.refunded")
-        .unwrap();
+    let refund = rig.first_of(&refunded, "charge.refunded");
     let (status, body) = rig.deliver(&refund).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -395,11 +415,7 @@ async fn a_refund_of_a_payment_that_is_not_ours_is_acknowledged(rig: &Rig) {
         .unwrap();
     let charge = pi.latest_charge.unwrap().id().to_string();
     let refunded = rig.sim().refund_charge(&charge, None).await.unwrap();
-    let event = rig
-        .events_of(&refunded)
-        .into_iter()
-        .find(|e| e["type"] == "charge.refunded")
-        .unwrap();
+    let event = rig.first_of(&refunded, "charge.refunded");
     let (status, body) = rig.deliver(&event).await;
     assert_eq!(
         (status, body["result"].as_str()),
@@ -421,11 +437,7 @@ async fn dispute_opening_and_closing_at_once_never_leave_an_org_paused(rig: &Rig
             .dispute_charge(&rig.charge_of(&paid), "fraudulent")
             .await
             .unwrap();
-        let opened = rig
-            .events_of(&disputed)
-            .into_iter()
-            .find(|e| e["type"] == "charge.dispute.created")
-            .unwrap();
+        let opened = rig.first_of(&disputed, "charge.dispute.created");
         let mut closed = opened.clone();
         closed["id"] = json!(format!("{}_closed", opened["id"].as_str().unwrap()));
         closed["type"] = json!("charge.dispute.closed");
@@ -455,32 +467,7 @@ async fn dispute_opening_and_closing_at_once_never_leave_an_org_paused(rig: &Rig
 /// Hole 7: a refund that failed, whichever of its events is handled first, leaves the
 /// credits where they were.
 async fn a_refund_that_failed_leaves_the_credits_in_either_order(rig: &Rig) {
-    rig.org("u_owner", "org_refund_fails", "owners_only", &[]).await;
-    let paid = rig.buy("org_refund_fails", "u_owner", "100.00").await;
-    let refunded = rig
-        .sim()
-        .refund_charge(&rig.charge_of(&paid), Some(5_000))
-        .await
-        .unwrap();
-    let refund_event = rig
-        .events_of(&refunded)
-        .into_iter()
-        .find(|e| e["type"] == "charge.refunded")
-        .unwrap();
-    let refund = refund_event["data"]["object"]["refunds"]["data"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let failed = rig
-        .sim()
-        .fail_refund(&refund, "lost_or_stolen_card")
-        .await
-        .unwrap();
-    let failure = rig
-        .events_of(&failed)
-        .into_iter()
-        .find(|e| e["type"] == "refund.failed")
-        .unwrap();
+    let (refund_event, failure) = rig.refund_that_fails("org_refund_fails").await;
     let (a, b) = futures::join!(rig.deliver(&refund_event), rig.deliver(&failure));
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
     // Redelivered, in the other order: nothing changes.
@@ -589,32 +576,7 @@ async fn a_refund_read_as_pending_after_its_failure_was_handled_is_not_taken() {
     let mut app = App::start(None).await;
     app.webhooks.stripe = None;
     let rig = Rig(Via::App(Box::new(app)));
-    rig.org("u_owner", "org_stale", "owners_only", &[]).await;
-    let paid = rig.buy("org_stale", "u_owner", "100.00").await;
-    let refunded = rig
-        .sim()
-        .refund_charge(&rig.charge_of(&paid), Some(5_000))
-        .await
-        .unwrap();
-    let refund_event = rig
-        .events_of(&refunded)
-        .into_iter()
-        .find(|e| e["type"] == "charge.refunded")
-        .unwrap();
-    let refund = refund_event["data"]["object"]["refunds"]["data"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let failed = rig
-        .sim()
-        .fail_refund(&refund, "lost_or_stolen_card")
-        .await
-        .unwrap();
-    let failure = rig
-        .events_of(&failed)
-        .into_iter()
-        .find(|e| e["type"] == "refund.failed")
-        .unwrap();
+    let (refund_event, failure) = rig.refund_that_fails("org_stale").await;
     assert_eq!(rig.deliver(&failure).await.0, 200);
     let (status, body) = rig.deliver(&refund_event).await;
     assert_eq!(status, 200, "{body}");

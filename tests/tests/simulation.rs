@@ -281,7 +281,7 @@ impl Run<'_> {
         };
         self.m.billing_mode = mode.into();
         let body = json!({ "id": self.org, "name": "Sim", "runtime": "claude_code", "billing_mode": mode,
-            "purchase_policy": if self.rng.bool() { "any_member" } else { "owners_only" } });
+            "purchase_policy": if self.rng.u8(..10) < 7 { "any_member" } else { "owners_only" } });
         let (status, created) = self.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
         assert_eq!(status, 201, "{created}");
         self.m.roles.insert("u_owner".into(), "owner".into());
@@ -437,7 +437,11 @@ impl Run<'_> {
             report["tokens"] =
                 json!({ "input": self.rng.u64(0..200_000), "output": self.rng.u64(0..50_000) });
         } else {
-            report["cost"] = json!(self.amount(1, 800));
+            report["cost"] = json!(if self.rng.u8(..5) == 0 {
+                self.amount(800, 4_000)
+            } else {
+                self.amount(1, 800)
+            });
         }
         let (status, body) = self
             .runtime(
@@ -696,10 +700,16 @@ impl Run<'_> {
     }
 
     async fn auto_recharge(&mut self) {
-        let who = self.member(true);
+        // Mostly someone with a saved card: that is whose card auto-recharge charges.
+        let buyers: Vec<String> = self.m.customers.keys().cloned().collect();
+        let who = if !buyers.is_empty() && self.rng.u8(..4) != 0 {
+            buyers[self.rng.usize(..buyers.len())].clone()
+        } else {
+            self.member(true)
+        };
         let enabled = self.rng.u8(..4) != 0;
-        let threshold = self.amount(0, 5_000);
-        let amount = self.amount(5_000, 20_000);
+        let threshold = self.amount(0, 15_000);
+        let amount = self.amount(15_000, 30_000);
         let body = json!({ "enabled": enabled, "threshold_usd": threshold, "amount_usd": amount,
             "max_per_day": self.m.max_per_day, "max_usd_per_day": "1000" });
         let (status, answer) = self
@@ -943,10 +953,7 @@ impl Run<'_> {
         }
         // Members' months never below zero, and committed = spent + held.
         let month = self.clock.now().format("%Y-%m").to_string();
-        for item in self
-            .query(&format!("ORG#{org}", org = self.org), &format!("USAGE#{month}#"))
-            .await
-        {
+        for item in self.query(&format!("USAGE#{month}#")).await {
             let (spent, held, committed) = (num(&item, "spent"), num(&item, "held"), num(&item, "committed"));
             if spent < Decimal::ZERO || held < Decimal::ZERO || committed != spent + held {
                 self.fail(format!(
@@ -973,7 +980,7 @@ impl Run<'_> {
         self.check().await;
         // Every Stripe payment credited exactly once.
         let keys: Vec<String> = self
-            .query(&format!("ORG#{org}", org = self.org), "IDEM#stripe:payment:")
+            .query("IDEM#stripe:payment:")
             .await
             .iter()
             .map(|i| {
@@ -1028,47 +1035,43 @@ impl Run<'_> {
             .item
     }
 
-    async fn query(&self, pk: &str, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
-        let mut out = vec![];
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-                .expression_attribute_values(":p", AttributeValue::S(prefix.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
-            out.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return out,
-            }
-        }
+    /// Every item of the run's org whose sort key starts with `prefix`.
+    async fn query(&self, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.items("begins_with(sk, :from)", prefix, None).await
     }
 
+    /// The org's ledger entries after `seq`, in order.
     async fn entries_after(&self, seq: u64) -> Vec<HashMap<String, AttributeValue>> {
+        self.items(
+            "sk BETWEEN :from AND :to",
+            &format!("TX#{:020}", seq + 1),
+            Some("TX#~"),
+        )
+        .await
+    }
+
+    async fn items(
+        &self,
+        condition: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Vec<HashMap<String, AttributeValue>> {
         let mut out = vec![];
         let mut start = None;
         loop {
-            let page = self
+            let mut q = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-                .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}", org = self.org)))
-                .expression_attribute_values(":from", AttributeValue::S(format!("TX#{:020}", seq + 1)))
-                .expression_attribute_values(":to", AttributeValue::S("TX#~".into()))
+                .key_condition_expression(format!("pk = :pk AND {condition}"))
+                .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{}", self.org)))
+                .expression_attribute_values(":from", AttributeValue::S(from.into()))
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .unwrap();
+                .set_exclusive_start_key(start);
+            if let Some(to) = to {
+                q = q.expression_attribute_values(":to", AttributeValue::S(to.into()));
+            }
+            let page = q.send().await.unwrap();
             out.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),

@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_domain::recharge::{self, ChargeFailure};
+use agent_credits_domain::recharge::{self, ChargeFailure, Decline};
 use agent_credits_domain::{Clock, EntryKind, OrgId, StoreError, Usd};
 use agent_credits_dynamo::{
     Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore,
@@ -330,31 +330,23 @@ pub async fn settle(
                 Ok(Step::Charged)
             }
             PaymentIntentStatus::RequiresAction => {
-                let reason = "authentication_required";
+                let decline = Decline::of(Some("authentication_required"), None);
                 svc.recharges
-                    .failed(org, &a.id, "requires_action", reason, Some(pi.id.as_str()), now)
+                    .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
                     .await?;
-                Ok(Step::Failed(reason.to_owned()))
+                Ok(Step::Failed(decline.reason))
             }
             // Found by a look-up after it failed: a decline is the card's own answer;
             // anything else charged nothing and is nobody's failure.
             PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled => {
                 match pi.last_payment_error.as_ref() {
                     Some(e) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
-                        let reason = e
-                            .decline_code
-                            .clone()
-                            .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
-                            .unwrap_or_else(|| "card_declined".to_owned());
-                        let state = if reason == "authentication_required" {
-                            "requires_action"
-                        } else {
-                            "failed"
-                        };
+                        let decline =
+                            Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
                         svc.recharges
-                            .failed(org, &a.id, state, &reason, Some(pi.id.as_str()), now)
+                            .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
                             .await?;
-                        Ok(Step::Failed(reason))
+                        Ok(Step::Failed(decline.reason))
                     }
                     _ => {
                         svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
@@ -368,20 +360,11 @@ pub async fn settle(
             }
         },
         Err(StripeError::Stripe(e, _)) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
-            let reason = e
-                .decline_code
-                .clone()
-                .or_else(|| e.code.as_ref().map(|c| c.as_str().to_owned()))
-                .unwrap_or_else(|| "card_error".to_owned());
-            let state = if reason == "authentication_required" {
-                "requires_action"
-            } else {
-                "failed"
-            };
+            let decline = Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
             svc.recharges
-                .failed(org, &a.id, state, &reason, intent.as_deref(), now)
+                .failed(org, &a.id, &decline, intent.as_deref(), now)
                 .await?;
-            Ok(Step::Failed(reason))
+            Ok(Step::Failed(decline.reason))
         }
         Err(e) => {
             alarm(org, &a.id, &e);

@@ -569,8 +569,12 @@ async fn a_disputed_org_is_reported_paused_with_its_reason() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_call_is_billed_past_the_member_limit_under_32_concurrent_debits() {
+/// `m_ana` of an org with $50, limited to $1.00 a month; then `n` requests made by
+/// `event` at once, with their answers.
+async fn at_once_with_a_dollar_limit(
+    n: usize,
+    event: impl Fn(usize) -> Value,
+) -> (App, MemberId, Vec<(u16, Value)>) {
     let app = app("50.00").await;
     let member = MemberId::parse("m_ana").unwrap();
     app.svc
@@ -579,16 +583,22 @@ async fn every_call_is_billed_past_the_member_limit_under_32_concurrent_debits()
         .await
         .unwrap();
     let svc = app.svc.clone();
-    let results = spawn_all((0..32).map(|i| {
-        let svc = svc.clone();
-        async move {
-            let event = event_with(
-                "usage/debit-cost.json",
-                json!({ "request_id": format!("r{i}"), "cost": "0.05" }),
-            );
-            call(&svc, &event).await
-        }
+    let results = spawn_all((0..n).map(|i| {
+        let (svc, event) = (svc.clone(), event(i));
+        async move { call(&svc, &event).await }
     }))
+    .await;
+    (app, member, results)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_call_is_billed_past_the_member_limit_under_32_concurrent_debits() {
+    let (app, member, results) = at_once_with_a_dollar_limit(32, |i| {
+        event_with(
+            "usage/debit-cost.json",
+            json!({ "request_id": format!("r{i}"), "cost": "0.05" }),
+        )
+    })
     .await;
     // Calls already made: every one charged, whatever the limit.
     assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
@@ -619,24 +629,12 @@ async fn every_call_is_billed_past_the_member_limit_under_32_concurrent_debits()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_parallel_holds_of_90_cents_on_a_dollar_limit_admit_one() {
-    let app = app("50.00").await;
-    let member = MemberId::parse("m_ana").unwrap();
-    app.svc
-        .store
-        .set_member_limit(&app.org, &member, Some(usd("1.00")))
-        .await
-        .unwrap();
-    let svc = app.svc.clone();
-    let results = spawn_all((0..10).map(|i| {
-        let svc = svc.clone();
-        async move {
-            let event = event_with(
-                "usage/hold.json",
-                json!({ "hold_id": format!("h{i}"), "amount": "0.90" }),
-            );
-            call(&svc, &event).await
-        }
-    }))
+    let (app, member, results) = at_once_with_a_dollar_limit(10, |i| {
+        event_with(
+            "usage/hold.json",
+            json!({ "hold_id": format!("h{i}"), "amount": "0.90" }),
+        )
+    })
     .await;
     let admitted = results.iter().filter(|(s, _)| *s == 201).count();
     let refused = results

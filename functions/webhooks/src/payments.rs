@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use agent_credits_domain::recharge::{self, ChargeFailure};
+use agent_credits_domain::recharge::{self, ChargeFailure, Decline};
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
     PositiveUsd, Usd, WalletStore, keys,
@@ -119,18 +119,12 @@ pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
             "an auto-recharge failed for a reason that is not the card's; left to the recharge function");
         return Ok(acknowledged("not_a_card_failure"));
     };
-    let reason = error
-        .decline_code
-        .clone()
-        .or_else(|| error.code.as_ref().map(|c| c.as_str().to_owned()))
-        .unwrap_or_else(|| "card_declined".to_owned());
-    let state = if reason == "authentication_required" {
-        "requires_action"
-    } else {
-        "failed"
-    };
+    let decline = Decline::of(
+        error.decline_code.as_deref(),
+        error.code.as_ref().map(|c| c.as_str()),
+    );
     recharges(svc)
-        .failed(&org, attempt, state, &reason, Some(id), chrono::Utc::now())
+        .failed(&org, attempt, &decline, Some(id), chrono::Utc::now())
         .await?;
     Ok(acknowledged("recharge_failed"))
 }

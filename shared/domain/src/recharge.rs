@@ -122,6 +122,31 @@ impl ChargeFailure {
     }
 }
 
+/// What a card's refusal says: Stripe's decline code, else its error code. An attempt
+/// that needs its card's owner to authenticate ends `requires_action`; any other decline
+/// ends `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    pub reason: String,
+}
+
+impl Decline {
+    pub fn of(decline_code: Option<&str>, code: Option<&str>) -> Decline {
+        Decline {
+            reason: decline_code.or(code).unwrap_or("card_declined").to_owned(),
+        }
+    }
+
+    /// The attempt's state after it.
+    pub fn state(&self) -> &'static str {
+        if self.reason == "authentication_required" {
+            "requires_action"
+        } else {
+            "failed"
+        }
+    }
+}
+
 /// How many times an attempt is sent before it is looked up and, if Stripe never made
 /// its PaymentIntent, abandoned (the org stays due, within the day's cap).
 pub const MAX_TRIES: u32 = 5;
@@ -175,6 +200,15 @@ mod tests {
                 "{role:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_decline_names_its_reason_and_the_state_it_leaves() {
+        let d = Decline::of(Some("insufficient_funds"), Some("card_declined"));
+        assert_eq!((d.reason.as_str(), d.state()), ("insufficient_funds", "failed"));
+        let d = Decline::of(None, Some("authentication_required"));
+        assert_eq!(d.state(), "requires_action");
+        assert_eq!(Decline::of(None, None).reason, "card_declined");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, n_u64, s};
 use crate::items::{self, WALLET_SK, key, member_sk, org_pk, timestamp};
-use crate::recharge::{CONFIG_SK, RechargeConfig, card_owner_leaves, config_from_item};
+use crate::recharge::{RechargeConfig, card_owner_leaves, read_config};
 use crate::store::{get_consistent, query_prefix, sdk_error};
 use crate::update::UpdateExpr;
 
@@ -506,11 +506,7 @@ impl OrgStore {
     }
 
     async fn recharge_config(&self, org: &OrgId) -> Result<Option<RechargeConfig>, StoreError> {
-        get_consistent(&self.client, &self.table, key(org_pk(org), CONFIG_SK))
-            .await?
-            .as_ref()
-            .map(config_from_item)
-            .transpose()
+        read_config(&self.client, &self.table, org).await
     }
 
     /// Records the member's Stripe customer unless one is recorded already, and answers

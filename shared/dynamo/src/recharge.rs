@@ -211,7 +211,20 @@ fn owners_notice(org: &OrgId, member: &MemberId, now: DateTime<Utc>) -> Item {
     item
 }
 
-pub(crate) fn config_from_item(item: &Item) -> Result<RechargeConfig, StoreError> {
+/// An org's auto-recharge settings, read consistently.
+pub(crate) async fn read_config(
+    client: &Client,
+    table: &str,
+    org: &OrgId,
+) -> Result<Option<RechargeConfig>, StoreError> {
+    get_consistent(client, table, key(org_pk(org), CONFIG_SK))
+        .await?
+        .as_ref()
+        .map(config_from_item)
+        .transpose()
+}
+
+fn config_from_item(item: &Item) -> Result<RechargeConfig, StoreError> {
     let r = Reader::new(item);
     let invalid = |e: agent_credits_domain::RechargeSettingsError| r.corrupt(e.to_string());
     let settings = RechargeSettings::new(
@@ -327,11 +340,7 @@ impl RechargeStore {
     }
 
     pub async fn config(&self, org: &OrgId) -> Result<Option<RechargeConfig>, StoreError> {
-        get_consistent(&self.client, &self.table, key(org_pk(org), CONFIG_SK))
-            .await?
-            .as_ref()
-            .map(config_from_item)
-            .transpose()
+        read_config(&self.client, &self.table, org).await
     }
 
     /// Every due org, oldest mark first: one Query of the sparse index, never a scan.
@@ -679,13 +688,13 @@ impl RechargeStore {
         &self,
         org: &OrgId,
         attempt: &str,
-        state: &str,
-        reason: &str,
+        decline: &recharge::Decline,
         intent: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let reason = decline.reason.as_str();
         let mut a = UpdateExpr::default();
-        a.set("state", s(state));
+        a.set("state", s(decline.state()));
         a.set("reason", s(reason));
         if let Some(pi) = intent {
             a.set("payment_intent", s(pi));

@@ -269,52 +269,52 @@ struct Role {
     name: String,
 }
 
+/// `arn:<partition>:<service>::<account>:<resource>`, split.
+fn arn_parts(arn: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(partition), Some(service), Some(""), Some(account), Some(resource)) => {
+            Some((partition, service, account, resource))
+        }
+        _ => None,
+    }
+}
+
 impl Role {
-    /// `arn:<partition>:iam::<account>:role/<path/><name>`.
-    fn parse_configured(arn: &str) -> Option<Role> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let name = resource.strip_prefix("role/")?.rsplit('/').next()?;
-        let valid = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty();
-        valid.then(|| Role {
+    fn new(partition: &str, account: &str, name: &str) -> Option<Role> {
+        (!name.is_empty()).then(|| Role {
             partition: partition.to_owned(),
             account: account.to_owned(),
             name: name.to_owned(),
         })
     }
 
+    /// `arn:<partition>:iam::<account>:role/<path/><name>`.
+    fn parse_configured(arn: &str) -> Option<Role> {
+        let (partition, service, account, resource) = arn_parts(arn)?;
+        let name = resource.strip_prefix("role/")?.rsplit('/').next()?;
+        let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        (service == "iam" && account_ok)
+            .then(|| Role::new(partition, account, name))
+            .flatten()
+    }
+
     /// The role a caller acts as: an assumed role's session, or the role itself.
     fn of_caller(arn: &str) -> Option<Role> {
-        let mut parts = arn.splitn(6, ':');
-        let (Some("arn"), Some(partition), Some(service), Some(""), Some(account), Some(resource)) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
+        let (partition, service, account, resource) = arn_parts(arn)?;
         let name = match service {
             "sts" => resource.strip_prefix("assumed-role/")?.split('/').next()?,
             "iam" => resource.strip_prefix("role/")?.rsplit('/').next()?,
             _ => return None,
         };
-        (!name.is_empty()).then(|| Role {
-            partition: partition.to_owned(),
-            account: account.to_owned(),
-            name: name.to_owned(),
-        })
+        Role::new(partition, account, name)
     }
 }
 

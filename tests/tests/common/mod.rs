@@ -111,14 +111,11 @@ impl App {
 
     /// A dashboard request by `sub`, to checkout or account by its path.
     pub async fn dashboard(&self, method: &str, path: &str, sub: &str, body: Option<Value>) -> (u16, Value) {
-        let route = path.split('?').next().unwrap_or(path);
-        let tag = if route.ends_with("/checkout") || path.ends_with("/auto-recharge") {
-            "checkout"
-        } else {
-            "account"
-        };
         let (status, body, _) = self
-            .send(tag, &dashboard_event(method, path, sub, body.as_ref()))
+            .send(
+                dashboard_function(path),
+                &dashboard_event(method, path, sub, body.as_ref()),
+            )
             .await;
         (status, body)
     }
@@ -181,6 +178,16 @@ impl App {
         }
         items.sort();
         items.join("\n")
+    }
+}
+
+/// The function that serves a dashboard path: checkout (sessions, auto-recharge) or account.
+pub fn dashboard_function(path_and_query: &str) -> &'static str {
+    let route = path_and_query.split('?').next().unwrap_or(path_and_query);
+    if route.ends_with("/checkout") || route.ends_with("/auto-recharge") {
+        "checkout"
+    } else {
+        "account"
     }
 }
 
