@@ -248,3 +248,47 @@ async fn a_deferred_org_runs_once_it_has_a_key_and_switches_only_as_reference_00
     let (_, org) = dash("GET", "/v1/orgs/org_later", None).await;
     assert_eq!(org["org"]["billing_mode"], "credits");
 }
+
+/// An org whose key cannot be stored is not created half: nothing of it is visible, and
+/// the same request, once Secrets Manager answers, creates it with its key.
+#[tokio::test]
+async fn a_byok_org_whose_key_was_not_stored_does_not_exist_until_a_retry_stores_it() {
+    let moto = support::moto::Moto::start();
+    // Secrets Manager out of reach first.
+    let mut app = App::start(None).await;
+    let body = json!({ "id": "org_half", "name": "Half", "runtime": "codex", "billing_mode": "byok",
+        "keys": { "open_ai": KEY } });
+    let (status, answer) = app
+        .dashboard("POST", "/v1/orgs", "u_owner", Some(body.clone()))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("key_store_unavailable")),
+        "{answer}"
+    );
+    let (status, _) = app.dashboard("GET", "/v1/orgs/org_half", "u_owner", None).await;
+    assert_eq!(status, 403, "a reserved org is nobody's yet");
+    let (status, verdict) = app.runtime("GET", "/v1/orgs/org_half/may-i-run", None).await;
+    assert_eq!(
+        (status, verdict["error"]["code"].as_str()),
+        (404, Some("unknown_org"))
+    );
+    // Someone else cannot take the id meanwhile.
+    let (status, _) = app
+        .dashboard("POST", "/v1/orgs", "u_other", Some(body.clone()))
+        .await;
+    assert_eq!(status, 409);
+    // The creator's retry, with Secrets Manager back.
+    app.account.keys = agent_credits_aws::KeyVault::new(support::secrets_client(moto.endpoint()), PREFIX);
+    let (status, answer) = app
+        .dashboard("POST", "/v1/orgs", "u_owner", Some(body.clone()))
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (_, keys) = app
+        .dashboard("GET", "/v1/orgs/org_half/keys", "u_owner", None)
+        .await;
+    assert_eq!(keys["keys"][0]["provider"], "open_ai", "{keys}");
+    // And a retry of that, whose first answer was lost, is the same org.
+    let (status, answer) = app.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+}

@@ -113,6 +113,17 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
         (400, Some("invalid_request"))
     );
 
+    // A body marked base64 that is not: a 400, not a panic inside lambda_http.
+    let mut garbled = support::event("usage/debit-cost.json");
+    garbled["isBase64Encoded"] = json!(true);
+    garbled["body"] = json!("this is not base64!");
+    let (status, refused) = watch.call("usage", &garbled);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{refused}"
+    );
+
     rt.block_on(async {
         let wallet = store.wallet(&org).await.unwrap();
         // 10.00 - 0.01845 - 0.01575 - 0.30

@@ -234,7 +234,8 @@ async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<PaymentIntent
             .map(Some);
     }
     let since = RangeQueryTs::Bounds(RangeBoundsTs {
-        gte: Some(a.created_at.timestamp() - 60),
+        // An hour of slack for clocks that disagree; the attempt id decides.
+        gte: Some(a.created_at.timestamp() - 3_600),
         ..Default::default()
     });
     let list = ListPaymentIntent::new()

@@ -163,3 +163,213 @@ async fn a_sweep_stopped_after_stripes_success_is_credited_exactly_once_later() 
     assert_eq!(sweep(&app.svc).await.unwrap().due, 0);
     assert_eq!(top_ups(&app).await, 1);
 }
+
+/// The recharge function as `app`'s, but with another Stripe client and clock.
+fn with(app: &App, stripe: stripe::Client, clock: Arc<dyn agent_credits_domain::Clock>) -> Recharge {
+    Recharge {
+        store: DynamoWalletStore::new(app.svc.store.client().clone(), "credits", clock.clone()),
+        recharges: RechargeStore::new(app.svc.store.client().clone(), "credits"),
+        stripe,
+        clock,
+        resume_after: chrono::Duration::seconds(0),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_key_or_stripe_out_of_reach_never_suspends_and_the_attempt_is_sent_again() {
+    let app = app(0).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await;
+    let bad_key = stripe::ClientBuilder::new("rk_live_revoked")
+        .url(app.sim.base_url())
+        .build()
+        .unwrap();
+    let unreachable = stripe::ClientBuilder::new("sk_test_x")
+        .url("http://127.0.0.1:9/")
+        .build()
+        .unwrap();
+    for stripe in [bad_key, unreachable] {
+        let report = sweep(&with(&app, stripe, Arc::new(SystemClock))).await.unwrap();
+        assert_eq!((report.failed, report.pending), (0, 1), "{report:?}");
+        let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+        assert_eq!(
+            config.suspended, None,
+            "one bad key deploy must not suspend anyone"
+        );
+        assert!(config.in_flight.is_some(), "the attempt stays in flight");
+    }
+    assert_eq!(notifications(&app, "credit_purchase_failed").await, 0);
+    // With the key fixed, the same attempt is sent again and credited once.
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+    assert_eq!((charges(&app), balance(&app).await), (1, usd("115")));
+}
+
+#[tokio::test]
+async fn a_resumed_attempt_charges_what_it_was_claimed_with_and_records_its_payment_intent() {
+    let app = app(0).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await;
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    let claimed = app
+        .svc
+        .recharges
+        .claim(&app.org, "ra_claimed", &config, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(claimed, Claim::Claimed);
+    // The owner changes the amount while the attempt is in flight.
+    let bigger = RechargeSettings::new(true, usd("20"), usd("250"), 3, usd("1000")).unwrap();
+    let card = owners_card(&app);
+    app.svc
+        .recharges
+        .configure(&app.org, &bigger, Some(&card), &card.owner, chrono::Utc::now())
+        .await
+        .unwrap();
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+    assert_eq!(balance(&app).await, usd("115"), "the $100 it was claimed with");
+    let attempt = app
+        .svc
+        .recharges
+        .attempt(&app.org, "ra_claimed")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(attempt.payment_intent.is_some_and(|pi| pi.starts_with("pi_")));
+    assert_eq!(attempt.tries, 1);
+}
+
+#[tokio::test]
+async fn past_stripes_idempotency_window_an_attempt_is_looked_up_never_sent_again() {
+    let app = app(0).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await;
+    // A sweep claims and charges, then dies before the credit.
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    app.svc
+        .recharges
+        .claim(&app.org, "ra_old", &config, now)
+        .await
+        .unwrap();
+    let a = app
+        .svc
+        .recharges
+        .attempt(&app.org, "ra_old")
+        .await
+        .unwrap()
+        .unwrap();
+    send_intent(&app.svc, &app.org, &a).await.unwrap();
+    // A day later: Stripe has forgotten the key; the attempt is found, not sent.
+    let tomorrow = Arc::new(support::TestClock::at(now + chrono::Duration::hours(25)));
+    let stripe = stripe::ClientBuilder::new("sk_test_x")
+        .url(app.sim.base_url())
+        .build()
+        .unwrap();
+    let report = sweep(&with(&app, stripe, tomorrow)).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+    assert_eq!(charges(&app), 1, "no second PaymentIntent");
+    assert_eq!(balance(&app).await, usd("115"));
+}
+
+#[tokio::test]
+async fn an_attempt_that_stripe_never_made_is_abandoned_and_the_org_stays_due() {
+    let app = app(0).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await;
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    app.svc
+        .recharges
+        .claim(&app.org, "ra_lost", &config, now)
+        .await
+        .unwrap();
+    let tomorrow = Arc::new(support::TestClock::at(now + chrono::Duration::hours(25)));
+    let stripe = stripe::ClientBuilder::new("sk_test_x")
+        .url(app.sim.base_url())
+        .build()
+        .unwrap();
+    let report = sweep(&with(&app, stripe, tomorrow.clone())).await.unwrap();
+    assert_eq!(report.abandoned, 1, "{report:?}");
+    assert_eq!(
+        app.svc
+            .recharges
+            .attempt_state(&app.org, "ra_lost")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("abandoned")
+    );
+    assert_eq!(charges(&app), 0);
+    assert_eq!(
+        app.svc
+            .recharges
+            .config(&app.org)
+            .await
+            .unwrap()
+            .unwrap()
+            .suspended,
+        None
+    );
+    // Still due: the next sweep claims a new attempt and charges it.
+    let stripe = stripe::ClientBuilder::new("sk_test_x")
+        .url(app.sim.base_url())
+        .build()
+        .unwrap();
+    let report = sweep(&with(&app, stripe, tomorrow)).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_crossing_while_a_sweep_decides_keeps_the_org_due() {
+    let app = app(120).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await;
+    let due = app.svc.recharges.due().await.unwrap();
+    assert_eq!(due.len(), 1);
+    let seen = app.svc.store.wallet(&app.org).await.unwrap().version;
+    // A debit lands between the sweep's read and its clear: the mark stands.
+    spend(&app, "1", "usage:2").await;
+    app.svc.recharges.clear_due(&due[0], seen).await.unwrap();
+    assert_eq!(
+        app.svc.recharges.due().await.unwrap().len(),
+        1,
+        "the crossing is not lost"
+    );
+}
+
+#[tokio::test]
+async fn a_disputed_org_is_not_topped_up_until_its_dispute_closes() {
+    let app = app(120).await;
+    enable(&app, 3).await;
+    let pause = ChangeRequest::pause(
+        app.org.clone(),
+        EntryKind::Dispute,
+        PauseReason::Disputed,
+        IdempotencyKey::parse("stripe:dispute:dp_1").unwrap(),
+    )
+    .with_external(agent_credits_domain::ExternalRefs {
+        dispute: Some("dp_1".into()),
+        ..Default::default()
+    });
+    app.svc.store.apply(pause).await.unwrap().unwrap();
+    spend(&app, "15", "usage:1").await;
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!((report.disputed, report.charged), (1, 0), "{report:?}");
+    assert_eq!(charges(&app), 0);
+    // Closed (won): the org, still due, is topped up by the next sweep.
+    let lift = ChangeRequest::lift(
+        app.org.clone(),
+        EntryKind::Dispute,
+        PauseReason::Disputed,
+        IdempotencyKey::parse("stripe:dispute:dp_1:closed").unwrap(),
+    )
+    .with_external(agent_credits_domain::ExternalRefs {
+        dispute: Some("dp_1".into()),
+        ..Default::default()
+    });
+    app.svc.store.apply(lift).await.unwrap().unwrap();
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+}

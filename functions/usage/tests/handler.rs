@@ -281,6 +281,16 @@ async fn bad_requests_get_a_4xx_code_and_write_nothing() {
             400,
             "missing_model",
         ),
+        // A charge beyond the $1,000,000,000 bound, from a cost or from tokens.
+        (json!({ "cost": "999999999999" }), 400, "amount_out_of_range"),
+        (
+            json!({ "cost": null, "tokens": { "output": 9_223_372_036_854_775_807u64 } }),
+            400,
+            "amount_out_of_range",
+        ),
+        // An array where the document says object, nested or not.
+        (json!({ "cost": null, "tokens": [] }), 400, "invalid_request"),
+        (json!({ "cost": null, "tokens": [10, 5] }), 400, "invalid_request"),
     ];
     for (changes, status, code) in cases {
         let (got, body) = call(&app.svc, &event_with("usage/debit-cost.json", changes.clone())).await;
@@ -290,6 +300,17 @@ async fn bad_requests_get_a_4xx_code_and_write_nothing() {
             "{changes} -> {body}"
         );
     }
+    let as_array = with_body(
+        support::event("usage/debit-cost.json"),
+        json!(["id", "m", "k", "a", "claude_code", "model", "0.01"]),
+    );
+    let (got, body) = call(&app.svc, &as_array).await;
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
     let mut not_json = support::event("usage/debit-cost.json");
     not_json["body"] = Value::String("{not json".into());
     let (got, body) = call(&app.svc, &not_json).await;
@@ -302,6 +323,33 @@ async fn bad_requests_get_a_4xx_code_and_write_nothing() {
         .remove("authorizer");
     let (got, body) = call(&app.svc, &unsigned).await;
     assert_eq!((got, body["error"]["code"].as_str()), (403, Some("forbidden")));
+
+    // An operator's route: a date not written yyyy-mm-dd, and a day gone.
+    for (date, code) in [
+        ("26-01-01", "invalid_request"),
+        ("2026-11-21", "rate_in_the_past"),
+    ] {
+        let put = with_body(
+            support::event("usage/put-rate.json"),
+            json!({ "effective_from": date, "input": "3", "output": "15" }),
+        );
+        let (got, body) = call(&app.svc, &put).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{date}: {body}"
+        );
+    }
+    // The runtime may not set rates at all.
+    let mut by_runtime = support::event("usage/put-rate.json");
+    by_runtime["requestContext"]["authorizer"] =
+        support::event("usage/may-i-run.json")["requestContext"]["authorizer"].clone();
+    let (got, body) = call(&app.svc, &by_runtime).await;
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
 
     let mut unknown_org = support::event("usage/debit-cost.json");
     unknown_org["rawPath"] = json!("/v1/orgs/org_nobody/usage");
@@ -536,7 +584,20 @@ async fn byok_usage_is_recorded_but_never_debits_the_wallet() {
     assert_eq!(body["billed_to"], "provider_key");
     assert_eq!(balance(&app).await, usd("5.00"));
     let (_, again) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
-    assert_eq!(again["replayed"], true);
+    assert_eq!(
+        (again["replayed"].clone(), again["billed"].clone()),
+        (json!(true), body["billed"].clone())
+    );
+    // The same request id reporting another cost is another request.
+    let (status, other) = call(
+        &app.svc,
+        &event_with("usage/debit-cost.json", json!({ "cost": "5.00" })),
+    )
+    .await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
     let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
     assert_eq!(verdict["allowed"], true);
 }

@@ -18,6 +18,7 @@
 //! | `charge.dispute.created` | pause, reason `disputed` | `stripe:dispute:<dispute>` |
 //! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
 //! | `invoice.paid` of a plan subscription | the period's base grant, rollover up to the cap | `stripe:invoice:<invoice>` |
+//! | `invoice_payment.paid` | which PaymentIntent paid an invoice, for a plan invoice's refunds | |
 //!
 //! A refund or dispute of a payment of ours not yet credited (its events overtook the
 //! payment's) is answered 409 so that Stripe delivers it again later; nothing is written.
@@ -110,6 +111,7 @@ async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
         EventObject::ChargeDisputeCreated(dispute) => reversals::dispute_opened(svc, event, dispute).await,
         EventObject::ChargeDisputeClosed(dispute) => reversals::dispute_closed(svc, event, dispute).await,
         EventObject::InvoicePaid(invoice) => plans::grant(svc, event, invoice).await,
+        EventObject::InvoicePaymentPaid(paid) => plans::payment(svc, paid).await,
         _ => Ok(acknowledged("ignored")),
     }
 }

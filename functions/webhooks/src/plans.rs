@@ -9,12 +9,25 @@
 //!
 //! The org comes from the subscription's metadata (`org`), which Stripe copies onto each
 //! invoice (`parent.subscription_details.metadata`), or from the invoice's own metadata.
+//!
+//! A $0 invoice (a trial, a 100% coupon) grants the plan's base credits like any other:
+//! the plan is in force for its period, and only the Stripe account's operators can make
+//! one. It charged nothing, so there is nothing to refund.
+//!
+//! Refunds and disputes name a charge's PaymentIntent, and an invoice's PaymentIntent
+//! carries no metadata. So the invoice (`invoice.paid`: ours or not, and what it granted)
+//! and its payment (`invoice_payment.paid`: which PaymentIntent paid it) are each
+//! remembered, and whichever of the two comes second joins them into the payment record
+//! that refunds and disputes find: a take-back of a plan invoice draws base credits first.
+//! Each writes its own record before it reads the other's, so of two at the same instant
+//! at least one sees both.
 
 use std::collections::HashMap;
 
-use agent_credits_domain::{ChangeRequest, ExternalRefs, OrgId, Usd, WalletStore, keys};
+use agent_credits_domain::{ChangeRequest, EntryKind, ExternalRefs, OrgId, Usd, WalletStore, keys};
+use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
 use serde::Deserialize;
-use stripe_shared::{Invoice, InvoiceBillingReason};
+use stripe_shared::{Invoice, InvoiceBillingReason, InvoicePayment};
 use stripe_types::Currency;
 use stripe_webhook::Event;
 
@@ -54,7 +67,10 @@ impl Plans {
 
 /// `invoice.paid` of a plan subscription: the period's grant, once per invoice.
 pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
-    let id = invoice.id.as_ref().map(|i| i.to_string()).unwrap_or_default();
+    let Some(id) = invoice.id.as_ref().map(|i| i.to_string()) else {
+        // A paid invoice always has an id; one without is nothing to key a grant on.
+        return Err(unmatched("invoice", "no id"));
+    };
     let from_subscription = matches!(
         invoice.billing_reason,
         Some(InvoiceBillingReason::SubscriptionCreate | InvoiceBillingReason::SubscriptionCycle)
@@ -68,6 +84,11 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         .or_else(|| invoice.metadata.as_ref().and_then(|m| m.get("org")));
     // Invoices of anything else this Stripe account bills are none of our business.
     let (true, Some(org)) = (from_subscription, org) else {
+        let none = InvoiceRecord {
+            invoice: id,
+            grant: None,
+        };
+        svc.store.record_invoice(&none).await?;
         return Ok(acknowledged("ignored"));
     };
     let org = OrgId::parse(org.as_str()).map_err(|_| unmatched(&id, "no valid org"))?;
@@ -90,14 +111,72 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         return Err(unmatched(&id, "an unknown org"));
     }
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
-    let req = ChangeRequest::renew_plan(org, plan.base_usd, plan.rollover_cap_usd, key).with_external(
-        ExternalRefs {
+    let charged_cents =
+        u64::try_from(invoice.amount_paid).map_err(|_| unmatched(&id, "a negative amount paid"))?;
+    let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key)
+        .with_external(ExternalRefs {
             stripe_event: Some(event.id.to_string()),
             invoice: Some(id.clone()),
             ..Default::default()
-        },
-    );
-    applied(svc.store.apply(req).await?, "granted", "already_granted")
+        });
+    let outcome = svc.store.apply(req).await?;
+    if outcome.is_ok() {
+        let record = InvoiceRecord {
+            invoice: id.clone(),
+            grant: Some(InvoiceGrant {
+                org,
+                credits: plan.base_usd,
+                charged_cents,
+            }),
+        };
+        svc.store.record_invoice(&record).await?;
+        if let Some(intent) = svc.store.paid_by(&id).await? {
+            join(svc, &record, &intent).await?;
+        }
+    }
+    applied(outcome, "granted", "already_granted")
+}
+
+/// `invoice_payment.paid`: which PaymentIntent paid an invoice; joined with the invoice's
+/// grant when that is known.
+pub async fn payment(svc: &Webhooks, paid: &InvoicePayment) -> Reply {
+    let Some(intent) = paid.payment.payment_intent.as_ref().map(|p| p.id().to_string()) else {
+        return Ok(acknowledged("ignored"));
+    };
+    let Some(invoice) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
+        return Ok(acknowledged("ignored"));
+    };
+    svc.store.record_invoice_payment(&invoice, &intent).await?;
+    match svc.store.invoice(&invoice).await? {
+        Some(record) => {
+            join(svc, &record, &intent).await?;
+            Ok(acknowledged("invoice_payment_recorded"))
+        }
+        None => Ok(acknowledged("invoice_payment_recorded")),
+    }
+}
+
+/// The payment record of a plan invoice's PaymentIntent, for its refunds and disputes.
+async fn join(
+    svc: &Webhooks,
+    record: &InvoiceRecord,
+    intent: &str,
+) -> Result<(), agent_credits_http::ApiError> {
+    let Some(grant) = &record.grant else {
+        return Ok(());
+    };
+    let key =
+        keys::invoice(&record.invoice).map_err(|_| unmatched(&record.invoice, "an unusable invoice id"))?;
+    let payment = PaymentRecord {
+        payment_intent: intent.to_owned(),
+        org: grant.org.clone(),
+        kind: EntryKind::PlanGrant,
+        credits: grant.credits,
+        charged_cents: grant.charged_cents,
+        credit_key: key.to_string(),
+    };
+    svc.store.record_payment(&payment).await?;
+    Ok(())
 }
 
 #[cfg(test)]

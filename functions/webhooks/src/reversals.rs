@@ -239,6 +239,15 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
 /// the checkout and recharge functions create does). Without a Stripe key to ask, it
 /// might be: the reversal waits.
 async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
+    // An invoice's PaymentIntent carries no metadata: it is ours when the invoice is a plan
+    // invoice of ours, and may be while the invoice is not known yet.
+    if let Some(invoice) = svc.store.invoice_of(intent).await? {
+        return Ok(svc
+            .store
+            .invoice(&invoice)
+            .await?
+            .is_none_or(|record| record.grant.is_some()));
+    }
     let Some(stripe) = svc.stripe.as_ref() else {
         return Ok(true);
     };

@@ -451,6 +451,107 @@ async fn a_plan_invoice_grants_base_and_rolls_unused_base_over_up_to_the_cap() {
     assert_eq!(app.svc.store.wallet(&app.org).await.unwrap().version, version);
 }
 
+/// A refund of a plan invoice takes back the base credits it granted, base first, in
+/// whichever order the invoice's two events came.
+#[tokio::test]
+async fn a_refunded_plan_invoice_takes_back_the_base_it_granted() {
+    let app = app().await;
+    let customer = CreateCustomer::new()
+        .email("billing@demo.example")
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    bought(&app, "org_demo", "100.00").await;
+    for (n, payment_first) in [(0, false), (1, true)] {
+        let paid = app
+            .sim
+            .pay_invoice(invoice(customer.id.as_str(), TEAM_PRICE, Some("org_demo")))
+            .await
+            .unwrap();
+        let events: Vec<Value> = app
+            .sim
+            .events()
+            .into_iter()
+            .filter(|e| paid.events.iter().any(|s| e["id"] == s.id.as_str()))
+            .collect();
+        let of = |kind: &str| events.iter().find(|e| e["type"] == kind).cloned().unwrap();
+        let (granted, payment) = (of("invoice.paid"), of("invoice_payment.paid"));
+        let order = if payment_first {
+            [&payment, &granted]
+        } else {
+            [&granted, &payment]
+        };
+        for event in order {
+            let (status, body) = deliver(&app, event).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let before = app.svc.store.wallet(&app.org).await.unwrap().buckets;
+        let intent = payment["data"]["object"]["payment"]["payment_intent"]
+            .as_str()
+            .unwrap();
+        let pi = app
+            .sim
+            .events()
+            .into_iter()
+            .rev()
+            .find(|e| e["type"] == "payment_intent.succeeded" && e["data"]["object"]["id"] == intent);
+        let charge = pi.unwrap()["data"]["object"]["latest_charge"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let refunded = app.sim.refund_charge(&charge, None).await.unwrap();
+        let refund = app
+            .sim
+            .events()
+            .into_iter()
+            .find(|e| {
+                e["type"] == "charge.refunded" && refunded.events.iter().any(|s| e["id"] == s.id.as_str())
+            })
+            .unwrap();
+        let (status, body) = deliver(&app, &refund).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(money(&body["refunds"][0]["taken"]), usd("50"), "{n}: {body}");
+        let after = app.svc.store.wallet(&app.org).await.unwrap().buckets;
+        assert_eq!(
+            (after.base, after.purchased),
+            (before.base.checked_sub(usd("50")).unwrap(), before.purchased),
+            "{n}: the invoice's base went back, the purchase stayed"
+        );
+    }
+}
+
+/// A $0 plan invoice (a trial, a 100% coupon) grants the plan's base credits: the plan is
+/// in force for its period. It charged nothing, so nothing can be refunded.
+#[tokio::test]
+async fn a_zero_plan_invoice_grants_the_base_credits() {
+    let app = app().await;
+    let customer = CreateCustomer::new()
+        .email("billing@demo.example")
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    let free = InvoicePayment {
+        amount: 0,
+        ..invoice(customer.id.as_str(), TEAM_PRICE, Some("org_demo"))
+    };
+    let paid = app.sim.pay_invoice(free).await.unwrap();
+    assert!(
+        paid.events.iter().all(|e| e.kind == "invoice.paid"),
+        "no payment for a $0 invoice: {:?}",
+        paid.events.iter().map(|e| &e.kind).collect::<Vec<_>>()
+    );
+    let (status, body) = deliver(&app, &latest(&app, "invoice.paid")).await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (200, Some("granted")),
+        "{body}"
+    );
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().buckets.base,
+        usd("50")
+    );
+}
+
 /// One org's purchase ($100), partial refund ($30) and dispute, as Stripe emitted them.
 async fn purchase_refund_dispute(app: &App, org: &str) -> Vec<Value> {
     let settings = WalletSettings {

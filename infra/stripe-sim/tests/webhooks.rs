@@ -330,9 +330,33 @@ async fn a_paid_subscription_invoice_carries_what_a_plan_grant_needs() {
     .await;
     assert_eq!(status, 200, "{outcome}");
 
-    let EventObject::InvoicePaid(invoice) = receiver.take()[0].verify().data.object else {
+    // As Stripe pays an invoice: its PaymentIntent succeeds, the invoice is paid, and an
+    // invoice payment names the PaymentIntent that paid it.
+    let events: Vec<_> = receiver.take().iter().map(|d| d.verify()).collect();
+    let kinds: Vec<String> = events.iter().map(|e| e.type_.to_string()).collect();
+    assert_eq!(
+        kinds,
+        ["payment_intent.succeeded", "invoice.paid", "invoice_payment.paid"],
+        "{kinds:?}"
+    );
+    let EventObject::PaymentIntentSucceeded(pi) = &events[0].data.object else {
+        panic!("not a PaymentIntent");
+    };
+    let EventObject::InvoicePaymentPaid(paid) = &events[2].data.object else {
+        panic!("not an invoice_payment.paid object");
+    };
+    assert_eq!(
+        paid.payment.payment_intent.as_ref().map(|p| p.id().clone()),
+        Some(pi.id.clone())
+    );
+    assert!(
+        pi.metadata.is_empty(),
+        "an invoice's PaymentIntent carries no metadata"
+    );
+    let EventObject::InvoicePaid(invoice) = events[1].data.object.clone() else {
         panic!("not an invoice.paid object");
     };
+    assert_eq!(paid.invoice.id(), &invoice.id);
     assert_eq!(invoice.customer.as_ref().unwrap().id(), &customer.id);
     assert_eq!(invoice.amount_paid, 4900);
     let parent = invoice

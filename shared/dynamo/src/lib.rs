@@ -18,7 +18,7 @@ pub use agents::AgentRuntime;
 pub use holds::Expired;
 pub use members::{MonthRow, Unbilled};
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};
-pub use payments::{EVENT_RECEIPT_DAYS, PaymentRecord};
+pub use payments::{EVENT_RECEIPT_DAYS, InvoiceGrant, InvoiceRecord, PaymentRecord};
 pub use rates::RateStore;
 pub use recharge::{Attempt, Card, Claim, Due, Gate, RechargeConfig, RechargeStore};
 pub use store::{DynamoWalletStore, RetryPolicy};

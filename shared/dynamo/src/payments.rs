@@ -31,6 +31,24 @@ pub struct PaymentRecord {
     pub credit_key: String,
 }
 
+/// A paid invoice as the webhooks saw it: a plan's of one of our orgs (what it granted and
+/// what it charged), or none of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceRecord {
+    pub invoice: String,
+    /// `None`: the invoice is none of ours (not a plan subscription of an org of ours).
+    pub grant: Option<InvoiceGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceGrant {
+    pub org: OrgId,
+    /// The base credits the invoice granted.
+    pub credits: Usd,
+    /// What it charged, in cents of USD.
+    pub charged_cents: u64,
+}
+
 /// How long an event receipt is kept: longer than Stripe retries a delivery (3 days).
 pub const EVENT_RECEIPT_DAYS: i64 = 30;
 
@@ -94,6 +112,102 @@ impl DynamoWalletStore {
             charged_cents: r.u64("charged_cents")?,
             credit_key: r.s("credit_key")?.to_owned(),
         }))
+    }
+
+    /// Remembers a paid invoice: whether it is a plan's of ours, and what it granted.
+    pub async fn record_invoice(&self, r: &InvoiceRecord) -> Result<(), StoreError> {
+        let mut item = key(format!("STRIPE#{}", r.invoice), "INVOICE");
+        item.insert("type".to_owned(), s("invoice"));
+        if let Some(g) = &r.grant {
+            item.extend([
+                ("org".to_owned(), s(g.org.as_str())),
+                ("credits".to_owned(), n_usd(g.credits)),
+                ("charged_cents".to_owned(), n_u64(g.charged_cents)),
+            ]);
+        }
+        self.put_item(item).await
+    }
+
+    pub async fn invoice(&self, invoice: &str) -> Result<Option<InvoiceRecord>, StoreError> {
+        let Some(item) = get_consistent(
+            self.client(),
+            self.table(),
+            key(format!("STRIPE#{invoice}"), "INVOICE"),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let r = Reader::new(&item);
+        let grant = match r.opt_s("org")? {
+            Some(org) => Some(InvoiceGrant {
+                org: OrgId::parse(org).map_err(|e| r.corrupt(e.to_string()))?,
+                credits: r.usd("credits")?,
+                charged_cents: r.u64("charged_cents")?,
+            }),
+            None => None,
+        };
+        Ok(Some(InvoiceRecord {
+            invoice: invoice.to_owned(),
+            grant,
+        }))
+    }
+
+    /// Remembers which PaymentIntent paid an invoice, both ways.
+    pub async fn record_invoice_payment(
+        &self,
+        invoice: &str,
+        payment_intent: &str,
+    ) -> Result<(), StoreError> {
+        let mut by_payment = key(format!("STRIPE#{payment_intent}"), "INVOICE_PAYMENT");
+        by_payment.extend([
+            ("type".to_owned(), s("invoice_payment")),
+            ("invoice".to_owned(), s(invoice)),
+        ]);
+        self.put_item(by_payment).await?;
+        let mut by_invoice = key(format!("STRIPE#{invoice}"), "PAID_BY");
+        by_invoice.extend([
+            ("type".to_owned(), s("invoice_payment")),
+            ("payment_intent".to_owned(), s(payment_intent)),
+        ]);
+        self.put_item(by_invoice).await
+    }
+
+    /// The invoice a PaymentIntent paid, if it paid one.
+    pub async fn invoice_of(&self, payment_intent: &str) -> Result<Option<String>, StoreError> {
+        let item = get_consistent(
+            self.client(),
+            self.table(),
+            key(format!("STRIPE#{payment_intent}"), "INVOICE_PAYMENT"),
+        )
+        .await?;
+        item.as_ref()
+            .map(|i| Reader::new(i).s("invoice").map(str::to_owned))
+            .transpose()
+    }
+
+    /// The PaymentIntent that paid an invoice, if one did.
+    pub async fn paid_by(&self, invoice: &str) -> Result<Option<String>, StoreError> {
+        let item = get_consistent(
+            self.client(),
+            self.table(),
+            key(format!("STRIPE#{invoice}"), "PAID_BY"),
+        )
+        .await?;
+        item.as_ref()
+            .map(|i| Reader::new(i).s("payment_intent").map(str::to_owned))
+            .transpose()
+    }
+
+    async fn put_item(&self, item: crate::attr::Item) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 
     /// Whether a change was ever made under `key` in the org's wallet.
