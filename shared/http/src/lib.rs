@@ -116,7 +116,35 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    strict::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+    strict::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", redacted(&e.to_string())))
+}
+
+/// An error message with every long key-like run of characters (16 or more letters,
+/// digits, `-` or `_`) cut to its first four: serde names the value it refused (an
+/// unknown variant, say), and a provider key sent in the wrong field must not come back
+/// in the answer.
+pub fn redacted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= 16 {
+            out.extend(run.chars().take(4));
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Runs an HTTP function as `lambda_http::run` does, except that an event whose body is
@@ -397,7 +425,33 @@ pub fn money_error(e: agent_credits_domain::MoneyError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::{IamCaller, IamRoles, Principal, percent_decoded, unreadable_body_dropped};
+    use super::{IamCaller, IamRoles, Principal, percent_decoded, redacted, unreadable_body_dropped};
+
+    #[test]
+    fn a_refused_body_never_echoes_a_key() {
+        #[derive(Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Provider {
+            Anthropic,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            keys: std::collections::HashMap<Provider, String>,
+            n: Option<u32>,
+        }
+        let key = "sk-ant-api03-Zq8vN3kLp5Rt7Wx2Yb4Hd6Jf9Gs1Mc0Ae3Ui5Oy7Te9";
+        for body in [
+            serde_json::json!({ "keys": { key: "x" } }),
+            serde_json::json!({ "keys": key }),
+            serde_json::json!({ "keys": {}, "n": key }),
+        ] {
+            let e = crate::strict::from_value::<Body>(body).unwrap_err();
+            let message = redacted(&e.to_string());
+            assert!(!message.contains(&key[..12]), "{message}");
+        }
+        assert_eq!(redacted("unknown field `surprise`"), "unknown field `surprise`");
+    }
 
     #[test]
     fn a_body_marked_base64_that_is_not_is_dropped_before_lambda_http_reads_it() {

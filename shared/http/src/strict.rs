@@ -18,12 +18,13 @@ pub fn from_value<T: de::DeserializeOwned>(value: Value) -> Result<T, Error> {
 
 struct Strict(Value);
 
-fn unexpected(v: &Value) -> Unexpected<'_> {
+fn unexpected(v: &Value) -> Unexpected<'static> {
     match v {
         Value::Null => Unexpected::Unit,
         Value::Bool(b) => Unexpected::Bool(*b),
         Value::Number(_) => Unexpected::Other("a number"),
-        Value::String(s) => Unexpected::Str(s),
+        // Never the string itself: it may be a provider key in the wrong place.
+        Value::String(_) => Unexpected::Other("a string"),
         Value::Array(_) => Unexpected::Seq,
         Value::Object(_) => Unexpected::Map,
     }
