@@ -233,27 +233,38 @@ async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<PaymentIntent
             .await
             .map(Some);
     }
-    let since = RangeQueryTs::Bounds(RangeBoundsTs {
-        // An hour of slack for clocks that disagree; the attempt id decides.
-        gte: Some(a.created_at.timestamp() - 3_600),
-        ..Default::default()
-    });
-    let list = ListPaymentIntent::new()
+    let since = || {
+        RangeQueryTs::Bounds(RangeBoundsTs {
+            // An hour of slack for clocks that disagree; the attempt id decides.
+            gte: Some(a.created_at.timestamp() - 3_600),
+            ..Default::default()
+        })
+    };
+    let mut page = ListPaymentIntent::new()
         .customer(a.customer.as_str())
-        .created(since)
-        .limit(100)
-        .send(&svc.stripe)
-        .await?;
-    let found = list
-        .data
-        .into_iter()
-        .find(|pi| pi.metadata.get("attempt").map(String::as_str) == Some(a.id.as_str()));
-    if found.is_none() && list.has_more {
-        return Err(StripeError::ClientError(
-            "more PaymentIntents than one page since the attempt; cannot tell".into(),
-        ));
+        .created(since())
+        .limit(100);
+    loop {
+        let list = page.send(&svc.stripe).await?;
+        let last = list.data.last().map(|pi| pi.id.to_string());
+        if let Some(found) = list
+            .data
+            .into_iter()
+            .find(|pi| pi.metadata.get("attempt").map(String::as_str) == Some(a.id.as_str()))
+        {
+            return Ok(Some(found));
+        }
+        match (list.has_more, last) {
+            (true, Some(last)) => {
+                page = ListPaymentIntent::new()
+                    .customer(a.customer.as_str())
+                    .created(since())
+                    .limit(100)
+                    .starting_after(last)
+            }
+            _ => return Ok(None),
+        }
     }
-    Ok(found)
 }
 
 /// Counts the send, then sends the attempt's PaymentIntent (again, for a resumed attempt:
@@ -337,24 +348,23 @@ pub async fn settle(
                     .await?;
                 Ok(Step::Failed(decline.reason))
             }
-            // Found by a look-up after it failed: a decline is the card's own answer;
-            // anything else charged nothing and is nobody's failure.
-            PaymentIntentStatus::RequiresPaymentMethod | PaymentIntentStatus::Canceled => {
-                match pi.last_payment_error.as_ref() {
-                    Some(e) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
-                        let decline =
-                            Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
-                        svc.recharges
-                            .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
-                            .await?;
-                        Ok(Step::Failed(decline.reason))
-                    }
-                    _ => {
-                        svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
-                        Ok(Step::Abandoned)
-                    }
+            // Not charged: a decline is the card's own answer; anything else (never
+            // confirmed, cancelled) charged nothing and is nobody's failure.
+            PaymentIntentStatus::RequiresPaymentMethod
+            | PaymentIntentStatus::RequiresConfirmation
+            | PaymentIntentStatus::Canceled => match pi.last_payment_error.as_ref() {
+                Some(e) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
+                    let decline = Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
+                    svc.recharges
+                        .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
+                        .await?;
+                    Ok(Step::Failed(decline.reason))
                 }
-            }
+                _ => {
+                    svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
+                    Ok(Step::Abandoned)
+                }
+            },
             status => {
                 tracing::info!(org = %org, attempt = a.id, %status, "payment not final; settled later");
                 Ok(Step::Pending)
