@@ -139,6 +139,9 @@ struct CallReport {
     /// The runtime's id of the call: the idempotency key of its debit.
     #[serde(default)]
     request_id: Option<HoldId>,
+    /// What the call ran on, as may-i-run answered before it.
+    #[serde(default)]
+    billed_to: Option<Billing>,
     #[serde(default)]
     member: Option<MemberId>,
     #[serde(default)]
@@ -369,6 +372,16 @@ async fn record_unbilled(
     ))
 }
 
+/// Who pays for a reported call ([`agent_credits_domain::billing_of_call`]): what the runtime
+/// says it ran on, else who would pay now (read only when needed).
+async fn pays(svc: &Usage, org: &OrgId, mode: BillingMode, report: &CallReport) -> Result<Billing, ApiError> {
+    let now = match (mode, report.billed_to) {
+        (BillingMode::Credits, _) | (_, Some(_)) => Ok(Billing::Credits),
+        _ => billing_of(svc, org, mode, report.agent.as_ref(), false).await?.0,
+    };
+    Ok(agent_credits_domain::billing_of_call(mode, report.billed_to, now))
+}
+
 /// The answer of a call billed to the wallet under `key` before.
 async fn billed_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
     let wallet = svc.store.wallet(org).await?;
@@ -413,10 +426,7 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
     let (wallet, mode) = wallet_of(svc, &org).await?;
     let now = svc.clock.now();
     let amount = billable(svc, &wallet, &report, now.date_naive()).await?;
-    // A call already made is recorded whoever pays: an org that may not run (no key) was
-    // still run, on credits.
-    let (billing, _) = billing_of(svc, &org, mode, report.agent.as_ref(), false).await?;
-    if billing == Ok(Billing::ProviderKey) {
+    if pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     let Ok(amount) = PositiveUsd::new(amount) else {
@@ -522,9 +532,7 @@ async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> R
         Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)
     })?;
     let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
-    if made.is_none()
-        && billing_of(svc, &org, mode, report.agent.as_ref(), false).await?.0 == Ok(Billing::ProviderKey)
-    {
+    if made.is_none() && pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     release_expired(svc, &wallet).await?;

@@ -34,5 +34,5 @@ pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePe
 pub use recharge::{RechargeSettings, RechargeSettingsError};
 pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
 pub use state::{NotificationKind, PauseReason, WalletState};
-pub use verdict::{Billing, Verdict, billing, missing_byok_key, verdict};
+pub use verdict::{Billing, Verdict, billing, billing_of_call, missing_byok_key, verdict};
 pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};

@@ -9,7 +9,7 @@
 //! - a deferred org runs on its own key only when it is the key its runtime needs;
 //!   otherwise on credits, and with neither it may not run (`no_key_configured`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::account::{Provider, Runtime};
 use crate::member::MemberMonth;
@@ -19,7 +19,7 @@ use crate::state::{PauseReason, WalletState};
 use crate::wallet::Wallet;
 
 /// Where a call's cost goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Billing {
     /// The org's wallet: the call is debited.
@@ -49,6 +49,24 @@ pub fn billing(mode: BillingMode, runtime: Runtime, keys: &[Provider]) -> Result
         BillingMode::Byok => Err(PauseReason::NoKeyConfigured),
         BillingMode::Deferred if own_key => Ok(Billing::ProviderKey),
         BillingMode::Deferred => Ok(Billing::Credits),
+    }
+}
+
+/// Who pays for a call already made: what the runtime says it ran on (the verdict it was
+/// given before the call), else who would pay now; a credits org always pays from its
+/// wallet, and a call that ran although nobody could pay (no key) ran on the platform
+/// and is billed to the wallet. So a key added or deleted between the verdict and the
+/// report neither frees a call that ran on credits nor bills one the org's key paid for.
+pub fn billing_of_call(
+    mode: BillingMode,
+    said: Option<Billing>,
+    now: Result<Billing, PauseReason>,
+) -> Billing {
+    match (mode, said, now) {
+        (BillingMode::Credits, _, _) => Billing::Credits,
+        (_, Some(said), _) => said,
+        (_, None, Ok(now)) => now,
+        (_, None, Err(_)) => Billing::Credits,
     }
 }
 
@@ -196,6 +214,23 @@ mod tests {
             .unwrap()
             .allowed
         );
+    }
+
+    #[test]
+    fn a_call_is_billed_as_it_ran_not_as_the_org_is_when_it_is_reported() {
+        use BillingMode::{Byok, Deferred};
+        let (wallet, own) = (Billing::Credits, Billing::ProviderKey);
+        // Ran on credits; the org added its key before the report: still billed.
+        assert_eq!(billing_of_call(Deferred, Some(wallet), Ok(own)), wallet);
+        // Ran on its own key; the key was deleted before the capture: never debited.
+        assert_eq!(billing_of_call(Byok, Some(own), Ok(wallet)), own);
+        // A credits org pays whatever the runtime says.
+        assert_eq!(billing_of_call(BillingMode::Credits, Some(own), Ok(own)), wallet);
+        assert_eq!(
+            billing_of_call(Byok, None, Err(PauseReason::NoKeyConfigured)),
+            wallet
+        );
+        assert_eq!(billing_of_call(Deferred, None, Ok(own)), own);
     }
 
     #[test]
