@@ -413,6 +413,23 @@ pub fn hold_item(org: &OrgId, h: &NewHold<'_>, now: DateTime<Utc>) -> Item {
     item
 }
 
+/// A hold that was never made, closed by the capture that named it: a hold asked for
+/// later under the same id finds it closed, as it would any other.
+pub fn captured_hold_item(org: &OrgId, id: &HoldId, now: DateTime<Utc>) -> Item {
+    let mut item = key(org_pk(org), hold_sk(id));
+    item.extend([
+        ("type".to_owned(), s("hold")),
+        ("hold".to_owned(), s(id.as_str())),
+        ("org".to_owned(), s(org.as_str())),
+        ("amount".to_owned(), n_usd(Usd::ZERO)),
+        ("state".to_owned(), s("captured")),
+        ("hold_expires".to_owned(), s(hold_time(now))),
+        ("opened_at".to_owned(), timestamp(now)),
+        ("closed_at".to_owned(), timestamp(now)),
+    ]);
+    item
+}
+
 /// The org and id of an open hold, as the expiry index lists it.
 pub fn open_hold_ref(item: &Item) -> Result<(OrgId, HoldId), StoreError> {
     let r = Reader::new(item);

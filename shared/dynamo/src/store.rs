@@ -384,6 +384,11 @@ impl DynamoWalletStore {
                 );
                 items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), false)?);
             }
+            (Movement::Capture { .. }, Some(id), None) => {
+                hold_at = Some(items.len());
+                let item = items::captured_hold_item(req.org(), id, now);
+                items.push(put(&self.table, item, Some("attribute_not_exists(pk)"), false)?);
+            }
             (Movement::Capture { .. } | Movement::Release, Some(id), Some(h)) if h.open => {
                 let state = if matches!(req.movement(), Movement::Release) {
                     "released"
