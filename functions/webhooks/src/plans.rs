@@ -27,8 +27,9 @@ use std::collections::HashMap;
 use agent_credits_domain::{ChangeRequest, EntryKind, ExternalRefs, OrgId, Usd, WalletStore, keys};
 use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
 use serde::Deserialize;
+use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_shared::{Invoice, InvoiceBillingReason, InvoicePayment};
-use stripe_types::Currency;
+use stripe_types::{Currency, List};
 use stripe_webhook::Event;
 
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
@@ -71,19 +72,8 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         // A paid invoice always has an id; one without is nothing to key a grant on.
         return Err(unmatched("invoice", "no id"));
     };
-    let from_subscription = matches!(
-        invoice.billing_reason,
-        Some(InvoiceBillingReason::SubscriptionCreate | InvoiceBillingReason::SubscriptionCycle)
-    );
-    let org = invoice
-        .parent
-        .as_ref()
-        .and_then(|p| p.subscription_details.as_ref())
-        .and_then(|s| s.metadata.as_ref())
-        .and_then(|m| m.get("org"))
-        .or_else(|| invoice.metadata.as_ref().and_then(|m| m.get("org")));
     // Invoices of anything else this Stripe account bills are none of our business.
-    let (true, Some(org)) = (from_subscription, org) else {
+    let Some(org) = subscription_org(invoice) else {
         let none = InvoiceRecord {
             invoice: id,
             grant: None,
@@ -91,28 +81,19 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         svc.store.record_invoice(&none).await?;
         return Ok(acknowledged("ignored"));
     };
-    let org = OrgId::parse(org.as_str()).map_err(|_| unmatched(&id, "no valid org"))?;
-    if invoice.currency != Currency::USD {
-        return Err(unmatched(&id, "a currency other than usd"));
-    }
-    let price = invoice
-        .lines
-        .data
-        .iter()
-        .filter_map(|line| line.pricing.as_ref()?.price_details.as_ref())
-        .map(|d| d.price.id().to_string())
-        .next()
-        .ok_or_else(|| unmatched(&id, "no price"))?;
-    let plan = svc
-        .plans
-        .get(&price)
-        .ok_or_else(|| unmatched(&id, "a price that is no configured plan"))?;
-    if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
-        return Err(unmatched(&id, "an unknown org"));
-    }
+    let (org, plan, charged_cents) = match plan_of(svc, &id, org, invoice).await? {
+        Ok(found) => found,
+        Err(refused) => {
+            // Refused, and not a grant of ours: its refunds are acknowledged, not retried.
+            let none = InvoiceRecord {
+                invoice: id,
+                grant: None,
+            };
+            svc.store.record_invoice(&none).await?;
+            return Err(refused);
+        }
+    };
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
-    let charged_cents =
-        u64::try_from(invoice.amount_paid).map_err(|_| unmatched(&id, "a negative amount paid"))?;
     let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key)
         .with_external(ExternalRefs {
             stripe_event: Some(event.id.to_string()),
@@ -135,6 +116,115 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         }
     }
     applied(outcome, "granted", "already_granted")
+}
+
+/// The org a subscription's period invoice names: the subscription's metadata, which
+/// Stripe copies onto each invoice, or the invoice's own.
+fn subscription_org(invoice: &Invoice) -> Option<&str> {
+    let from_subscription = matches!(
+        invoice.billing_reason,
+        Some(InvoiceBillingReason::SubscriptionCreate | InvoiceBillingReason::SubscriptionCycle)
+    );
+    let org = invoice
+        .parent
+        .as_ref()
+        .and_then(|p| p.subscription_details.as_ref())
+        .and_then(|s| s.metadata.as_ref())
+        .and_then(|m| m.get("org"))
+        .or_else(|| invoice.metadata.as_ref().and_then(|m| m.get("org")))?;
+    from_subscription.then_some(org.as_str())
+}
+
+/// Whether a PaymentIntent paid a plan invoice this function grants for, asked of Stripe:
+/// an invoice's PaymentIntent carries no metadata, and since API version 2025-03-31 the
+/// only link from it to its invoice is the invoice payment. A refund or dispute that
+/// comes before both of the invoice's own events is then known to be ours, and waits.
+pub async fn paid_a_plan_of_ours(
+    svc: &Webhooks,
+    stripe: &stripe::Client,
+    intent: &str,
+) -> Result<bool, agent_credits_http::ApiError> {
+    #[derive(serde::Serialize)]
+    struct Payment<'a> {
+        r#type: &'a str,
+        payment_intent: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Query<'a> {
+        payment: Payment<'a>,
+        limit: u8,
+    }
+    let query = Query {
+        payment: Payment {
+            r#type: "payment_intent",
+            payment_intent: intent,
+        },
+        limit: 100,
+    };
+    let payments: List<InvoicePayment> = RequestBuilder::new(StripeMethod::Get, "/invoice_payments")
+        .query(&query)
+        .customize()
+        .send(stripe)
+        .await
+        .map_err(crate::reversals::stripe_unavailable)?;
+    for paid in payments.data {
+        let Some(id) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
+            continue;
+        };
+        let invoice: Invoice = match RequestBuilder::new(StripeMethod::Get, format!("/invoices/{id}"))
+            .customize()
+            .send(stripe)
+            .await
+        {
+            Ok(invoice) => invoice,
+            Err(stripe::StripeError::Stripe(e, 404)) => {
+                tracing::info!(invoice = id, error = %e.message.unwrap_or_default(), "no such invoice");
+                continue;
+            }
+            Err(e) => return Err(crate::reversals::stripe_unavailable(e)),
+        };
+        if let Some(org) = subscription_org(&invoice)
+            && plan_of(svc, &id, org, &invoice).await?.is_ok()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The org, plan and amount of a plan invoice of ours, or why it is not one.
+async fn plan_of<'p>(
+    svc: &'p Webhooks,
+    id: &str,
+    org: &str,
+    invoice: &Invoice,
+) -> Result<Result<(OrgId, &'p Plan, u64), agent_credits_http::ApiError>, agent_credits_http::ApiError> {
+    let Ok(org) = OrgId::parse(org) else {
+        return Ok(Err(unmatched(id, "no valid org")));
+    };
+    if invoice.currency != Currency::USD {
+        return Ok(Err(unmatched(id, "a currency other than usd")));
+    }
+    let price = invoice
+        .lines
+        .data
+        .iter()
+        .filter_map(|line| line.pricing.as_ref()?.price_details.as_ref())
+        .map(|d| d.price.id().to_string())
+        .next();
+    let Some(price) = price else {
+        return Ok(Err(unmatched(id, "no price")));
+    };
+    let Some(plan) = svc.plans.get(&price) else {
+        return Ok(Err(unmatched(id, "a price that is no configured plan")));
+    };
+    if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
+        return Ok(Err(unmatched(id, "an unknown org")));
+    }
+    let Ok(charged_cents) = u64::try_from(invoice.amount_paid) else {
+        return Ok(Err(unmatched(id, "a negative amount paid")));
+    };
+    Ok(Ok((org, plan, charged_cents)))
 }
 
 /// `invoice_payment.paid`: which PaymentIntent paid an invoice; joined with the invoice's

@@ -198,7 +198,7 @@ async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiE
     }
 }
 
-fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
+pub(crate) fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
     tracing::error!(error = %e, "a Stripe read failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
@@ -260,7 +260,9 @@ async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
         Err(e) => return Err(stripe_unavailable(e)),
     };
     let Some(org) = pi.metadata.get("org").and_then(|o| OrgId::parse(o.as_str()).ok()) else {
-        return Ok(false);
+        // No org: ours only if it paid a plan invoice of ours whose events have not both
+        // been handled yet.
+        return crate::plans::paid_a_plan_of_ours(svc, stripe, intent).await;
     };
     Ok(svc.store.wallet(&org).await?.settings.billing_mode.is_some())
 }

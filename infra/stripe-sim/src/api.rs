@@ -35,6 +35,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
         .route("/v1/payment_intents/{id}", get(retrieve_intent))
         .route("/v1/refunds", post(create_refund).get(list_refunds))
+        .route("/v1/invoices/{id}", get(retrieve_invoice))
+        .route("/v1/invoice_payments", get(list_invoice_payments))
         .route_layer(middleware::from_fn(require_secret_key))
 }
 
@@ -491,6 +493,53 @@ async fn retrieve_intent(
     RawQuery(query): RawQuery,
 ) -> Response {
     read(&sim, query, |store, _| Ok(store.intent(&id)?.to_json()))
+}
+
+async fn retrieve_invoice(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| {
+        store
+            .invoices
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such("invoice", &id, None))
+    })
+}
+
+/// `GET /v1/invoice_payments?invoice=in_...` or
+/// `?payment[type]=payment_intent&payment[payment_intent]=pi_...`: which invoices a
+/// payment paid (Stripe's only link from a PaymentIntent to its invoice since 2025-03-31).
+async fn list_invoice_payments(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let limit = limit(form)?;
+        let invoice = form.text("invoice")?;
+        let payment = form.child("payment");
+        let kind = payment.text("type")?;
+        let intent = payment.text("payment_intent")?;
+        if intent.is_some() && kind != Some("payment_intent") {
+            return Err(ApiError::invalid(
+                "payment[type]",
+                "Filtering by payment[payment_intent] requires payment[type]=payment_intent.",
+            ));
+        }
+        let found: Vec<Value> = store
+            .invoice_payments
+            .iter()
+            .rev()
+            .filter(|p| invoice.is_none_or(|i| p["invoice"] == i))
+            .filter(|p| intent.is_none_or(|pi| p["payment"]["payment_intent"] == pi))
+            .cloned()
+            .collect();
+        let has_more = found.len() > limit;
+        Ok(list(
+            found.into_iter().take(limit).collect(),
+            has_more,
+            "/v1/invoice_payments",
+        ))
+    })
 }
 
 /// `GET /v1/payment_intents?customer=cus_...&created[gte]=...`: newest first, as Stripe

@@ -31,6 +31,10 @@ pub(crate) struct Store {
     pub sessions: HashMap<String, Session>,
     pub intents: HashMap<String, Intent>,
     pub charges: HashMap<String, Charge>,
+    /// Paid invoices and their payments, as Stripe answers them (kept as JSON: the
+    /// simulator only pays invoices, it never edits them).
+    pub invoices: HashMap<String, Value>,
+    pub invoice_payments: Vec<Value>,
     pub idempotency: HashMap<String, Replay>,
     pub hooks: Hooks,
 }
@@ -96,6 +100,8 @@ impl Store {
             sessions: HashMap::new(),
             intents: HashMap::new(),
             charges: HashMap::new(),
+            invoices: HashMap::new(),
+            invoice_payments: Vec::new(),
             idempotency: HashMap::new(),
             hooks,
         }
@@ -770,6 +776,7 @@ impl Store {
         }
         .to_json();
         let invoice_id = ids[0].clone();
+        self.invoices.insert(invoice_id.clone(), invoice.clone());
         self.hooks
             .emit("invoice.paid", invoice.clone(), &Origin::default());
         if let Some(pi) = payment {
@@ -780,6 +787,7 @@ impl Store {
                 "payment": {"type": "payment_intent", "payment_intent": pi},
                 "status": "paid", "status_transitions": {"canceled_at": null, "paid_at": created},
             });
+            self.invoice_payments.push(paid.clone());
             self.hooks.emit("invoice_payment.paid", paid, &Origin::default());
         }
         Ok(invoice)

@@ -173,6 +173,8 @@ impl DynamoWalletStore {
         self.put_item(by_invoice).await
     }
 
+    /// Remembers that a Stripe customer pays a plan of ours: a PaymentIntent of theirs
+    /// without metadata may be one of its invoices.
     /// The invoice a PaymentIntent paid, if it paid one.
     pub async fn invoice_of(&self, payment_intent: &str) -> Result<Option<String>, StoreError> {
         let item = get_consistent(
