@@ -30,6 +30,8 @@ use stripe_sim::{CompleteCheckout, StripeSim};
 use support::TestClock;
 
 const SECRET: &str = "whsec_simulation";
+/// The plan the runs subscribe to: $40 of base credits for $40 a period.
+const PLAN_PRICE: &str = "price_sim_plan";
 
 /// The functions of one run, all on its table and its clock.
 struct Functions {
@@ -93,13 +95,31 @@ impl Functions {
                 store: store(),
                 signing_secret: SECRET.into(),
                 stripe: Some(stripe()),
-                plans: webhooks::Plans::default(),
+                plans: webhooks::Plans::from_map(HashMap::from([(
+                    PLAN_PRICE.to_owned(),
+                    webhooks::Plan {
+                        base_usd: Usd::parse("40").unwrap(),
+                        rollover_cap_usd: Usd::parse("80").unwrap(),
+                    },
+                )])),
             },
             recharge: recharge(stripe()),
             recharge_bad_key: recharge(stripe_client(sim.base_url(), "rk_live_revoked")),
             recharge_unreachable: recharge(stripe_client("http://127.0.0.1:9/", "sk_test_sim")),
         }
     }
+}
+
+/// A payment that succeeded, with what it should credit.
+#[derive(Clone)]
+struct Paid {
+    charge: String,
+    payment_intent: String,
+    /// The credits it stands for, and what it charged in cents.
+    credits: Decimal,
+    cents: i64,
+    /// A plan invoice's (credited by its grant, not under `stripe:payment:`).
+    plan: bool,
 }
 
 /// What the run knows of the world, to say what must be true.
@@ -109,9 +129,10 @@ struct Model {
     roles: BTreeMap<String, String>,
     /// A member's Stripe customer, once they bought.
     customers: HashMap<String, String>,
-    /// Charges of succeeded checkout payments: (charge, payment intent).
-    charges: Vec<(String, String)>,
-    refunds: Vec<String>,
+    /// Charges of succeeded payments.
+    charges: Vec<Paid>,
+    /// Refunds made: (refund, charge, cents).
+    refunds: Vec<(String, String, i64)>,
     /// Dispute id → its `charge.dispute.closed` event, made when it was opened.
     disputes: BTreeMap<String, Value>,
     /// Disputes whose closing was delivered (handled).
@@ -160,7 +181,13 @@ fn money(v: &Value) -> Decimal {
 
 impl Run<'_> {
     fn fail(&self, what: String) -> ! {
-        let tail: Vec<&String> = self.log.iter().rev().take(40).rev().collect();
+        // `SIM_LOG=all` prints every operation of the failed run, not only the last 40.
+        let keep = if std::env::var("SIM_LOG").as_deref() == Ok("all") {
+            self.log.len()
+        } else {
+            40
+        };
+        let tail: Vec<&String> = self.log.iter().rev().take(keep).rev().collect();
         panic!(
             "simulation seed {} violated an invariant after {} operations: {what}\nlast operations:\n  {}\nreplay: SIM_SEED={} cargo test -p agent-credits-tests --test simulation -- --nocapture",
             self.seed,
@@ -323,6 +350,7 @@ impl Run<'_> {
             80 => self.decline_cards().await,
             81..=88 => self.membership().await,
             89..=90 => self.switch_to_credits().await,
+            91..=93 => self.pay_plan().await,
             _ => self.replay().await,
         }
     }
@@ -357,10 +385,13 @@ impl Run<'_> {
         for e in &events {
             if e["type"] == "payment_intent.succeeded" {
                 let pi = &e["data"]["object"];
-                self.m.charges.push((
-                    pi["latest_charge"].as_str().unwrap().to_owned(),
-                    pi["id"].as_str().unwrap().to_owned(),
-                ));
+                self.m.charges.push(Paid {
+                    charge: pi["latest_charge"].as_str().unwrap().to_owned(),
+                    payment_intent: pi["id"].as_str().unwrap().to_owned(),
+                    credits: Decimal::from_str_exact(&amount).unwrap(),
+                    cents: pi["amount"].as_i64().unwrap(),
+                    plan: false,
+                });
                 if let Some(c) = pi["customer"].as_str() {
                     self.m.customers.insert(buyer.clone(), c.to_owned());
                 }
@@ -368,6 +399,55 @@ impl Run<'_> {
         }
         self.m.pending.extend(events);
         self.log.push(format!("  paid with {card}"));
+    }
+
+    /// A period of the org's plan is paid ($40, or $0 in a trial): its events are queued.
+    async fn pay_plan(&mut self) {
+        let customer = match self.m.customers.get("u_owner") {
+            Some(c) => c.clone(),
+            None => {
+                let c = stripe_core::customer::CreateCustomer::new()
+                    .send(&self.f.checkout.stripe)
+                    .await
+                    .unwrap();
+                self.m.customers.insert("u_owner".into(), c.id.to_string());
+                c.id.to_string()
+            }
+        };
+        let amount = if self.rng.u8(..5) == 0 { 0 } else { 4_000 };
+        let invoice = stripe_sim::InvoicePayment {
+            customer,
+            amount,
+            subscription: Some(format!("sub_{}", self.org)),
+            price: Some(PLAN_PRICE.to_owned()),
+            metadata: std::collections::BTreeMap::from([("org".to_owned(), self.org.clone())]),
+            ..Default::default()
+        };
+        let paid = self.sim.pay_invoice(invoice).await.unwrap();
+        let id = paid.object["id"].as_str().unwrap().to_owned();
+        let events = self.events_of(&paid, &id);
+        for e in &events {
+            if e["type"] == "invoice_payment.paid" {
+                let pi = e["data"]["object"]["payment"]["payment_intent"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let intent = stripe_core::payment_intent::RetrievePaymentIntent::new(pi.as_str())
+                    .send(&self.f.checkout.stripe)
+                    .await
+                    .unwrap();
+                self.m.charges.push(Paid {
+                    charge: intent.latest_charge.unwrap().id().to_string(),
+                    payment_intent: pi,
+                    credits: Decimal::from(40),
+                    cents: 4_000,
+                    plan: true,
+                });
+            }
+        }
+        self.m.pending.extend(events);
+        self.log
+            .push(format!("plan invoice {id} paid: ${}", amount / 100));
     }
 
     async fn deliver_some(&mut self) {
@@ -558,7 +638,9 @@ impl Run<'_> {
         if self.m.charges.is_empty() {
             return;
         }
-        let (charge, _) = self.m.charges[self.rng.usize(..self.m.charges.len())].clone();
+        let charge = self.m.charges[self.rng.usize(..self.m.charges.len())]
+            .charge
+            .clone();
         let amount = if self.rng.bool() {
             None
         } else {
@@ -566,8 +648,10 @@ impl Run<'_> {
         };
         match self.sim.refund_charge(&charge, amount).await {
             Ok(outcome) => {
-                if let Some(id) = outcome.object["id"].as_str() {
-                    self.m.refunds.push(id.to_owned());
+                if let (Some(id), Some(cents)) =
+                    (outcome.object["id"].as_str(), outcome.object["amount"].as_i64())
+                {
+                    self.m.refunds.push((id.to_owned(), charge.clone(), cents));
                 }
                 self.queue(&outcome, &charge);
                 self.log.push(format!("refund {charge} {amount:?}"));
@@ -582,7 +666,7 @@ impl Run<'_> {
         if self.m.refunds.is_empty() {
             return;
         }
-        let id = self.m.refunds[self.rng.usize(..self.m.refunds.len())].clone();
+        let id = self.m.refunds[self.rng.usize(..self.m.refunds.len())].0.clone();
         if let Ok(outcome) = self.sim.fail_refund(&id, "lost_or_stolen_card").await {
             self.m.failed_refunds.insert(id.clone());
             self.queue(&outcome, &id);
@@ -594,7 +678,9 @@ impl Run<'_> {
         if self.m.charges.is_empty() {
             return;
         }
-        let (charge_id, _) = self.m.charges[self.rng.usize(..self.m.charges.len())].clone();
+        let charge_id = self.m.charges[self.rng.usize(..self.m.charges.len())]
+            .charge
+            .clone();
         let Ok(outcome) = self.sim.dispute_charge(&charge_id, "fraudulent").await else {
             return;
         };
@@ -650,15 +736,14 @@ impl Run<'_> {
             "sweep ({}): {report:?}",
             ["bad key", "unreachable", "ok"][usize::from(which.min(2))]
         ));
-        self.check_recharge_charges();
+        self.check_recharge_charges().await;
     }
 
     /// No card charged for someone who is not a member with the right role, and no more
     /// top-ups a day than the cap.
-    fn check_recharge_charges(&mut self) {
+    async fn check_recharge_charges(&mut self) {
         let events = self.sim.events_from(self.m.events_seen);
         self.m.events_seen += events.len();
-        let day = self.clock.now().format("%Y-%m-%d").to_string();
         for e in events.iter().filter(|e| e["type"] == "payment_intent.succeeded") {
             let pi = &e["data"]["object"];
             if pi["metadata"]["purpose"] != "auto_recharge" || pi["metadata"]["org"] != self.org.as_str() {
@@ -685,14 +770,20 @@ impl Run<'_> {
                 ));
             }
             self.m.pending.push(e.clone());
+            // The day the attempt was claimed: the cap counts claims.
+            let attempt = pi["metadata"]["attempt"].as_str().unwrap_or_default();
+            let claimed = self
+                .attempt_day(attempt)
+                .await
+                .unwrap_or_else(|| self.fail(format!("auto-recharge {id} of an unknown attempt {attempt}")));
             let count = {
-                let n = self.m.recharges_per_day.entry(day.clone()).or_default();
+                let n = self.m.recharges_per_day.entry(claimed.clone()).or_default();
                 *n += 1;
                 *n
             };
             if count > self.m.max_per_day {
                 self.fail(format!(
-                    "{count} top-ups on {day}, over the cap of {}",
+                    "{count} top-ups claimed on {claimed}, over the cap of {}",
                     self.m.max_per_day
                 ));
             }
@@ -991,7 +1082,13 @@ impl Run<'_> {
                     .to_owned()
             })
             .collect();
-        for (_, pi) in &self.m.charges {
+        for pi in self
+            .m
+            .charges
+            .iter()
+            .filter(|p| !p.plan)
+            .map(|p| &p.payment_intent)
+        {
             if keys.iter().filter(|k| *k == pi).count() != 1 {
                 self.fail(format!(
                     "payment {pi} is credited {} times",
@@ -1020,6 +1117,57 @@ impl Run<'_> {
                 self.fail(format!("refund {refund} failed at the bank but moved {net}"));
             }
         }
+        // Every refund that stood took back its payment's share, or recorded what was not
+        // there: taken + shortfall = credits × refunded / charged, rounded once.
+        for (refund, charge, cents) in &self.m.refunds {
+            if self.m.failed_refunds.contains(refund) {
+                continue;
+            }
+            let Some(paid) = self.m.charges.iter().find(|p| &p.charge == charge) else {
+                continue;
+            };
+            let key = format!("stripe:refund:{refund}");
+            let Some(e) = entries
+                .iter()
+                .find(|e| e.get("idempotency_key").and_then(|v| v.as_s().ok()) == Some(&key))
+            else {
+                self.fail(format!("refund {refund} of {charge} took nothing back"));
+            };
+            let share = (paid.credits * Decimal::from(*cents) / Decimal::from(paid.cents))
+                .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+                .min(paid.credits);
+            let moved = -num(e, "amount") + num(e, "shortfall");
+            if moved != share {
+                self.fail(format!(
+                    "refund {refund} of {cents} cents moved {moved}, not its share {share}"
+                ));
+            }
+        }
+        // Every hold ends: once they have all expired, nothing is held or forgiven.
+        self.clock.advance(chrono::Duration::hours(2));
+        recharge::sweep(&self.f.recharge)
+            .await
+            .unwrap_or_else(|e| self.fail(format!("the last sweep: {e}")));
+        let wallet = self
+            .raw(&format!("ORG#{}", self.org), "WALLET")
+            .await
+            .unwrap_or_default();
+        let (held, forgiven) = (num(&wallet, "held"), num(&wallet, "forgiven"));
+        if !held.is_zero() || !forgiven.is_zero() {
+            self.fail(format!(
+                "every hold closed, yet {held} held and {forgiven} forgiven"
+            ));
+        }
+        self.check().await;
+    }
+
+    /// The UTC day an attempt was claimed on.
+    async fn attempt_day(&self, attempt: &str) -> Option<String> {
+        let item = self
+            .raw(&format!("ORG#{}", self.org), &format!("RECHARGE#{attempt}"))
+            .await?;
+        let created = item.get("created_at")?.as_s().ok()?;
+        Some(created.get(..10)?.to_owned())
     }
 
     async fn raw(&self, pk: &str, sk: &str) -> Option<HashMap<String, AttributeValue>> {
@@ -1115,7 +1263,12 @@ async fn run(seed: u64, steps: usize, endpoint: &str, sim: &StripeSim) -> usize 
         .create(&client, &table)
         .await
         .unwrap();
-    let clock = Arc::new(TestClock::at(chrono::Utc::now()));
+    // Half an hour before a month ends: runs cross midnight, a day and a month, at the same
+    // operations every time.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-06-30T23:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let clock = Arc::new(TestClock::at(start));
     let mut r = Run {
         seed,
         org: format!("org_sim_{seed}"),
