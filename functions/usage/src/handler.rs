@@ -3,7 +3,8 @@ use std::sync::Arc;
 use agent_credits_domain::{
     AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Clock, HoldId,
     IdempotencyKey, LedgerEntry, MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd,
-    ProviderCost, RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState, WalletStore, keys,
+    Provider, ProviderCost, RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState,
+    WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
@@ -209,11 +210,21 @@ async fn billing_of(
     if mode == BillingMode::Credits && !want_runtime {
         return Ok((Ok(Billing::Credits), None));
     }
+    let (runtime, keys) = runtime_and_keys(svc, org, agent).await?;
+    Ok((agent_credits_domain::billing(mode, runtime, &keys), Some(runtime)))
+}
+
+/// The runtime of the agent (the org's default without one) and the providers the org
+/// has keys for, read together.
+async fn runtime_and_keys(
+    svc: &Usage,
+    org: &OrgId,
+    agent: Option<&AgentId>,
+) -> Result<(Runtime, Vec<Provider>), ApiError> {
     let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
     let keys = async { orgs.keys(org).await.map_err(ApiError::from) };
     let (runtime, keys) = tokio::try_join!(runtime_of(svc, org, agent), keys)?;
-    let keys: Vec<_> = keys.iter().map(|k| k.provider).collect();
-    Ok((agent_credits_domain::billing(mode, runtime, &keys), Some(runtime)))
+    Ok((runtime, keys.iter().map(|k| k.provider).collect()))
 }
 
 /// The org's settings; an org nobody created has no billing mode and is unknown here.
@@ -373,13 +384,18 @@ async fn record_unbilled(
 }
 
 /// Who pays for a reported call ([`agent_credits_domain::billing_of_call`]): what the runtime
-/// says it ran on, else who would pay now (read only when needed).
+/// says it ran on, held against the keys the org has; a credits org reads nothing more.
 async fn pays(svc: &Usage, org: &OrgId, mode: BillingMode, report: &CallReport) -> Result<Billing, ApiError> {
-    let now = match (mode, report.billed_to) {
-        (BillingMode::Credits, _) | (_, Some(_)) => Ok(Billing::Credits),
-        _ => billing_of(svc, org, mode, report.agent.as_ref(), false).await?.0,
-    };
-    Ok(agent_credits_domain::billing_of_call(mode, report.billed_to, now))
+    if mode == BillingMode::Credits {
+        return Ok(Billing::Credits);
+    }
+    let (runtime, keys) = runtime_and_keys(svc, org, report.agent.as_ref()).await?;
+    Ok(agent_credits_domain::billing_of_call(
+        mode,
+        runtime,
+        &keys,
+        report.billed_to,
+    ))
 }
 
 /// The answer of a call billed to the wallet under `key` before.

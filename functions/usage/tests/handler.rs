@@ -602,6 +602,80 @@ async fn byok_usage_is_recorded_but_never_debits_the_wallet() {
     assert_eq!(verdict["allowed"], true);
 }
 
+/// A report says what the call ran on (`billed_to`, the verdict the runtime was given):
+/// a call on credits is debited even if the org has its key now; one said to be on the
+/// org's key is free only while the org has the key its runtime needs. Codex needs an
+/// OpenAI key, so an org with only an Anthropic key pays for a Codex call claimed as its
+/// own, and so does a deferred org with no key at all.
+#[tokio::test]
+async fn a_call_said_to_run_on_a_key_the_org_lacks_is_debited() {
+    let byok = WalletSettings {
+        billing_mode: Some(BillingMode::Byok),
+        ..Default::default()
+    };
+    let deferred = WalletSettings {
+        billing_mode: Some(BillingMode::Deferred),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            byok,
+            Runtime::ClaudeCode,
+            vec![Provider::Anthropic],
+            "provider_key",
+            "provider_key",
+            "5.00",
+        ),
+        (
+            byok,
+            Runtime::ClaudeCode,
+            vec![Provider::Anthropic],
+            "credits",
+            "credits",
+            "4.98155",
+        ),
+        (
+            byok,
+            Runtime::Codex,
+            vec![Provider::Anthropic],
+            "provider_key",
+            "credits",
+            "4.98155",
+        ),
+        (
+            deferred,
+            Runtime::ClaudeCode,
+            vec![],
+            "provider_key",
+            "credits",
+            "4.98155",
+        ),
+        (
+            deferred,
+            Runtime::ClaudeCode,
+            vec![Provider::Anthropic],
+            "credits",
+            "credits",
+            "4.98155",
+        ),
+    ];
+    for (settings, runtime, keys, said, billed_to, left) in cases {
+        let app = app_on(settings, runtime, &keys, "5.00").await;
+        let (status, body) = call(
+            &app.svc,
+            &event_with("usage/debit-cost.json", json!({ "billed_to": said })),
+        )
+        .await;
+        let case = format!("{runtime:?} with {keys:?} said {said}: {body}");
+        assert_eq!(
+            (status, body["billed_to"].as_str()),
+            (200, Some(billed_to)),
+            "{case}"
+        );
+        assert_eq!(balance(&app).await, usd(left), "{case}");
+    }
+}
+
 #[tokio::test]
 async fn a_deferred_org_without_key_or_credits_may_not_run() {
     let app = app_with(

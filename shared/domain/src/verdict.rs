@@ -52,21 +52,25 @@ pub fn billing(mode: BillingMode, runtime: Runtime, keys: &[Provider]) -> Result
     }
 }
 
-/// Who pays for a call already made: what the runtime says it ran on (the verdict it was
-/// given before the call), else who would pay now; a credits org always pays from its
-/// wallet, and a call that ran although nobody could pay (no key) ran on the platform
-/// and is billed to the wallet. So a key added or deleted between the verdict and the
-/// report neither frees a call that ran on credits nor bills one the org's key paid for.
+/// Who pays for a call already made, by a runtime of an org of `mode` that has keys for
+/// `keys` now: what the runtime says it ran on (the verdict it was given before the call),
+/// else who would pay now. A credits org always pays from its wallet. A call said to have
+/// run on the org's key is off the wallet only while the org has the key its runtime
+/// needs: a runtime's word (or its stale verdict) never makes the platform's key free, and
+/// a key deleted between the verdict and the report bills that call to the wallet. A call
+/// that ran although nobody could pay (no key) ran on the platform and is billed.
 pub fn billing_of_call(
     mode: BillingMode,
+    runtime: Runtime,
+    keys: &[Provider],
     said: Option<Billing>,
-    now: Result<Billing, PauseReason>,
 ) -> Billing {
-    match (mode, said, now) {
-        (BillingMode::Credits, _, _) => Billing::Credits,
-        (_, Some(said), _) => said,
-        (_, None, Ok(now)) => now,
-        (_, None, Err(_)) => Billing::Credits,
+    let has_its_key = keys.contains(&runtime.provider());
+    match (mode, said) {
+        (BillingMode::Credits, _) => Billing::Credits,
+        (_, Some(Billing::ProviderKey)) if has_its_key => Billing::ProviderKey,
+        (_, Some(_)) => Billing::Credits,
+        (_, None) => billing(mode, runtime, keys).unwrap_or(Billing::Credits),
     }
 }
 
@@ -217,20 +221,66 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_billed_as_it_ran_not_as_the_org_is_when_it_is_reported() {
+    fn a_call_is_billed_as_it_ran_and_never_free_without_a_key_it_could_have_run_on() {
         use BillingMode::{Byok, Deferred};
         let (wallet, own) = (Billing::Credits, Billing::ProviderKey);
+        let anthropic = [Provider::Anthropic];
         // Ran on credits; the org added its key before the report: still billed.
-        assert_eq!(billing_of_call(Deferred, Some(wallet), Ok(own)), wallet);
-        // Ran on its own key; the key was deleted before the capture: never debited.
-        assert_eq!(billing_of_call(Byok, Some(own), Ok(wallet)), own);
-        // A credits org pays whatever the runtime says.
-        assert_eq!(billing_of_call(BillingMode::Credits, Some(own), Ok(own)), wallet);
         assert_eq!(
-            billing_of_call(Byok, None, Err(PauseReason::NoKeyConfigured)),
+            billing_of_call(Deferred, Runtime::ClaudeCode, &anthropic, Some(wallet)),
             wallet
         );
-        assert_eq!(billing_of_call(Deferred, None, Ok(own)), own);
+        // Ran on its own key, which is still there: never debited.
+        assert_eq!(
+            billing_of_call(Byok, Runtime::ClaudeCode, &anthropic, Some(own)),
+            own
+        );
+        // Says it ran on a key the org does not have (none, or another provider's): the
+        // platform's key paid, so the wallet does.
+        assert_eq!(
+            billing_of_call(Deferred, Runtime::ClaudeCode, &[], Some(own)),
+            wallet
+        );
+        assert_eq!(
+            billing_of_call(Byok, Runtime::Codex, &anthropic, Some(own)),
+            wallet
+        );
+        // A credits org pays whatever the runtime says.
+        assert_eq!(
+            billing_of_call(BillingMode::Credits, Runtime::ClaudeCode, &anthropic, Some(own)),
+            wallet
+        );
+        // Not said: who would pay now, and the platform when nobody could.
+        assert_eq!(billing_of_call(Byok, Runtime::Codex, &[], None), wallet);
+        assert_eq!(
+            billing_of_call(Deferred, Runtime::ClaudeCode, &anthropic, None),
+            own
+        );
+
+        // Every mode, runtime, set of keys and claim: a call is off the wallet only when
+        // the org is not a credits org, has the key its runtime needs, and the runtime
+        // did not say credits.
+        let modes = [BillingMode::Credits, Byok, Deferred];
+        let claims = [None, Some(wallet), Some(own)];
+        for mode in modes {
+            for runtime in Runtime::ALL {
+                for mask in 0..(1u8 << Provider::ALL.len()) {
+                    let keys: Vec<Provider> = Provider::ALL
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, p)| *p)
+                        .collect();
+                    for said in claims {
+                        let free = billing_of_call(mode, runtime, &keys, said) == own;
+                        let may_be_free = mode != BillingMode::Credits
+                            && keys.contains(&runtime.provider())
+                            && said != Some(wallet);
+                        assert_eq!(free, may_be_free, "{mode:?} {runtime:?} {keys:?} {said:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
