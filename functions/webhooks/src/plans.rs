@@ -20,7 +20,9 @@
 //! remembered, and whichever of the two comes second joins them into the payment record
 //! that refunds and disputes find: a take-back of a plan invoice draws base credits first.
 //! Each writes its own record before it reads the other's, so of two at the same instant
-//! at least one sees both.
+//! at least one sees both. A refund or dispute that finds neither asks Stripe which
+//! invoice the PaymentIntent paid and records that link itself
+//! ([`paid_an_invoice_of_ours`]).
 
 use std::collections::HashMap;
 
@@ -81,18 +83,10 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         svc.store.record_invoice(&none).await?;
         return Ok(acknowledged("ignored"));
     };
-    let (org, plan, charged_cents) = match plan_of(svc, &id, org, invoice).await? {
-        Ok(found) => found,
-        Err(refused) => {
-            // Refused, and not a grant of ours: its refunds are acknowledged, not retried.
-            let none = InvoiceRecord {
-                invoice: id,
-                grant: None,
-            };
-            svc.store.record_invoice(&none).await?;
-            return Err(refused);
-        }
-    };
+    // Refused (an unknown org, a price that is no configured plan): it stays among Stripe's
+    // failed deliveries until someone fixes the settings, and its refunds and disputes
+    // wait with it (nothing is recorded: the invoice may yet grant).
+    let (org, plan, charged_cents) = plan_of(svc, &id, org, invoice).await??;
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
     let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key)
         .with_external(ExternalRefs {
@@ -135,11 +129,15 @@ fn subscription_org(invoice: &Invoice) -> Option<&str> {
     from_subscription.then_some(org.as_str())
 }
 
-/// Whether a PaymentIntent paid a plan invoice this function grants for, asked of Stripe:
-/// an invoice's PaymentIntent carries no metadata, and since API version 2025-03-31 the
-/// only link from it to its invoice is the invoice payment. A refund or dispute that
-/// comes before both of the invoice's own events is then known to be ours, and waits.
-pub async fn paid_a_plan_of_ours(
+/// Whether a PaymentIntent without metadata paid a subscription invoice naming an org of
+/// ours, asked of Stripe: an invoice's PaymentIntent carries no metadata, and since API
+/// version 2025-03-31 the only link from it to its invoice is the invoice payment. The
+/// link is recorded as `invoice_payment.paid` would record it (joined with the invoice's
+/// grant when that is known), so a refund or dispute does not depend on that event ever
+/// coming; one that comes before the invoice's own `invoice.paid` is known to be ours
+/// and waits for it. So does one of an invoice whose grant was refused until the
+/// settings are fixed: the invoice may yet grant.
+pub async fn paid_an_invoice_of_ours(
     svc: &Webhooks,
     stripe: &stripe::Client,
     intent: &str,
@@ -171,6 +169,13 @@ pub async fn paid_a_plan_of_ours(
         let Some(id) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
             continue;
         };
+        if let Some(record) = svc.store.invoice(&id).await? {
+            if record.grant.is_none() {
+                continue;
+            }
+            link(svc, &id, intent).await?;
+            return Ok(true);
+        }
         let invoice: Invoice = match RequestBuilder::new(StripeMethod::Get, format!("/invoices/{id}"))
             .customize()
             .send(stripe)
@@ -183,9 +188,8 @@ pub async fn paid_a_plan_of_ours(
             }
             Err(e) => return Err(crate::reversals::stripe_unavailable(e)),
         };
-        if let Some(org) = subscription_org(&invoice)
-            && plan_of(svc, &id, org, &invoice).await?.is_ok()
-        {
+        if subscription_org(&invoice).is_some() {
+            link(svc, &id, intent).await?;
             return Ok(true);
         }
     }
@@ -236,14 +240,18 @@ pub async fn payment(svc: &Webhooks, paid: &InvoicePayment) -> Reply {
     let Some(invoice) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
         return Ok(acknowledged("ignored"));
     };
-    svc.store.record_invoice_payment(&invoice, &intent).await?;
-    match svc.store.invoice(&invoice).await? {
-        Some(record) => {
-            join(svc, &record, &intent).await?;
-            Ok(acknowledged("invoice_payment_recorded"))
-        }
-        None => Ok(acknowledged("invoice_payment_recorded")),
+    link(svc, &invoice, &intent).await?;
+    Ok(acknowledged("invoice_payment_recorded"))
+}
+
+/// Records which PaymentIntent paid an invoice, and joins it with the invoice's grant when
+/// that is known. Writes its own record before it reads the grant's (see the module).
+async fn link(svc: &Webhooks, invoice: &str, intent: &str) -> Result<(), agent_credits_http::ApiError> {
+    svc.store.record_invoice_payment(invoice, intent).await?;
+    if let Some(record) = svc.store.invoice(invoice).await? {
+        join(svc, &record, intent).await?;
     }
+    Ok(())
 }
 
 /// The payment record of a plan invoice's PaymentIntent, for its refunds and disputes.

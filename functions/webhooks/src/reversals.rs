@@ -226,6 +226,10 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
         return Ok(Some(payment));
     }
     if ours(svc, intent).await? {
+        // Asking Stripe may have just joined an invoice's payment with its grant.
+        if let Some(payment) = svc.store.payment(intent).await? {
+            return Ok(Some(payment));
+        }
         return Err(not_yet_credited(intent));
     }
     tracing::info!(
@@ -236,17 +240,15 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
 }
 
 /// Whether the PaymentIntent names an org of ours in its metadata (as every PaymentIntent
-/// the checkout and recharge functions create does). Without a Stripe key to ask, it
-/// might be: the reversal waits.
+/// the checkout and recharge functions create does), or paid a subscription invoice that
+/// names one. Without a Stripe key to ask, it might be: the reversal waits.
 async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
-    // An invoice's PaymentIntent carries no metadata: it is ours when the invoice is a plan
-    // invoice of ours, and may be while the invoice is not known yet.
-    if let Some(invoice) = svc.store.invoice_of(intent).await? {
-        return Ok(svc
-            .store
-            .invoice(&invoice)
-            .await?
-            .is_none_or(|record| record.grant.is_some()));
+    // An invoice's PaymentIntent carries no metadata: it is ours when the invoice granted,
+    // and none of ours when the invoice was found to be none of ours.
+    if let Some(invoice) = svc.store.invoice_of(intent).await?
+        && let Some(record) = svc.store.invoice(&invoice).await?
+    {
+        return Ok(record.grant.is_some());
     }
     let Some(stripe) = svc.stripe.as_ref() else {
         return Ok(true);
@@ -260,9 +262,8 @@ async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
         Err(e) => return Err(stripe_unavailable(e)),
     };
     let Some(org) = pi.metadata.get("org").and_then(|o| OrgId::parse(o.as_str()).ok()) else {
-        // No org: ours only if it paid a plan invoice of ours whose events have not both
-        // been handled yet.
-        return crate::plans::paid_a_plan_of_ours(svc, stripe, intent).await;
+        // No org: ours only if it paid an invoice of ours.
+        return crate::plans::paid_an_invoice_of_ours(svc, stripe, intent).await;
     };
     Ok(svc.store.wallet(&org).await?.settings.billing_mode.is_some())
 }

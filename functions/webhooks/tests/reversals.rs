@@ -520,34 +520,42 @@ async fn a_refunded_plan_invoice_takes_back_the_base_it_granted() {
     }
 }
 
-/// A refund of a plan invoice that comes before the invoice's events waits (409) for both,
-/// rather than being taken for someone else's: then it takes the base back. Stripe says
-/// which invoice the PaymentIntent paid, so this holds for a customer never seen before;
-/// a refund of another product's invoice is acknowledged and moves nothing.
+/// A refund of a plan invoice that comes before the invoice's grant waits (409) for it,
+/// rather than being taken for someone else's, and then takes the base back, whether or
+/// not `invoice_payment.paid` ever arrives: Stripe's invoice payments say which invoice
+/// the PaymentIntent paid, for a customer never seen before too. A refund of another
+/// product's invoice is acknowledged and moves nothing; one of a plan invoice whose grant
+/// was refused (a price no plan is configured for) waits with it.
 #[tokio::test]
-async fn a_plan_invoice_refund_before_its_payment_event_waits_for_it() {
+async fn a_plan_invoice_refund_before_its_grant_waits_for_it() {
     let app = app().await;
     let customer = CreateCustomer::new()
         .email("billing@demo.example")
         .send(&app.stripe)
         .await
         .unwrap();
-    let paid = app
-        .sim
-        .pay_invoice(invoice(customer.id.as_str(), TEAM_PRICE, Some("org_demo")))
-        .await
-        .unwrap();
-    let events: Vec<Value> = app
-        .sim
-        .events()
-        .into_iter()
-        .filter(|e| paid.events.iter().any(|s| e["id"] == s.id.as_str()))
-        .collect();
-    let of = |kind: &str| events.iter().find(|e| e["type"] == kind).cloned().unwrap();
-    let pi = of("payment_intent.succeeded");
-    let charge = pi["data"]["object"]["latest_charge"].as_str().unwrap().to_owned();
-    app.sim.refund_charge(&charge, None).await.unwrap();
-    let refund = latest(&app, "charge.refunded");
+    let customer = customer.id.as_str();
+    // The invoice's events, and its refund's, once the refund is made.
+    let paid_and_refunded = async |price: &str, org: Option<&str>| {
+        let paid = app.sim.pay_invoice(invoice(customer, price, org)).await.unwrap();
+        let events: Vec<Value> = app
+            .sim
+            .events()
+            .into_iter()
+            .filter(|e| paid.events.iter().any(|s| e["id"] == s.id.as_str()))
+            .collect();
+        let of = |kind: &str| events.iter().find(|e| e["type"] == kind).cloned().unwrap();
+        let charge = of("payment_intent.succeeded")["data"]["object"]["latest_charge"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.sim.refund_charge(&charge, None).await.unwrap();
+        (
+            of("invoice.paid"),
+            of("invoice_payment.paid"),
+            latest(&app, "charge.refunded"),
+        )
+    };
     let waits = |(status, body): (u16, Value)| {
         assert_eq!(
             (status, body["error"]["code"].as_str()),
@@ -555,51 +563,34 @@ async fn a_plan_invoice_refund_before_its_payment_event_waits_for_it() {
             "{body}"
         );
     };
+
+    let (granted, payment, refund) = paid_and_refunded(TEAM_PRICE, Some("org_demo")).await;
     waits(deliver(&app, &refund).await);
-    assert_eq!(deliver(&app, &of("invoice.paid")).await.0, 200);
-    waits(deliver(&app, &reissued(&refund, "evt_refund_second")).await);
-    assert_eq!(deliver(&app, &of("invoice_payment.paid")).await.0, 200);
+    assert_eq!(deliver(&app, &granted).await.0, 200);
     let (status, body) = deliver(&app, &reissued(&refund, "evt_refund_again")).await;
     assert_eq!(
         (status, money(&body["refunds"][0]["taken"])),
         (200, usd("50")),
         "{body}"
     );
-    assert_eq!(
-        app.svc.store.wallet(&app.org).await.unwrap().buckets.base,
-        Usd::ZERO
-    );
+    let base = async || app.svc.store.wallet(&app.org).await.unwrap().buckets.base;
+    assert_eq!(base().await, Usd::ZERO);
+    // The payment event, late, changes nothing.
+    assert_eq!(deliver(&app, &payment).await.0, 200);
+    assert_eq!(deliver(&app, &reissued(&refund, "evt_refund_third")).await.0, 200);
+    assert_eq!(base().await, Usd::ZERO);
 
-    // Another product's subscription, billed to the same customer: none of ours.
-    let other = app
-        .sim
-        .pay_invoice(invoice(
-            customer.id.as_str(),
-            "price_not_a_plan",
-            Some("org_demo"),
-        ))
-        .await
-        .unwrap();
-    let intent = app
-        .sim
-        .events()
-        .into_iter()
-        .find(|e| {
-            other.events.iter().any(|s| e["id"] == s.id.as_str()) && e["type"] == "payment_intent.succeeded"
-        })
-        .unwrap();
-    let charge = intent["data"]["object"]["latest_charge"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.sim.refund_charge(&charge, None).await.unwrap();
     let before = app.svc.store.wallet(&app.org).await.unwrap();
-    let (status, body) = deliver(&app, &latest(&app, "charge.refunded")).await;
+    let (_, _, refund) = paid_and_refunded(TEAM_PRICE, None).await;
+    let (status, body) = deliver(&app, &refund).await;
     assert_eq!(
         (status, body["result"].as_str()),
         (200, Some("ignored")),
-        "{body}"
+        "another product's invoice: {body}"
     );
+    let (granted, _, refund) = paid_and_refunded("price_not_a_plan", Some("org_demo")).await;
+    assert_eq!(deliver(&app, &granted).await.0, 400);
+    waits(deliver(&app, &refund).await);
     assert_eq!(app.svc.store.wallet(&app.org).await.unwrap(), before);
 }
 

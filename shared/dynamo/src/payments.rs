@@ -118,13 +118,32 @@ impl DynamoWalletStore {
     pub async fn record_invoice(&self, r: &InvoiceRecord) -> Result<(), StoreError> {
         let mut item = key(format!("STRIPE#{}", r.invoice), "INVOICE");
         item.insert("type".to_owned(), s("invoice"));
-        if let Some(g) = &r.grant {
-            item.extend([
-                ("org".to_owned(), s(g.org.as_str())),
-                ("credits".to_owned(), n_usd(g.credits)),
-                ("charged_cents".to_owned(), n_u64(g.charged_cents)),
-            ]);
-        }
+        let Some(g) = &r.grant else {
+            // "None of ours" never replaces a grant (nor anything else) recorded before.
+            let put = self
+                .client()
+                .put_item()
+                .table_name(self.table())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match put {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(sdk_error(e)),
+            };
+        };
+        item.extend([
+            ("org".to_owned(), s(g.org.as_str())),
+            ("credits".to_owned(), n_usd(g.credits)),
+            ("charged_cents".to_owned(), n_u64(g.charged_cents)),
+        ]);
         self.put_item(item).await
     }
 
