@@ -386,7 +386,7 @@ async fn record_unbilled(
 /// Who pays for a reported call ([`agent_credits_domain::billing_of_call`]): what the runtime
 /// says it ran on, held against the keys the org has; a credits org reads nothing more.
 async fn pays(svc: &Usage, org: &OrgId, mode: BillingMode, report: &CallReport) -> Result<Billing, ApiError> {
-    if mode == BillingMode::Credits {
+    if mode == BillingMode::Credits || report.billed_to == Some(Billing::Credits) {
         return Ok(Billing::Credits);
     }
     let (runtime, keys) = runtime_and_keys(svc, org, report.agent.as_ref()).await?;

@@ -74,19 +74,16 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         // A paid invoice always has an id; one without is nothing to key a grant on.
         return Err(unmatched("invoice", "no id"));
     };
-    // Invoices of anything else this Stripe account bills are none of our business.
-    let Some(org) = subscription_org(invoice) else {
-        let none = InvoiceRecord {
-            invoice: id,
-            grant: None,
-        };
-        svc.store.record_invoice(&none).await?;
-        return Ok(acknowledged("ignored"));
+    let (org, plan, charged_cents) = match claim(svc, &id, invoice).await? {
+        Claim::Plan(org, plan, charged_cents) => (org, plan, charged_cents),
+        // Refused until someone fixes the settings; its refunds and disputes wait with it
+        // (nothing is recorded: the invoice may yet grant).
+        Claim::Refused(refused) => return Err(refused),
+        Claim::NoneOfOurs(why) => {
+            record_none_of_ours(svc, id).await?;
+            return why.map_or_else(|| Ok(acknowledged("ignored")), Err);
+        }
     };
-    // Refused (an unknown org, a price that is no configured plan): it stays among Stripe's
-    // failed deliveries until someone fixes the settings, and its refunds and disputes
-    // wait with it (nothing is recorded: the invoice may yet grant).
-    let (org, plan, charged_cents) = plan_of(svc, &id, org, invoice).await??;
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
     let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key)
         .with_external(ExternalRefs {
@@ -136,7 +133,7 @@ fn subscription_org(invoice: &Invoice) -> Option<&str> {
 /// grant when that is known), so a refund or dispute does not depend on that event ever
 /// coming; one that comes before the invoice's own `invoice.paid` is known to be ours
 /// and waits for it. So does one of an invoice whose grant was refused until the
-/// settings are fixed: the invoice may yet grant.
+/// settings are fixed ([`Claim::Refused`]): the invoice may yet grant.
 pub async fn paid_an_invoice_of_ours(
     svc: &Webhooks,
     stripe: &stripe::Client,
@@ -188,27 +185,51 @@ pub async fn paid_an_invoice_of_ours(
             }
             Err(e) => return Err(crate::reversals::stripe_unavailable(e)),
         };
-        if subscription_org(&invoice).is_some() {
-            link(svc, &id, intent).await?;
-            return Ok(true);
+        match claim(svc, &id, &invoice).await? {
+            Claim::Plan(..) | Claim::Refused(_) => {
+                link(svc, &id, intent).await?;
+                return Ok(true);
+            }
+            Claim::NoneOfOurs(_) => record_none_of_ours(svc, id).await?,
         }
     }
     Ok(false)
 }
 
-/// The org, plan and amount of a plan invoice of ours, or why it is not one.
-async fn plan_of<'p>(
+/// What a paid invoice is to this service.
+enum Claim<'p> {
+    /// A plan invoice of ours: its org, plan and the cents it charged.
+    Plan(OrgId, &'p Plan, u64),
+    /// It names an org but cannot grant until the deployment's settings change (a price
+    /// no plan is configured for, an org not created yet): refused (400) so that it stays
+    /// visible, and its refunds and disputes wait (409) with it.
+    Refused(agent_credits_http::ApiError),
+    /// None of ours, now or ever: not a subscription's period or no org (acknowledged), or
+    /// an invoice no settings could grant for (an org id that is none, another currency,
+    /// no price, a negative amount: refused, to be seen). Its refunds are acknowledged.
+    NoneOfOurs(Option<agent_credits_http::ApiError>),
+}
+
+/// The one classification of a paid invoice, for its grant and for its reversals.
+async fn claim<'p>(
     svc: &'p Webhooks,
     id: &str,
-    org: &str,
     invoice: &Invoice,
-) -> Result<Result<(OrgId, &'p Plan, u64), agent_credits_http::ApiError>, agent_credits_http::ApiError> {
+) -> Result<Claim<'p>, agent_credits_http::ApiError> {
+    let never = |why: &str| Ok(Claim::NoneOfOurs(Some(unmatched(id, why))));
+    // Invoices of anything else this Stripe account bills are none of our business.
+    let Some(org) = subscription_org(invoice) else {
+        return Ok(Claim::NoneOfOurs(None));
+    };
     let Ok(org) = OrgId::parse(org) else {
-        return Ok(Err(unmatched(id, "no valid org")));
+        return never("no valid org");
     };
     if invoice.currency != Currency::USD {
-        return Ok(Err(unmatched(id, "a currency other than usd")));
+        return never("a currency other than usd");
     }
+    let Ok(charged_cents) = u64::try_from(invoice.amount_paid) else {
+        return never("a negative amount paid");
+    };
     let price = invoice
         .lines
         .data
@@ -217,18 +238,18 @@ async fn plan_of<'p>(
         .map(|d| d.price.id().to_string())
         .next();
     let Some(price) = price else {
-        return Ok(Err(unmatched(id, "no price")));
+        return never("no price");
     };
     let Some(plan) = svc.plans.get(&price) else {
-        return Ok(Err(unmatched(id, "a price that is no configured plan")));
+        return Ok(Claim::Refused(unmatched(
+            id,
+            "a price that is no configured plan",
+        )));
     };
     if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
-        return Ok(Err(unmatched(id, "an unknown org")));
+        return Ok(Claim::Refused(unmatched(id, "an unknown org")));
     }
-    let Ok(charged_cents) = u64::try_from(invoice.amount_paid) else {
-        return Ok(Err(unmatched(id, "a negative amount paid")));
-    };
-    Ok(Ok((org, plan, charged_cents)))
+    Ok(Claim::Plan(org, plan, charged_cents))
 }
 
 /// `invoice_payment.paid`: which PaymentIntent paid an invoice; joined with the invoice's
@@ -254,8 +275,9 @@ async fn link(svc: &Webhooks, invoice: &str, intent: &str) -> Result<(), agent_c
     Ok(())
 }
 
-/// The payment record of a plan invoice's PaymentIntent, for its refunds and disputes.
-async fn join(
+/// The payment record of a plan invoice's PaymentIntent, for its refunds and disputes
+/// (nothing for an invoice that granted nothing). Idempotent.
+pub(crate) async fn join(
     svc: &Webhooks,
     record: &InvoiceRecord,
     intent: &str,
@@ -274,6 +296,14 @@ async fn join(
         credit_key: key.to_string(),
     };
     svc.store.record_payment(&payment).await?;
+    Ok(())
+}
+
+/// Records that an invoice will never grant (it never overwrites a grant).
+async fn record_none_of_ours(svc: &Webhooks, invoice: String) -> Result<(), agent_credits_http::ApiError> {
+    svc.store
+        .record_invoice(&InvoiceRecord { invoice, grant: None })
+        .await?;
     Ok(())
 }
 

@@ -248,6 +248,9 @@ async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
     if let Some(invoice) = svc.store.invoice_of(intent).await?
         && let Some(record) = svc.store.invoice(&invoice).await?
     {
+        // Joined here as well: a grant that read before this link was written (or whose
+        // link write failed halfway) did not join it.
+        crate::plans::join(svc, &record, intent).await?;
         return Ok(record.grant.is_some());
     }
     let Some(stripe) = svc.stripe.as_ref() else {

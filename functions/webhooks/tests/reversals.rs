@@ -12,6 +12,7 @@ use agent_credits_domain::{
     Applied, BillingMode, ChangeRequest, IdempotencyKey, LedgerEntry, PauseReason, PositiveUsd, Refusal,
     WalletState,
 };
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use stripe_sim::InvoicePayment;
 
@@ -578,6 +579,42 @@ async fn a_plan_invoice_refund_before_its_grant_waits_for_it() {
     // The payment event, late, changes nothing.
     assert_eq!(deliver(&app, &payment).await.0, 200);
     assert_eq!(deliver(&app, &reissued(&refund, "evt_refund_third")).await.0, 200);
+    assert_eq!(base().await, Usd::ZERO);
+
+    // The link's two writes, the second lost (a crash): the grant finds no payment to
+    // join, and the refund joins it.
+    let (granted, payment, refund) = paid_and_refunded(TEAM_PRICE, Some("org_demo")).await;
+    let paid = &payment["data"]["object"];
+    app.svc
+        .store
+        .client()
+        .put_item()
+        .table_name(app.svc.store.table())
+        .item(
+            "pk",
+            AttributeValue::S(format!(
+                "STRIPE#{}",
+                paid["payment"]["payment_intent"].as_str().unwrap()
+            )),
+        )
+        .item("sk", AttributeValue::S("INVOICE_PAYMENT".into()))
+        .item("type", AttributeValue::S("invoice_payment".into()))
+        .item(
+            "invoice",
+            AttributeValue::S(paid["invoice"].as_str().unwrap().into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deliver(&app, &granted).await.0, 200);
+    assert_eq!(base().await, usd("50"));
+    let (status, body) = deliver(&app, &refund).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (status, money(&body["refunds"][0]["taken"])),
+        (200, usd("50")),
+        "{body}"
+    );
     assert_eq!(base().await, Usd::ZERO);
 
     let before = app.svc.store.wallet(&app.org).await.unwrap();
