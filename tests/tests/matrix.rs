@@ -1,4 +1,5 @@
-//! The permission matrix over every route of `infra/openapi.yaml`: each dashboard route
+//! The permission matrix over every route of the functions' route tables (and so of
+//! `infra/openapi.yaml`, which the template checks hold to them): each dashboard route
 //! asked by the org's owner, an admin, a member, a non-member and the owner of another org
 //! is allowed or refused (403) as the README's matrix says, and each IAM route answers
 //! only the role its `x-iam-role` names. No route lets anyone outside the org read or
@@ -8,6 +9,8 @@
 
 mod common;
 
+use agent_credits_domain::Action;
+use agent_credits_http::Auth;
 use common::App;
 use serde_json::{Value, json};
 
@@ -18,72 +21,87 @@ enum Who {
     Owner,
 }
 
-/// Every dashboard route on an org, who may use it, and a body it accepts.
-fn routes() -> Vec<(&'static str, &'static str, Who, Option<Value>)> {
-    use Who::*;
-    vec![
-        ("GET", "/v1/orgs/{org}", Members, None),
-        ("GET", "/v1/orgs/{org}/members", Members, None),
-        (
-            "PUT",
-            "/v1/orgs/{org}/members/{member}",
-            Owner,
-            Some(json!({ "role": "member" })),
-        ),
-        ("DELETE", "/v1/orgs/{org}/members/{member}", Owner, None),
-        (
-            "PUT",
-            "/v1/orgs/{org}/members/{member}/limit",
-            Owner,
-            Some(json!({ "monthly_limit_usd": null })),
-        ),
-        ("GET", "/v1/orgs/{org}/balance", Members, None),
-        ("GET", "/v1/orgs/{org}/history", Members, None),
-        ("GET", "/v1/orgs/{org}/history.csv", Members, None),
-        ("GET", "/v1/orgs/{org}/usage", Members, None),
-        ("GET", "/v1/orgs/{org}/notifications", Members, None),
-        (
-            "POST",
-            "/v1/orgs/{org}/notifications/read",
-            Members,
-            Some(json!({ "all": true })),
-        ),
-        (
-            "PUT",
-            "/v1/orgs/{org}/billing-mode",
-            Admins,
-            Some(json!({ "billing_mode": "credits" })),
-        ),
-        ("GET", "/v1/orgs/{org}/keys", Members, None),
-        (
-            "PUT",
-            "/v1/orgs/{org}/keys/{provider}",
-            Admins,
-            Some(json!({ "key": "sk-proj-abcdefghijklmnopqrstuvwxyz012345" })),
-        ),
-        ("DELETE", "/v1/orgs/{org}/keys/{provider}", Admins, None),
-        ("GET", "/v1/orgs/{org}/agents", Members, None),
-        (
-            "PUT",
-            "/v1/orgs/{org}/agents/{agent}",
-            Admins,
-            Some(json!({ "runtime": "codex" })),
-        ),
-        ("DELETE", "/v1/orgs/{org}/agents/{agent}", Admins, None),
-        (
-            "POST",
-            "/v1/orgs/{org}/checkout",
-            Owner,
-            Some(json!({ "bulk": { "quantity": 1 } })),
-        ),
-        ("GET", "/v1/orgs/{org}/auto-recharge", Members, None),
-        (
-            "PUT",
-            "/v1/orgs/{org}/auto-recharge",
-            Admins,
-            Some(json!({ "enabled": false })),
-        ),
-    ]
+/// The README's permission matrix, for an org with the defaults (members see billing,
+/// owners alone buy).
+fn who_may(action: Action) -> Who {
+    match action {
+        Action::ViewOrg | Action::ViewBilling => Who::Members,
+        Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => Who::Admins,
+        Action::Purchase | Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers => Who::Owner,
+    }
+}
+
+/// Every dashboard route on an org, from the functions' own route tables: who may use
+/// it, and the body the document's example gives it.
+fn routes() -> Vec<(String, String, Who, Option<Value>)> {
+    let doc = common::openapi();
+    let member_routes = account::routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path, r.auth()))
+        .chain(
+            checkout::routes()
+                .iter()
+                .map(|r| (r.method.to_string(), r.path, r.auth())),
+        )
+        .filter_map(|(method, path, auth)| match auth {
+            Auth::Member(action) => Some((method, path, who_may(action))),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    member_routes
+        .into_iter()
+        .map(|(method, path, who)| {
+            let example = &doc["paths"][path][method.to_lowercase().as_str()]["requestBody"]["content"]
+                ["application/json"]["example"];
+            let body = (!example.is_null()).then(|| serde_json::to_value(example).unwrap());
+            (method, path.to_owned(), who, body)
+        })
+        .collect()
+}
+
+/// The README's account API table: `METHOD /path` → its "who" column.
+fn readme_who() -> std::collections::HashMap<String, String> {
+    let readme = std::fs::read_to_string(support::repo_root().join("README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|line| {
+            let line = line.replace("\\|", "/");
+            let mut cells = line.split('|').map(str::trim).skip(1);
+            let route = cells.next()?.strip_prefix('`')?.split('`').next()?;
+            let (method, path) = route.split_once(' ')?;
+            let path = path.split('?').next()?;
+            ["GET", "PUT", "POST", "DELETE"].contains(&method).then(|| {
+                (
+                    format!("{method} {path}"),
+                    cells.next().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Each account route's action is the one the README's table says for it.
+#[test]
+fn each_account_routes_action_is_the_one_the_readme_names() {
+    let who = readme_who();
+    let mut checked = 0;
+    for route in account::routes() {
+        let key = format!("{} {}", route.method, route.path);
+        let readme = who
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} is not in the README's table"));
+        let want = match route.auth() {
+            Auth::User => "any signed-in user",
+            Auth::Member(Action::ViewOrg) => "members",
+            Auth::Member(Action::ViewBilling) => "who may view billing",
+            Auth::Member(Action::ManageMembers | Action::SetMemberLimits) => "owner",
+            Auth::Member(Action::ManageKeys | Action::ManageOrg) => "owner, admin",
+            other => panic!("{key}: {other:?} is no account route's auth"),
+        };
+        assert_eq!(readme, want, "{key}");
+        checked += 1;
+    }
+    assert!(checked >= 19, "{checked}");
 }
 
 fn path(route: &str) -> String {
@@ -109,12 +127,10 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
     .await;
     app.org_with_members("u_other", "org_b", &[]).await;
 
-    // Every dashboard operation on an org in the document is in the table above.
+    // Every dashboard operation on an org in the document is a member route of a table.
     let doc = common::openapi();
-    let table: Vec<(String, String)> = routes()
-        .iter()
-        .map(|(m, r, ..)| (m.to_string(), r.to_string()))
-        .collect();
+    let table: Vec<(String, String)> = routes().iter().map(|(m, r, ..)| (m.clone(), r.clone())).collect();
+    assert!(table.len() >= 21, "{} member routes", table.len());
     for (path, item) in doc["paths"].as_mapping().unwrap() {
         let path = path.as_str().unwrap();
         for (method, op) in item.as_mapping().unwrap() {
@@ -125,7 +141,7 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
                 let method = method.as_str().unwrap().to_uppercase();
                 assert!(
                     table.contains(&(method.clone(), path.to_owned())),
-                    "{method} {path} is not in the matrix test"
+                    "{method} {path} is no member route of a function's table"
                 );
             }
         }
@@ -154,7 +170,7 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
                 Who::Admins => r != Who::Members,
                 Who::Owner => r == Who::Owner,
             });
-            let (status, answer) = send(method, route, sub, body.as_ref()).await;
+            let (status, answer) = send(&method, &route, sub, body.as_ref()).await;
             if allowed {
                 assert_ne!(status, 403, "{sub} may {method} {route}: {answer}");
                 assert!(
@@ -163,6 +179,12 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
                 );
             } else {
                 assert_eq!(status, 403, "{sub} may not {method} {route}: {answer}");
+                // Refused before the body is read: a bad body changes nothing of that.
+                if body.is_some() {
+                    let (status, answer) =
+                        send(&method, &route, sub, Some(&json!(["not", "an object"]))).await;
+                    assert_eq!(status, 403, "{sub} with a bad body, {method} {route}: {answer}");
+                }
             }
         }
     }

@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use agent_credits_http::{Auth, Route, Router};
+
 /// Read by the code, set only outside AWS: emulator endpoints and the keys a local run
 /// passes directly (in AWS the keys come from `STRIPE_SECRET_ARN`).
 const LOCAL_ONLY: [&str; 5] = [
@@ -270,4 +272,88 @@ fn support_operations() -> Vec<(String, Option<String>, String)> {
         }
     }
     out
+}
+
+/// Each function's route table is exactly its HttpApi events in the template, with the
+/// template's authorizer, and the document gives each route the same security (IAM
+/// routes: the role the table names). The template and the document are the tables'.
+#[test]
+fn each_functions_route_table_is_its_template_routes_and_the_documents() {
+    fn table<S>(routes: Vec<Route<S>>) -> Vec<(String, String, Auth)> {
+        routes
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_owned(), r.auth()))
+            .collect()
+    }
+    // Each table makes a router: no path the matcher refuses, no route twice.
+    assert!(Router::new(usage::routes()).is_ok());
+    assert!(Router::new(account::routes()).is_ok());
+    assert!(Router::new(checkout::routes()).is_ok());
+    assert!(Router::new(webhooks::routes()).is_ok());
+    let tables = BTreeMap::from([
+        ("usage", table(usage::routes())),
+        ("account", table(account::routes())),
+        ("checkout", table(checkout::routes())),
+        ("webhooks", table(webhooks::routes())),
+    ]);
+    let t = template();
+    let default = t["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut in_template = BTreeMap::<String, BTreeSet<(String, String, String)>>::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        let Some(events) = r["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        let binary = r["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_default();
+        for (_, e) in events {
+            if e["Type"].as_str() == Some("HttpApi") {
+                let p = &e["Properties"];
+                let authorizer = p["Auth"]["Authorizer"]
+                    .as_str()
+                    .map_or(default.clone(), str::to_owned);
+                in_template.entry(binary.to_owned()).or_default().insert((
+                    p["Method"].as_str().unwrap().to_owned(),
+                    p["Path"].as_str().unwrap().to_owned(),
+                    authorizer,
+                ));
+            }
+        }
+    }
+    let doc = support::repo_root().join("infra/openapi.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(doc).unwrap()).unwrap();
+    let mut binaries: Vec<&String> = in_template.keys().collect();
+    binaries.sort();
+    assert_eq!(binaries, ["account", "checkout", "usage", "webhooks"]);
+    for (function, routes) in &tables {
+        let declared: BTreeSet<(String, String, String)> = routes
+            .iter()
+            .map(|(m, p, a)| (m.clone(), p.clone(), a.authorizer().to_owned()))
+            .collect();
+        assert_eq!(
+            declared, in_template[*function],
+            "{function}: the route table and the template differ"
+        );
+        for (method, path, auth) in routes {
+            let op = &doc["paths"][path.as_str()][method.to_lowercase().as_str()];
+            assert!(op.is_mapping(), "{method} {path} is not in the document");
+            // An operation without its own `security` has the document's.
+            let security = match &op["security"] {
+                serde_yaml::Value::Null => &doc["security"],
+                own => own,
+            };
+            let security = serde_json::to_string(&serde_json::to_value(security).unwrap()).unwrap();
+            let (role, want) = match auth {
+                Auth::Runtime => (Some("runtime"), "[{\"iam\":[]}]"),
+                Auth::Operator => (Some("operator"), "[{\"iam\":[]}]"),
+                Auth::User | Auth::Member(_) => (None, "[{\"dashboardJwt\":[]}]"),
+                Auth::Stripe => (None, "[]"),
+            };
+            assert_eq!(op["x-iam-role"].as_str(), role, "{method} {path}: x-iam-role");
+            assert_eq!(security, want, "{method} {path}: security");
+        }
+    }
 }

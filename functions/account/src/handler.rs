@@ -3,13 +3,13 @@ use std::sync::Arc;
 
 use agent_credits_aws::KeyVault;
 use agent_credits_domain::{
-    Action, AgentId, BillingMode, Clock, EntryKind, LedgerEntry, MemberId, Org, OrgId, PageRequest,
-    PauseReason, Provider, ProviderKey, PurchasePolicy, Role, Runtime, Usd, WalletSettings, WalletStore,
-    missing_byok_key, switch_billing_mode, verdict,
+    Action, AgentId, BillingMode, Clock, EntryKind, LedgerEntry, Member, MemberId, Org, OrgId, PageRequest,
+    PauseReason, Provider, ProviderKey, PurchasePolicy, Role, Runtime, StoreError, Usd, WalletSettings,
+    WalletStore, missing_byok_key, switch_billing_mode, verdict,
 };
 use agent_credits_dynamo::{DynamoWalletStore, MemberChange, OrgStore, Reserved};
 use agent_credits_http::{
-    ApiError, dashboard_caller, json_response, parse_json, path_segments, query_param, respond,
+    ApiError, Details, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response, query_param,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -26,82 +26,107 @@ pub struct Account {
     pub keys: KeyVault,
 }
 
-type Reply = Result<Response<Body>, ApiError>;
+/// Every route of the function: who may call it and what answers it. Each one on an org
+/// is for its members whose role the org allows the action (the matrix of
+/// `agent_credits_domain::Org::allows`): no cross-org read anywhere.
+pub fn routes() -> Vec<Route<Account>> {
+    use Action::*;
+    use Method as M;
+    vec![
+        Route::user(M::POST, "/v1/orgs", |svc, c| {
+            Box::pin(async move { create_org(svc, &c.who, c.body()?).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}", ViewOrg, |_, c| {
+            Box::pin(async move {
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "org": c.who.org, "role": c.who.member.role }),
+                ))
+            })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/members", ViewBilling, |svc, c| {
+            Box::pin(async move { members(svc, &c.who.org).await })
+        }),
+        Route::member(
+            M::PUT,
+            "/v1/orgs/{org}/members/{member}",
+            ManageMembers,
+            |svc, c| {
+                Box::pin(async move { set_member(svc, &c.who.org, c.param("member")?, c.body()?).await })
+            },
+        ),
+        Route::member(
+            M::DELETE,
+            "/v1/orgs/{org}/members/{member}",
+            ManageMembers,
+            |svc, c| Box::pin(async move { remove_member(svc, &c.who.org, c.param("member")?).await }),
+        ),
+        Route::member(
+            M::PUT,
+            "/v1/orgs/{org}/members/{member}/limit",
+            SetMemberLimits,
+            |svc, c| Box::pin(async move { set_limit(svc, &c.who.org, c.param("member")?, c.body()?).await }),
+        ),
+        Route::member(M::GET, "/v1/orgs/{org}/balance", ViewBilling, |svc, c| {
+            Box::pin(async move { balance(svc, &c.who.org).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/history", ViewBilling, |svc, c| {
+            Box::pin(async move { history(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/history.csv", ViewBilling, |svc, c| {
+            Box::pin(async move { history_csv(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/usage", ViewBilling, |svc, c| {
+            Box::pin(async move { month_usage(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/notifications", ViewBilling, |svc, c| {
+            Box::pin(async move { notifications(svc, &c.who.org).await })
+        }),
+        Route::member(
+            M::POST,
+            "/v1/orgs/{org}/notifications/read",
+            ViewBilling,
+            |svc, c| Box::pin(async move { mark_read(svc, &c.who.org, c.body()?).await }),
+        ),
+        Route::member(M::PUT, "/v1/orgs/{org}/billing-mode", ManageOrg, |svc, c| {
+            Box::pin(async move { set_billing_mode(svc, &c.who.org, c.body()?).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/keys", ViewBilling, |svc, c| {
+            Box::pin(async move { keys(svc, &c.who.org).await })
+        }),
+        Route::member(M::PUT, "/v1/orgs/{org}/keys/{provider}", ManageKeys, |svc, c| {
+            Box::pin(async move { put_key(svc, &c.who.org, c.param("provider")?, c.body()?).await })
+        }),
+        Route::member(
+            M::DELETE,
+            "/v1/orgs/{org}/keys/{provider}",
+            ManageKeys,
+            |svc, c| Box::pin(async move { delete_key(svc, &c.who.org, c.param("provider")?).await }),
+        ),
+        Route::member(M::GET, "/v1/orgs/{org}/agents", ViewOrg, |svc, c| {
+            Box::pin(async move { agents(svc, &c.who.org).await })
+        }),
+        Route::member(M::PUT, "/v1/orgs/{org}/agents/{agent}", ManageOrg, |svc, c| {
+            Box::pin(async move {
+                set_agent_runtime(svc, &c.who.org, &c.who.member.id, c.param("agent")?, c.body()?).await
+            })
+        }),
+        Route::member(M::DELETE, "/v1/orgs/{org}/agents/{agent}", ManageOrg, |svc, c| {
+            Box::pin(async move { clear_agent_runtime(svc, &c.who.org, c.param("agent")?).await })
+        }),
+    ]
+}
+
+impl Edge for Account {
+    async fn membership(&self, org: &OrgId, me: &MemberId) -> Result<Option<(Org, Member)>, StoreError> {
+        self.orgs.membership(org, me).await
+    }
+}
+
+static ROUTER: Table<Account> = Table::new(|| Router::new(routes()));
 
 pub async fn handle(svc: &Account, req: Request) -> Response<Body> {
-    respond(Box::pin(route(svc, &req)).await)
-}
-
-async fn route(svc: &Account, req: &Request) -> Reply {
-    let me = dashboard_caller(req)?;
-    let segments = path_segments(req);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (req.method(), path.as_slice()) {
-        (&Method::POST, ["v1", "orgs"]) => create_org(svc, &me, parse_json(req)?).await,
-        (method, ["v1", "orgs", org, rest @ ..]) => {
-            let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
-            // Membership first: a non-member learns nothing, not even whether the org exists.
-            let (org, role) = membership(svc, &org, &me).await?;
-            match (method, rest) {
-                (&Method::GET, []) => Ok(json_response(
-                    StatusCode::OK,
-                    &json!({ "org": org, "role": role }),
-                )),
-                (&Method::GET, ["members"]) => members(svc, &org, role).await,
-                (&Method::PUT, ["members", member]) => {
-                    set_member(svc, &org, role, member, parse_json(req)?).await
-                }
-                (&Method::DELETE, ["members", member]) => remove_member(svc, &org, role, member).await,
-                (&Method::GET, ["balance"]) => balance(svc, &org, role).await,
-                (&Method::GET, ["history"]) => history(svc, &org, role, req).await,
-                (&Method::GET, ["notifications"]) => notifications(svc, &org, role).await,
-                (&Method::PUT, ["members", member, "limit"]) => {
-                    set_limit(svc, &org, role, member, parse_json(req)?).await
-                }
-                (&Method::GET, ["usage"]) => month_usage(svc, &org, role, req).await,
-                (&Method::POST, ["notifications", "read"]) => {
-                    mark_read(svc, &org, role, parse_json(req)?).await
-                }
-                (&Method::GET, ["history.csv"]) => history_csv(svc, &org, role, req).await,
-                (&Method::PUT, ["billing-mode"]) => set_billing_mode(svc, &org, role, parse_json(req)?).await,
-                (&Method::GET, ["keys"]) => keys(svc, &org, role).await,
-                (&Method::PUT, ["keys", provider]) => {
-                    put_key(svc, &org, role, provider, parse_json(req)?).await
-                }
-                (&Method::DELETE, ["keys", provider]) => delete_key(svc, &org, role, provider).await,
-                (&Method::GET, ["agents"]) => agents(svc, &org).await,
-                (&Method::PUT, ["agents", agent]) => {
-                    set_agent_runtime(svc, &org, role, &me, agent, parse_json(req)?).await
-                }
-                (&Method::DELETE, ["agents", agent]) => clear_agent_runtime(svc, &org, role, agent).await,
-                _ => Err(ApiError::not_found("route_not_found", "no such route")),
-            }
-        }
-        _ => Err(ApiError::not_found("route_not_found", "no such route")),
-    }
-}
-
-async fn membership(svc: &Account, org: &OrgId, me: &MemberId) -> Result<(Org, Role), ApiError> {
-    match svc.orgs.membership(org, me).await? {
-        Some((org, member)) => Ok((org, member.role)),
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "not a member of this org",
-        )),
-    }
-}
-
-fn require(org: &Org, role: Role, action: Action) -> Result<(), ApiError> {
-    if org.allows(role, action) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("a {} may not do this here", role.as_str()),
-        ))
-    }
+    answer(&ROUTER, svc, req).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,19 +150,19 @@ struct NewOrg {
 async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
     let Some(runtime) = body.runtime else {
         return Err(ApiError::bad_request(
-            "runtime_required",
+            ErrorCode::RuntimeRequired,
             "choose a runtime: claude_code, codex, gemini_cli, open_code or hermes",
         ));
     };
     let Some(billing_mode) = body.billing_mode else {
         return Err(ApiError::bad_request(
-            "billing_mode_required",
+            ErrorCode::BillingModeRequired,
             "choose how to pay: credits, byok or deferred",
         ));
     };
     if body.name.trim().is_empty() || body.name.len() > 200 {
         return Err(ApiError::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "name must be 1 to 200 characters",
         ));
     }
@@ -176,7 +201,7 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
         Reserved::Taken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "org_exists",
+                ErrorCode::OrgExists,
                 "an org with this id exists",
             ));
         }
@@ -196,15 +221,22 @@ async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
 
 fn missing_key(runtime: Runtime, provider: Provider) -> ApiError {
     ApiError::bad_request(
-        "provider_key_required",
+        ErrorCode::ProviderKeyRequired,
         format!("a byok org on {runtime} needs its own {provider} key"),
     )
-    .with_details(json!({ "provider": provider, "runtime": runtime }))
+    .with_details(Details {
+        provider: Some(provider),
+        runtime: Some(runtime),
+        ..Default::default()
+    })
 }
 
 fn provider_key(provider: Provider, key: &str) -> Result<ProviderKey, ApiError> {
     ProviderKey::parse(provider, key).map_err(|e| {
-        ApiError::bad_request("invalid_key", e.to_string()).with_details(json!({ "provider": provider }))
+        ApiError::bad_request(ErrorCode::InvalidKey, e.to_string()).with_details(Details {
+            provider: Some(provider),
+            ..Default::default()
+        })
     })
 }
 
@@ -219,7 +251,7 @@ async fn store_key(
         tracing::error!(org = %org, provider = %provider, error = %e, "storing a provider key failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "key_store_unavailable",
+            ErrorCode::KeyStoreUnavailable,
             "the key could not be stored; try again",
         )
     })?;
@@ -230,17 +262,7 @@ async fn store_key(
         .await?)
 }
 
-fn parse_provider(provider: &str) -> Result<Provider, ApiError> {
-    Provider::parse(provider).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_provider",
-            "provider is one of anthropic, open_ai, google, open_router",
-        )
-    })
-}
-
-async fn keys(svc: &Account, org: &Org, role: Role) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn keys(svc: &Account, org: &Org) -> Reply {
     let keys = svc.orgs.keys(&org.id).await?;
     Ok(json_response(StatusCode::OK, &json!({ "keys": keys })))
 }
@@ -251,20 +273,16 @@ struct KeyBody {
     key: String,
 }
 
-async fn put_key(svc: &Account, org: &Org, role: Role, provider: &str, body: KeyBody) -> Reply {
-    require(org, role, Action::ManageKeys)?;
-    let provider = parse_provider(provider)?;
+async fn put_key(svc: &Account, org: &Org, provider: Provider, body: KeyBody) -> Reply {
     let key = provider_key(provider, &body.key)?;
     let meta = store_key(svc, &org.id, provider, &key).await?;
     Ok(json_response(StatusCode::OK, &json!({ "key": meta })))
 }
 
-async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Reply {
-    require(org, role, Action::ManageKeys)?;
-    let provider = parse_provider(provider)?;
+async fn delete_key(svc: &Account, org: &Org, provider: Provider) -> Reply {
     if !has_key(svc, org, provider).await? {
         return Err(ApiError::not_found(
-            "key_not_found",
+            ErrorCode::KeyNotFound,
             "the org has no key for this provider",
         ));
     }
@@ -278,10 +296,14 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "key_in_use",
+            ErrorCode::KeyInUse,
             format!("this byok org's agents on {runtime} use this key; switch them or the org first"),
         )
-        .with_details(json!({ "provider": provider, "runtime": runtime })));
+        .with_details(Details {
+            provider: Some(provider),
+            runtime: Some(runtime),
+            ..Default::default()
+        }));
     }
     // The table forgets the key first, on the condition that the org is as the rule above
     // saw it (an agent moving onto this key's runtime meanwhile wins, and this is refused);
@@ -295,7 +317,7 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
         tracing::error!(org = %org.id, provider = %provider, error = %e, "the key is forgotten; deleting its secret failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "key_store_unavailable",
+            ErrorCode::KeyStoreUnavailable,
             "the key is no longer used, but Secrets Manager did not delete it; an operator should",
         )
     })?;
@@ -307,7 +329,7 @@ async fn delete_key(svc: &Account, org: &Org, role: Role, provider: &str) -> Rep
 fn org_changed() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "org_changed",
+        ErrorCode::OrgChanged,
         "the org's billing mode, an agent's runtime or its keys changed meanwhile; read the org again",
     )
 }
@@ -333,10 +355,6 @@ async fn runtimes_in_use(svc: &Account, org: &Org) -> Result<Vec<Runtime>, ApiEr
     Ok(runtimes)
 }
 
-fn parse_agent(agent: &str) -> Result<AgentId, ApiError> {
-    AgentId::parse(agent).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string()))
-}
-
 /// The org's runtime and the agents that run another (reference 000: "you can change it
 /// later per agent"). Any member may read it.
 async fn agents(svc: &Account, org: &Org) -> Reply {
@@ -356,13 +374,10 @@ struct AgentRuntimeBody {
 async fn set_agent_runtime(
     svc: &Account,
     org: &Org,
-    role: Role,
     me: &MemberId,
-    agent: &str,
+    agent: AgentId,
     body: AgentRuntimeBody,
 ) -> Reply {
-    require(org, role, Action::ManageOrg)?;
-    let agent = parse_agent(agent)?;
     // The same rule as at creation: a byok org brings the key a runtime needs.
     if let Some((runtime, provider)) =
         missing_byok_key(org.billing_mode, &[body.runtime], &stored_keys(svc, org).await?)
@@ -377,12 +392,10 @@ async fn set_agent_runtime(
     Ok(json_response(StatusCode::OK, &json!({ "agent": set })))
 }
 
-async fn clear_agent_runtime(svc: &Account, org: &Org, role: Role, agent: &str) -> Reply {
-    require(org, role, Action::ManageOrg)?;
-    let agent = parse_agent(agent)?;
+async fn clear_agent_runtime(svc: &Account, org: &Org, agent: AgentId) -> Reply {
     if !svc.orgs.clear_agent_runtime(&org.id, &agent).await? {
         return Err(ApiError::not_found(
-            "agent_not_found",
+            ErrorCode::AgentNotFound,
             "this agent has no runtime of its own",
         ));
     }
@@ -399,10 +412,9 @@ struct BillingModeBody {
 }
 
 /// Reference 000: BYOK → credits, deferred → BYOK or credits; nothing else.
-async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingModeBody) -> Reply {
-    require(org, role, Action::ManageOrg)?;
+async fn set_billing_mode(svc: &Account, org: &Org, body: BillingModeBody) -> Reply {
     let to = switch_billing_mode(org.billing_mode, body.billing_mode)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "switch_refused", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, ErrorCode::SwitchRefused, e.to_string()))?;
     // The mode it already has: nothing changes, nothing is written.
     if to == org.billing_mode {
         return Ok(json_response(
@@ -426,8 +438,7 @@ async fn set_billing_mode(svc: &Account, org: &Org, role: Role, body: BillingMod
     ))
 }
 
-async fn members(svc: &Account, org: &Org, role: Role) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn members(svc: &Account, org: &Org) -> Reply {
     let list: Vec<_> = svc
         .orgs
         .members(&org.id)
@@ -444,10 +455,7 @@ struct MemberBody {
     role: Role,
 }
 
-async fn set_member(svc: &Account, org: &Org, role: Role, member: &str, body: MemberBody) -> Reply {
-    require(org, role, Action::ManageMembers)?;
-    let member =
-        MemberId::parse(member).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))?;
+async fn set_member(svc: &Account, org: &Org, member: MemberId, body: MemberBody) -> Reply {
     match svc
         .orgs
         .set_role(&org.id, &member, body.role, svc.clock.now())
@@ -458,25 +466,22 @@ async fn set_member(svc: &Account, org: &Org, role: Role, member: &str, body: Me
             &json!({ "member": member, "role": body.role }),
         )),
         MemberChange::LastOwner => Err(last_owner()),
-        MemberChange::NotAMember => Err(ApiError::not_found("member_not_found", "no such member")),
+        MemberChange::NotAMember => Err(ApiError::not_found(ErrorCode::MemberNotFound, "no such member")),
     }
 }
 
-async fn remove_member(svc: &Account, org: &Org, role: Role, member: &str) -> Reply {
-    require(org, role, Action::ManageMembers)?;
-    let member =
-        MemberId::parse(member).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))?;
+async fn remove_member(svc: &Account, org: &Org, member: MemberId) -> Reply {
     match svc.orgs.remove(&org.id, &member, svc.clock.now()).await? {
         MemberChange::Done => Ok(json_response(StatusCode::OK, &json!({ "removed": member }))),
         MemberChange::LastOwner => Err(last_owner()),
-        MemberChange::NotAMember => Err(ApiError::not_found("member_not_found", "no such member")),
+        MemberChange::NotAMember => Err(ApiError::not_found(ErrorCode::MemberNotFound, "no such member")),
     }
 }
 
 fn last_owner() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "last_owner",
+        ErrorCode::LastOwner,
         "an org always keeps at least one owner",
     )
 }
@@ -497,8 +502,7 @@ fn entry_json(e: &LedgerEntry) -> serde_json::Value {
     })
 }
 
-async fn balance(svc: &Account, org: &Org, role: Role) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn balance(svc: &Account, org: &Org) -> Reply {
     let keys = async { stored_keys(svc, org).await };
     let (wallet, recent, keys) = tokio::try_join!(
         async { Ok::<_, ApiError>(svc.store.wallet(&org.id).await?) },
@@ -547,11 +551,13 @@ impl Filters {
         let kind = query_param(req, "kind")
             .map(|k| {
                 EntryKind::parse(&k)
-                    .ok_or_else(|| ApiError::bad_request("invalid_kind", format!("no kind {k}")))
+                    .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidKind, format!("no kind {k}")))
             })
             .transpose()?;
         let member = query_param(req, "member")
-            .map(|m| MemberId::parse(m).map_err(|e| ApiError::bad_request("invalid_member", e.to_string())))
+            .map(|m| {
+                MemberId::parse(m).map_err(|e| ApiError::bad_request(ErrorCode::InvalidMember, e.to_string()))
+            })
             .transpose()?;
         let instant = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
             let Some(v) = query_param(req, name) else {
@@ -566,7 +572,7 @@ impl Filters {
                 .map(|d| Some(d.and_utc()))
                 .ok_or_else(|| {
                     ApiError::bad_request(
-                        "invalid_date",
+                        ErrorCode::InvalidDate,
                         format!("{name} is an RFC 3339 time or yyyy-mm-dd"),
                     )
                 })
@@ -575,7 +581,10 @@ impl Filters {
         if let (Some(f), Some(t)) = (from, to)
             && f >= t
         {
-            return Err(ApiError::bad_request("invalid_date", "from must be before to"));
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidDate,
+                "from must be before to",
+            ));
         }
         Ok(Filters {
             kind,
@@ -598,8 +607,7 @@ impl Filters {
 
 /// Pages of entries, newest first. Filters apply to the pages the store reads; a filtered
 /// page may hold fewer entries than asked, and `next` continues it.
-async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn history(svc: &Account, org: &Org, req: &Request) -> Reply {
     let limit = match query_param(req, "limit") {
         Some(l) => l
             .parse::<u16>()
@@ -607,7 +615,7 @@ async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
             .filter(|l| (1..=PageRequest::MAX_LIMIT).contains(l))
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid_limit",
+                    ErrorCode::InvalidLimit,
                     format!("limit must be 1 to {}", PageRequest::MAX_LIMIT),
                 )
             })?,
@@ -615,8 +623,9 @@ async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
     };
     let cursor = query_param(req, "cursor")
         .map(|c| {
-            c.parse::<u64>()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is the `next` of a page"))
+            c.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(ErrorCode::InvalidCursor, "cursor is the `next` of a page")
+            })
         })
         .transpose()?;
     let filters = Filters::of(req)?;
@@ -638,8 +647,7 @@ async fn history(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
 }
 
 /// The whole history (filtered), newest first, as CSV for a spreadsheet.
-async fn history_csv(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Reply {
     let filters = Filters::of(req)?;
     let mut csv = String::from(
         "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,payment_intent,refund,dispute,invoice\n",
@@ -724,12 +732,9 @@ struct LimitBody {
 }
 
 /// A member's monthly credit limit (reference 003: owners set them).
-async fn set_limit(svc: &Account, org: &Org, role: Role, member: &str, body: LimitBody) -> Reply {
-    require(org, role, Action::SetMemberLimits)?;
-    let member =
-        MemberId::parse(member).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))?;
+async fn set_limit(svc: &Account, org: &Org, member: MemberId, body: LimitBody) -> Reply {
     if !svc.orgs.members(&org.id).await?.iter().any(|m| m.id == member) {
-        return Err(ApiError::not_found("member_not_found", "no such member"));
+        return Err(ApiError::not_found(ErrorCode::MemberNotFound, "no such member"));
     }
     svc.store
         .set_member_limit(&org.id, &member, body.monthly_limit_usd)
@@ -741,12 +746,11 @@ async fn set_limit(svc: &Account, org: &Org, role: Role, member: &str, body: Lim
 }
 
 /// Usage by member for a month (`?month=yyyy-mm`, this month by default), with limits.
-async fn month_usage(svc: &Account, org: &Org, role: Role, req: &Request) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn month_usage(svc: &Account, org: &Org, req: &Request) -> Reply {
     let month = match query_param(req, "month") {
         Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
             .map(|_| m)
-            .map_err(|_| ApiError::bad_request("invalid_month", "month is yyyy-mm"))?,
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidMonth, "month is yyyy-mm"))?,
         None => svc.clock.now().format("%Y-%m").to_string(),
     };
     let (rows, members) = tokio::try_join!(
@@ -781,14 +785,13 @@ struct ReadBody {
     all: bool,
 }
 
-async fn mark_read(svc: &Account, org: &Org, role: Role, body: ReadBody) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn mark_read(svc: &Account, org: &Org, body: ReadBody) -> Reply {
     let ids = match (body.ids, body.all) {
         (Some(ids), false) if !ids.is_empty() && ids.len() <= 100 => Some(ids),
         (None, true) => None,
         _ => {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "give either ids (1 to 100) or all: true",
             ));
         }
@@ -798,7 +801,7 @@ async fn mark_read(svc: &Account, org: &Org, role: Role, body: ReadBody) -> Repl
         .is_some_and(|ids| ids.iter().any(|i| i.is_empty() || i.len() > 200))
     {
         return Err(ApiError::bad_request(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "an id is empty or too long",
         ));
     }
@@ -806,8 +809,7 @@ async fn mark_read(svc: &Account, org: &Org, role: Role, body: ReadBody) -> Repl
     Ok(json_response(StatusCode::OK, &json!({ "marked": marked })))
 }
 
-async fn notifications(svc: &Account, org: &Org, role: Role) -> Reply {
-    require(org, role, Action::ViewBilling)?;
+async fn notifications(svc: &Account, org: &Org) -> Reply {
     let list: Vec<_> = svc
         .store
         .notifications(&org.id, 50)

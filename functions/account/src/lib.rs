@@ -13,4 +13,4 @@
 
 mod handler;
 
-pub use handler::{Account, handle};
+pub use handler::{Account, handle, routes};

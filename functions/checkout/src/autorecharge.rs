@@ -4,9 +4,9 @@
 //! caller at checkout: the newest card of their Stripe customer is the one charged.
 //! Saving lifts a suspension left by a failed charge.
 
-use agent_credits_domain::{Action, MemberId, OrgId, RechargeSettings, Usd, recharge};
+use agent_credits_domain::{OrgId, RechargeSettings, Usd, recharge};
 use agent_credits_dynamo::{Card, RechargeStore};
-use agent_credits_http::{ApiError, json_response};
+use agent_credits_http::{ApiError, ErrorCode, Membership, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -24,12 +24,8 @@ pub struct Put {
     max_usd_per_day: Option<Usd>,
 }
 
-pub async fn get(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &MemberId) -> Reply {
-    let (profile, member) = svc.orgs.membership(org, me).await?.ok_or_else(forbidden)?;
-    if !profile.allows(member.role, Action::ViewBilling) {
-        return Err(forbidden());
-    }
-    Ok(json_response(StatusCode::OK, &view(recharges, org).await?))
+pub async fn get(svc: &Checkout, org: &OrgId) -> Reply {
+    Ok(json_response(StatusCode::OK, &view(&svc.recharges, org).await?))
 }
 
 async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Value, ApiError> {
@@ -57,11 +53,8 @@ async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Valu
     })
 }
 
-pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &MemberId, body: Put) -> Reply {
-    let (profile, member) = svc.orgs.membership(org, me).await?.ok_or_else(forbidden)?;
-    if !profile.allows(member.role, Action::ManageAutoRecharge) {
-        return Err(forbidden());
-    }
+pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
+    let (org, me, member, recharges) = (&who.org.id, &who.member.id, &who.member, &svc.recharges);
     let settings = RechargeSettings::new(
         body.enabled,
         body.threshold_usd.unwrap_or(recharge::DEFAULT_THRESHOLD),
@@ -69,7 +62,7 @@ pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &Me
         body.max_per_day.unwrap_or(recharge::DEFAULT_MAX_PER_DAY),
         body.max_usd_per_day.unwrap_or(recharge::DEFAULT_MAX_USD_PER_DAY),
     )
-    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    .map_err(|e| ApiError::bad_request(ErrorCode::from(e.clone()), e.to_string()))?;
     // Enabling charges the caller's own card; disabling leaves the card on file with its
     // owner. A card never passes from one member to another.
     let card = if body.enabled {
@@ -94,7 +87,7 @@ pub async fn put(svc: &Checkout, recharges: &RechargeStore, org: &OrgId, me: &Me
 
 fn no_card() -> ApiError {
     ApiError::bad_request(
-        "no_saved_card",
+        ErrorCode::NoSavedCard,
         "auto-recharge charges the card you saved at checkout: buy credits once to save one",
     )
 }

@@ -11,9 +11,11 @@ mod autorecharge;
 
 use std::collections::HashMap;
 
-use agent_credits_domain::{Action, Catalog, Choice, MemberId, OrgId, Package, Usd};
+use agent_credits_domain::{Action, Catalog, Choice, Member, MemberId, Org, OrgId, Package, StoreError, Usd};
 use agent_credits_dynamo::{OrgStore, RechargeStore};
-use agent_credits_http::{ApiError, dashboard_caller, json_response, parse_json, path_segments, respond};
+use agent_credits_http::{
+    ApiError, Edge, ErrorCode, Membership, Reply, Route, Router, Table, answer, json_response,
+};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -60,66 +62,60 @@ pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, Str
     Ok(catalog)
 }
 
-type Reply = Result<Response<Body>, ApiError>;
-
-pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
-    respond(Box::pin(route(svc, &req)).await)
+/// Every route of the function: who may call it and what answers it.
+pub fn routes() -> Vec<Route<Checkout>> {
+    vec![
+        Route::member(
+            Method::POST,
+            "/v1/orgs/{org}/checkout",
+            Action::Purchase,
+            |svc, c| Box::pin(async move { create_session(svc, &c.who, c.body()?).await }),
+        ),
+        Route::member(
+            Method::GET,
+            "/v1/orgs/{org}/auto-recharge",
+            Action::ViewBilling,
+            |svc, c| Box::pin(async move { autorecharge::get(svc, &c.who.org.id).await }),
+        ),
+        Route::member(
+            Method::PUT,
+            "/v1/orgs/{org}/auto-recharge",
+            Action::ManageAutoRecharge,
+            |svc, c| Box::pin(async move { autorecharge::put(svc, &c.who, c.body()?).await }),
+        ),
+    ]
 }
 
-async fn route(svc: &Checkout, req: &Request) -> Reply {
-    let me = dashboard_caller(req)?;
-    let segments = path_segments(req);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (req.method(), path.as_slice()) {
-        (&Method::POST, ["v1", "orgs", org, "checkout"]) => {
-            let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
-            create_session(svc, &org, &me, parse_json(req)?).await
-        }
-        (method, ["v1", "orgs", org, "auto-recharge"]) => {
-            let org = OrgId::parse(*org).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))?;
-            match *method {
-                Method::GET => autorecharge::get(svc, &svc.recharges, &org, &me).await,
-                Method::PUT => autorecharge::put(svc, &svc.recharges, &org, &me, parse_json(req)?).await,
-                _ => Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "GET or PUT",
-                )),
-            }
-        }
-        _ => Err(ApiError::not_found("route_not_found", "no such route")),
+impl Edge for Checkout {
+    async fn membership(&self, org: &OrgId, me: &MemberId) -> Result<Option<(Org, Member)>, StoreError> {
+        self.orgs.membership(org, me).await
     }
+}
+
+static ROUTER: Table<Checkout> = Table::new(|| Router::new(routes()));
+
+pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
+    answer(&ROUTER, svc, req).await
 }
 
 fn forbidden() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         "not allowed for your role in this org",
     )
 }
 
-async fn create_session(svc: &Checkout, org: &OrgId, me: &MemberId, choice: Choice) -> Reply {
-    let (profile, member) = svc
-        .orgs
-        .membership(org, me)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "forbidden", "not a member of this org"))?;
-    if !profile.allows(member.role, Action::Purchase) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this org lets only its owners buy credits",
-        ));
-    }
+async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Reply {
+    let (org, me, member) = (&who.org.id, &who.member.id, &who.member);
     let offer = svc
         .catalog
         .offer(&choice)
-        .map_err(|e| ApiError::bad_request("invalid_offer", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
     let cents = offer
         .price_cents()
-        .map_err(|e| ApiError::bad_request("invalid_offer", e.to_string()))?;
-    let customer = match member.stripe_customer {
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
+    let customer = match member.stripe_customer.clone() {
         Some(c) => c,
         None => {
             // The idempotency key makes a retried creation return the same customer.
@@ -200,7 +196,7 @@ pub(crate) fn stripe_failed(e: StripeError) -> ApiError {
     tracing::warn!(stripe = %code, "stripe call failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "stripe_error",
+        ErrorCode::StripeError,
         format!("Stripe refused the request: {code}"),
     )
 }

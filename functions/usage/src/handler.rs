@@ -8,8 +8,7 @@ use agent_credits_domain::{
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
-    ApiError, Principal, iam_caller, json_response, money_error, parse_json, path_segments, query_param,
-    respond,
+    ApiError, Details, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response,
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
@@ -29,85 +28,76 @@ pub struct Usage {
     pub keys: Option<agent_credits_aws::KeyVault>,
 }
 
-type Reply = Result<Response<Body>, ApiError>;
+/// Every route of the function: who may call it and what answers it.
+pub fn routes() -> Vec<Route<Usage>> {
+    vec![
+        Route::runtime(Method::POST, "/v1/orgs/{org}/usage", |svc, c| {
+            Box::pin(async move { debit(svc, c.param("org")?, c.body()?).await })
+        }),
+        Route::runtime(Method::POST, "/v1/orgs/{org}/holds", |svc, c| {
+            Box::pin(async move { hold(svc, c.param("org")?, c.body()?).await })
+        }),
+        Route::runtime(Method::POST, "/v1/orgs/{org}/holds/{hold}/capture", |svc, c| {
+            Box::pin(async move { capture(svc, c.param("org")?, c.param("hold")?, c.body()?).await })
+        }),
+        Route::runtime(Method::POST, "/v1/orgs/{org}/holds/{hold}/release", |svc, c| {
+            Box::pin(async move { release(svc, c.param("org")?, c.param("hold")?).await })
+        }),
+        Route::runtime(Method::GET, "/v1/orgs/{org}/may-i-run", |svc, c| {
+            Box::pin(async move {
+                let org = c.param("org")?;
+                let member = c.query("member").map(member_id).transpose()?;
+                let agent = c
+                    .query("agent")
+                    .map(|a| {
+                        AgentId::parse(a)
+                            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidAgent, e.to_string()))
+                    })
+                    .transpose()?;
+                may_i_run(svc, org, member, agent).await
+            })
+        }),
+        Route::operator(Method::PUT, "/v1/rates/{model}", |svc, c| {
+            Box::pin(async move { put_rate(svc, c.param("model")?, c.body()?).await })
+        }),
+        Route::runtime(
+            Method::GET,
+            "/v1/orgs/{org}/provider-keys/{provider}",
+            |svc, c| Box::pin(async move { provider_key(svc, c.param("org")?, c.param("provider")?).await }),
+        ),
+    ]
+}
+
+impl Edge for Usage {
+    fn iam_roles(&self) -> Option<&agent_credits_http::IamRoles> {
+        Some(&self.config.iam)
+    }
+}
+
+static ROUTER: Table<Usage> = Table::new(|| Router::new(routes()));
 
 /// Routes one request. Never fails: every error is an HTTP answer.
 pub async fn handle(svc: &Usage, req: Request) -> Response<Body> {
-    // On the heap: a route's future holds several reads at once, and a debug build's
-    // stack frames for it are large.
-    respond(Box::pin(route(svc, &req)).await)
-}
-
-async fn route(svc: &Usage, req: &Request) -> Reply {
-    let caller = iam_caller(req)?;
-    let segments = path_segments(req);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    tracing::info!(caller = %caller.arn, method = %req.method(), path = ?path, "usage request");
-    // Who may call a route is checked before its body is read.
-    let runtime = || svc.config.iam.require(&caller, Principal::Runtime);
-    match (req.method(), path.as_slice()) {
-        (&Method::POST, ["v1", "orgs", org, "usage"]) => {
-            runtime()?;
-            debit(svc, org_id(org)?, parse_json(req)?).await
-        }
-        (&Method::POST, ["v1", "orgs", org, "holds"]) => {
-            runtime()?;
-            hold(svc, org_id(org)?, parse_json(req)?).await
-        }
-        (&Method::POST, ["v1", "orgs", org, "holds", hold, "capture"]) => {
-            runtime()?;
-            capture(svc, org_id(org)?, hold_id(hold)?, parse_json(req)?).await
-        }
-        (&Method::POST, ["v1", "orgs", org, "holds", hold, "release"]) => {
-            runtime()?;
-            release(svc, org_id(org)?, hold_id(hold)?).await
-        }
-        (&Method::GET, ["v1", "orgs", org, "may-i-run"]) => {
-            runtime()?;
-            let member = query_param(req, "member").map(member_id).transpose()?;
-            let agent = query_param(req, "agent")
-                .map(|a| AgentId::parse(a).map_err(|e| ApiError::bad_request("invalid_agent", e.to_string())))
-                .transpose()?;
-            Box::pin(may_i_run(svc, org_id(org)?, member, agent)).await
-        }
-        (&Method::PUT, ["v1", "rates", model]) => {
-            svc.config.iam.require(&caller, Principal::Operator)?;
-            put_rate(svc, model, parse_json(req)?).await
-        }
-        (&Method::GET, ["v1", "orgs", org, "provider-keys", provider]) => {
-            runtime()?;
-            provider_key(svc, org_id(org)?, provider).await
-        }
-        (_, ["v1", "orgs", _, "usage" | "holds" | "may-i-run", ..] | ["v1", "rates", _]) => {
-            Err(ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed here",
-            ))
-        }
-        _ => Err(ApiError::not_found("route_not_found", "no such route")),
-    }
+    answer(&ROUTER, svc, req).await
 }
 
 /// The org's own provider key, for the agent runtime (IAM-authorized): the one answer
 /// that carries a key. Never logged.
-async fn provider_key(svc: &Usage, org: OrgId, provider: &str) -> Reply {
-    let provider = agent_credits_domain::Provider::parse(provider).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_provider",
-            "provider is one of anthropic, open_ai, google, open_router",
-        )
-    })?;
+async fn provider_key(svc: &Usage, org: OrgId, provider: Provider) -> Reply {
     let keys = svc.keys.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "keys_unavailable",
+            ErrorCode::KeysUnavailable,
             "no key store configured",
         )
     })?;
     let key = keys.get(&org, provider).await.map_err(|e| {
         tracing::error!(org = %org, provider = %provider, error = %e, "reading a provider key failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "try again")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::KeysUnavailable,
+            "try again",
+        )
     })?;
     match key {
         Some(key) => Ok(json_response(
@@ -115,22 +105,14 @@ async fn provider_key(svc: &Usage, org: OrgId, provider: &str) -> Reply {
             &serde_json::json!({ "org": org, "provider": provider, "key": key }),
         )),
         None => Err(ApiError::not_found(
-            "key_not_found",
+            ErrorCode::KeyNotFound,
             "the org has no key for this provider",
         )),
     }
 }
 
-fn org_id(s: &str) -> Result<OrgId, ApiError> {
-    OrgId::parse(s).map_err(|e| ApiError::bad_request("invalid_org", e.to_string()))
-}
-
-fn hold_id(s: &str) -> Result<HoldId, ApiError> {
-    HoldId::parse(s).map_err(|e| ApiError::bad_request("invalid_hold", e.to_string()))
-}
-
 fn member_id(s: String) -> Result<MemberId, ApiError> {
-    MemberId::parse(s).map_err(|e| ApiError::bad_request("invalid_member", e.to_string()))
+    MemberId::parse(s).map_err(|e| ApiError::bad_request(ErrorCode::InvalidMember, e.to_string()))
 }
 
 /// What the runtime reports about one model call.
@@ -232,7 +214,10 @@ async fn wallet_of(svc: &Usage, org: &OrgId) -> Result<(Wallet, BillingMode), Ap
     let wallet = svc.store.wallet(org).await?;
     match wallet.settings.billing_mode {
         Some(mode) => Ok((wallet, mode)),
-        None => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
+        None => Err(ApiError::not_found(
+            ErrorCode::UnknownOrg,
+            format!("no org {org}"),
+        )),
     }
 }
 
@@ -247,28 +232,36 @@ async fn billable(
     let cost = match (&report.cost, &report.tokens) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
-                "ambiguous_cost",
+                ErrorCode::AmbiguousCost,
                 "send either cost or tokens, not both",
             ));
         }
-        (None, None) => return Err(ApiError::bad_request("missing_cost", "send cost or tokens")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::MissingCost,
+                "send cost or tokens",
+            ));
+        }
         (Some(cost), None) => *cost,
         (None, Some(tokens)) => {
             let Some(model) = &report.model else {
                 return Err(ApiError::bad_request(
-                    "missing_model",
+                    ErrorCode::MissingModel,
                     "tokens are priced by model: send model",
                 ));
             };
             let rate = svc.rates.on(model, today).await?.ok_or_else(|| {
-                ApiError::bad_request("unknown_model", format!("no rate for model {model} on {today}"))
+                ApiError::bad_request(
+                    ErrorCode::UnknownModel,
+                    format!("no rate for model {model} on {today}"),
+                )
             })?;
             rate.cost(tokens)
-                .map_err(|e| ApiError::bad_request("invalid_tokens", e.to_string()))?
+                .map_err(|e| ApiError::bad_request(ErrorCode::InvalidTokens, e.to_string()))?
         }
     };
     let markup = wallet.settings.markup.unwrap_or(svc.config.default_markup);
-    markup.bill(cost).map_err(money_error)
+    markup.bill(cost).map_err(ApiError::money)
 }
 
 #[derive(Serialize)]
@@ -317,25 +310,33 @@ fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::InsufficientFunds { available } => ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
-            "insufficient_credits",
+            ErrorCode::InsufficientCredits,
             format!("{available} available"),
         )
-        .with_details(json!({ "available": available })),
+        .with_details(Details {
+            available: Some(available),
+            ..Default::default()
+        }),
         Refusal::MemberLimitReached { limit } => ApiError::new(
             StatusCode::FORBIDDEN,
-            "member_limit_reached",
+            ErrorCode::MemberLimitReached,
             format!("the member's monthly limit of {limit} is reached"),
         )
-        .with_details(json!({ "limit": limit })),
+        .with_details(Details {
+            limit: Some(limit),
+            ..Default::default()
+        }),
         Refusal::IdempotencyKeyReused => ApiError::new(
             StatusCode::CONFLICT,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this request id was used for a different request",
         ),
-        Refusal::HoldNotFound => ApiError::not_found("hold_not_found", "no such hold"),
-        Refusal::HoldClosed => {
-            ApiError::new(StatusCode::CONFLICT, "hold_closed", "the hold is already closed")
-        }
+        Refusal::HoldNotFound => ApiError::not_found(ErrorCode::HoldNotFound, "no such hold"),
+        Refusal::HoldClosed => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::HoldClosed,
+            "the hold is already closed",
+        ),
         Refusal::Paused(reason) => paused(reason),
         Refusal::Superseded | Refusal::Money(_) => ApiError::internal(&refusal),
     }
@@ -344,10 +345,13 @@ fn refused(refusal: Refusal) -> ApiError {
 fn paused(reason: PauseReason) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "org_paused",
+        ErrorCode::OrgPaused,
         format!("the org is paused: {}", reason.as_str()),
     )
-    .with_details(json!({ "reason": reason.as_str() }))
+    .with_details(Details {
+        reason: Some(reason),
+        ..Default::default()
+    })
 }
 
 /// The answer for a debit or capture that stands.
@@ -436,7 +440,7 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
     let request_id = report
         .request_id
         .clone()
-        .ok_or_else(|| ApiError::bad_request("missing_request_id", "request_id is required"))?;
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::MissingRequestId, "request_id is required"))?;
     let key = keys::usage(&request_id);
     tracing::info!(%org, runtime = ?report.runtime, model = ?report.model, "usage reported");
     let (wallet, mode) = wallet_of(svc, &org).await?;
@@ -490,7 +494,7 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     let ttl = body.ttl_seconds.unwrap_or(svc.config.hold_ttl_seconds);
     if !(1..=svc.config.max_hold_ttl_seconds).contains(&ttl) {
         return Err(ApiError::bad_request(
-            "invalid_ttl",
+            ErrorCode::InvalidTtl,
             format!(
                 "ttl_seconds must be from 1 to {}",
                 svc.config.max_hold_ttl_seconds
@@ -595,7 +599,10 @@ async fn runtime_of(svc: &Usage, org: &OrgId, agent: Option<&AgentId>) -> Result
     match tokio::try_join!(own, orgs.get(org))? {
         (Some(own), _) => Ok(own.runtime),
         (None, Some(profile)) => Ok(profile.runtime),
-        (None, None) => Err(ApiError::not_found("unknown_org", format!("no org {org}"))),
+        (None, None) => Err(ApiError::not_found(
+            ErrorCode::UnknownOrg,
+            format!("no org {org}"),
+        )),
     }
 }
 
@@ -669,12 +676,11 @@ impl<'de> Deserialize<'de> for Day {
 
 /// A model's prices from a date on. Never for a day gone: calls already billed at the
 /// old rate stay billed at it, and a retried report of one answers its first price.
-async fn put_rate(svc: &Usage, model: &str, body: RateBody) -> Reply {
-    let model = ModelId::parse(model).map_err(|e| ApiError::bad_request("invalid_model", e.to_string()))?;
+async fn put_rate(svc: &Usage, model: ModelId, body: RateBody) -> Reply {
     let today = svc.clock.now().date_naive();
     if body.effective_from.0 < today {
         return Err(ApiError::bad_request(
-            "rate_in_the_past",
+            ErrorCode::RateInThePast,
             format!("effective_from must be today ({today}) or later"),
         ));
     }

@@ -12,4 +12,4 @@ pub mod config;
 mod handler;
 
 pub use config::Config;
-pub use handler::{Usage, handle};
+pub use handler::{Usage, handle, routes};

@@ -33,7 +33,8 @@ mod reversals;
 
 use agent_credits_domain::{Applied, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
-use agent_credits_http::{ApiError, json_response, path_segments, respond};
+
+use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
@@ -61,18 +62,22 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
-type Reply = Result<Response<Body>, ApiError>;
-
-pub async fn handle(svc: &Webhooks, req: Request) -> Response<Body> {
-    respond(Box::pin(route(svc, &req)).await)
+/// The function's one route: open, for Stripe's signature is checked on the raw body.
+pub fn routes() -> Vec<Route<Webhooks>> {
+    vec![Route::stripe(Method::POST, "/v1/stripe/webhooks", |svc, c| {
+        Box::pin(receive(svc, c.req))
+    })]
 }
 
-async fn route(svc: &Webhooks, req: &Request) -> Reply {
-    let segments = path_segments(req);
-    let path: Vec<&str> = segments.iter().map(String::as_str).collect();
-    if req.method() != Method::POST || path.last() != Some(&"webhooks") {
-        return Err(ApiError::not_found("route_not_found", "no such route"));
-    }
+impl Edge for Webhooks {}
+
+static ROUTER: Table<Webhooks> = Table::new(|| Router::new(routes()));
+
+pub async fn handle(svc: &Webhooks, req: Request) -> Response<Body> {
+    answer(&ROUTER, svc, req).await
+}
+
+async fn receive(svc: &Webhooks, req: &Request) -> Reply {
     let event = verified(svc, req)?;
     tracing::info!(event = %event.id, kind = %event.type_, "stripe event");
     if svc.store.event_handled(event.id.as_str()).await? {
@@ -123,18 +128,25 @@ fn verified(svc: &Webhooks, req: &Request) -> Result<Event, ApiError> {
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
-            ApiError::bad_request("missing_signature", "the Stripe-Signature header is required")
+            ApiError::bad_request(
+                ErrorCode::MissingSignature,
+                "the Stripe-Signature header is required",
+            )
         })?;
     let body = std::str::from_utf8(req.body().as_ref())
-        .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
+        .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, "the body is not UTF-8"))?;
     Webhook::construct_event(body, signature, &svc.signing_secret).map_err(|e| {
         tracing::warn!(error = %e, "stripe webhook refused");
         match e {
             // Checked after the signature: a body we signed ourselves is not an event.
-            WebhookError::BadParse(_) => {
-                ApiError::bad_request("invalid_event", "a signed body that is not a Stripe event")
-            }
-            _ => ApiError::bad_request("invalid_signature", "the Stripe signature does not verify"),
+            WebhookError::BadParse(_) => ApiError::bad_request(
+                ErrorCode::InvalidEvent,
+                "a signed body that is not a Stripe event",
+            ),
+            _ => ApiError::bad_request(
+                ErrorCode::InvalidSignature,
+                "the Stripe signature does not verify",
+            ),
         }
     })
 }
@@ -147,7 +159,10 @@ fn acknowledged(what: &str) -> Response<Body> {
 /// keeps it in its failed deliveries for someone to see. Nothing is written.
 fn unmatched(object: &str, what: &str) -> ApiError {
     tracing::error!(object, "stripe event with {what}");
-    ApiError::bad_request("unmatched_payment", format!("the event's object has {what}"))
+    ApiError::bad_request(
+        ErrorCode::UnmatchedPayment,
+        format!("the event's object has {what}"),
+    )
 }
 
 /// A refund or dispute of a payment whose credit has not arrived yet: Stripe delivers it
@@ -159,7 +174,7 @@ fn not_yet_credited(payment_intent: &str) -> ApiError {
     );
     ApiError::new(
         StatusCode::CONFLICT,
-        "payment_not_yet_credited",
+        ErrorCode::PaymentNotYetCredited,
         format!("no credited payment {payment_intent} yet; deliver again later"),
     )
 }

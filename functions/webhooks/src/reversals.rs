@@ -12,7 +12,7 @@ use agent_credits_domain::{
     Refusal, WalletStore, keys,
 };
 use agent_credits_dynamo::PaymentRecord;
-use agent_credits_http::ApiError;
+use agent_credits_http::{ApiError, ErrorCode};
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use stripe_core::payment_intent::RetrievePaymentIntent;
@@ -34,7 +34,7 @@ fn usable(
     key: Result<IdempotencyKey, agent_credits_domain::IdError>,
     what: &'static str,
 ) -> Result<IdempotencyKey, ApiError> {
-    key.map_err(|_| ApiError::bad_request("invalid_object", format!("the {what} id is not usable")))
+    key.map_err(|_| ApiError::bad_request(ErrorCode::InvalidObject, format!("the {what} id is not usable")))
 }
 
 /// Money that went back to the card leaves the wallet: expired holds are released first
@@ -202,7 +202,7 @@ pub(crate) fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
     tracing::error!(error = %e, "a Stripe read failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "stripe_unavailable",
+        ErrorCode::StripeUnavailable,
         "Stripe could not be read; deliver again later",
     )
 }

@@ -17,7 +17,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::OrgId;
+use crate::ids::{MemberId, OrgId};
+use crate::money::Usd;
 use crate::settings::BillingMode;
 
 /// The coding agent an org's agents run (reference 000).
@@ -116,6 +117,19 @@ impl Provider {
     }
 }
 
+/// A provider name that is none of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("provider is one of anthropic, open_ai, google, open_router")]
+pub struct UnknownProvider;
+
+impl std::str::FromStr for Provider {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Provider, UnknownProvider> {
+        Provider::parse(s).ok_or(UnknownProvider)
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -160,6 +174,8 @@ pub enum PurchasePolicy {
 /// What a caller wants to do in an org.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// See the org itself and its agents' runtimes: every member.
+    ViewOrg,
     ViewBilling,
     Purchase,
     ManageAutoRecharge,
@@ -168,6 +184,17 @@ pub enum Action {
     ManageMembers,
     ManageKeys,
     ManageOrg,
+}
+
+/// A member of an org, with their role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: MemberId,
+    pub role: Role,
+    pub monthly_limit: Option<Usd>,
+    /// The member's own Stripe customer: payment methods are never shared between members
+    /// (reference 004), and an owner's saved card is the one auto-recharge charges.
+    pub stripe_customer: Option<String>,
 }
 
 /// An org as created: its runtime and billing choice, and its policies.
@@ -195,6 +222,7 @@ impl Org {
     /// The permission matrix above.
     pub fn allows(&self, role: Role, action: Action) -> bool {
         match action {
+            Action::ViewOrg => true,
             Action::ViewBilling => role >= Role::Admin || self.members_see_billing,
             Action::Purchase => role == Role::Owner || self.purchase_policy == PurchasePolicy::AnyMember,
             Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => role >= Role::Admin,

@@ -20,7 +20,10 @@ pub mod state;
 pub mod verdict;
 pub mod wallet;
 
-pub use account::{Action, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, switch_billing_mode};
+pub use account::{
+    Action, Member, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, UnknownProvider,
+    switch_billing_mode,
+};
 pub use buckets::{Bucket, BucketDelta, Buckets};
 pub use byok::{KeyFormatError, ProviderKey};
 pub use change::{ChangeRequest, KindMismatch, Movement};

@@ -47,20 +47,6 @@ pub enum MoneyError {
     FractionOfACent,
 }
 
-impl MoneyError {
-    /// Machine-readable code for API errors.
-    pub fn code(&self) -> &'static str {
-        match self {
-            MoneyError::Negative => "negative_amount",
-            MoneyError::Zero => "zero_amount",
-            MoneyError::TooManyDecimals => "too_many_decimals",
-            MoneyError::TooLarge | MoneyError::Overflow => "amount_out_of_range",
-            MoneyError::FractionOfACent => "fraction_of_a_cent",
-            _ => "invalid_amount",
-        }
-    }
-}
-
 /// A non-negative amount of US dollars with at most [`SCALE`] decimals.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Usd(Decimal);

@@ -194,6 +194,14 @@ impl ModelId {
     }
 }
 
+impl std::str::FromStr for ModelId {
+    type Err = PricingError;
+
+    fn from_str(s: &str) -> Result<ModelId, PricingError> {
+        ModelId::parse(s)
+    }
+}
+
 impl fmt::Display for ModelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

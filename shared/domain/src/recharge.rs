@@ -43,16 +43,6 @@ pub enum RechargeSettingsError {
     Cap,
 }
 
-impl RechargeSettingsError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            RechargeSettingsError::ThresholdAboveAmount => "threshold_above_amount",
-            RechargeSettingsError::Amount => "invalid_amount",
-            RechargeSettingsError::Cap => "invalid_daily_cap",
-        }
-    }
-}
-
 impl RechargeSettings {
     pub fn new(
         enabled: bool,
@@ -237,18 +227,19 @@ mod tests {
                 .unwrap(),
             1_234
         );
-        for (threshold, amount, per_day, usd_day, code) in [
-            ("100.01", "100", 3, "1000", "threshold_above_amount"),
-            ("0", "0", 3, "1000", "invalid_amount"),
-            ("0", "0.49", 3, "1000", "invalid_amount"),
-            ("0", "10.005", 3, "1000", "invalid_amount"),
-            ("0", "100000.01", 3, "1000000", "invalid_amount"),
-            ("20", "100", 0, "1000", "invalid_daily_cap"),
-            ("20", "100", 3, "99.99", "invalid_daily_cap"),
+        use RechargeSettingsError as E;
+        for (threshold, amount, per_day, usd_day, refused) in [
+            ("100.01", "100", 3, "1000", E::ThresholdAboveAmount),
+            ("0", "0", 3, "1000", E::Amount),
+            ("0", "0.49", 3, "1000", E::Amount),
+            ("0", "10.005", 3, "1000", E::Amount),
+            ("0", "100000.01", 3, "1000000", E::Amount),
+            ("20", "100", 0, "1000", E::Cap),
+            ("20", "100", 3, "99.99", E::Cap),
         ] {
             let err =
                 RechargeSettings::new(true, usd(threshold), usd(amount), per_day, usd(usd_day)).unwrap_err();
-            assert_eq!(err.code(), code, "{threshold} {amount} {per_day} {usd_day}");
+            assert_eq!(err, refused, "{threshold} {amount} {per_day} {usd_day}");
         }
     }
 }

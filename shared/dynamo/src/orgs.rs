@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, StoreError, Usd,
-    WalletSettings, recharge,
+    BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, StoreError, WalletSettings,
+    recharge,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -22,15 +22,7 @@ use crate::update::UpdateExpr;
 
 pub(crate) const PROFILE_SK: &str = "PROFILE";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub id: MemberId,
-    pub role: Role,
-    pub monthly_limit: Option<Usd>,
-    /// The member's own Stripe customer: payment methods are never shared between members
-    /// (reference 004), and an owner's saved card is the one auto-recharge charges.
-    pub stripe_customer: Option<String>,
-}
+pub use agent_credits_domain::Member;
 
 /// An org's provider key as shown: never the key.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -2,7 +2,12 @@
 //! (`{"error": {"code", "message"}}`), and who is calling, read from the API Gateway v2
 //! request context. Handlers parse with this, call the domain, and map results here.
 
+pub mod error;
+pub mod route;
 pub mod strict;
+
+pub use error::{ApiError, Details, ErrorCode};
+pub use route::{Auth, BoxFuture, Call, Edge, Membership, PathParam, Reply, Route, Router, Table, answer};
 
 use lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizer;
 use lambda_http::http::StatusCode;
@@ -10,84 +15,6 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-/// An expected failure, answered with its status and a machine-readable code. Nothing was
-/// written when one of these is returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Extra fields for the error object (e.g. the available balance).
-    pub details: Option<serde_json::Value>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: None,
-        }
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, code, message)
-    }
-
-    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
-        self.details = Some(details);
-        self
-    }
-
-    /// Something broke that the caller cannot fix. The cause is logged, not returned.
-    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
-        tracing::error!(error = %cause, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; retry with the same request id",
-        )
-    }
-
-    /// The store or a dependency is unavailable or contended: safe to retry.
-    pub fn unavailable(cause: &dyn std::fmt::Display) -> ApiError {
-        tracing::warn!(error = %cause, "unavailable");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "temporarily unavailable; retry with the same request id",
-        )
-    }
-
-    pub fn into_response(self) -> Response<Body> {
-        let mut error = serde_json::json!({ "code": self.code, "message": self.message });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.details, error.as_object_mut()) {
-            obj.extend(extra);
-        }
-        json_response(self.status, &serde_json::json!({ "error": error }))
-    }
-}
-
-impl From<agent_credits_domain::StoreError> for ApiError {
-    fn from(e: agent_credits_domain::StoreError) -> ApiError {
-        match e {
-            agent_credits_domain::StoreError::Contention { .. }
-            | agent_credits_domain::StoreError::Unavailable(_) => ApiError::unavailable(&e),
-            other => ApiError::internal(&other),
-        }
-    }
-}
-
-/// A route's result as the HTTP answer: an error becomes its JSON error response.
-pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
-    result.unwrap_or_else(ApiError::into_response)
-}
 
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let (status, text) = match serde_json::to_string(body) {
@@ -112,11 +39,15 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Bod
 pub fn parse_json<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("missing_body", "a JSON body is required"));
+        return Err(ApiError::bad_request(
+            ErrorCode::MissingBody,
+            "a JSON body is required",
+        ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))?;
-    strict::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", redacted(&e.to_string())))
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidJson, e.to_string()))?;
+    strict::from_value(value)
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidRequest, redacted(&e.to_string())))
 }
 
 /// An error message with every long key-like run of characters (16 or more letters,
@@ -160,7 +91,8 @@ where
     let mut app = Adapter::from(service_fn(handler));
     let mut refuse = Adapter::from(service_fn(|_req: Request| async {
         Ok::<_, lambda_http::Error>(
-            ApiError::bad_request("invalid_body", "the body is marked base64 but is not").into_response(),
+            ApiError::bad_request(ErrorCode::InvalidBody, "the body is marked base64 but is not")
+                .into_response(),
         )
     }));
     lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
@@ -194,44 +126,6 @@ pub fn unreadable_body_dropped(event: &mut lambda_http::request::LambdaRequest) 
     }
 }
 
-/// The path, split into segments, without the leading slash.
-pub fn path_segments(req: &Request) -> Vec<String> {
-    let path = match req.raw_http_path() {
-        "" => req.uri().path().to_owned(),
-        p => p.to_owned(),
-    };
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decoded(s).unwrap_or_else(|| s.to_owned()))
-        .collect()
-}
-
-/// A path segment with its `%XX` escapes decoded, so that an id holding a `/` (a model
-/// such as `openrouter/anthropic/claude-sonnet-4`) travels as one segment, `%2F`-escaped.
-/// `None` for a malformed escape or bytes that are not UTF-8: the caller keeps the raw
-/// segment, which no id parser accepts.
-fn percent_decoded(segment: &str) -> Option<String> {
-    if !segment.contains('%') {
-        return Some(segment.to_owned());
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment
-                .get(i + 1..i + 3)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()
         .and_then(|q| q.first(name))
@@ -259,11 +153,7 @@ pub fn iam_caller(req: &Request) -> Result<IamCaller, ApiError> {
     let iam = authorizer(req).and_then(|a| a.iam.as_ref());
     match iam.and_then(|i| i.user_arn.clone().or_else(|| i.caller_id.clone())) {
         Some(arn) => Ok(IamCaller { arn }),
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this route needs an IAM-signed caller",
-        )),
+        None => Err(ApiError::forbidden("this route needs an IAM-signed caller")),
     }
 }
 
@@ -390,11 +280,10 @@ impl IamRoles {
             return Ok(());
         }
         tracing::warn!(caller = %caller.arn, needs = principal.as_str(), "IAM caller refused");
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this route is for the {} role", principal.as_str()),
-        ))
+        Err(ApiError::forbidden(format!(
+            "this route is for the {} role",
+            principal.as_str()
+        )))
     }
 }
 
@@ -408,7 +297,7 @@ pub fn dashboard_caller(req: &Request) -> Result<agent_credits_domain::MemberId,
     let unauthenticated = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "a dashboard token is required",
         )
     };
@@ -418,14 +307,9 @@ pub fn dashboard_caller(req: &Request) -> Result<agent_credits_domain::MemberId,
     agent_credits_domain::MemberId::parse(sub.as_str()).map_err(|_| unauthenticated())
 }
 
-/// Maps a refused amount to a 400 with its code.
-pub fn money_error(e: agent_credits_domain::MoneyError) -> ApiError {
-    ApiError::bad_request(e.code(), e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{IamCaller, IamRoles, Principal, percent_decoded, redacted, unreadable_body_dropped};
+    use super::{IamCaller, IamRoles, Principal, redacted, unreadable_body_dropped};
 
     #[test]
     fn a_refused_body_never_echoes_a_key() {
@@ -504,22 +388,5 @@ mod tests {
         assert!(IamRoles::default().require(&runtime, Principal::Runtime).is_err());
         assert!(IamRoles::parse(Some("arn:aws:iam::123:role/x"), None).is_err());
         assert!(IamRoles::parse(Some("agent-runtime"), None).is_err());
-    }
-
-    #[test]
-    fn path_segments_decode_their_escapes_and_keep_malformed_ones_raw() {
-        assert_eq!(
-            percent_decoded("claude-sonnet-4").as_deref(),
-            Some("claude-sonnet-4")
-        );
-        assert_eq!(
-            percent_decoded("openrouter%2Fanthropic%2fclaude").as_deref(),
-            Some("openrouter/anthropic/claude")
-        );
-        assert_eq!(percent_decoded("a%20b").as_deref(), Some("a b"));
-        for malformed in ["50%", "%2", "%zz", "%+F", "%-1", "%C3", "%FF"] {
-            assert_eq!(percent_decoded(malformed), None, "{malformed}");
-        }
-        assert_eq!(percent_decoded("caf%C3%A9").as_deref(), Some("café"));
     }
 }
