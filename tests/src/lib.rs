@@ -1,6 +1,7 @@
 //! Test support: the real emulators (dynoxide over HTTP), SDK clients pointed at them,
 //! and tables created from `infra/template.yaml`.
 
+pub mod contract;
 pub mod dynoxide;
 pub mod moto;
 pub mod server;

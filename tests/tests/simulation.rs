@@ -212,9 +212,18 @@ impl Run<'_> {
             other => panic!("no function {other}"),
         };
         let status = response.status().as_u16();
-        let body = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+        let text = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status >= 500 && status != 503 {
             self.fail(format!("{function} answered {status}: {body}"));
+        }
+        // Every answer is one the document describes.
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = support::contract::check(event, status, content_type, &text) {
+            self.fail(e);
         }
         (status, body)
     }

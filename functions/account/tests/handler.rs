@@ -56,12 +56,7 @@ fn with_query(mut e: Value, pairs: &[(&str, &str)]) -> Value {
 }
 
 async fn call(svc: &Account, event: &Value) -> (u16, Value) {
-    let response = handle(svc, support::request(event)).await;
-    let body: &[u8] = response.body().as_ref();
-    (
-        response.status().as_u16(),
-        serde_json::from_slice(body).unwrap_or(Value::Null),
-    )
+    support::contract::call(event, |req| handle(svc, req)).await
 }
 
 async fn create(svc: &Account, owner: &str, org: &str, extra: Value) -> (u16, Value) {

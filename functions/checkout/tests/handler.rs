@@ -77,12 +77,7 @@ fn buy(sub: &str, body: Value) -> Value {
 }
 
 async fn call(svc: &Checkout, event: &Value) -> (u16, Value) {
-    let response = handle(svc, support::request(event)).await;
-    let body: &[u8] = response.body().as_ref();
-    (
-        response.status().as_u16(),
-        serde_json::from_slice(body).unwrap_or(Value::Null),
-    )
+    support::contract::call(event, |req| handle(svc, req)).await
 }
 
 /// The session as Stripe (the simulator) holds it, read back through async-stripe.

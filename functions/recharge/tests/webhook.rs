@@ -35,9 +35,10 @@ async fn deliver(app: &App, kind: &str) -> Value {
     let t = chrono::Utc::now().timestamp();
     e["headers"]["stripe-signature"] = json!(stripe_sim::signature_header(SECRET, t, &body).unwrap());
     e["body"] = json!(body);
-    let response = handle(&webhooks(app), support::request(&e)).await;
-    assert_eq!(response.status().as_u16(), 200);
-    serde_json::from_slice(response.body().as_ref()).unwrap()
+    let svc = webhooks(app);
+    let (status, body) = support::contract::call(&e, |req| handle(&svc, req)).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// A sweep's claim and Stripe call, then nothing: the sweep died.

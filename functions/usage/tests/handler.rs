@@ -137,10 +137,7 @@ fn event_with(name: &str, changes: Value) -> Value {
 }
 
 async fn call(svc: &Usage, event: &Value) -> (u16, Value) {
-    let response = handle(svc, support::request(event)).await;
-    let status = response.status().as_u16();
-    let body: &[u8] = response.body().as_ref();
-    (status, serde_json::from_slice(body).unwrap_or(Value::Null))
+    support::contract::call(event, |req| handle(svc, req)).await
 }
 
 /// What the webhooks function will do on `charge.dispute.created` (its own issue).

@@ -30,6 +30,7 @@
 mod payments;
 mod plans;
 mod reversals;
+pub mod views;
 
 use agent_credits_domain::{Applied, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
@@ -37,10 +38,10 @@ use agent_credits_dynamo::DynamoWalletStore;
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use stripe_webhook::{Event, EventObject, Webhook, WebhookError};
 
 pub use plans::{Plan, Plans};
+use views::{Handled, Received};
 
 pub struct Webhooks {
     pub store: DynamoWalletStore,
@@ -81,7 +82,7 @@ async fn receive(svc: &Webhooks, req: &Request) -> Reply {
     let event = verified(svc, req)?;
     tracing::info!(event = %event.id, kind = %event.type_, "stripe event");
     if svc.store.event_handled(event.id.as_str()).await? {
-        return Ok(acknowledged("duplicate_event"));
+        return Ok(acknowledged(Handled::DuplicateEvent));
     }
     let reply = dispatch(svc, &event).await?;
     // Every write of the event is durable by now; the receipt only saves a redelivery the
@@ -105,7 +106,7 @@ async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
         }
         EventObject::CheckoutSessionAsyncPaymentFailed(session) => {
             tracing::warn!(session = %session.id, "checkout payment failed; nothing credited");
-            Ok(acknowledged("payment_failed"))
+            Ok(acknowledged(Handled::PaymentFailed))
         }
         EventObject::PaymentIntentSucceeded(intent) => payments::credit_recharge(svc, event, intent).await,
         EventObject::PaymentIntentPaymentFailed(intent) => payments::recharge_failed(svc, intent).await,
@@ -117,7 +118,7 @@ async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
         EventObject::ChargeDisputeClosed(dispute) => reversals::dispute_closed(svc, event, dispute).await,
         EventObject::InvoicePaid(invoice) => plans::grant(svc, event, invoice).await,
         EventObject::InvoicePaymentPaid(paid) => plans::payment(svc, paid).await,
-        _ => Ok(acknowledged("ignored")),
+        _ => Ok(acknowledged(Handled::Ignored)),
     }
 }
 
@@ -151,8 +152,8 @@ fn verified(svc: &Webhooks, req: &Request) -> Result<Event, ApiError> {
     })
 }
 
-fn acknowledged(what: &str) -> Response<Body> {
-    json_response(StatusCode::OK, &json!({ "received": true, "result": what }))
+fn acknowledged(what: Handled) -> Response<Body> {
+    json_response(StatusCode::OK, &Received::new(what))
 }
 
 /// A payment we have a use for but cannot attribute: refused, not acknowledged, so Stripe
@@ -180,16 +181,17 @@ fn not_yet_credited(payment_intent: &str) -> ApiError {
 }
 
 /// The answer for one applied change: committed now or before.
-fn applied(outcome: agent_credits_domain::Outcome, fresh: &str, again: &str) -> Reply {
+fn applied(outcome: agent_credits_domain::Outcome, fresh: Handled, again: Handled) -> Reply {
+    let answer = |result, entry: agent_credits_domain::LedgerEntry| {
+        let received = Received {
+            entry_id: Some(entry.id()),
+            ..Received::new(result)
+        };
+        Ok(json_response(StatusCode::OK, &received))
+    };
     match outcome {
-        Ok(Applied::Committed(entry)) => Ok(json_response(
-            StatusCode::OK,
-            &json!({ "received": true, "result": fresh, "entry_id": entry.id() }),
-        )),
-        Ok(Applied::Replayed(entry)) => Ok(json_response(
-            StatusCode::OK,
-            &json!({ "received": true, "result": again, "entry_id": entry.id() }),
-        )),
+        Ok(Applied::Committed(entry)) => answer(fresh, entry),
+        Ok(Applied::Replayed(entry)) => answer(again, entry),
         Err(refusal) => Err(ApiError::internal(&StoreError::Invalid(format!(
             "a stripe change came back {refusal:?}"
         )))),

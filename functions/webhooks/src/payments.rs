@@ -16,6 +16,7 @@ use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, PaymentIntent
 use stripe_types::Currency;
 use stripe_webhook::Event;
 
+use crate::views::Handled;
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
 
 /// A paid Checkout Session credits the org's purchased bucket, once per payment.
@@ -27,7 +28,7 @@ use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
 pub async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSession) -> Reply {
     if session.payment_status != CheckoutSessionPaymentStatus::Paid {
         // Completed but unpaid (a bank debit still clearing): the async outcome decides.
-        return Ok(acknowledged("awaiting_payment"));
+        return Ok(acknowledged(Handled::AwaitingPayment));
     }
     let id = session.id.as_str();
     let metadata = session.metadata.clone().unwrap_or_default();
@@ -69,7 +70,7 @@ pub async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSe
 pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentIntent) -> Reply {
     let metadata = &intent.metadata;
     if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     }
     let id = intent.id.as_str();
     let paid = Paid::from_metadata(id, metadata, intent.amount_received, Some(&intent.currency))?;
@@ -100,7 +101,7 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
 pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
     let metadata = &intent.metadata;
     if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     }
     let id = intent.id.as_str();
     let org = metadata
@@ -117,7 +118,7 @@ pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
     else {
         tracing::error!(alarm = "recharge_stripe", org = %org, attempt, payment_intent = id,
             "an auto-recharge failed for a reason that is not the card's; left to the recharge function");
-        return Ok(acknowledged("not_a_card_failure"));
+        return Ok(acknowledged(Handled::NotACardFailure));
     };
     let decline = Decline::of(
         error.decline_code.as_deref(),
@@ -126,7 +127,7 @@ pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
     recharges(svc)
         .failed(&org, attempt, &decline, Some(id), chrono::Utc::now())
         .await?;
-    Ok(acknowledged("recharge_failed"))
+    Ok(acknowledged(Handled::RechargeFailed))
 }
 
 fn recharges(svc: &Webhooks) -> RechargeStore {
@@ -197,7 +198,7 @@ async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, req: 
         credit_key: req.key().to_string(),
     };
     let outcome = svc.store.credit_payment(req, &record).await?;
-    applied(outcome, "credited", "already_credited")
+    applied(outcome, Handled::Credited, Handled::AlreadyCredited)
 }
 
 /// The idempotency key of the credit a payment makes.

@@ -34,6 +34,7 @@ use stripe_shared::{Invoice, InvoiceBillingReason, InvoicePayment};
 use stripe_types::{Currency, List};
 use stripe_webhook::Event;
 
+use crate::views::Handled;
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -81,7 +82,7 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         Claim::Refused(refused) => return Err(refused),
         Claim::NoneOfOurs(why) => {
             record_none_of_ours(svc, id).await?;
-            return why.map_or_else(|| Ok(acknowledged("ignored")), Err);
+            return why.map_or_else(|| Ok(acknowledged(Handled::Ignored)), Err);
         }
     };
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
@@ -106,7 +107,7 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
             join(svc, &record, &intent).await?;
         }
     }
-    applied(outcome, "granted", "already_granted")
+    applied(outcome, Handled::Granted, Handled::AlreadyGranted)
 }
 
 /// The org a subscription's period invoice names: the subscription's metadata, which
@@ -256,13 +257,13 @@ async fn claim<'p>(
 /// grant when that is known.
 pub async fn payment(svc: &Webhooks, paid: &InvoicePayment) -> Reply {
     let Some(intent) = paid.payment.payment_intent.as_ref().map(|p| p.id().to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let Some(invoice) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     link(svc, &invoice, &intent).await?;
-    Ok(acknowledged("invoice_payment_recorded"))
+    Ok(acknowledged(Handled::InvoicePaymentRecorded))
 }
 
 /// Records which PaymentIntent paid an invoice, and joins it with the invoice's grant when

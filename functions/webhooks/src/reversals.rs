@@ -14,12 +14,12 @@ use agent_credits_domain::{
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::{ApiError, ErrorCode};
 use lambda_http::http::StatusCode;
-use serde_json::json;
 use stripe_core::payment_intent::RetrievePaymentIntent;
 use stripe_core::refund::ListRefund;
 use stripe_shared::{Charge, Dispute, DisputeStatus, Refund};
 use stripe_webhook::Event;
 
+use crate::views::{FailedFirst, Handled, Received, RefundTaken};
 use crate::{Reply, Webhooks, acknowledged, applied, not_yet_credited};
 
 /// The bucket a payment filled, which its take-backs draw first.
@@ -55,10 +55,10 @@ async fn take_back(
 /// takes nothing: its take-back yields to its failure, in the same write.
 pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
     let Some(intent) = charge.payment_intent.as_ref().map(|p| p.id().to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let Some(payment) = credited(svc, &intent).await? else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let refunds = refunds_of(svc, charge).await?;
     let mut entries = vec![];
@@ -86,21 +86,27 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
         let entry = match take_back(svc, &payment.org, req).await? {
             Ok(applied) => applied.into_entry(),
             Err(Refusal::Superseded) => {
-                entries.push(json!({ "refund": r.id.as_str(), "result": "refund_failed_first" }));
+                entries.push(RefundTaken::FailedFirst {
+                    refund: r.id.to_string(),
+                    result: FailedFirst::RefundFailedFirst,
+                });
                 continue;
             }
             Err(other) => return Err(ApiError::internal(&format!("a refund came back {other:?}"))),
         };
-        entries.push(json!({
-            "refund": r.id.as_str(),
-            "entry_id": entry.id(),
-            "taken": entry.amount.magnitude().to_string(),
-            "shortfall": entry.shortfall.to_string(),
-        }));
+        entries.push(RefundTaken::Taken {
+            refund: r.id.to_string(),
+            entry_id: entry.id(),
+            taken: entry.amount.magnitude().to_string(),
+            shortfall: entry.shortfall.to_string(),
+        });
     }
     Ok(agent_credits_http::json_response(
         StatusCode::OK,
-        &json!({ "received": true, "result": "refunded", "refunds": entries }),
+        &Received {
+            refunds: Some(entries),
+            ..Received::new(Handled::Refunded)
+        },
     ))
 }
 
@@ -119,13 +125,13 @@ fn counts(r: &Refund) -> bool {
 /// both arrive at once, the refund's credits end up where they were.
 pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Reply {
     if counts(refund) {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     }
     let Some(intent) = refund.payment_intent.as_ref().map(|p| p.id().to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let Some(payment) = credited(svc, &intent).await? else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let taken_key = usable(keys::refund(refund.id.as_str()), "refund")?;
     let failed_key = usable(keys::refund_failed(refund.id.as_str()), "refund")?;
@@ -142,17 +148,17 @@ pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Re
         if let Some(taken) = svc.store.entry_for_key(&payment.org, &taken_key).await? {
             let Some(req) = ChangeRequest::restore(payment.org.clone(), &taken.buckets, failed_key.clone())
             else {
-                return Ok(acknowledged("nothing_taken"));
+                return Ok(acknowledged(Handled::NothingTaken));
             };
             let outcome = svc.store.apply(req.with_external(external)).await?;
-            return applied(outcome, "refund_reversed", "refund_already_reversed");
+            return applied(outcome, Handled::RefundReversed, Handled::RefundAlreadyReversed);
         }
         let note = ChangeRequest::note(payment.org.clone(), EntryKind::Adjustment, failed_key.clone())
             .unless(taken_key.clone())
             .with_external(external.clone());
         match svc.store.apply(note).await? {
-            Ok(Applied::Committed(_)) => return Ok(acknowledged("refund_failed_before_taken")),
-            Ok(Applied::Replayed(_)) => return Ok(acknowledged("refund_already_reversed")),
+            Ok(Applied::Committed(_)) => return Ok(acknowledged(Handled::RefundFailedBeforeTaken)),
+            Ok(Applied::Replayed(_)) => return Ok(acknowledged(Handled::RefundAlreadyReversed)),
             Err(Refusal::Superseded) => continue,
             Err(other) => {
                 return Err(ApiError::internal(&format!(
@@ -287,10 +293,10 @@ fn dispute_refs(event: &Event, dispute: &Dispute, intent: &str) -> ExternalRefs 
 /// (or commits at the same instant) leaves the org as it was.
 pub async fn dispute_opened(svc: &Webhooks, event: &Event, dispute: &Dispute) -> Reply {
     let Some(intent) = dispute.payment_intent.as_ref().map(|p| p.id().to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let Some(payment) = credited(svc, &intent).await? else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let id = dispute.id.as_str();
     let req = ChangeRequest::pause(
@@ -302,8 +308,8 @@ pub async fn dispute_opened(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
     .unless(usable(keys::dispute_closed(id), "dispute")?)
     .with_external(dispute_refs(event, dispute, &intent));
     match svc.store.apply(req).await? {
-        Err(Refusal::Superseded) => Ok(acknowledged("dispute_already_closed")),
-        outcome => applied(outcome, "paused", "already_paused"),
+        Err(Refusal::Superseded) => Ok(acknowledged(Handled::DisputeAlreadyClosed)),
+        outcome => applied(outcome, Handled::Paused, Handled::AlreadyPaused),
     }
 }
 
@@ -311,15 +317,15 @@ pub async fn dispute_opened(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
 /// back (never below zero, held credits included) and then the pause is lifted.
 pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) -> Reply {
     let Some(intent) = dispute.payment_intent.as_ref().map(|p| p.id().to_string()) else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let lost = match dispute.status {
         DisputeStatus::Lost => true,
         DisputeStatus::Won | DisputeStatus::WarningClosed => false,
-        _ => return Ok(acknowledged("ignored")),
+        _ => return Ok(acknowledged(Handled::Ignored)),
     };
     let Some(payment) = credited(svc, &intent).await? else {
-        return Ok(acknowledged("ignored"));
+        return Ok(acknowledged(Handled::Ignored));
     };
     let refs = dispute_refs(event, dispute, &intent);
     let id = dispute.id.as_str();
@@ -346,7 +352,7 @@ pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
     .with_external(refs);
     applied(
         svc.store.apply(req).await?,
-        "dispute_closed",
-        "dispute_already_closed",
+        Handled::DisputeClosed,
+        Handled::DisputeAlreadyClosed,
     )
 }

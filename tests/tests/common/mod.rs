@@ -104,9 +104,7 @@ impl App {
             "webhooks" => webhooks::handle(&self.webhooks, req).await,
             other => panic!("no function {other}"),
         };
-        let text = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (response.status().as_u16(), body, text)
+        support::contract::answered(event, response)
     }
 
     /// A dashboard request by `sub`, to checkout or account by its path.

@@ -146,12 +146,7 @@ pub fn now() -> i64 {
 }
 
 pub async fn call(svc: &Webhooks, event: &Value) -> (u16, Value) {
-    let response = handle(svc, support::request(event)).await;
-    let body: &[u8] = response.body().as_ref();
-    (
-        response.status().as_u16(),
-        serde_json::from_slice(body).unwrap_or(Value::Null),
-    )
+    support::contract::call(event, |req| handle(svc, req)).await
 }
 
 pub async fn purchases(app: &App) -> Vec<agent_credits_domain::LedgerEntry> {
