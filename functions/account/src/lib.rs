@@ -1,16 +1,148 @@
-//! The account function: what the dashboard calls.
+//! The account function: what the dashboard calls (JWT-authorized; the caller is the
+//! token's `sub`). Its routes are the table in [`routes`]: each route on an org is for its
+//! members whose role the org allows the route's action (the matrix of
+//! `agent_credits_domain::Org::allows`), checked before the body is read: no cross-org
+//! read anywhere.
 //!
-//! Routes (JWT-authorized; the caller is the token's `sub`):
-//! - `POST   /v1/orgs`: create an org with its runtime and billing mode; the caller owns it
-//! - `GET    /v1/orgs/{org}`: the org and the caller's role
-//! - `GET    /v1/orgs/{org}/members`, `PUT|DELETE /v1/orgs/{org}/members/{member}`
-//! - `GET    /v1/orgs/{org}/balance`: the credits card
-//! - `GET    /v1/orgs/{org}/history?limit=&cursor=&kind=&member=`: entries, newest first
-//! - `GET    /v1/orgs/{org}/notifications`: newest first
-//!
-//! Every route but `POST /v1/orgs` checks the caller's membership and role in the org of
-//! the path (the matrix in `agent_credits_domain::account`): no cross-org read anywhere.
+//! One module per resource: [`orgs`], [`members`], [`keys`], [`agents`], [`billing`]
+//! (the credits card and month usage), [`history`], [`notifications`]; answers are the
+//! types of [`views`].
 
-mod handler;
+mod agents;
+mod billing;
+mod history;
+mod keys;
+mod members;
+mod notifications;
+mod orgs;
+pub mod views;
 
-pub use handler::{Account, handle, routes};
+use std::sync::Arc;
+
+use agent_credits_aws::KeyVault;
+use agent_credits_domain::{Action, Clock, Member, MemberId, Org, OrgId, StoreError};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
+use agent_credits_http::{Edge, Route, Router, Table, answer, json_response};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+pub struct Account {
+    pub store: DynamoWalletStore,
+    pub orgs: OrgStore,
+    pub clock: Arc<dyn Clock>,
+    /// BYOK keys in Secrets Manager.
+    pub keys: KeyVault,
+}
+
+/// Every route of the function: who may call it and what answers it. Each one on an org
+/// is for its members whose role the org allows the action (the matrix of
+/// `agent_credits_domain::Org::allows`): no cross-org read anywhere.
+pub fn routes() -> Vec<Route<Account>> {
+    use Action::*;
+    use Method as M;
+    vec![
+        Route::user(M::POST, "/v1/orgs", |svc, c| {
+            Box::pin(async move { orgs::create_org(svc, &c.who, c.body()?).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}", ViewOrg, |_, c| {
+            Box::pin(async move {
+                let view = views::OrgView {
+                    org: &c.who.org,
+                    role: c.who.member.role,
+                };
+                Ok(json_response(StatusCode::OK, &view))
+            })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/members", ViewBilling, |svc, c| {
+            Box::pin(async move { members::members(svc, &c.who.org).await })
+        }),
+        Route::member(
+            M::PUT,
+            "/v1/orgs/{org}/members/{member}",
+            ManageMembers,
+            |svc, c| {
+                Box::pin(
+                    async move { members::set_member(svc, &c.who.org, c.param("member")?, c.body()?).await },
+                )
+            },
+        ),
+        Route::member(
+            M::DELETE,
+            "/v1/orgs/{org}/members/{member}",
+            ManageMembers,
+            |svc, c| {
+                Box::pin(async move { members::remove_member(svc, &c.who.org, c.param("member")?).await })
+            },
+        ),
+        Route::member(
+            M::PUT,
+            "/v1/orgs/{org}/members/{member}/limit",
+            SetMemberLimits,
+            |svc, c| {
+                Box::pin(
+                    async move { members::set_limit(svc, &c.who.org, c.param("member")?, c.body()?).await },
+                )
+            },
+        ),
+        Route::member(M::GET, "/v1/orgs/{org}/balance", ViewBilling, |svc, c| {
+            Box::pin(async move { billing::balance(svc, &c.who.org).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/history", ViewBilling, |svc, c| {
+            Box::pin(async move { history::history(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/history.csv", ViewBilling, |svc, c| {
+            Box::pin(async move { history::history_csv(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/usage", ViewBilling, |svc, c| {
+            Box::pin(async move { billing::month_usage(svc, &c.who.org, c.req).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/notifications", ViewBilling, |svc, c| {
+            Box::pin(async move { notifications::notifications(svc, &c.who.org).await })
+        }),
+        Route::member(
+            M::POST,
+            "/v1/orgs/{org}/notifications/read",
+            ViewBilling,
+            |svc, c| Box::pin(async move { notifications::mark_read(svc, &c.who.org, c.body()?).await }),
+        ),
+        Route::member(M::PUT, "/v1/orgs/{org}/billing-mode", ManageOrg, |svc, c| {
+            Box::pin(async move { orgs::set_billing_mode(svc, &c.who.org, c.body()?).await })
+        }),
+        Route::member(M::GET, "/v1/orgs/{org}/keys", ViewBilling, |svc, c| {
+            Box::pin(async move { keys::keys(svc, &c.who.org).await })
+        }),
+        Route::member(M::PUT, "/v1/orgs/{org}/keys/{provider}", ManageKeys, |svc, c| {
+            Box::pin(async move { keys::put_key(svc, &c.who.org, c.param("provider")?, c.body()?).await })
+        }),
+        Route::member(
+            M::DELETE,
+            "/v1/orgs/{org}/keys/{provider}",
+            ManageKeys,
+            |svc, c| Box::pin(async move { keys::delete_key(svc, &c.who.org, c.param("provider")?).await }),
+        ),
+        Route::member(M::GET, "/v1/orgs/{org}/agents", ViewOrg, |svc, c| {
+            Box::pin(async move { agents::agents(svc, &c.who.org).await })
+        }),
+        Route::member(M::PUT, "/v1/orgs/{org}/agents/{agent}", ManageOrg, |svc, c| {
+            Box::pin(async move {
+                agents::set_agent_runtime(svc, &c.who.org, &c.who.member.id, c.param("agent")?, c.body()?)
+                    .await
+            })
+        }),
+        Route::member(M::DELETE, "/v1/orgs/{org}/agents/{agent}", ManageOrg, |svc, c| {
+            Box::pin(async move { agents::clear_agent_runtime(svc, &c.who.org, c.param("agent")?).await })
+        }),
+    ]
+}
+
+impl Edge for Account {
+    async fn membership(&self, org: &OrgId, me: &MemberId) -> Result<Option<(Org, Member)>, StoreError> {
+        self.orgs.membership(org, me).await
+    }
+}
+
+static ROUTER: Table<Account> = Table::new(|| Router::new(routes()));
+
+pub async fn handle(svc: &Account, req: Request) -> Response<Body> {
+    answer(&ROUTER, svc, req).await
+}

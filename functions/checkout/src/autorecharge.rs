@@ -9,9 +9,9 @@ use agent_credits_dynamo::{Card, RechargeStore};
 use agent_credits_http::{ApiError, ErrorCode, Membership, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
-use serde_json::json;
 use stripe_core::customer::{ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType};
 
+use crate::views::AutoRecharge;
 use crate::{Checkout, Reply, forbidden, stripe_failed};
 
 #[derive(Debug, Deserialize)]
@@ -25,32 +25,13 @@ pub struct Put {
 }
 
 pub async fn get(svc: &Checkout, org: &OrgId) -> Reply {
-    Ok(json_response(StatusCode::OK, &view(&svc.recharges, org).await?))
+    view(&svc.recharges, org).await
 }
 
-async fn view(recharges: &RechargeStore, org: &OrgId) -> Result<serde_json::Value, ApiError> {
-    Ok(match recharges.config(org).await? {
-        None => json!({
-            "enabled": false,
-            "threshold_usd": recharge::DEFAULT_THRESHOLD,
-            "amount_usd": recharge::DEFAULT_AMOUNT,
-            "max_per_day": recharge::DEFAULT_MAX_PER_DAY,
-            "max_usd_per_day": recharge::DEFAULT_MAX_USD_PER_DAY,
-            "payment_method": null,
-            "card_owner": null,
-            "suspended": null,
-        }),
-        Some(c) => json!({
-            "enabled": c.settings.enabled,
-            "threshold_usd": c.settings.threshold,
-            "amount_usd": c.settings.amount,
-            "max_per_day": c.settings.max_per_day,
-            "max_usd_per_day": c.settings.max_usd_per_day,
-            "payment_method": c.card.as_ref().map(|card| card.payment_method.clone()),
-            "card_owner": c.card.as_ref().map(|card| card.owner.clone()),
-            "suspended": c.suspended,
-        }),
-    })
+/// The org's settings as the dashboard shows them.
+async fn view(recharges: &RechargeStore, org: &OrgId) -> Reply {
+    let config = recharges.config(org).await?;
+    Ok(json_response(StatusCode::OK, &AutoRecharge::of(config.as_ref())))
 }
 
 pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
@@ -82,7 +63,7 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
     {
         return Err(forbidden());
     }
-    Ok(json_response(StatusCode::OK, &view(recharges, org).await?))
+    view(recharges, org).await
 }
 
 fn no_card() -> ApiError {

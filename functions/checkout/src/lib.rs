@@ -8,6 +8,7 @@
 //! `credits_usd`, and `price_usd` (checked against what Stripe charged). Nothing is recorded as paid here: only Stripe's signed event credits.
 
 mod autorecharge;
+pub mod views;
 
 use std::collections::HashMap;
 
@@ -18,7 +19,6 @@ use agent_credits_http::{
 };
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
@@ -170,13 +170,13 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
         .map_err(stripe_failed)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "session_id": session.id.as_str(),
-            "url": session.url,
-            "price": offer.price,
-            "credits": offer.credits,
-            "offer": offer.kind,
-        }),
+        &views::Session {
+            session_id: session.id.as_str(),
+            url: session.url.as_deref(),
+            price: offer.price,
+            credits: offer.credits,
+            offer: &offer.kind,
+        },
     ))
 }
 

@@ -2,9 +2,8 @@ use std::sync::Arc;
 
 use agent_credits_domain::{
     AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Clock, HoldId,
-    IdempotencyKey, LedgerEntry, MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd,
-    Provider, ProviderCost, RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletState,
-    WalletStore, keys,
+    IdempotencyKey, MemberId, ModelId, ModelRate, OrgId, Outcome, PauseReason, PositiveUsd, Provider,
+    ProviderCost, RatePerMillion, Refusal, Runtime, TokenUsage, Usd, Wallet, WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{
@@ -13,10 +12,9 @@ use agent_credits_http::{
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 
-use crate::Config;
+use crate::{Config, views};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
@@ -102,7 +100,11 @@ async fn provider_key(svc: &Usage, org: OrgId, provider: Provider) -> Reply {
     match key {
         Some(key) => Ok(json_response(
             StatusCode::OK,
-            &serde_json::json!({ "org": org, "provider": provider, "key": key }),
+            &views::OwnKey {
+                org: &org,
+                provider,
+                key: &key,
+            },
         )),
         None => Err(ApiError::not_found(
             ErrorCode::KeyNotFound,
@@ -264,47 +266,6 @@ async fn billable(
     markup.bill(cost).map_err(ApiError::money)
 }
 
-#[derive(Serialize)]
-struct Charged {
-    entry_id: Option<String>,
-    billed_to: &'static str,
-    /// Provider cost × markup.
-    billed: Usd,
-    /// What the wallet paid: `billed` less any shortfall.
-    charged: Usd,
-    shortfall: Usd,
-    available: Usd,
-    state: &'static str,
-    pause_reason: Option<&'static str>,
-    low_balance: bool,
-    replayed: bool,
-}
-
-fn state_of(wallet: &Wallet, available: Usd) -> (&'static str, Option<&'static str>) {
-    match wallet.state {
-        WalletState::Paused(r) if r != PauseReason::CreditsExhausted => ("paused", Some(r.as_str())),
-        _ if available.is_zero() => ("paused", Some(PauseReason::CreditsExhausted.as_str())),
-        _ => ("active", None),
-    }
-}
-
-fn charged(wallet: &Wallet, entry: &LedgerEntry, replayed: bool) -> Charged {
-    let (state, pause_reason) = state_of(wallet, entry.available_after);
-    let taken = entry.amount.magnitude();
-    Charged {
-        entry_id: Some(entry.id()),
-        billed_to: "credits",
-        billed: taken.checked_add(entry.shortfall).unwrap_or(taken),
-        charged: taken,
-        shortfall: entry.shortfall,
-        available: entry.available_after,
-        state,
-        pause_reason,
-        low_balance: entry.available_after <= wallet.settings.low_threshold(),
-        replayed,
-    }
-}
-
 /// A debit, capture or hold that was refused: nothing was written.
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
@@ -359,7 +320,7 @@ fn answered(wallet: &Wallet, applied: Applied) -> Reply {
     let replayed = applied.replayed();
     Ok(json_response(
         StatusCode::OK,
-        &charged(wallet, applied.entry(), replayed),
+        &views::Charged::new(wallet, applied.entry(), replayed),
     ))
 }
 
@@ -383,7 +344,7 @@ async fn record_unbilled(
     };
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "entry_id": null, "billed_to": Billing::ProviderKey, "billed": recorded.cost, "charged": Usd::ZERO, "replayed": recorded.replayed }),
+        &views::NotCharged::on_own_key(recorded.cost, recorded.replayed),
     ))
 }
 
@@ -418,7 +379,7 @@ async fn unbilled_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Repl
     match svc.store.unbilled(org, key).await? {
         Some(cost) => Ok(json_response(
             StatusCode::OK,
-            &json!({ "entry_id": null, "billed_to": Billing::ProviderKey, "billed": cost, "charged": Usd::ZERO, "replayed": true }),
+            &views::NotCharged::on_own_key(cost, true),
         )),
         None => Err(ApiError::internal(&format!(
             "{key} yielded to a record that is not there"
@@ -451,10 +412,7 @@ async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
     }
     let Ok(amount) = PositiveUsd::new(amount) else {
         // A free call moves no money; there is nothing to record on the ledger.
-        return Ok(json_response(
-            StatusCode::OK,
-            &json!({ "entry_id": null, "billed_to": Billing::Credits, "billed": Usd::ZERO }),
-        ));
+        return Ok(json_response(StatusCode::OK, &views::NotCharged::free()));
     };
     release_expired(svc, &wallet).await?;
     let req = ChangeRequest::usage(org.clone(), amount, key.clone())
@@ -486,7 +444,14 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         Ok(Billing::ProviderKey) => {
             return Ok(json_response(
                 StatusCode::OK,
-                &json!({ "hold_id": body.hold_id, "held": Usd::ZERO, "billed_to": Billing::ProviderKey }),
+                &views::Hold {
+                    hold_id: body.hold_id,
+                    entry_id: None,
+                    held: Usd::ZERO,
+                    available: None,
+                    expires_at: None,
+                    billed_to: Some(Billing::ProviderKey),
+                },
             ));
         }
         Err(reason) => return Err(paused(reason)),
@@ -533,13 +498,14 @@ async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     };
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "hold_id": body.hold_id,
-            "entry_id": entry.id(),
-            "held": body.amount,
-            "available": entry.available_after,
-            "expires_at": expires_at,
-        }),
+        &views::Hold {
+            hold_id: body.hold_id,
+            entry_id: Some(entry.id()),
+            held: body.amount.usd(),
+            available: Some(entry.available_after),
+            expires_at: Some(expires_at),
+            billed_to: None,
+        },
     ))
 }
 
@@ -568,22 +534,12 @@ async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
     let e = svc.store.apply(req).await?.map_err(refused)?.into_entry();
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "hold_id": hold, "released": e.held_change.magnitude(), "available": e.available_after }),
+        &views::Released {
+            hold_id: hold,
+            released: e.held_change.magnitude(),
+            available: e.available_after,
+        },
     ))
-}
-
-#[derive(Serialize)]
-struct VerdictAnswer {
-    allowed: bool,
-    reason: Option<&'static str>,
-    billing_mode: BillingMode,
-    /// Who pays for the call, when it may run.
-    billed_to: Option<Billing>,
-    available: Usd,
-    low_balance: bool,
-    /// The runtime the asking agent runs (its own, else the org's), when it gave its id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runtime: Option<Runtime>,
 }
 
 /// The agent's own runtime, else the org's.
@@ -626,9 +582,9 @@ async fn may_i_run(svc: &Usage, org: OrgId, member: Option<MemberId>, agent: Opt
         .map_err(|e| ApiError::internal(&e))?;
     Ok(json_response(
         StatusCode::OK,
-        &VerdictAnswer {
+        &views::Verdict {
             allowed: v.allowed,
-            reason: v.reason.map(PauseReason::as_str),
+            reason: v.reason,
             billing_mode: mode,
             billed_to: v.billed_to,
             available: v.available,

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod handler;
+pub mod views;
 
 pub use config::Config;
 pub use handler::{Usage, handle, routes};

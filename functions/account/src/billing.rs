@@ -1,0 +1,85 @@
+//! The credits card (references 000 §4, 002) and the month's usage by member (003).
+
+use agent_credits_domain::{Org, PageRequest, Usd, WalletStore, verdict};
+use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
+use chrono::NaiveDate;
+use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use rust_decimal::Decimal;
+
+use crate::{Account, keys, views};
+
+pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
+    let keys = async { keys::stored_keys(svc, org).await };
+    let (wallet, recent, keys) = tokio::try_join!(
+        async { Ok::<_, ApiError>(svc.store.wallet(&org.id).await?) },
+        async { Ok::<_, ApiError>(svc.store.history(&org.id, PageRequest::first(5)).await?) },
+        keys,
+    )?;
+    let balance = wallet.balance().map_err(|e| ApiError::internal(&e))?;
+    // The same verdict the runtime gets from may-i-run, for the org's own runtime.
+    let billing = agent_credits_domain::billing(org.billing_mode, org.runtime, &keys);
+    let v = verdict(org.billing_mode, &wallet, billing, None).map_err(|e| ApiError::internal(&e))?;
+    let credits = (balance.as_decimal() * Decimal::from(org.credits_per_usd)).normalize();
+    let card = views::Balance {
+        balance,
+        available: v.available,
+        held: wallet.held,
+        credits: credits.to_string(),
+        credits_per_usd: org.credits_per_usd,
+        buckets: &wallet.buckets,
+        low_balance: v.available <= wallet.settings.low_threshold(),
+        low_balance_threshold: wallet.settings.low_threshold(),
+        exhausted: v.available.is_zero(),
+        state: if v.allowed {
+            views::State::Active
+        } else {
+            views::State::Paused
+        },
+        pause_reason: v.reason,
+        billed_to: v.billed_to,
+        lifetime_added: wallet.lifetime_added,
+        lifetime_spent: wallet.lifetime_spent,
+        recent: recent.entries.iter().map(views::Entry::from).collect(),
+        auto_recharge: views::AutoRechargeSummary {
+            enabled: wallet.settings.recharge.enabled,
+            threshold: wallet.settings.recharge.threshold,
+        },
+    };
+    Ok(json_response(StatusCode::OK, &card))
+}
+
+/// Usage by member for a month (`?month=yyyy-mm`, this month by default), with limits.
+pub(crate) async fn month_usage(svc: &Account, org: &Org, req: &Request) -> Reply {
+    let month = match query_param(req, "month") {
+        Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
+            .map(|_| m)
+            .map_err(|_| ApiError::bad_request(ErrorCode::InvalidMonth, "month is yyyy-mm"))?,
+        None => svc.clock.now().format("%Y-%m").to_string(),
+    };
+    let (rows, members) = tokio::try_join!(
+        async { Ok::<_, ApiError>(svc.store.month_usage(&org.id, &month).await?) },
+        async { Ok::<_, ApiError>(svc.orgs.members(&org.id).await?) },
+    )?;
+    let rows: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let row = rows.iter().find(|r| r.member == m.id.as_str());
+            let (spent, held, unbilled) = row.map_or((Usd::ZERO, Usd::ZERO, Usd::ZERO), |r| {
+                (r.spent, r.held, r.unbilled)
+            });
+            views::MemberMonth {
+                member: &m.id,
+                role: m.role,
+                spent,
+                held,
+                unbilled,
+                monthly_limit: m.monthly_limit,
+            }
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &views::MonthUsage { month, members: rows },
+    ))
+}

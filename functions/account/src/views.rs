@@ -1,0 +1,221 @@
+//! What the account function answers: one type per answer, as `infra/openapi.yaml`
+//! describes it (every answer the tests receive is checked against the document).
+
+use agent_credits_domain::{
+    AgentId, Billing, BillingMode, Buckets, EntryKind, ExternalRefs, LedgerEntry, MemberId, Org, PauseReason,
+    Provider, Role, Runtime, SignedUsd, Usd,
+};
+use agent_credits_dynamo::items::Notification;
+use agent_credits_dynamo::{AgentRuntime, KeyMeta};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// `GET /v1/orgs/{org}`.
+#[derive(Debug, Serialize)]
+pub struct OrgView<'a> {
+    pub org: &'a Org,
+    pub role: Role,
+}
+
+/// `POST /v1/orgs`: the org, the creator's role, and the keys stored at creation.
+#[derive(Debug, Serialize)]
+pub struct Created<'a> {
+    pub org: &'a Org,
+    pub role: Role,
+    pub keys: Vec<KeyMeta>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Keys {
+    pub keys: Vec<KeyMeta>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyStored {
+    pub key: KeyMeta,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyDeleted {
+    pub deleted: Provider,
+}
+
+/// The org's runtime and the agents that run another.
+#[derive(Debug, Serialize)]
+pub struct Agents {
+    pub runtime: Runtime,
+    pub agents: Vec<AgentRuntime>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentSet {
+    pub agent: AgentRuntime,
+}
+
+/// An agent back on the org's runtime.
+#[derive(Debug, Serialize)]
+pub struct AgentCleared {
+    pub agent: AgentId,
+    pub runtime: Runtime,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BillingModeSet {
+    pub billing_mode: BillingMode,
+    /// `false` when the org already had it: nothing was written.
+    pub changed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub member: MemberId,
+    pub role: Role,
+    pub monthly_limit: Option<Usd>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Members {
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleSet {
+    pub member: MemberId,
+    pub role: Role,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Removed {
+    pub removed: MemberId,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LimitSet {
+    pub member: MemberId,
+    pub monthly_limit: Option<Usd>,
+}
+
+/// One ledger entry as history and the balance card show it.
+#[derive(Debug, Serialize)]
+pub struct Entry<'a> {
+    pub id: String,
+    pub kind: EntryKind,
+    pub amount: SignedUsd,
+    pub balance_after: Usd,
+    pub available_after: Usd,
+    pub shortfall: Usd,
+    pub member: Option<&'a MemberId>,
+    pub api_key: Option<&'a agent_credits_domain::ApiKeyId>,
+    pub agent: Option<&'a AgentId>,
+    pub created_at: DateTime<Utc>,
+    pub external: &'a ExternalRefs,
+}
+
+impl<'a> From<&'a LedgerEntry> for Entry<'a> {
+    fn from(e: &'a LedgerEntry) -> Entry<'a> {
+        Entry {
+            id: e.id(),
+            kind: e.kind,
+            amount: e.amount,
+            balance_after: e.balance_after,
+            available_after: e.available_after,
+            shortfall: e.shortfall,
+            member: e.attribution.member.as_ref(),
+            api_key: e.attribution.api_key.as_ref(),
+            agent: e.attribution.agent.as_ref(),
+            created_at: e.created_at,
+            external: &e.external,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct History<'a> {
+    pub entries: Vec<Entry<'a>>,
+    /// The cursor of the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    Paused,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AutoRechargeSummary {
+    pub enabled: bool,
+    pub threshold: Usd,
+}
+
+/// The credits card (reference 002).
+#[derive(Debug, Serialize)]
+pub struct Balance<'a> {
+    pub balance: Usd,
+    pub available: Usd,
+    pub held: Usd,
+    /// The balance in credits at the org's rate.
+    pub credits: String,
+    pub credits_per_usd: u32,
+    pub buckets: &'a Buckets,
+    pub low_balance: bool,
+    pub low_balance_threshold: Usd,
+    pub exhausted: bool,
+    pub state: State,
+    pub pause_reason: Option<PauseReason>,
+    pub billed_to: Option<Billing>,
+    pub lifetime_added: Usd,
+    pub lifetime_spent: Usd,
+    pub recent: Vec<Entry<'a>>,
+    pub auto_recharge: AutoRechargeSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberMonth<'a> {
+    pub member: &'a MemberId,
+    pub role: Role,
+    pub spent: Usd,
+    pub held: Usd,
+    pub unbilled: Usd,
+    pub monthly_limit: Option<Usd>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonthUsage<'a> {
+    pub month: String,
+    pub members: Vec<MemberMonth<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotificationView<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub available: Usd,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> From<&'a Notification> for NotificationView<'a> {
+    fn from(n: &'a Notification) -> NotificationView<'a> {
+        NotificationView {
+            id: &n.id,
+            kind: &n.kind,
+            available: n.available,
+            created_at: n.created_at,
+            read: n.read,
+            reason: n.reason.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Notifications<'a> {
+    pub notifications: Vec<NotificationView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Marked {
+    pub marked: usize,
+}

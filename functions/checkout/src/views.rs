@@ -1,0 +1,59 @@
+//! What the checkout function answers: one type per answer, as `infra/openapi.yaml`
+//! describes it.
+
+use agent_credits_domain::{MemberId, RechargeSettings, Usd, recharge};
+use agent_credits_dynamo::RechargeConfig;
+use serde::Serialize;
+
+/// A Checkout Session made: where to send the buyer, and what they buy.
+#[derive(Debug, Serialize)]
+pub struct Session<'a> {
+    pub session_id: &'a str,
+    pub url: Option<&'a str>,
+    pub price: Usd,
+    pub credits: Usd,
+    pub offer: &'a str,
+}
+
+/// The org's auto-recharge settings, with the card it charges and whose it is.
+#[derive(Debug, Serialize)]
+pub struct AutoRecharge<'a> {
+    pub enabled: bool,
+    pub threshold_usd: Usd,
+    pub amount_usd: Usd,
+    pub max_per_day: u32,
+    pub max_usd_per_day: Usd,
+    pub payment_method: Option<&'a str>,
+    pub card_owner: Option<&'a MemberId>,
+    /// Why it is suspended (a declined charge, the card's owner left).
+    pub suspended: Option<&'a str>,
+}
+
+impl<'a> AutoRecharge<'a> {
+    /// The org's settings; the defaults, off, when it never set any.
+    pub fn of(config: Option<&'a RechargeConfig>) -> AutoRecharge<'a> {
+        let Some(c) = config else {
+            return AutoRecharge {
+                enabled: false,
+                threshold_usd: recharge::DEFAULT_THRESHOLD,
+                amount_usd: recharge::DEFAULT_AMOUNT,
+                max_per_day: recharge::DEFAULT_MAX_PER_DAY,
+                max_usd_per_day: recharge::DEFAULT_MAX_USD_PER_DAY,
+                payment_method: None,
+                card_owner: None,
+                suspended: None,
+            };
+        };
+        let s: &RechargeSettings = &c.settings;
+        AutoRecharge {
+            enabled: s.enabled,
+            threshold_usd: s.threshold,
+            amount_usd: s.amount.usd(),
+            max_per_day: s.max_per_day,
+            max_usd_per_day: s.max_usd_per_day,
+            payment_method: c.card.as_ref().map(|card| card.payment_method.as_str()),
+            card_owner: c.card.as_ref().map(|card| &card.owner),
+            suspended: c.suspended.as_deref(),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! What the usage function answers the agent runtime: one type per answer, as
+//! `infra/openapi.yaml` describes it.
+
+use agent_credits_domain::{
+    Billing, BillingMode, HoldId, LedgerEntry, OrgId, PauseReason, Provider, Runtime, Usd, Wallet,
+    WalletState,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    Paused,
+}
+
+/// A reported call (a debit or a capture) charged to the wallet.
+#[derive(Debug, Serialize)]
+pub struct Charged {
+    pub entry_id: String,
+    pub billed_to: Billing,
+    /// Provider cost × markup.
+    pub billed: Usd,
+    /// What the wallet paid: `billed` less any shortfall.
+    pub charged: Usd,
+    pub shortfall: Usd,
+    pub available: Usd,
+    pub state: State,
+    pub pause_reason: Option<PauseReason>,
+    pub low_balance: bool,
+    /// Answered before under the same request id.
+    pub replayed: bool,
+}
+
+impl Charged {
+    /// The call charged by `entry` (now, or before when `replayed`).
+    pub fn new(wallet: &Wallet, entry: &LedgerEntry, replayed: bool) -> Charged {
+        let available = entry.available_after;
+        let (state, pause_reason) = match wallet.state {
+            WalletState::Paused(r) if r != PauseReason::CreditsExhausted => (State::Paused, Some(r)),
+            _ if available.is_zero() => (State::Paused, Some(PauseReason::CreditsExhausted)),
+            _ => (State::Active, None),
+        };
+        let taken = entry.amount.magnitude();
+        Charged {
+            entry_id: entry.id(),
+            billed_to: Billing::Credits,
+            billed: taken.checked_add(entry.shortfall).unwrap_or(taken),
+            charged: taken,
+            shortfall: entry.shortfall,
+            available,
+            state,
+            pause_reason,
+            low_balance: available <= wallet.settings.low_threshold(),
+            replayed,
+        }
+    }
+}
+
+/// A reported call that moved nothing on the wallet: run on the org's own key
+/// (recorded for attribution), or free.
+#[derive(Debug, Serialize)]
+pub struct NotCharged {
+    /// Always `null`: no ledger entry.
+    pub entry_id: Option<String>,
+    pub billed_to: Billing,
+    pub billed: Usd,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charged: Option<Usd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+}
+
+impl NotCharged {
+    /// A call on the org's own key: recorded, never debited.
+    pub fn on_own_key(cost: Usd, replayed: bool) -> NotCharged {
+        NotCharged {
+            entry_id: None,
+            billed_to: Billing::ProviderKey,
+            billed: cost,
+            charged: Some(Usd::ZERO),
+            replayed: Some(replayed),
+        }
+    }
+
+    /// A call that cost nothing.
+    pub fn free() -> NotCharged {
+        NotCharged {
+            entry_id: None,
+            billed_to: Billing::Credits,
+            billed: Usd::ZERO,
+            charged: None,
+            replayed: None,
+        }
+    }
+}
+
+/// A hold made (201), or none needed because the call runs on the org's own key (200).
+#[derive(Debug, Serialize)]
+pub struct Hold {
+    pub hold_id: HoldId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<String>,
+    pub held: Usd,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<Usd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billed_to: Option<Billing>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Released {
+    pub hold_id: HoldId,
+    pub released: Usd,
+    pub available: Usd,
+}
+
+/// May the org's agents run now, and who pays.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub reason: Option<PauseReason>,
+    pub billing_mode: BillingMode,
+    /// Who pays for the call, when it may run.
+    pub billed_to: Option<Billing>,
+    pub available: Usd,
+    pub low_balance: bool,
+    /// The runtime the asking agent runs (its own, else the org's), when it gave its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
+}
+
+/// The org's own provider key, for the runtime: the one answer that carries a key.
+#[derive(Debug, Serialize)]
+pub struct OwnKey<'a> {
+    pub org: &'a OrgId,
+    pub provider: Provider,
+    pub key: &'a str,
+}
