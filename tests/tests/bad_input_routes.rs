@@ -17,39 +17,9 @@
 
 mod common;
 
-use common::{App, Operation, WEBHOOK_SECRET};
+use common::{App, BAD_ID, Operation, WEBHOOK_SECRET, fill, good_body, params, to_json};
 use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
-
-const BAD_ID: &str = "bad!id";
-
-/// Valid values for each path parameter.
-fn sample(param: &str) -> &'static str {
-    match param {
-        "org" => "org_demo",
-        "member" => "u_member",
-        "hold" => "h_1",
-        "model" => "claude-sonnet",
-        "provider" => "open_ai",
-        "agent" => "agent_7",
-        other => panic!("no sample for path parameter {other}"),
-    }
-}
-
-fn params(path: &str) -> Vec<&str> {
-    path.split('/')
-        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .collect()
-}
-
-fn fill(path: &str, bad: Option<&str>) -> String {
-    let mut out = path.to_owned();
-    for p in params(path) {
-        let value = if Some(p) == bad { BAD_ID } else { sample(p) };
-        out = out.replace(&format!("{{{p}}}"), value);
-    }
-    out
-}
 
 /// Follows `$ref`s within the document.
 fn resolve<'a>(doc: &'a Yaml, node: &'a Yaml) -> &'a Yaml {
@@ -86,10 +56,6 @@ fn fields(doc: &Yaml, schema: &Yaml) -> (Vec<String>, bool) {
         }
     }
     (names, required)
-}
-
-fn to_json(y: &Yaml) -> Value {
-    serde_json::to_value(y).unwrap()
 }
 
 /// The bodies to send `op`: (what, raw body or none).
@@ -137,23 +103,6 @@ fn query_params(doc: &Yaml, op: &Yaml) -> Vec<String> {
         .filter(|p| p["in"].as_str() == Some("query"))
         .filter_map(|p| p["name"].as_str().map(str::to_owned))
         .collect()
-}
-
-/// A valid example body of `op`, for the variants that spoil something else.
-fn good_body(op: &Yaml) -> Option<String> {
-    let content = &op["requestBody"]["content"]["application/json"];
-    if content.is_null() {
-        return None;
-    }
-    let example = if content["example"].is_null() {
-        content["examples"]
-            .as_mapping()
-            .and_then(|m| m.values().next())
-            .map(|e| to_json(&e["value"]))?
-    } else {
-        to_json(&content["example"])
-    };
-    Some(example.to_string())
 }
 
 fn event(o: &Operation, path: &str, query: &str, body: Option<String>) -> Value {

@@ -44,7 +44,8 @@ pub(crate) async fn set_member(svc: &Account, org: &Org, member: MemberId, body:
             },
         )),
         MemberChange::LastOwner => Err(last_owner()),
-        MemberChange::NotAMember => Err(ApiError::not_found(ErrorCode::MemberNotFound, "no such member")),
+        // Setting a role adds the member it does not find.
+        MemberChange::NotAMember => Err(ApiError::internal(&"a role change found no member to add")),
     }
 }
 

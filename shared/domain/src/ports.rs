@@ -36,9 +36,13 @@ pub enum StoreError {
     /// a member).
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The backend failed or could not be reached.
+    /// The backend failed, throttled or could not be reached: a retry may succeed.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend refused the request itself (access denied, a validation error, a
+    /// missing table): the deployment is wrong, and retrying will not help.
+    #[error("store refused the request: {0}")]
+    Rejected(String),
 }
 
 /// A page of history, newest first.

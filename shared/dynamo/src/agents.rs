@@ -62,7 +62,7 @@ impl OrgStore {
             .table_name(&*self.table)
             .set_item(Some(item.clone()))
             .build()
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
         let sent = self
             .client
             .transact_write_items()

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::attr::{Reader, n_usd, s};
 use crate::items::{self, key, member_month_sk, member_sk, org_pk};
-use crate::store::{DynamoWalletStore, put, query_prefix, sdk_error, unavailable};
+use crate::store::{DynamoWalletStore, put, query_prefix, sdk_error, unbuilt};
 use crate::update::UpdateExpr;
 
 /// One member's row of a month.
@@ -71,7 +71,7 @@ impl DynamoWalletStore {
                 .table_name(self.table())
                 .set_key(Some(key(org_pk(org), sk)))
                 .build()
-                .map_err(unavailable)?;
+                .map_err(unbuilt)?;
             Ok(TransactGetItem::builder().get(get).build())
         };
         let out = self
@@ -131,7 +131,7 @@ impl DynamoWalletStore {
             .set_key(Some(key(org_pk(org), items::idem_sk(key_))))
             .condition_expression("attribute_not_exists(pk)")
             .build()
-            .map_err(unavailable)?;
+            .map_err(unbuilt)?;
         let mut items = vec![
             put(
                 self.table(),

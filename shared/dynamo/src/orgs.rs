@@ -402,7 +402,7 @@ impl OrgStore {
             .set_key(Some(key(org_pk(&org.id), key_sk(provider))))
             .condition_expression("attribute_exists(pk)")
             .build()
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            .map_err(|e| StoreError::Rejected(e.to_string()))?;
         let sent = self
             .client
             .transact_write_items()

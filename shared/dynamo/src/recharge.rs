@@ -29,7 +29,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::attr::{Item, Reader, n_u64, n_usd, s};
 use crate::items::{self, RECHARGE_DUE_PK, WALLET_SK, key, member_sk, org_pk, timestamp, wallet_from_item};
-use crate::store::{get_consistent, put, sdk_error, unavailable};
+use crate::store::{get_consistent, put, sdk_error, unbuilt};
 use crate::update::UpdateExpr;
 
 pub(crate) const CONFIG_SK: &str = "RECHARGE";
@@ -137,7 +137,7 @@ fn card_owner_check(table: &str, org: &OrgId, member: &MemberId) -> Result<Trans
     let check = check
         .condition_expression(format!("#role IN ({})", names.join(", ")))
         .build()
-        .map_err(unavailable)?;
+        .map_err(unbuilt)?;
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn card_owner_leaves(
             .expression_attribute_names("#owner", "card_owner")
             .expression_attribute_values(":member", s(member.as_str()))
             .build()
-            .map_err(unavailable)?;
+            .map_err(unbuilt)?;
         return Ok(vec![TransactWriteItem::builder().condition_check(check).build()]);
     };
     let mut x = UpdateExpr::default();
@@ -467,7 +467,7 @@ impl RechargeStore {
             .set_key(Some(key(org_pk(org), WALLET_SK)))
             .condition_expression("attribute_not_exists(open_disputes)")
             .build()
-            .map_err(unavailable)?;
+            .map_err(unbuilt)?;
         let sent = self
             .client
             .transact_write_items()
@@ -601,7 +601,7 @@ impl RechargeStore {
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":pm", s(a.payment_method.as_str()))
             .build()
-            .map_err(unavailable)?;
+            .map_err(unbuilt)?;
         let sent = self
             .client
             .transact_write_items()

@@ -26,7 +26,8 @@ use agent_credits_domain::{
     StoreError, Wallet, WalletSettings, WalletStore, month_of,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     CancellationReason, ConditionCheck, Get, Put, ReturnValuesOnConditionCheckFailure, TransactGetItem,
@@ -144,7 +145,7 @@ impl DynamoWalletStore {
                 .table_name(&*self.table)
                 .set_key(Some(key(pk.clone(), sk)))
                 .build()
-                .map_err(unavailable)?;
+                .map_err(unbuilt)?;
             gets.push(TransactGetItem::builder().get(get).build());
             Ok(gets.len() - 1)
         };
@@ -336,7 +337,7 @@ impl DynamoWalletStore {
                 .set_key(Some(key(org_pk(req.org()), sk)))
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
-                .map_err(unavailable)?;
+                .map_err(unbuilt)?;
             unless_at.push(items.len());
             items.push(TransactWriteItem::builder().condition_check(check).build());
         }
@@ -532,7 +533,7 @@ pub(crate) fn put(
         put = put.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     }
     Ok(TransactWriteItem::builder()
-        .put(put.build().map_err(unavailable)?)
+        .put(put.build().map_err(unbuilt)?)
         .build())
 }
 
@@ -546,7 +547,7 @@ impl UpdateExpr {
             .set_expression_attribute_values(self.values())
             .set_expression_attribute_names(Some(self.names))
             .build()
-            .map_err(unavailable)?;
+            .map_err(unbuilt)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }
@@ -555,8 +556,9 @@ fn invalid(e: agent_credits_domain::MoneyError) -> StoreError {
     StoreError::Invalid(e.to_string())
 }
 
-pub(crate) fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
+/// A request that did not build: a bug, never cured by a retry.
+pub(crate) fn unbuilt<E: std::error::Error>(e: E) -> StoreError {
+    StoreError::Rejected(e.to_string())
 }
 
 /// One item by key, read strongly consistent.
@@ -608,13 +610,44 @@ pub(crate) async fn query_prefix(
 
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says
 /// "service error").
-pub(crate) fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+/// An SDK error, classified: what a retry may cure (throttling, timeouts, the service
+/// failing or unreachable, a transaction that lost a race) is `Unavailable`; what it
+/// cannot (access denied, validation, a missing table, a request that did not build) is
+/// `Rejected`, for an operator to fix.
+pub(crate) fn sdk_error<E>(e: SdkError<E, HttpResponse>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    StoreError::Unavailable(DisplayErrorContext(&e).to_string().into())
+    let text = DisplayErrorContext(&e).to_string();
+    match &e {
+        SdkError::ConstructionFailure(_) => StoreError::Rejected(text),
+        SdkError::ServiceError(service) => {
+            // Mocked and some modeled errors carry no code: their text names the type.
+            let code = service.err().code().map_or_else(|| text.clone(), str::to_owned);
+            let retryable = RETRYABLE.iter().any(|r| code.contains(r));
+            if retryable || service.raw().status().is_server_error() {
+                StoreError::Unavailable(text.into())
+            } else {
+                StoreError::Rejected(text)
+            }
+        }
+        _ => StoreError::Unavailable(text.into()),
+    }
 }
+
+/// DynamoDB's error codes that a retry may cure.
+const RETRYABLE: &[&str] = &[
+    "ProvisionedThroughputExceeded",
+    "Throttling",
+    "RequestLimitExceeded",
+    "LimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflict",
+    "TransactionInProgress",
+    "TransactionCanceled",
+    "ConditionalCheckFailed",
+];
 
 impl WalletStore for DynamoWalletStore {
     async fn apply(&self, req: ChangeRequest) -> Result<Outcome, StoreError> {

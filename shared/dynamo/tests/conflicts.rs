@@ -132,3 +132,35 @@ async fn throttling_surfaces_as_unavailable_not_as_a_refusal() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }
+
+/// A refusal no retry cures (a wrong table, a role without access, a request the service
+/// calls invalid) is `Rejected` (answered 500, for an operator); throttling stays
+/// `Unavailable` (503, retry).
+#[tokio::test]
+async fn errors_a_retry_cannot_cure_are_rejected_and_throttling_stays_unavailable() {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::transact_get_items::TransactGetItemsError;
+    let failing = |code: &'static str| {
+        mock!(Client::transact_get_items).then_error(move || {
+            TransactGetItemsError::generic(ErrorMetadata::builder().code(code).message("no").build())
+        })
+    };
+    for (code, retryable) in [
+        ("ValidationException", false),
+        ("AccessDeniedException", false),
+        ("ResourceNotFoundException", false),
+        ("UnrecognizedClientException", false),
+        ("ThrottlingException", true),
+        ("RequestLimitExceeded", true),
+        ("InternalServerError", true),
+    ] {
+        let read = failing(code);
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&read]);
+        let err = store(client, 2).apply(debit()).await.unwrap_err();
+        match (retryable, &err) {
+            (true, StoreError::Unavailable(_)) | (false, StoreError::Rejected(_)) => {}
+            _ => panic!("{code}: {err:?}"),
+        }
+        assert!(err.to_string().contains(code), "{err}");
+    }
+}

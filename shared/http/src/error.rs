@@ -251,6 +251,10 @@ impl From<agent_credits_domain::StoreError> for ApiError {
         match e {
             agent_credits_domain::StoreError::Contention { .. }
             | agent_credits_domain::StoreError::Unavailable(_) => ApiError::unavailable(&e),
+            agent_credits_domain::StoreError::Rejected(_) => {
+                tracing::error!(error = %e, "the store refused a request: check the deployment (table, role, region)");
+                ApiError::internal(&e)
+            }
             other => ApiError::internal(&other),
         }
     }

@@ -26,7 +26,7 @@ pub struct App {
     pub recharge: recharge::Recharge,
     /// A client of the simulator, as the functions hold one.
     pub stripe: stripe::Client,
-    _db: support::dynoxide::Dynoxide,
+    _db: Option<support::dynoxide::Dynoxide>,
 }
 
 impl App {
@@ -34,6 +34,15 @@ impl App {
     /// Secrets Manager is unreachable (a key change answers 503).
     pub async fn start(secrets: Option<&str>) -> App {
         let (db, client) = support::fresh_table(TABLE).await;
+        App::on(client, Some(db), secrets).await
+    }
+
+    /// The functions over `client`, whatever it reaches: a table, nothing, or a mock.
+    pub async fn on(
+        client: aws_sdk_dynamodb::Client,
+        db: Option<support::dynoxide::Dynoxide>,
+        secrets: Option<&str>,
+    ) -> App {
         let sim = stripe_sim::StripeSim::start().await.unwrap();
         let stripe_client = || {
             stripe::ClientBuilder::new("sk_test_app")
@@ -277,4 +286,56 @@ pub fn operations() -> Vec<Operation> {
         }
     }
     ops
+}
+
+/// An id no path parameter accepts.
+pub const BAD_ID: &str = "bad!id";
+
+/// Valid values for each path parameter.
+pub fn sample(param: &str) -> &'static str {
+    match param {
+        "org" => "org_demo",
+        "member" => "u_member",
+        "hold" => "h_1",
+        "model" => "claude-sonnet",
+        "provider" => "open_ai",
+        "agent" => "agent_7",
+        other => panic!("no sample for path parameter {other}"),
+    }
+}
+
+pub fn params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+pub fn fill(path: &str, bad: Option<&str>) -> String {
+    let mut out = path.to_owned();
+    for p in params(path) {
+        let value = if Some(p) == bad { BAD_ID } else { sample(p) };
+        out = out.replace(&format!("{{{p}}}"), value);
+    }
+    out
+}
+
+/// A valid example body of `op`, for the variants that spoil something else.
+pub fn good_body(op: &serde_yaml::Value) -> Option<String> {
+    let content = &op["requestBody"]["content"]["application/json"];
+    if content.is_null() {
+        return None;
+    }
+    let example = if content["example"].is_null() {
+        content["examples"]
+            .as_mapping()
+            .and_then(|m| m.values().next())
+            .map(|e| to_json(&e["value"]))?
+    } else {
+        to_json(&content["example"])
+    };
+    Some(example.to_string())
+}
+
+pub fn to_json(y: &serde_yaml::Value) -> Value {
+    serde_json::to_value(y).unwrap()
 }
