@@ -10,6 +10,11 @@
 
 pub mod config;
 mod handler;
+mod holds;
+mod provider_key;
+mod rates;
+mod reported;
+mod verdict;
 pub mod views;
 
 pub use config::Config;

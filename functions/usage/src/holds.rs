@@ -1,0 +1,113 @@
+//! Holds: credits reserved before a call (`POST .../holds`) and released without one.
+
+use agent_credits_domain::{
+    AgentId, ApiKeyId, Applied, Attribution, Billing, ChangeRequest, HoldId, MemberId, OrgId, PositiveUsd,
+    Refusal, Usd, WalletStore, keys,
+};
+use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
+use chrono::{DateTime, Duration, Utc};
+use lambda_http::http::StatusCode;
+use serde::Deserialize;
+
+use crate::handler::{Usage, billing_of, paused, refused, wallet_of};
+use crate::views;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HoldRequest {
+    hold_id: HoldId,
+    amount: PositiveUsd,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    #[serde(default)]
+    member: Option<MemberId>,
+    #[serde(default)]
+    api_key: Option<ApiKeyId>,
+    #[serde(default)]
+    agent: Option<AgentId>,
+}
+
+pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
+    let (wallet, mode) = wallet_of(svc, &org).await?;
+    match billing_of(svc, &org, mode, body.agent.as_ref(), false).await?.0 {
+        Ok(Billing::Credits) => {}
+        Ok(Billing::ProviderKey) => {
+            return Ok(json_response(
+                StatusCode::OK,
+                &views::Hold {
+                    hold_id: body.hold_id,
+                    entry_id: None,
+                    held: Usd::ZERO,
+                    available: None,
+                    expires_at: None,
+                    billed_to: Some(Billing::ProviderKey),
+                },
+            ));
+        }
+        Err(reason) => return Err(paused(reason)),
+    }
+    let ttl = body.ttl_seconds.unwrap_or(svc.config.hold_ttl_seconds);
+    if !(1..=svc.config.max_hold_ttl_seconds).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidTtl,
+            format!(
+                "ttl_seconds must be from 1 to {}",
+                svc.config.max_hold_ttl_seconds
+            ),
+        ));
+    }
+    let expires_at: DateTime<Utc> = svc.clock.now() + Duration::seconds(ttl);
+    let attribution = Attribution {
+        member: body.member,
+        api_key: body.api_key,
+        agent: body.agent,
+    };
+    let req = ChangeRequest::hold(
+        org.clone(),
+        body.hold_id.clone(),
+        body.amount,
+        expires_at,
+        keys::hold(&body.hold_id),
+    )
+    .attributed_to(attribution);
+    let mut outcome = svc.store.apply(req.clone()).await?;
+    if matches!(outcome, Err(Refusal::InsufficientFunds { .. }))
+        && !wallet.held.is_zero()
+        && svc.store.expire_holds(&org).await?.released > 0
+    {
+        // Expired holds were still counted against the wallet: released now, try again.
+        outcome = svc.store.apply(req).await?;
+    }
+    let (entry, expires_at) = match outcome.map_err(refused)? {
+        Applied::Committed(e) => (e, expires_at),
+        // The hold as it was made: its expiry then, not one counted from this retry.
+        Applied::Replayed(e) => {
+            let made = svc.store.hold(&org, &body.hold_id).await?;
+            (e, made.map_or(expires_at, |h| h.expires))
+        }
+    };
+    Ok(json_response(
+        StatusCode::CREATED,
+        &views::Hold {
+            hold_id: body.hold_id,
+            entry_id: Some(entry.id()),
+            held: body.amount.usd(),
+            available: Some(entry.available_after),
+            expires_at: Some(expires_at),
+            billed_to: None,
+        },
+    ))
+}
+
+pub(crate) async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
+    let req = ChangeRequest::release(org, hold.clone(), keys::release(&hold));
+    let e = svc.store.apply(req).await?.map_err(refused)?.into_entry();
+    Ok(json_response(
+        StatusCode::OK,
+        &views::Released {
+            hold_id: hold,
+            released: e.held_change.magnitude(),
+            available: e.available_after,
+        },
+    ))
+}

@@ -1,0 +1,252 @@
+//! A call already made, reported: debited from the wallet (`POST .../usage`, and a
+//! capture against its hold), or recorded off the wallet when it ran on the org's own key.
+//! Each request id is billed once, at its first price.
+
+use agent_credits_domain::{
+    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, HoldId, IdempotencyKey,
+    MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Refusal, TokenUsage, Usd, Wallet,
+    WalletStore, keys,
+};
+use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
+use chrono::NaiveDate;
+use lambda_http::http::StatusCode;
+use serde::Deserialize;
+
+use crate::handler::{Usage, refused, release_expired, runtime_and_keys, wallet_of};
+use crate::views;
+
+/// What the runtime reports about one model call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallReport {
+    /// The runtime's id of the call: the idempotency key of its debit.
+    #[serde(default)]
+    request_id: Option<HoldId>,
+    /// What the call ran on, as may-i-run answered before it.
+    #[serde(default)]
+    billed_to: Option<Billing>,
+    #[serde(default)]
+    member: Option<MemberId>,
+    #[serde(default)]
+    api_key: Option<ApiKeyId>,
+    #[serde(default)]
+    agent: Option<AgentId>,
+    #[serde(default)]
+    runtime: Option<AgentId>,
+    #[serde(default)]
+    model: Option<ModelId>,
+    /// The exact provider cost, when the runtime knows it.
+    #[serde(default)]
+    cost: Option<ProviderCost>,
+    /// Token usage, priced at the model's current rate when no cost is reported.
+    #[serde(default)]
+    tokens: Option<TokenUsage>,
+}
+
+impl CallReport {
+    fn attribution(&self) -> Attribution {
+        Attribution {
+            member: self.member.clone(),
+            api_key: self.api_key.clone(),
+            agent: self.agent.clone(),
+        }
+    }
+
+    /// What the request id promises: the report itself, not the price computed from it,
+    /// so a retry priced after a rate or markup change still replays the first answer.
+    fn fingerprint(&self) -> String {
+        match (&self.cost, &self.tokens) {
+            (Some(cost), _) => format!("cost:{cost}"),
+            (None, Some(t)) => format!(
+                "tokens:{}:{}:{}:{}:{}",
+                self.model.as_ref().map_or("", |m| m.as_str()),
+                t.input,
+                t.output,
+                t.cache_read,
+                t.cache_write
+            ),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Provider cost × markup, rounded once. The cost is the runtime's report, else tokens
+/// at the rate in force today.
+pub(crate) async fn billable(
+    svc: &Usage,
+    wallet: &Wallet,
+    report: &CallReport,
+    today: NaiveDate,
+) -> Result<Usd, ApiError> {
+    let cost = match (&report.cost, &report.tokens) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::AmbiguousCost,
+                "send either cost or tokens, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::MissingCost,
+                "send cost or tokens",
+            ));
+        }
+        (Some(cost), None) => *cost,
+        (None, Some(tokens)) => {
+            let Some(model) = &report.model else {
+                return Err(ApiError::bad_request(
+                    ErrorCode::MissingModel,
+                    "tokens are priced by model: send model",
+                ));
+            };
+            let rate = svc.rates.on(model, today).await?.ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::UnknownModel,
+                    format!("no rate for model {model} on {today}"),
+                )
+            })?;
+            rate.cost(tokens)
+                .map_err(|e| ApiError::bad_request(ErrorCode::InvalidTokens, e.to_string()))?
+        }
+    };
+    let markup = wallet.settings.markup.unwrap_or(svc.config.default_markup);
+    markup.bill(cost).map_err(ApiError::money)
+}
+
+/// The answer for a debit or capture that stands.
+pub(crate) fn answered(wallet: &Wallet, applied: Applied) -> Reply {
+    let replayed = applied.replayed();
+    Ok(json_response(
+        StatusCode::OK,
+        &views::Charged::new(wallet, applied.entry(), replayed),
+    ))
+}
+
+/// A call on the org's own key: recorded for attribution, never debited.
+pub(crate) async fn record_unbilled(
+    svc: &Usage,
+    org: &OrgId,
+    key: &IdempotencyKey,
+    cost: Usd,
+    report: &CallReport,
+) -> Reply {
+    let recorded = match svc
+        .store
+        .record_unbilled(org, key, &report.fingerprint(), cost, &report.attribution())
+        .await?
+    {
+        Ok(recorded) => recorded,
+        // Billed to the wallet when it was first reported: that answer stands.
+        Err(Refusal::Superseded) => return billed_before(svc, org, key).await,
+        Err(other) => return Err(refused(other)),
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &views::NotCharged::on_own_key(recorded.cost, recorded.replayed),
+    ))
+}
+
+/// Who pays for a reported call ([`agent_credits_domain::billing_of_call`]): what the runtime
+/// says it ran on, held against the keys the org has; a credits org reads nothing more.
+pub(crate) async fn pays(
+    svc: &Usage,
+    org: &OrgId,
+    mode: BillingMode,
+    report: &CallReport,
+) -> Result<Billing, ApiError> {
+    if mode == BillingMode::Credits || report.billed_to == Some(Billing::Credits) {
+        return Ok(Billing::Credits);
+    }
+    let (runtime, keys) = runtime_and_keys(svc, org, report.agent.as_ref()).await?;
+    Ok(agent_credits_domain::billing_of_call(
+        mode,
+        runtime,
+        &keys,
+        report.billed_to,
+    ))
+}
+
+/// The answer of a call billed to the wallet under `key` before.
+pub(crate) async fn billed_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+    let wallet = svc.store.wallet(org).await?;
+    match svc.store.entry_for_key(org, key).await? {
+        Some(entry) => answered(&wallet, Applied::Replayed(entry)),
+        None => Err(ApiError::internal(&format!(
+            "{key} yielded to an entry that is not there"
+        ))),
+    }
+}
+
+/// The answer of a call recorded off the wallet under `key` before.
+pub(crate) async fn unbilled_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+    match svc.store.unbilled(org, key).await? {
+        Some(cost) => Ok(json_response(
+            StatusCode::OK,
+            &views::NotCharged::on_own_key(cost, true),
+        )),
+        None => Err(ApiError::internal(&format!(
+            "{key} yielded to a record that is not there"
+        ))),
+    }
+}
+
+/// A debit or capture as the store answered it: a call recorded off the wallet before
+/// under the same key answers that record.
+pub(crate) async fn settled(
+    svc: &Usage,
+    wallet: &Wallet,
+    org: &OrgId,
+    key: &IdempotencyKey,
+    outcome: Outcome,
+) -> Reply {
+    match outcome {
+        Ok(applied) => answered(wallet, applied),
+        Err(Refusal::Superseded) => unbilled_before(svc, org, key).await,
+        Err(other) => Err(refused(other)),
+    }
+}
+
+pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
+    let request_id = report
+        .request_id
+        .clone()
+        .ok_or_else(|| ApiError::bad_request(ErrorCode::MissingRequestId, "request_id is required"))?;
+    let key = keys::usage(&request_id);
+    tracing::info!(%org, runtime = ?report.runtime, model = ?report.model, "usage reported");
+    let (wallet, mode) = wallet_of(svc, &org).await?;
+    let now = svc.clock.now();
+    let amount = billable(svc, &wallet, &report, now.date_naive()).await?;
+    if pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
+        return record_unbilled(svc, &org, &key, amount, &report).await;
+    }
+    let Ok(amount) = PositiveUsd::new(amount) else {
+        // A free call moves no money; there is nothing to record on the ledger.
+        return Ok(json_response(StatusCode::OK, &views::NotCharged::free()));
+    };
+    release_expired(svc, &wallet).await?;
+    let req = ChangeRequest::usage(org.clone(), amount, key.clone())
+        .attributed_to(report.attribution())
+        .with_fingerprint(report.fingerprint());
+    let outcome = svc.store.apply(req).await?;
+    settled(svc, &wallet, &org, &key, outcome).await
+}
+
+/// The actual cost of a call against its hold. A hold that was made reserved credits, so
+/// its call is billed to the wallet whatever keys changed since; a capture with no hold
+/// (the call ran on the org's own key, or its hold was never made) follows who pays now.
+pub(crate) async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
+    let key = keys::capture(&hold);
+    let ((wallet, mode), made) = tokio::try_join!(wallet_of(svc, &org), async {
+        Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)
+    })?;
+    let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
+    if made.is_none() && pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
+        return record_unbilled(svc, &org, &key, amount, &report).await;
+    }
+    release_expired(svc, &wallet).await?;
+    let req = ChangeRequest::capture(org.clone(), hold, amount, key.clone())
+        .attributed_to(report.attribution())
+        .with_fingerprint(report.fingerprint());
+    let outcome = svc.store.apply(req).await?;
+    settled(svc, &wallet, &org, &key, outcome).await
+}
