@@ -207,7 +207,7 @@ enum Claim<'p> {
     Refused(agent_credits_http::ApiError),
     /// None of ours, now or ever: not a subscription's period or no org (acknowledged), or
     /// an invoice no settings could grant for (an org id that is none, another currency,
-    /// no price, a negative amount: refused, to be seen). Its refunds are acknowledged.
+    /// a negative amount: refused, to be seen). Its refunds are acknowledged.
     NoneOfOurs(Option<agent_credits_http::ApiError>),
 }
 
@@ -238,8 +238,11 @@ async fn claim<'p>(
         .filter_map(|line| line.pricing.as_ref()?.price_details.as_ref())
         .map(|d| d.price.id().to_string())
         .next();
+    // A subscription invoice of one of our orgs whose lines show no price (a payload
+    // shape we do not read, or lines on another page): refused and not recorded, so it
+    // stays visible and its reversals wait rather than being dropped as none of ours.
     let Some(price) = price else {
-        return never("no price");
+        return Ok(Claim::Refused(unmatched(id, "no price on its lines")));
     };
     let Some(plan) = svc.plans.get(&price) else {
         return Ok(Claim::Refused(unmatched(

@@ -623,8 +623,10 @@ where
         SdkError::ConstructionFailure(_) => StoreError::Rejected(text),
         SdkError::ServiceError(service) => {
             // Mocked and some modeled errors carry no code: their text names the type.
-            let code = service.err().code().map_or_else(|| text.clone(), str::to_owned);
-            let retryable = RETRYABLE.iter().any(|r| code.contains(r));
+            let retryable = match service.err().code() {
+                Some(code) => RETRYABLE.contains(&code),
+                None => RETRYABLE.iter().any(|r| text.contains(&format!("{r}:"))),
+            };
             if retryable || service.raw().status().is_server_error() {
                 StoreError::Unavailable(text.into())
             } else {
@@ -635,18 +637,21 @@ where
     }
 }
 
-/// DynamoDB's error codes that a retry may cure.
+/// DynamoDB's error codes that a retry may cure (throttling, the service failing, a
+/// transaction that lost a race, credentials or a clock that a retry refreshes).
 const RETRYABLE: &[&str] = &[
-    "ProvisionedThroughputExceeded",
-    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
     "RequestLimitExceeded",
-    "LimitExceeded",
     "InternalServerError",
     "ServiceUnavailable",
-    "TransactionConflict",
-    "TransactionInProgress",
-    "TransactionCanceled",
-    "ConditionalCheckFailed",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "TransactionCanceledException",
+    "ConditionalCheckFailedException",
+    "ReplicatedWriteConflictException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
 ];
 
 impl WalletStore for DynamoWalletStore {

@@ -150,9 +150,11 @@ async fn errors_a_retry_cannot_cure_are_rejected_and_throttling_stays_unavailabl
         ("AccessDeniedException", false),
         ("ResourceNotFoundException", false),
         ("UnrecognizedClientException", false),
+        ("ItemCollectionSizeLimitExceededException", false),
         ("ThrottlingException", true),
         ("RequestLimitExceeded", true),
         ("InternalServerError", true),
+        ("ReplicatedWriteConflictException", true),
     ] {
         let read = failing(code);
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&read]);

@@ -68,9 +68,10 @@ pub trait Edge: Send + Sync {
         _org: &OrgId,
         _me: &MemberId,
     ) -> impl Future<Output = Result<Option<(Org, Member)>, StoreError>> + Send {
+        // A member route in a function with no directory is a wiring mistake: 500.
         async {
-            Err(StoreError::Unavailable(
-                "this function has no org directory".into(),
+            Err(StoreError::Rejected(
+                "this function has no org directory".to_owned(),
             ))
         }
     }
@@ -79,7 +80,8 @@ pub trait Edge: Send + Sync {
 /// A request that reached its route, with the caller the route's auth established.
 pub struct Call<'a, W> {
     pub req: &'a Request,
-    /// Path parameters by name, percent-decoded (`None`: a malformed escape).
+    /// Path parameters by name, percent-decoded (`None`: not UTF-8 once decoded; a
+    /// malformed escape stays as it is, and no id accepts `%`).
     params: Vec<(String, Option<String>)>,
     pub who: W,
 }
@@ -126,7 +128,7 @@ impl<'a, W> Call<'a, W> {
             .map(|(_, v)| v.as_deref())
             .ok_or_else(|| ApiError::internal(&format!("route has no parameter {name}")))?;
         let refused = |why: String| ApiError::bad_request(T::INVALID, format!("{name}: {why}"));
-        raw.ok_or_else(|| refused("a malformed %-escape".to_owned()))?
+        raw.ok_or_else(|| refused("not UTF-8 once %-decoded".to_owned()))?
             .parse()
             .map_err(|e: T::Err| refused(e.to_string()))
     }
