@@ -80,28 +80,40 @@ fn readme_who() -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Each account route's action is the one the README's table says for it.
+/// Each dashboard route's action is the one the README's tables say for it.
 #[test]
-fn each_account_routes_action_is_the_one_the_readme_names() {
+fn each_dashboard_routes_action_is_the_one_the_readme_names() {
     let who = readme_who();
     let mut checked = 0;
-    for route in account::routes() {
-        let key = format!("{} {}", route.method, route.path);
+    let routes = account::routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path, r.auth()))
+        .chain(
+            checkout::routes()
+                .iter()
+                .map(|r| (r.method.to_string(), r.path, r.auth())),
+        )
+        .collect::<Vec<_>>();
+    for (method, path, auth) in routes {
+        let key = format!("{method} {path}");
         let readme = who
             .get(&key)
             .unwrap_or_else(|| panic!("{key} is not in the README's table"));
-        let want = match route.auth() {
+        let want = match auth {
             Auth::User => "any signed-in user",
             Auth::Member(Action::ViewOrg) => "members",
             Auth::Member(Action::ViewBilling) => "who may view billing",
-            Auth::Member(Action::ManageMembers | Action::SetMemberLimits) => "owner",
-            Auth::Member(Action::ManageKeys | Action::ManageOrg) => "owner, admin",
-            other => panic!("{key}: {other:?} is no account route's auth"),
+            Auth::Member(Action::Purchase) => "who may purchase",
+            Auth::Member(Action::ManageMembers | Action::SetMemberLimits | Action::ChangePlan) => "owner",
+            Auth::Member(Action::ManageKeys | Action::ManageOrg | Action::ManageAutoRecharge) => {
+                "owner, admin"
+            }
+            other => panic!("{key}: {other:?} is no dashboard route's auth"),
         };
         assert_eq!(readme, want, "{key}");
         checked += 1;
     }
-    assert!(checked >= 19, "{checked}");
+    assert!(checked >= 22, "{checked}");
 }
 
 fn path(route: &str) -> String {
