@@ -15,27 +15,6 @@ use agent_credits_http::Auth;
 use common::{App, WEBHOOK_SECRET, fill, good_body};
 use serde_json::{Value, json};
 
-/// Every route of every function's table: its function (the document's tag), method,
-/// path and auth.
-fn routes() -> Vec<(&'static str, String, &'static str, Auth)> {
-    fn of<S>(
-        tag: &'static str,
-        routes: Vec<agent_credits_http::Route<S>>,
-    ) -> Vec<(&'static str, String, &'static str, Auth)> {
-        routes
-            .iter()
-            .map(|r| (tag, r.method.to_string(), r.path, r.auth()))
-            .collect()
-    }
-    [
-        of("usage", usage::routes()),
-        of("account", account::routes()),
-        of("checkout", checkout::routes()),
-        of("webhooks", webhooks::routes()),
-    ]
-    .concat()
-}
-
 /// A request to `method path` as its route's caller sends it, with the document's example
 /// body (for Stripe's route, a signed event of a type we do not handle: the store is
 /// read, for its receipt, before the type is looked at).
@@ -71,7 +50,7 @@ fn request(method: &str, path: &str, auth: Auth) -> Value {
 async fn a_dashboard_route_without_a_token_is_401() {
     let app = App::start(None).await;
     let mut asked = 0;
-    for (tag, method, path, auth) in routes() {
+    for (tag, method, path, auth) in common::route_table() {
         if !matches!(auth, Auth::User | Auth::Member(_)) {
             continue;
         }
@@ -98,7 +77,7 @@ fn reads_no_table(path: &str) -> bool {
 async fn every_route_answers_503_while_the_store_is_out_of_reach() {
     let nothing = support::dynamodb_client("http://127.0.0.1:9", None);
     let app = App::on(nothing, None, None).await;
-    for (tag, method, path, auth) in routes() {
+    for (tag, method, path, auth) in common::route_table() {
         let (status, body, _) = app.send(tag, &request(&method, path, auth)).await;
         let code = if reads_no_table(path) {
             "keys_unavailable"
@@ -152,7 +131,7 @@ async fn every_route_answers_500_when_the_store_refuses_the_request_itself() {
     ];
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules.iter());
     let app = App::on(client, None, None).await;
-    for (tag, method, path, auth) in routes().into_iter().filter(|r| !reads_no_table(r.2)) {
+    for (tag, method, path, auth) in common::route_table().into_iter().filter(|r| !reads_no_table(r.2)) {
         let (status, body, _) = app.send(tag, &request(&method, path, auth)).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),

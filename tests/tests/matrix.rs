@@ -31,18 +31,21 @@ fn who_may(action: Action) -> Who {
     }
 }
 
+/// The dashboard functions' routes (account and checkout): method, path and auth.
+fn dashboard_routes() -> Vec<(String, &'static str, Auth)> {
+    common::route_table()
+        .into_iter()
+        .filter(|(tag, ..)| matches!(*tag, "account" | "checkout"))
+        .map(|(_, method, path, auth)| (method, path, auth))
+        .collect()
+}
+
 /// Every dashboard route on an org, from the functions' own route tables: who may use
 /// it, and the body the document's example gives it.
 fn routes() -> Vec<(String, String, Who, Option<Value>)> {
     let doc = common::openapi();
-    let member_routes = account::routes()
-        .iter()
-        .map(|r| (r.method.to_string(), r.path, r.auth()))
-        .chain(
-            checkout::routes()
-                .iter()
-                .map(|r| (r.method.to_string(), r.path, r.auth())),
-        )
+    let member_routes = dashboard_routes()
+        .into_iter()
         .filter_map(|(method, path, auth)| match auth {
             Auth::Member(action) => Some((method, path, who_may(action))),
             _ => None,
@@ -85,15 +88,7 @@ fn readme_who() -> std::collections::HashMap<String, String> {
 fn each_dashboard_routes_action_is_the_one_the_readme_names() {
     let who = readme_who();
     let mut checked = 0;
-    let routes = account::routes()
-        .iter()
-        .map(|r| (r.method.to_string(), r.path, r.auth()))
-        .chain(
-            checkout::routes()
-                .iter()
-                .map(|r| (r.method.to_string(), r.path, r.auth())),
-        )
-        .collect::<Vec<_>>();
+    let routes = dashboard_routes();
     for (method, path, auth) in routes {
         let key = format!("{method} {path}");
         let readme = who

@@ -5,10 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use agent_credits_http::{Auth, Route, Router};
+use agent_credits_http::{Auth, Router};
 
 /// Read by the code, set only outside AWS: emulator endpoints and the keys a local run
 /// passes directly (in AWS the keys come from `STRIPE_SECRET_ARN`).
@@ -279,23 +281,18 @@ fn support_operations() -> Vec<(String, Option<String>, String)> {
 /// routes: the role the table names). The template and the document are the tables'.
 #[test]
 fn each_functions_route_table_is_its_template_routes_and_the_documents() {
-    fn table<S>(routes: Vec<Route<S>>) -> Vec<(String, String, Auth)> {
-        routes
-            .iter()
-            .map(|r| (r.method.to_string(), r.path.to_owned(), r.auth()))
-            .collect()
-    }
     // Each table makes a router: no path the matcher refuses, no route twice.
     assert!(Router::new(usage::routes()).is_ok());
     assert!(Router::new(account::routes()).is_ok());
     assert!(Router::new(checkout::routes()).is_ok());
     assert!(Router::new(webhooks::routes()).is_ok());
-    let tables = BTreeMap::from([
-        ("usage", table(usage::routes())),
-        ("account", table(account::routes())),
-        ("checkout", table(checkout::routes())),
-        ("webhooks", table(webhooks::routes())),
-    ]);
+    let mut tables = BTreeMap::<&str, Vec<(String, String, Auth)>>::new();
+    for (tag, method, path, auth) in common::route_table() {
+        tables
+            .entry(tag)
+            .or_default()
+            .push((method, path.to_owned(), auth));
+    }
     let t = template();
     let default = t["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"]
         .as_str()

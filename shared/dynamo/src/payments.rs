@@ -192,31 +192,23 @@ impl DynamoWalletStore {
         self.put_item(by_invoice).await
     }
 
-    /// Remembers that a Stripe customer pays a plan of ours: a PaymentIntent of theirs
-    /// without metadata may be one of its invoices.
     /// The invoice a PaymentIntent paid, if it paid one.
     pub async fn invoice_of(&self, payment_intent: &str) -> Result<Option<String>, StoreError> {
-        let item = get_consistent(
-            self.client(),
-            self.table(),
-            key(format!("STRIPE#{payment_intent}"), "INVOICE_PAYMENT"),
-        )
-        .await?;
-        item.as_ref()
-            .map(|i| Reader::new(i).s("invoice").map(str::to_owned))
-            .transpose()
+        self.link(format!("STRIPE#{payment_intent}"), "INVOICE_PAYMENT", "invoice")
+            .await
     }
 
     /// The PaymentIntent that paid an invoice, if one did.
     pub async fn paid_by(&self, invoice: &str) -> Result<Option<String>, StoreError> {
-        let item = get_consistent(
-            self.client(),
-            self.table(),
-            key(format!("STRIPE#{invoice}"), "PAID_BY"),
-        )
-        .await?;
+        self.link(format!("STRIPE#{invoice}"), "PAID_BY", "payment_intent")
+            .await
+    }
+
+    /// The `attribute` of the link item `pk`/`sk` between a payment and an invoice.
+    async fn link(&self, pk: String, sk: &str, attribute: &str) -> Result<Option<String>, StoreError> {
+        let item = get_consistent(self.client(), self.table(), key(pk, sk)).await?;
         item.as_ref()
-            .map(|i| Reader::new(i).s("payment_intent").map(str::to_owned))
+            .map(|i| Reader::new(i).s(attribute).map(str::to_owned))
             .transpose()
     }
 

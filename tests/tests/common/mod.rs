@@ -339,3 +339,24 @@ pub fn good_body(op: &serde_yaml::Value) -> Option<String> {
 pub fn to_json(y: &serde_yaml::Value) -> Value {
     serde_json::to_value(y).unwrap()
 }
+
+/// Every route of every function's table: its function (the document's tag), method,
+/// path and auth.
+pub fn route_table() -> Vec<(&'static str, String, &'static str, agent_credits_http::Auth)> {
+    fn of<S>(
+        tag: &'static str,
+        routes: Vec<agent_credits_http::Route<S>>,
+    ) -> Vec<(&'static str, String, &'static str, agent_credits_http::Auth)> {
+        routes
+            .iter()
+            .map(|r| (tag, r.method.to_string(), r.path, r.auth()))
+            .collect()
+    }
+    [
+        of("usage", usage::routes()),
+        of("account", account::routes()),
+        of("checkout", checkout::routes()),
+        of("webhooks", webhooks::routes()),
+    ]
+    .concat()
+}
