@@ -629,6 +629,20 @@ async fn a_plan_invoice_refund_before_its_grant_waits_for_it() {
     assert_eq!(deliver(&app, &granted).await.0, 400);
     waits(deliver(&app, &refund).await);
     assert_eq!(app.svc.store.wallet(&app.org).await.unwrap(), before);
+
+    // A plan invoice of ours whose lines, as delivered, show no price: refused and kept
+    // visible, never recorded as none of ours, so its refund waits rather than vanishing.
+    let (granted, _, refund) = paid_and_refunded(TEAM_PRICE, Some("org_demo")).await;
+    let mut no_price = reissued(&granted, "evt_no_price");
+    for line in no_price["data"]["object"]["lines"]["data"]
+        .as_array_mut()
+        .unwrap()
+    {
+        line.as_object_mut().unwrap().remove("pricing");
+    }
+    assert_eq!(deliver(&app, &no_price).await.0, 400);
+    waits(deliver(&app, &refund).await);
+    assert_eq!(app.svc.store.wallet(&app.org).await.unwrap(), before);
 }
 
 /// A $0 plan invoice (a trial, a 100% coupon) grants the plan's base credits: the plan is
