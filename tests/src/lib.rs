@@ -3,6 +3,7 @@
 
 pub mod contract;
 pub mod dynoxide;
+pub mod fake_gateway;
 pub mod moto;
 pub mod server;
 pub mod table;
@@ -211,4 +212,13 @@ pub async fn create_credits_org(client: &Client, table: &str, id: &agent_credits
         .await
         .unwrap_or_else(|e| panic!("create {id}: {e}"));
     assert!(created, "{id} existed");
+}
+
+/// Stripe at `base` (the simulator) with `key`, behind the payment gateway port, as each
+/// function's `main.rs` wires it.
+pub fn payments(base: &str, key: &str) -> std::sync::Arc<dyn agent_credits_domain::PaymentGateway> {
+    match agent_credits_stripe::StripeGateway::connect(key, Some(base)) {
+        Ok(gateway) => std::sync::Arc::new(gateway),
+        Err(e) => panic!("{e}"),
+    }
 }

@@ -574,7 +574,7 @@ async fn money_rules_hold_under_cargo_lambda() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refund_read_as_pending_after_its_failure_was_handled_is_not_taken() {
     let mut app = App::start(None).await;
-    app.webhooks.stripe = None;
+    app.webhooks.payments = None;
     let rig = Rig(Via::App(Box::new(app)));
     let (refund_event, failure) = rig.refund_that_fails("org_stale").await;
     assert_eq!(rig.deliver(&failure).await.0, 200);

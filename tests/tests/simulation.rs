@@ -44,6 +44,8 @@ struct Functions {
     recharge_bad_key: recharge::Recharge,
     /// The recharge function with Stripe out of reach.
     recharge_unreachable: recharge::Recharge,
+    /// Stripe's API as a customer's browser and Stripe's dashboard reach it.
+    stripe: stripe::Client,
 }
 
 fn stripe_client(base: &str, key: &str) -> stripe::Client {
@@ -58,11 +60,11 @@ impl Functions {
         clock: Arc<TestClock>,
     ) -> Functions {
         let store = || DynamoWalletStore::new(client.clone(), table, clock.clone());
-        let stripe = || stripe_client(sim.base_url(), "sk_test_sim");
-        let recharge = |stripe: stripe::Client| recharge::Recharge {
+        let stripe = || support::payments(sim.base_url(), "sk_test_sim");
+        let recharge = |payments| recharge::Recharge {
             store: store(),
             recharges: RechargeStore::new(client.clone(), table),
-            stripe,
+            payments,
             clock: clock.clone(),
             resume_after: chrono::Duration::seconds(60),
         };
@@ -87,14 +89,14 @@ impl Functions {
             checkout: checkout::Checkout {
                 orgs: OrgStore::new(client.clone(), table),
                 recharges: RechargeStore::new(client.clone(), table),
-                stripe: stripe(),
+                payments: stripe(),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
                 store: store(),
                 signing_secret: SECRET.into(),
-                stripe: Some(stripe()),
+                payments: Some(stripe()),
                 plans: webhooks::Plans::from_map(HashMap::from([(
                     PLAN_PRICE.to_owned(),
                     webhooks::Plan {
@@ -104,8 +106,9 @@ impl Functions {
                 )])),
             },
             recharge: recharge(stripe()),
-            recharge_bad_key: recharge(stripe_client(sim.base_url(), "rk_live_revoked")),
-            recharge_unreachable: recharge(stripe_client("http://127.0.0.1:9/", "sk_test_sim")),
+            recharge_bad_key: recharge(support::payments(sim.base_url(), "rk_live_revoked")),
+            recharge_unreachable: recharge(support::payments("http://127.0.0.1:9/", "sk_test_sim")),
+            stripe: stripe_client(sim.base_url(), "sk_test_sim"),
         }
     }
 }
@@ -416,7 +419,7 @@ impl Run<'_> {
             Some(c) => c.clone(),
             None => {
                 let c = stripe_core::customer::CreateCustomer::new()
-                    .send(&self.f.checkout.stripe)
+                    .send(&self.f.stripe)
                     .await
                     .unwrap();
                 self.m.customers.insert("u_owner".into(), c.id.to_string());
@@ -442,7 +445,7 @@ impl Run<'_> {
                     .unwrap()
                     .to_owned();
                 let intent = stripe_core::payment_intent::RetrievePaymentIntent::new(pi.as_str())
-                    .send(&self.f.checkout.stripe)
+                    .send(&self.f.stripe)
                     .await
                     .unwrap();
                 self.m.charges.push(Paid {
@@ -837,7 +840,7 @@ impl Run<'_> {
         let mut out = vec![];
         for customer in self.m.customers.values() {
             let list = stripe_core::customer::ListPaymentMethodsCustomer::new(customer.as_str())
-                .send(&self.f.checkout.stripe)
+                .send(&self.f.stripe)
                 .await;
             if let Ok(list) = list {
                 out.extend(list.data.iter().map(|pm| pm.id.to_string()));

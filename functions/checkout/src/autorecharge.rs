@@ -9,7 +9,6 @@ use agent_credits_dynamo::{Card, RechargeStore};
 use agent_credits_http::{ApiError, ErrorCode, Membership, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
-use stripe_core::customer::{ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType};
 
 use crate::views::AutoRecharge;
 use crate::{Checkout, Reply, forbidden, stripe_failed};
@@ -74,11 +73,5 @@ fn no_card() -> ApiError {
 }
 
 async fn newest_card(svc: &Checkout, customer: &str) -> Result<Option<String>, ApiError> {
-    let cards = ListPaymentMethodsCustomer::new(customer)
-        .type_(ListPaymentMethodsCustomerType::Card)
-        .limit(1)
-        .send(&svc.stripe)
-        .await
-        .map_err(stripe_failed)?;
-    Ok(cards.data.first().map(|pm| pm.id.to_string()))
+    svc.payments.newest_card(customer).await.map_err(stripe_failed)
 }

@@ -10,29 +10,24 @@
 mod autorecharge;
 pub mod views;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use agent_credits_domain::{Action, Catalog, Choice, Member, MemberId, Org, OrgId, Package, StoreError, Usd};
+use agent_credits_domain::{
+    Action, Catalog, Choice, GatewayError, Member, MemberId, NewCheckout, Org, OrgId, Package,
+    PaymentGateway, StoreError, Usd,
+};
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{
     ApiError, Edge, ErrorCode, Membership, Reply, Route, Router, Table, answer, json_response,
 };
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_checkout::CheckoutSessionMode;
-use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
-    ProductData,
-};
-use stripe_core::customer::CreateCustomer;
-use stripe_types::Currency;
 
 pub struct Checkout {
     pub orgs: OrgStore,
     pub recharges: RechargeStore,
-    pub stripe: stripe::Client,
+    /// Stripe, behind the domain's port (`agent_credits_stripe::StripeGateway`).
+    pub payments: Arc<dyn PaymentGateway>,
     pub catalog: Catalog,
     /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
     pub dashboard_url: String,
@@ -112,66 +107,38 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
         .catalog
         .offer(&choice)
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
-    let cents = offer
+    // Charged in whole cents: a price that is not is refused before Stripe is asked.
+    offer
         .price_cents()
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
     let customer = match member.stripe_customer.clone() {
         Some(c) => c,
         None => {
-            // The idempotency key makes a retried creation return the same customer.
-            let key = idempotency(&format!("customer:{org}:{me}"))?;
-            let created = CreateCustomer::new()
-                .metadata(HashMap::from([
-                    ("org".to_owned(), org.to_string()),
-                    ("member".to_owned(), me.to_string()),
-                ]))
-                .customize()
-                .request_strategy(RequestStrategy::Idempotent(key))
-                .send(&svc.stripe)
+            let created = svc
+                .payments
+                .create_customer(org, me)
                 .await
                 .map_err(stripe_failed)?;
-            svc.orgs
-                .keep_stripe_customer(org, me, created.id.as_str())
-                .await?
+            svc.orgs.keep_stripe_customer(org, me, &created).await?
         }
     };
-    let metadata = HashMap::from([
-        ("org".to_owned(), org.to_string()),
-        ("member".to_owned(), me.to_string()),
-        ("offer".to_owned(), offer.kind.clone()),
-        ("credits_usd".to_owned(), offer.credits.to_string()),
-        // What the buyer pays: the webhook credits only a session whose total matches.
-        ("price_usd".to_owned(), offer.price.to_string()),
-    ]);
-    let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
-    price.unit_amount = Some(cents);
-    price.product_data = Some(ProductData::new(offer.label.clone()));
-    let mut item = CreateCheckoutSessionLineItems::new();
-    item.price_data = Some(price);
-    item.quantity = Some(1);
-    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
-    intent.setup_future_usage = Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
-    intent.metadata = Some(metadata.clone());
     let billing = format!("{}/orgs/{org}/billing", svc.dashboard_url.trim_end_matches('/'));
-    let session = CreateCheckoutSession::new()
-        .mode(CheckoutSessionMode::Payment)
-        .currency(Currency::USD)
-        .line_items(vec![item])
-        .metadata(metadata)
-        .client_reference_id(org.as_str())
-        .customer(customer.as_str())
-        .success_url(format!(
-            "{billing}?checkout=success&session={{CHECKOUT_SESSION_ID}}"
-        ))
-        .cancel_url(format!("{billing}?checkout=cancelled"))
-        .payment_intent_data(intent)
-        .send(&svc.stripe)
+    let session = svc
+        .payments
+        .create_checkout(&NewCheckout {
+            org,
+            member: me,
+            customer: &customer,
+            offer: &offer,
+            success_url: format!("{billing}?checkout=success&session={{CHECKOUT_SESSION_ID}}"),
+            cancel_url: format!("{billing}?checkout=cancelled"),
+        })
         .await
         .map_err(stripe_failed)?;
     Ok(json_response(
         StatusCode::CREATED,
         &views::Session {
-            session_id: session.id.as_str(),
+            session_id: &session.id,
             url: session.url.as_deref(),
             price: offer.price,
             credits: offer.credits,
@@ -180,19 +147,9 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
     ))
 }
 
-fn idempotency(key: &str) -> Result<IdempotencyKey, ApiError> {
-    IdempotencyKey::new(key).map_err(|_| ApiError::internal(&"unusable idempotency key"))
-}
-
 /// A Stripe failure is a 502 naming Stripe's code; nothing was recorded as paid.
-pub(crate) fn stripe_failed(e: StripeError) -> ApiError {
-    let code = match &e {
-        StripeError::Stripe(err, status) => format!(
-            "{} ({status})",
-            err.code.as_ref().map_or(err.type_.as_str(), |c| c.as_str())
-        ),
-        other => other.to_string(),
-    };
+pub(crate) fn stripe_failed(e: GatewayError) -> ApiError {
+    let code = e.to_string();
     tracing::warn!(stripe = %code, "stripe call failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,

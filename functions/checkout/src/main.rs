@@ -1,7 +1,10 @@
 //! Wires the checkout function: settings, the Stripe client and the DynamoDB client once
 //! per cold start.
 
-use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config, stripe_client};
+use std::sync::Arc;
+
+use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config};
+use agent_credits_stripe::StripeGateway;
 use checkout::{Checkout, catalog_from, handle};
 use lambda_http::Error;
 
@@ -17,7 +20,10 @@ async fn main() -> Result<(), Error> {
     let svc = Checkout {
         orgs: agent_credits_dynamo::OrgStore::new(dynamodb(&aws), table.as_str()),
         recharges: agent_credits_dynamo::RechargeStore::new(dynamodb(&aws), table.as_str()),
-        stripe: stripe_client(keys.secret_key()?)?,
+        payments: Arc::new(StripeGateway::connect(
+            keys.secret_key()?,
+            env("STRIPE_API_BASE").as_deref(),
+        )?),
         catalog: catalog_from(env)?,
         dashboard_url: env("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),
     };

@@ -51,14 +51,11 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
     .unwrap();
     let packages = r#"[{"id":"pro","name":"Professional","price":"100.00","credits":"110.00"}]"#;
     let catalog = catalog_from(|name| (name == "CHECKOUT_PACKAGES").then(|| packages.to_owned())).unwrap();
-    let stripe = stripe::ClientBuilder::new(key)
-        .url(sim.base_url())
-        .build()
-        .unwrap();
+    let payments = agent_credits_stripe::StripeGateway::connect(key, Some(sim.base_url())).unwrap();
     let svc = Checkout {
         orgs,
         recharges,
-        stripe,
+        payments: std::sync::Arc::new(payments),
         catalog,
         dashboard_url: "http://127.0.0.1:3000".into(),
     };

@@ -106,7 +106,7 @@ async fn main() {
     let svc = Recharge {
         store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
         recharges: RechargeStore::new(client, "credits"),
-        stripe,
+        payments: support::payments(sim.base_url(), "sk_test_bench"),
         clock: Arc::new(SystemClock),
         resume_after: chrono::Duration::seconds(120),
     };

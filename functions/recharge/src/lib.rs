@@ -36,23 +36,21 @@
 
 use std::sync::Arc;
 
-use agent_credits_domain::recharge::{self, ChargeFailure, Decline};
-use agent_credits_domain::{Clock, EntryKind, OrgId, StoreError, Usd};
+use agent_credits_domain::recharge::{self, Decline};
+use agent_credits_domain::{
+    Clock, EntryKind, GatewayError, Intent, IntentStatus, OffSessionCharge, OrgId, PaymentGateway,
+    StoreError, Usd,
+};
 use agent_credits_dynamo::{
     Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore,
 };
 use serde::Serialize;
-use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
-use stripe_core::payment_intent::{
-    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
-};
-use stripe_shared::{PaymentIntent, PaymentIntentStatus};
-use stripe_types::{Currency, RangeBoundsTs, RangeQueryTs};
 
 pub struct Recharge {
     pub store: DynamoWalletStore,
     pub recharges: RechargeStore,
-    pub stripe: stripe::Client,
+    /// Stripe, behind the domain's port (`agent_credits_stripe::StripeGateway`).
+    pub payments: Arc<dyn PaymentGateway>,
     pub clock: Arc<dyn Clock>,
     /// How old an attempt in flight must be before a sweep takes it over.
     pub resume_after: chrono::Duration,
@@ -226,45 +224,21 @@ async fn look_up(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Step, Store
 /// The PaymentIntent Stripe made for the attempt, if it made one: by the id recorded on
 /// the attempt, else among its customer's PaymentIntents since the attempt began, by the
 /// attempt id in its metadata.
-async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<PaymentIntent>, StripeError> {
+async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<Intent>, GatewayError> {
     if let Some(id) = &a.payment_intent {
-        return RetrievePaymentIntent::new(id.as_str())
-            .send(&svc.stripe)
-            .await
-            .map(Some);
+        // Recorded, so Stripe made it: not finding it is Stripe's trouble (or a key of
+        // another account), never a sign that nothing was charged.
+        return match svc.payments.payment_intent(id).await? {
+            Some(pi) => Ok(Some(pi)),
+            None => Err(GatewayError::Refused {
+                code: "resource_missing".into(),
+                status: 404,
+            }),
+        };
     }
-    let since = || {
-        RangeQueryTs::Bounds(RangeBoundsTs {
-            // An hour of slack for clocks that disagree; the attempt id decides.
-            gte: Some(a.created_at.timestamp() - 3_600),
-            ..Default::default()
-        })
-    };
-    let mut page = ListPaymentIntent::new()
-        .customer(a.customer.as_str())
-        .created(since())
-        .limit(100);
-    loop {
-        let list = page.send(&svc.stripe).await?;
-        let last = list.data.last().map(|pi| pi.id.to_string());
-        if let Some(found) = list
-            .data
-            .into_iter()
-            .find(|pi| pi.metadata.get("attempt").map(String::as_str) == Some(a.id.as_str()))
-        {
-            return Ok(Some(found));
-        }
-        match (list.has_more, last) {
-            (true, Some(last)) => {
-                page = ListPaymentIntent::new()
-                    .customer(a.customer.as_str())
-                    .created(since())
-                    .limit(100)
-                    .starting_after(last)
-            }
-            _ => return Ok(None),
-        }
-    }
+    // An hour of slack for clocks that disagree; the attempt id decides.
+    let since = a.created_at - chrono::Duration::hours(1);
+    svc.payments.find_attempt(&a.customer, &a.id, since).await
 }
 
 /// Counts the send, then sends the attempt's PaymentIntent (again, for a resumed attempt:
@@ -282,37 +256,20 @@ pub async fn send(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Step, Stor
 }
 
 /// The off-session PaymentIntent of the attempt `a`, exactly as it was claimed.
-pub async fn send_intent(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<PaymentIntent, StripeError> {
-    let cents = a
-        .amount
-        .to_cents()
-        .map_err(|e| StripeError::ClientError(e.to_string()))?;
-    let key = IdempotencyKey::new(a.id.as_str()).map_err(|e| StripeError::ClientError(e.to_string()))?;
-    CreatePaymentIntent::new(cents, Currency::USD)
-        .customer(a.customer.as_str())
-        .payment_method(a.payment_method.as_str())
-        .confirm(true)
-        .off_session(CreatePaymentIntentOffSession::Bool(true))
-        .description("agent-credits auto-recharge")
-        .metadata(std::collections::HashMap::from([
-            ("purpose".to_owned(), recharge::RECHARGE_PURPOSE.to_owned()),
-            ("org".to_owned(), org.to_string()),
-            ("attempt".to_owned(), a.id.clone()),
-            ("credits_usd".to_owned(), a.amount.to_string()),
-            ("price_usd".to_owned(), a.amount.to_string()),
-        ]))
-        .customize()
-        .request_strategy(RequestStrategy::Idempotent(key))
-        .send(&svc.stripe)
+pub async fn send_intent(svc: &Recharge, org: &OrgId, a: &Attempt) -> Result<Intent, GatewayError> {
+    svc.payments
+        .charge(&OffSessionCharge {
+            org,
+            attempt: &a.id,
+            customer: &a.customer,
+            payment_method: &a.payment_method,
+            amount: a.amount,
+        })
         .await
 }
 
-fn alarm(org: &OrgId, attempt: &str, e: &StripeError) {
-    let status = match e {
-        StripeError::Stripe(_, status) => *status,
-        _ => 0,
-    };
-    tracing::error!(alarm = "recharge_stripe", org = %org, attempt, status, error = %e,
+fn alarm(org: &OrgId, attempt: &str, e: &GatewayError) {
+    tracing::error!(alarm = "recharge_stripe", org = %org, attempt, status = e.status(), error = %e,
         "Stripe did not take the charge for a reason that is not the card; the attempt stays in flight");
 }
 
@@ -321,12 +278,12 @@ pub async fn settle(
     svc: &Recharge,
     org: &OrgId,
     a: &Attempt,
-    sent: Result<PaymentIntent, StripeError>,
+    sent: Result<Intent, GatewayError>,
 ) -> Result<Step, StoreError> {
     let now = svc.clock.now();
     let intent = match &sent {
-        Ok(pi) => Some(pi.id.to_string()),
-        Err(StripeError::Stripe(e, _)) => e.payment_intent.as_ref().map(|p| p.id.to_string()),
+        Ok(pi) => Some(pi.id.clone()),
+        Err(GatewayError::Declined { payment_intent, .. }) => payment_intent.clone(),
         Err(_) => None,
     };
     if let Some(pi) = &intent
@@ -334,54 +291,36 @@ pub async fn settle(
     {
         svc.recharges.record_intent(org, &a.id, pi).await?;
     }
-    match sent {
+    let decline = match sent {
         Ok(pi) => match pi.status {
-            PaymentIntentStatus::Succeeded => {
-                credit(svc, org, a, pi.id.as_str()).await?;
-                svc.recharges.succeeded(org, &a.id, pi.id.as_str(), now).await?;
-                Ok(Step::Charged)
+            IntentStatus::Succeeded => {
+                credit(svc, org, a, &pi.id).await?;
+                svc.recharges.succeeded(org, &a.id, &pi.id, now).await?;
+                return Ok(Step::Charged);
             }
-            PaymentIntentStatus::RequiresAction => {
-                let decline = Decline::of(Some("authentication_required"), None);
-                svc.recharges
-                    .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
-                    .await?;
-                Ok(Step::Failed(decline.reason))
-            }
+            IntentStatus::RequiresAction => Decline::of(Some("authentication_required"), None),
             // Not charged: a decline is the card's own answer; anything else (never
             // confirmed, cancelled) charged nothing and is nobody's failure.
-            PaymentIntentStatus::RequiresPaymentMethod
-            | PaymentIntentStatus::RequiresConfirmation
-            | PaymentIntentStatus::Canceled => match pi.last_payment_error.as_ref() {
-                Some(e) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
-                    let decline = Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
-                    svc.recharges
-                        .failed(org, &a.id, &decline, Some(pi.id.as_str()), now)
-                        .await?;
-                    Ok(Step::Failed(decline.reason))
-                }
-                _ => {
-                    svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
-                    Ok(Step::Abandoned)
-                }
-            },
-            status => {
+            IntentStatus::NotCharged(Some(decline)) => decline,
+            IntentStatus::NotCharged(None) => {
+                svc.recharges.abandoned(org, &a.id, "not_charged", now).await?;
+                return Ok(Step::Abandoned);
+            }
+            IntentStatus::InProgress(status) => {
                 tracing::info!(org = %org, attempt = a.id, %status, "payment not final; settled later");
-                Ok(Step::Pending)
+                return Ok(Step::Pending);
             }
         },
-        Err(StripeError::Stripe(e, _)) if ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card => {
-            let decline = Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str()));
-            svc.recharges
-                .failed(org, &a.id, &decline, intent.as_deref(), now)
-                .await?;
-            Ok(Step::Failed(decline.reason))
-        }
+        Err(GatewayError::Declined { decline, .. }) => decline,
         Err(e) => {
             alarm(org, &a.id, &e);
-            Ok(Step::Pending)
+            return Ok(Step::Pending);
         }
-    }
+    };
+    svc.recharges
+        .failed(org, &a.id, &decline, intent.as_deref(), now)
+        .await?;
+    Ok(Step::Failed(decline.reason))
 }
 
 /// The top-up's credit, once (the webhook may have made it already), and the payment

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config, stripe_client};
+use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
+use agent_credits_stripe::StripeGateway;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use recharge::{Recharge, sweep};
 use serde_json::Value;
@@ -28,7 +29,10 @@ async fn main() -> Result<(), Error> {
     let svc = Recharge {
         store: DynamoWalletStore::new(client.clone(), table.as_str(), Arc::new(SystemClock)),
         recharges: RechargeStore::new(client, table.as_str()),
-        stripe: stripe_client(keys.secret_key()?)?,
+        payments: Arc::new(StripeGateway::connect(
+            keys.secret_key()?,
+            env("STRIPE_API_BASE").as_deref(),
+        )?),
         clock: Arc::new(SystemClock),
         resume_after: chrono::Duration::seconds(resume_after),
     };

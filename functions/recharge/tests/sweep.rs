@@ -169,7 +169,7 @@ fn with(app: &App, stripe: stripe::Client, clock: Arc<dyn agent_credits_domain::
     Recharge {
         store: DynamoWalletStore::new(app.svc.store.client().clone(), "credits", clock.clone()),
         recharges: RechargeStore::new(app.svc.store.client().clone(), "credits"),
-        stripe,
+        payments: Arc::new(agent_credits_stripe::StripeGateway::from_client(stripe)),
         clock,
         resume_after: chrono::Duration::seconds(0),
     }

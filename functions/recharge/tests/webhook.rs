@@ -16,7 +16,7 @@ fn webhooks(app: &App) -> Webhooks {
     Webhooks {
         store: DynamoWalletStore::new(app.svc.store.client().clone(), "credits", Arc::new(SystemClock)),
         signing_secret: SECRET.to_owned(),
-        stripe: None,
+        payments: None,
         plans: Plans::default(),
     }
 }

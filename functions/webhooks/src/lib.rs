@@ -32,13 +32,15 @@ mod plans;
 mod reversals;
 pub mod views;
 
-use agent_credits_domain::{Applied, StoreError};
+use std::sync::Arc;
+
+use agent_credits_domain::{Applied, PaymentGateway, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
 
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
+use agent_credits_stripe::events::{self, Event, EventObject, Unsigned};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use stripe_webhook::{Event, EventObject, Webhook, WebhookError};
 
 pub use plans::{Plan, Plans};
 use views::{Handled, Received};
@@ -49,7 +51,7 @@ pub struct Webhooks {
     pub signing_secret: String,
     /// For what an event does not carry (a charge's refunds). `None`: such events are
     /// answered 500 and Stripe retries once it is configured.
-    pub stripe: Option<stripe::Client>,
+    pub payments: Option<Arc<dyn PaymentGateway>>,
     /// The subscription plans whose paid invoices grant base credits, by Stripe price id.
     pub plans: Plans,
 }
@@ -136,15 +138,14 @@ fn verified(svc: &Webhooks, req: &Request) -> Result<Event, ApiError> {
         })?;
     let body = std::str::from_utf8(req.body().as_ref())
         .map_err(|_| ApiError::bad_request(ErrorCode::InvalidBody, "the body is not UTF-8"))?;
-    Webhook::construct_event(body, signature, &svc.signing_secret).map_err(|e| {
+    events::verify(body, signature, &svc.signing_secret).map_err(|e| {
         tracing::warn!(error = %e, "stripe webhook refused");
         match e {
-            // Checked after the signature: a body we signed ourselves is not an event.
-            WebhookError::BadParse(_) => ApiError::bad_request(
+            Unsigned::NotAnEvent(_) => ApiError::bad_request(
                 ErrorCode::InvalidEvent,
                 "a signed body that is not a Stripe event",
             ),
-            _ => ApiError::bad_request(
+            Unsigned::Signature(_) => ApiError::bad_request(
                 ErrorCode::InvalidSignature,
                 "the Stripe signature does not verify",
             ),

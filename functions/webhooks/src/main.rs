@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config, stripe_client};
+use agent_credits_aws::{StripeKeys, dynamodb, env, sdk_config};
+use agent_credits_domain::PaymentGateway;
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::DynamoWalletStore;
+use agent_credits_stripe::StripeGateway;
 use lambda_http::Error;
 use webhooks::{Plans, Webhooks, handle};
 
@@ -18,8 +20,11 @@ async fn main() -> Result<(), Error> {
     let keys = StripeKeys::load(&aws).await?;
     let signing_secret = keys.webhook_secret()?.to_owned();
     // The secret key only lists a charge's refunds when an event leaves them out.
-    let stripe = match keys.secret_key() {
-        Ok(key) => Some(stripe_client(key)?),
+    let payments: Option<Arc<dyn PaymentGateway>> = match keys.secret_key() {
+        Ok(key) => Some(Arc::new(StripeGateway::connect(
+            key,
+            env("STRIPE_API_BASE").as_deref(),
+        )?)),
         Err(_) => {
             tracing::warn!("no Stripe secret key: refunds must arrive with their charge");
             None
@@ -29,7 +34,7 @@ async fn main() -> Result<(), Error> {
     let svc = Webhooks {
         store: DynamoWalletStore::new(dynamodb(&aws), table.as_str(), Arc::new(SystemClock)),
         signing_secret,
-        stripe,
+        payments,
         plans,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&svc, req).await) }).await

@@ -6,15 +6,17 @@
 
 use std::collections::HashMap;
 
-use agent_credits_domain::recharge::{self, ChargeFailure, Decline};
+use agent_credits_domain::recharge;
 use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
-    PositiveUsd, Usd, WalletStore, keys,
+    PositiveUsd, WalletStore, keys,
 };
 use agent_credits_dynamo::{PaymentRecord, RechargeStore};
-use stripe_shared::{CheckoutSession, CheckoutSessionPaymentStatus, PaymentIntent};
-use stripe_types::Currency;
-use stripe_webhook::Event;
+use agent_credits_stripe::PaymentMetadata;
+use agent_credits_stripe::events::{
+    CheckoutSession, CheckoutSessionPaymentStatus, Currency, Event, PaymentIntent,
+};
+use agent_credits_stripe::metadata;
 
 use crate::views::Handled;
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
@@ -68,12 +70,16 @@ pub async fn credit_checkout(svc: &Webhooks, event: &Event, session: &CheckoutSe
 /// function credits the same payment under the same key), and its attempt ended. Other
 /// PaymentIntents (a checkout's) are credited through their session and ignored here.
 pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentIntent) -> Reply {
-    let metadata = &intent.metadata;
-    if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
+    if !metadata::is_auto_recharge(&intent.metadata) {
         return Ok(acknowledged(Handled::Ignored));
     }
     let id = intent.id.as_str();
-    let paid = Paid::from_metadata(id, metadata, intent.amount_received, Some(&intent.currency))?;
+    let paid = Paid::from_metadata(
+        id,
+        &intent.metadata,
+        intent.amount_received,
+        Some(&intent.currency),
+    )?;
     let external = ExternalRefs {
         stripe_event: Some(event.id.to_string()),
         payment_intent: Some(id.to_owned()),
@@ -85,7 +91,7 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
         .with_external(external);
     let org = paid.org.clone();
     let reply = credit(svc, paid, EntryKind::AutoTopUp, id, req).await?;
-    if let Some(attempt) = metadata.get("attempt") {
+    if let Some(attempt) = metadata::attempt_of(&intent.metadata) {
         recharges(svc)
             .succeeded(&org, attempt, id, chrono::Utc::now())
             .await?;
@@ -99,31 +105,17 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
 /// attempt stays in flight and the recharge function settles it (nobody is suspended or
 /// told of a failed purchase).
 pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
-    let metadata = &intent.metadata;
-    if metadata.get("purpose").map(String::as_str) != Some(recharge::RECHARGE_PURPOSE) {
+    if !metadata::is_auto_recharge(&intent.metadata) {
         return Ok(acknowledged(Handled::Ignored));
     }
     let id = intent.id.as_str();
-    let org = metadata
-        .get("org")
-        .and_then(|o| OrgId::parse(o.as_str()).ok())
-        .ok_or_else(|| unmatched(id, "no valid org"))?;
-    let attempt = metadata
-        .get("attempt")
-        .ok_or_else(|| unmatched(id, "no attempt"))?;
-    let Some(error) = intent
-        .last_payment_error
-        .as_ref()
-        .filter(|e| ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card)
-    else {
+    let org: OrgId = metadata::org_of(&intent.metadata).ok_or_else(|| unmatched(id, "no valid org"))?;
+    let attempt = metadata::attempt_of(&intent.metadata).ok_or_else(|| unmatched(id, "no attempt"))?;
+    let Some(decline) = agent_credits_stripe::events::decline_of(intent) else {
         tracing::error!(alarm = "recharge_stripe", org = %org, attempt, payment_intent = id,
             "an auto-recharge failed for a reason that is not the card's; left to the recharge function");
         return Ok(acknowledged(Handled::NotACardFailure));
     };
-    let decline = Decline::of(
-        error.decline_code.as_deref(),
-        error.code.as_ref().map(|c| c.as_str()),
-    );
     recharges(svc)
         .failed(&org, attempt, &decline, Some(id), chrono::Utc::now())
         .await?;
@@ -149,21 +141,11 @@ impl Paid {
         charged_cents: i64,
         currency: Option<&Currency>,
     ) -> Result<Paid, agent_credits_http::ApiError> {
-        let org = metadata
-            .get("org")
-            .and_then(|o| OrgId::parse(o.as_str()).ok())
-            .ok_or_else(|| unmatched(object, "no valid org"))?;
-        let credits = metadata
-            .get("credits_usd")
-            .and_then(|a| PositiveUsd::parse(a).ok())
-            .ok_or_else(|| unmatched(object, "no valid credits_usd"))?;
+        let written = PaymentMetadata::read(metadata).map_err(|e| unmatched(object, &e.to_string()))?;
         // The price recorded when the payment was made must be what Stripe charged, in US
         // dollars: anything else is not a payment this deployment asked for, and crediting
         // it could mint credits.
-        let price = metadata
-            .get("price_usd")
-            .and_then(|p| Usd::parse(p).ok())
-            .ok_or_else(|| unmatched(object, "no valid price_usd"))?;
+        let price = written.price;
         if currency != Some(&Currency::USD) {
             return Err(unmatched(object, "a currency other than usd"));
         }
@@ -172,14 +154,11 @@ impl Paid {
         }
         let charged_cents =
             u64::try_from(charged_cents).map_err(|_| unmatched(object, "a negative amount charged"))?;
-        let member = metadata
-            .get("member")
-            .and_then(|m| MemberId::parse(m.as_str()).ok());
         Ok(Paid {
-            org,
-            credits,
+            member: written.member().cloned(),
+            org: written.org,
+            credits: written.credits,
             charged_cents,
-            member,
         })
     }
 }

@@ -26,13 +26,12 @@
 
 use std::collections::HashMap;
 
-use agent_credits_domain::{ChangeRequest, EntryKind, ExternalRefs, OrgId, Usd, WalletStore, keys};
+use agent_credits_domain::{
+    ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentGateway, Usd, WalletStore, keys,
+};
 use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
+use agent_credits_stripe::events::{self, Event, Invoice, InvoicePayment};
 use serde::Deserialize;
-use stripe_client_core::{RequestBuilder, StripeMethod};
-use stripe_shared::{Invoice, InvoiceBillingReason, InvoicePayment};
-use stripe_types::{Currency, List};
-use stripe_webhook::Event;
 
 use crate::views::Handled;
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
@@ -71,11 +70,12 @@ impl Plans {
 
 /// `invoice.paid` of a plan subscription: the period's grant, once per invoice.
 pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
-    let Some(id) = invoice.id.as_ref().map(|i| i.to_string()) else {
+    let invoice = events::paid_invoice(invoice);
+    let Some(id) = invoice.id.clone() else {
         // A paid invoice always has an id; one without is nothing to key a grant on.
         return Err(unmatched("invoice", "no id"));
     };
-    let (org, plan, charged_cents) = match claim(svc, &id, invoice).await? {
+    let (org, plan, charged_cents) = match claim(svc, &id, &invoice).await? {
         Claim::Plan(org, plan, charged_cents) => (org, plan, charged_cents),
         // Refused until someone fixes the settings; its refunds and disputes wait with it
         // (nothing is recorded: the invoice may yet grant).
@@ -110,23 +110,6 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
     applied(outcome, Handled::Granted, Handled::AlreadyGranted)
 }
 
-/// The org a subscription's period invoice names: the subscription's metadata, which
-/// Stripe copies onto each invoice, or the invoice's own.
-fn subscription_org(invoice: &Invoice) -> Option<&str> {
-    let from_subscription = matches!(
-        invoice.billing_reason,
-        Some(InvoiceBillingReason::SubscriptionCreate | InvoiceBillingReason::SubscriptionCycle)
-    );
-    let org = invoice
-        .parent
-        .as_ref()
-        .and_then(|p| p.subscription_details.as_ref())
-        .and_then(|s| s.metadata.as_ref())
-        .and_then(|m| m.get("org"))
-        .or_else(|| invoice.metadata.as_ref().and_then(|m| m.get("org")))?;
-    from_subscription.then_some(org.as_str())
-}
-
 /// Whether a PaymentIntent without metadata paid a subscription invoice naming an org of
 /// ours, asked of Stripe: an invoice's PaymentIntent carries no metadata, and since API
 /// version 2025-03-31 the only link from it to its invoice is the invoice payment. The
@@ -137,36 +120,14 @@ fn subscription_org(invoice: &Invoice) -> Option<&str> {
 /// settings are fixed ([`Claim::Refused`]): the invoice may yet grant.
 pub async fn paid_an_invoice_of_ours(
     svc: &Webhooks,
-    stripe: &stripe::Client,
+    payments: &dyn PaymentGateway,
     intent: &str,
 ) -> Result<bool, agent_credits_http::ApiError> {
-    #[derive(serde::Serialize)]
-    struct Payment<'a> {
-        r#type: &'a str,
-        payment_intent: &'a str,
-    }
-    #[derive(serde::Serialize)]
-    struct Query<'a> {
-        payment: Payment<'a>,
-        limit: u8,
-    }
-    let query = Query {
-        payment: Payment {
-            r#type: "payment_intent",
-            payment_intent: intent,
-        },
-        limit: 100,
-    };
-    let payments: List<InvoicePayment> = RequestBuilder::new(StripeMethod::Get, "/invoice_payments")
-        .query(&query)
-        .customize()
-        .send(stripe)
+    let invoices = payments
+        .invoices_paid_by(intent)
         .await
         .map_err(crate::reversals::stripe_unavailable)?;
-    for paid in payments.data {
-        let Some(id) = paid.invoice.id().as_ref().map(|i| i.to_string()) else {
-            continue;
-        };
+    for id in invoices {
         if let Some(record) = svc.store.invoice(&id).await? {
             if record.grant.is_none() {
                 continue;
@@ -174,17 +135,13 @@ pub async fn paid_an_invoice_of_ours(
             link(svc, &id, intent).await?;
             return Ok(true);
         }
-        let invoice: Invoice = match RequestBuilder::new(StripeMethod::Get, format!("/invoices/{id}"))
-            .customize()
-            .send(stripe)
+        let Some(invoice) = payments
+            .invoice(&id)
             .await
-        {
-            Ok(invoice) => invoice,
-            Err(stripe::StripeError::Stripe(e, 404)) => {
-                tracing::info!(invoice = id, error = %e.message.unwrap_or_default(), "no such invoice");
-                continue;
-            }
-            Err(e) => return Err(crate::reversals::stripe_unavailable(e)),
+            .map_err(crate::reversals::stripe_unavailable)?
+        else {
+            tracing::info!(invoice = id, "no such invoice");
+            continue;
         };
         match claim(svc, &id, &invoice).await? {
             Claim::Plan(..) | Claim::Refused(_) => {
@@ -215,33 +172,27 @@ enum Claim<'p> {
 async fn claim<'p>(
     svc: &'p Webhooks,
     id: &str,
-    invoice: &Invoice,
+    invoice: &PaidInvoice,
 ) -> Result<Claim<'p>, agent_credits_http::ApiError> {
     let never = |why: &str| Ok(Claim::NoneOfOurs(Some(unmatched(id, why))));
-    // Invoices of anything else this Stripe account bills are none of our business.
-    let Some(org) = subscription_org(invoice) else {
+    // Invoices of anything else this Stripe account bills are none of our business: only
+    // a subscription's period invoice that names an org is ours.
+    let Some(org) = invoice.org.as_deref().filter(|_| invoice.starts_period) else {
         return Ok(Claim::NoneOfOurs(None));
     };
     let Ok(org) = OrgId::parse(org) else {
         return never("no valid org");
     };
-    if invoice.currency != Currency::USD {
+    if !invoice.in_usd {
         return never("a currency other than usd");
     }
-    let Ok(charged_cents) = u64::try_from(invoice.amount_paid) else {
+    let Ok(charged_cents) = u64::try_from(invoice.amount_paid_cents) else {
         return never("a negative amount paid");
     };
-    let price = invoice
-        .lines
-        .data
-        .iter()
-        .filter_map(|line| line.pricing.as_ref()?.price_details.as_ref())
-        .map(|d| d.price.id().to_string())
-        .next();
     // A subscription invoice of one of our orgs whose lines show no price (a payload
     // shape we do not read, or lines on another page): refused and not recorded, so it
     // stays visible and its reversals wait rather than being dropped as none of ours.
-    let Some(price) = price else {
+    let Some(price) = invoice.price.clone() else {
         return Ok(Claim::Refused(unmatched(id, "no price on its lines")));
     };
     let Some(plan) = svc.plans.get(&price) else {

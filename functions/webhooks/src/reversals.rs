@@ -8,16 +8,13 @@
 //! that is none of ours is acknowledged and ignored.
 
 use agent_credits_domain::{
-    Applied, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, OrgId, PauseReason, PositiveUsd,
-    Refusal, WalletStore, keys,
+    Applied, Bucket, ChangeRequest, EntryKind, ExternalRefs, GatewayError, IdempotencyKey, OrgId,
+    PauseReason, PositiveUsd, RefundSeen, Refusal, WalletStore, keys,
 };
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_http::{ApiError, ErrorCode};
+use agent_credits_stripe::events::{self, Charge, Dispute, DisputeStatus, Event, Refund};
 use lambda_http::http::StatusCode;
-use stripe_core::payment_intent::RetrievePaymentIntent;
-use stripe_core::refund::ListRefund;
-use stripe_shared::{Charge, Dispute, DisputeStatus, Refund};
-use stripe_webhook::Event;
 
 use crate::views::{FailedFirst, Handled, Received, RefundTaken};
 use crate::{Reply, Webhooks, acknowledged, applied, not_yet_credited};
@@ -62,8 +59,8 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
     };
     let refunds = refunds_of(svc, charge).await?;
     let mut entries = vec![];
-    for r in refunds.iter().filter(|r| counts(r)) {
-        let Some(amount) = share(&payment, r.amount)? else {
+    for r in refunds.iter().filter(|r| r.counts()) {
+        let Some(amount) = share(&payment, r.amount_cents)? else {
             continue;
         };
         let external = ExternalRefs {
@@ -110,12 +107,6 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
     ))
 }
 
-/// A refund takes credits back unless it failed or was cancelled (a pending refund
-/// counts: Stripe counts it in `amount_refunded` too).
-fn counts(r: &Refund) -> bool {
-    !matches!(r.status.as_deref(), Some("failed" | "canceled"))
-}
-
 /// A refund that failed or was cancelled (the customer's bank returned it, say): the
 /// customer did not get the money, so what the refund took comes back into the buckets it
 /// came from, once (`adjustment`, key `stripe:refund:<refund>:failed`). What it could not
@@ -124,7 +115,7 @@ fn counts(r: &Refund) -> bool {
 /// take-back, which yields to that key, then never happens: in either order, and when
 /// both arrive at once, the refund's credits end up where they were.
 pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Reply {
-    if counts(refund) {
+    if events::refund(refund).counts() {
         return Ok(acknowledged(Handled::Ignored));
     }
     let Some(intent) = refund.payment_intent.as_ref().map(|p| p.id().to_string()) else {
@@ -175,36 +166,21 @@ pub async fn refund_failed(svc: &Webhooks, event: &Event, refund: &Refund) -> Re
 /// The charge's refunds with their current status, from Stripe's API; from the event only
 /// when there is no Stripe key to ask with (a status there may be stale: a refund that
 /// failed since would be taken, then given back when its failure arrives).
-async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<Refund>, ApiError> {
+async fn refunds_of(svc: &Webhooks, charge: &Charge) -> Result<Vec<RefundSeen>, ApiError> {
     let embedded = charge.refunds.as_ref().filter(|l| !l.has_more);
-    let stripe = match (svc.stripe.as_ref(), embedded) {
-        (Some(stripe), _) => stripe,
-        (None, Some(list)) => return Ok(list.data.clone()),
-        (None, None) => {
-            return Err(ApiError::internal(
-                &"a charge without its refunds, and no Stripe key to list them",
-            ));
-        }
-    };
-    let mut refunds: Vec<Refund> = vec![];
-    let mut page = ListRefund::new().charge(charge.id.as_str()).limit(100);
-    loop {
-        let list = page.send(stripe).await.map_err(stripe_unavailable)?;
-        let last = list.data.last().map(|r| r.id.to_string());
-        refunds.extend(list.data);
-        match (list.has_more, last) {
-            (true, Some(last)) => {
-                page = ListRefund::new()
-                    .charge(charge.id.as_str())
-                    .limit(100)
-                    .starting_after(last)
-            }
-            _ => return Ok(refunds),
-        }
+    match (svc.payments.as_ref(), embedded) {
+        (Some(payments), _) => payments
+            .refunds(charge.id.as_str())
+            .await
+            .map_err(stripe_unavailable),
+        (None, Some(list)) => Ok(list.data.iter().map(events::refund).collect()),
+        (None, None) => Err(ApiError::internal(
+            &"a charge without its refunds, and no Stripe key to list them",
+        )),
     }
 }
 
-pub(crate) fn stripe_unavailable(e: stripe::StripeError) -> ApiError {
+pub(crate) fn stripe_unavailable(e: GatewayError) -> ApiError {
     tracing::error!(error = %e, "a Stripe read failed");
     ApiError::new(
         StatusCode::BAD_GATEWAY,
@@ -259,20 +235,20 @@ async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
         crate::plans::join(svc, &record, intent).await?;
         return Ok(record.grant.is_some());
     }
-    let Some(stripe) = svc.stripe.as_ref() else {
+    let Some(payments) = svc.payments.as_deref() else {
         return Ok(true);
     };
-    let pi = match RetrievePaymentIntent::new(intent).send(stripe).await {
-        Ok(pi) => pi,
-        Err(stripe::StripeError::Stripe(e, 404)) => {
-            tracing::info!(payment_intent = intent, error = %e.message.unwrap_or_default(), "no such PaymentIntent");
-            return Ok(false);
-        }
-        Err(e) => return Err(stripe_unavailable(e)),
+    let Some(pi) = payments
+        .payment_intent(intent)
+        .await
+        .map_err(stripe_unavailable)?
+    else {
+        tracing::info!(payment_intent = intent, "no such PaymentIntent");
+        return Ok(false);
     };
-    let Some(org) = pi.metadata.get("org").and_then(|o| OrgId::parse(o.as_str()).ok()) else {
+    let Some(org) = pi.org else {
         // No org: ours only if it paid an invoice of ours.
-        return crate::plans::paid_an_invoice_of_ours(svc, stripe, intent).await;
+        return crate::plans::paid_an_invoice_of_ours(svc, payments, intent).await;
     };
     Ok(svc.store.wallet(&org).await?.settings.billing_mode.is_some())
 }

@@ -81,7 +81,7 @@ async fn stripes_published_objects_parse_in_signed_events_and_are_acted_on() {
     let keyless = Webhooks {
         store: app.svc.store.clone(),
         signing_secret: SECRET.to_owned(),
-        stripe: None,
+        payments: None,
         plans: app.svc.plans.clone(),
     };
     let mut refund = r["refund"].clone();

@@ -1,4 +1,5 @@
-//! How every function reaches AWS and Stripe, from its environment, once per cold start.
+//! How every function reaches AWS, and where Stripe's keys are kept, from its environment,
+//! once per cold start. (The Stripe client itself is `agent-credits-stripe`'s.)
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -6,15 +7,12 @@
 //! | `SECRETSMANAGER_ENDPOINT` | Secrets Manager elsewhere than AWS (moto locally) |
 //! | `STRIPE_SECRET_ARN` | the secret holding Stripe's keys as JSON: `{"secret_key": "sk_...", "webhook_secret": "whsec_..."}`; read at start-up |
 //! | `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` | the keys themselves, when there is no `STRIPE_SECRET_ARN` (local runs) |
-//! | `STRIPE_API_BASE` | Stripe elsewhere than api.stripe.com (the project's simulator) |
 //! | `AWS_CA_BUNDLE` | the roots the AWS client trusts, instead of Amazon Trust Services' ([`tls`]) |
 //!
 //! Keys are never logged: [`StripeKeys`] prints redacted.
 
 mod keys;
 pub mod tls;
-
-use std::time::Duration;
 
 pub use keys::{KeyVault, Stored};
 
@@ -130,15 +128,4 @@ impl StripeKeys {
             .filter(|k| k.starts_with("whsec_"))
             .ok_or_else(|| "a Stripe webhook signing secret (whsec_...) is required".to_owned())
     }
-}
-
-/// A Stripe client for `key`: the simulator at `STRIPE_API_BASE` when set, else Stripe.
-pub fn stripe_client(key: &str) -> Result<stripe::Client, String> {
-    let mut builder = stripe::ClientBuilder::new(key).timeout(Duration::from_secs(10));
-    if let Some(base) = env("STRIPE_API_BASE") {
-        builder = builder.url(base);
-    }
-    builder
-        .build()
-        .map_err(|e| format!("building the Stripe client: {e}"))
 }

@@ -1,5 +1,6 @@
 //! agent-credits domain: exact money, the wallet with its three buckets, ledger entries,
-//! the business rules around them, and the ports (store, clock) that adapters implement.
+//! the business rules around them, and the ports (store, clock, payment gateway) that
+//! adapters implement.
 //! No AWS, Stripe or HTTP here.
 
 pub mod account;
@@ -12,6 +13,7 @@ pub mod ledger;
 pub mod member;
 pub mod money;
 pub mod offers;
+pub mod payments;
 pub mod ports;
 pub mod pricing;
 pub mod recharge;
@@ -32,6 +34,10 @@ pub use ledger::{Attribution, Direction, EntryKind, ExternalRefs, LedgerEntry};
 pub use member::{CounterChange, MemberMonth, month_of};
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use offers::{Catalog, Choice, Offer, OfferError, Package};
+pub use payments::{
+    CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout, OffSessionCharge, PaidInvoice,
+    PaymentGateway, RefundSeen,
+};
 pub use ports::{Clock, HistoryPage, PageRequest, StoreError, SystemClock, WalletStore};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use recharge::{RechargeSettings, RechargeSettingsError};

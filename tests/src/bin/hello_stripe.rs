@@ -20,7 +20,10 @@ async fn main() -> Result<(), Error> {
     let table = agent_credits_aws::env("TABLE_NAME").ok_or("TABLE_NAME is required")?;
     let aws = agent_credits_aws::sdk_config().await?;
     let client = agent_credits_aws::dynamodb(&aws);
-    let stripe = agent_credits_aws::stripe_client("sk_test_hello_stripe")?;
+    // As `agent_credits_stripe::StripeGateway::connect` builds it.
+    let stripe = stripe::ClientBuilder::new("sk_test_hello_stripe")
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
     let org = OrgId::parse("org_demo")?;
     let (client, stripe, table, org) = (&client, &stripe, table.as_str(), &org);
     run(service_fn(|event: LambdaEvent<Value>| async move {

@@ -50,7 +50,6 @@ impl App {
                 .build()
                 .unwrap()
         };
-        let stripe = stripe_client();
         let secrets = secrets.map(support::secrets_client);
         let vault = || {
             KeyVault::new(
@@ -78,20 +77,20 @@ impl App {
             checkout: checkout::Checkout {
                 orgs: OrgStore::new(client.clone(), TABLE),
                 recharges: RechargeStore::new(client.clone(), TABLE),
-                stripe,
+                payments: support::payments(sim.base_url(), "sk_test_app"),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
                 store: store(),
                 signing_secret: WEBHOOK_SECRET.into(),
-                stripe: Some(stripe_client()),
+                payments: Some(support::payments(sim.base_url(), "sk_test_app")),
                 plans: webhooks::Plans::default(),
             },
             recharge: recharge::Recharge {
                 store: store(),
                 recharges: RechargeStore::new(client.clone(), TABLE),
-                stripe: stripe_client(),
+                payments: support::payments(sim.base_url(), "sk_test_app"),
                 clock: Arc::new(SystemClock),
                 resume_after: chrono::Duration::seconds(120),
             },

@@ -54,7 +54,7 @@ pub async fn app(resume_after_seconds: i64) -> App {
     let svc = Arc::new(Recharge {
         store,
         recharges: RechargeStore::new(client, "credits"),
-        stripe,
+        payments: support::payments(sim.base_url(), "sk_test_recharge"),
         clock: Arc::new(SystemClock),
         resume_after: chrono::Duration::seconds(resume_after_seconds),
     });

@@ -51,7 +51,7 @@ pub async fn app() -> App {
     let svc = Arc::new(Webhooks {
         store,
         signing_secret: SECRET.to_owned(),
-        stripe: Some(stripe.clone()),
+        payments: Some(support::payments(sim.base_url(), "sk_test_agent_credits")),
         plans: Plans::from_map(HashMap::from([(
             TEAM_PRICE.to_owned(),
             Plan {

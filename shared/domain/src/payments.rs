@@ -1,0 +1,167 @@
+//! The payment gateway port: what the functions ask of the card processor, in the
+//! domain's words. `shared/stripe` is the adapter (Stripe's API through async-stripe);
+//! tests use a fake. What a payment's metadata says, and how Stripe's errors become
+//! [`GatewayError`]s, is the adapter's business: handlers never see a Stripe type here.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::{MemberId, OrgId};
+use crate::money::Usd;
+use crate::offers::Offer;
+use crate::recharge::Decline;
+
+/// A gateway call in flight.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, GatewayError>> + Send + 'a>>;
+
+/// Why a gateway call did not give its answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The card refused (a decline, a needed authentication): the customer's failure.
+    /// The PaymentIntent Stripe made for it, when it made one.
+    #[error("{} (402)", .decline.reason)]
+    Declined {
+        decline: Decline,
+        payment_intent: Option<String>,
+    },
+    /// The processor answered with an error that is not the card's (a bad key, a rate
+    /// limit, an idempotency mismatch, a missing object): `code` is its error code.
+    #[error("{code} ({status})")]
+    Refused { code: String, status: u16 },
+    /// No answer: the network, a timeout, an answer that could not be read.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl GatewayError {
+    /// The HTTP status the processor answered with; 0 when it did not answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::Declined { .. } => 402,
+            GatewayError::Refused { status, .. } => *status,
+            GatewayError::Unreachable(_) => 0,
+        }
+    }
+}
+
+/// A Checkout Session to create: the buyer pays `offer.price` with their own customer,
+/// and the card is saved for off-session use (auto-recharge).
+#[derive(Debug, Clone)]
+pub struct NewCheckout<'a> {
+    pub org: &'a OrgId,
+    pub member: &'a MemberId,
+    pub customer: &'a str,
+    pub offer: &'a Offer,
+    /// Where the buyer lands after paying (`{CHECKOUT_SESSION_ID}` is filled in by Stripe).
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: Option<String>,
+}
+
+/// An auto-recharge charge: an off-session PaymentIntent on a saved card, confirmed at
+/// once, sent under `attempt` as its idempotency key (a second send answers the first
+/// result).
+#[derive(Debug, Clone)]
+pub struct OffSessionCharge<'a> {
+    pub org: &'a OrgId,
+    pub attempt: &'a str,
+    pub customer: &'a str,
+    pub payment_method: &'a str,
+    pub amount: Usd,
+}
+
+/// A PaymentIntent as the functions need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub id: String,
+    pub status: IntentStatus,
+    /// The org its metadata names, if it names a valid one.
+    pub org: Option<OrgId>,
+    /// The auto-recharge attempt its metadata names.
+    pub attempt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentStatus {
+    Succeeded,
+    /// The card's owner must authenticate: off-session, that is a failure of the card.
+    RequiresAction,
+    /// Nothing was charged: never confirmed, cancelled, or refused. `Some` when the
+    /// card's own refusal is why.
+    NotCharged(Option<Decline>),
+    /// Not final yet (`processing`, ...): Stripe's status.
+    InProgress(String),
+}
+
+/// A refund of a charge, as its take-back needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundSeen {
+    pub id: String,
+    pub amount_cents: i64,
+    /// Failed or cancelled: the customer did not get the money.
+    pub failed: bool,
+}
+
+impl RefundSeen {
+    /// A refund takes credits back unless it failed or was cancelled (a pending refund
+    /// counts: Stripe counts it in `amount_refunded` too).
+    pub fn counts(&self) -> bool {
+        !self.failed
+    }
+}
+
+/// A paid invoice, as a plan grant reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaidInvoice {
+    pub id: Option<String>,
+    /// The org its subscription's metadata (or its own) names, unchecked.
+    pub org: Option<String>,
+    /// It opens a subscription's period (its creation or a renewal).
+    pub starts_period: bool,
+    pub in_usd: bool,
+    pub amount_paid_cents: i64,
+    /// The price of its first line that names one.
+    pub price: Option<String>,
+}
+
+/// The card processor.
+pub trait PaymentGateway: Send + Sync {
+    /// The buyer's customer, created once: a retry answers the same customer.
+    fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String>;
+
+    fn create_checkout<'a>(&'a self, session: &'a NewCheckout<'a>) -> Pending<'a, CheckoutSession>;
+
+    /// The customer's newest saved card.
+    fn newest_card<'a>(&'a self, customer: &'a str) -> Pending<'a, Option<String>>;
+
+    /// Sends (or sends again) an auto-recharge charge.
+    fn charge<'a>(&'a self, charge: &'a OffSessionCharge<'a>) -> Pending<'a, Intent>;
+
+    /// A PaymentIntent by id; `None` when there is no such PaymentIntent.
+    fn payment_intent<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Intent>>;
+
+    /// The PaymentIntent a charge `attempt` made, among the customer's PaymentIntents
+    /// created since `since`; `None` when it made none.
+    fn find_attempt<'a>(
+        &'a self,
+        customer: &'a str,
+        attempt: &'a str,
+        since: DateTime<Utc>,
+    ) -> Pending<'a, Option<Intent>>;
+
+    /// A charge's refunds with their current status.
+    fn refunds<'a>(&'a self, charge: &'a str) -> Pending<'a, Vec<RefundSeen>>;
+
+    /// The invoices a PaymentIntent paid.
+    fn invoices_paid_by<'a>(&'a self, payment_intent: &'a str) -> Pending<'a, Vec<String>>;
+
+    /// An invoice by id; `None` when there is no such invoice.
+    fn invoice<'a>(&'a self, id: &'a str) -> Pending<'a, Option<PaidInvoice>>;
+}

@@ -1,0 +1,318 @@
+//! [`StripeGateway`]: the domain's [`PaymentGateway`] over Stripe's API (async-stripe).
+
+use std::time::Duration;
+
+use agent_credits_domain::recharge::{ChargeFailure, Decline};
+use agent_credits_domain::{
+    CheckoutSession, GatewayError, Intent, IntentStatus, MemberId, NewCheckout, OffSessionCharge, OrgId,
+    PaidInvoice, PaymentGateway, RefundSeen, payments::Pending,
+};
+use chrono::{DateTime, Utc};
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_checkout::CheckoutSessionMode;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
+    ProductData,
+};
+use stripe_client_core::{RequestBuilder, StripeMethod};
+use stripe_core::customer::{CreateCustomer, ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
+};
+use stripe_core::refund::ListRefund;
+use stripe_shared::{ApiErrors, Invoice, InvoicePayment, PaymentIntent, PaymentIntentStatus};
+use stripe_types::{Currency, List, RangeBoundsTs, RangeQueryTs};
+
+use crate::events;
+use crate::metadata::{self, PaymentMetadata};
+
+/// Stripe, through one client built once per cold start.
+#[derive(Clone)]
+pub struct StripeGateway {
+    client: stripe::Client,
+}
+
+impl std::fmt::Debug for StripeGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeGateway").finish_non_exhaustive()
+    }
+}
+
+impl StripeGateway {
+    /// Stripe with `secret_key` (`sk_...` or `rk_...`), at `api_base` when given (the
+    /// project's simulator), else api.stripe.com. Calls time out after 10 s.
+    pub fn connect(secret_key: &str, api_base: Option<&str>) -> Result<StripeGateway, String> {
+        let mut builder = stripe::ClientBuilder::new(secret_key).timeout(Duration::from_secs(10));
+        if let Some(base) = api_base {
+            builder = builder.url(base);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("building the Stripe client: {e}"))?;
+        Ok(StripeGateway { client })
+    }
+
+    /// Over a client built elsewhere (tests).
+    pub fn from_client(client: stripe::Client) -> StripeGateway {
+        StripeGateway { client }
+    }
+}
+
+impl PaymentGateway for StripeGateway {
+    fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String> {
+        Box::pin(async move {
+            // The idempotency key makes a retried creation return the same customer.
+            let key = idempotency(&format!("customer:{org}:{member}"))?;
+            let created = CreateCustomer::new()
+                .metadata(metadata::customer(org, member))
+                .customize()
+                .request_strategy(RequestStrategy::Idempotent(key))
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(created.id.to_string())
+        })
+    }
+
+    fn create_checkout<'a>(&'a self, s: &'a NewCheckout<'a>) -> Pending<'a, CheckoutSession> {
+        Box::pin(async move {
+            let cents = s
+                .offer
+                .price_cents()
+                .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
+            let metadata = PaymentMetadata::purchase(s.org, s.member, s.offer)
+                .map_err(|e| GatewayError::Unreachable(e.to_string()))?
+                .to_map();
+            let mut price = CreateCheckoutSessionLineItemsPriceData::new(Currency::USD);
+            price.unit_amount = Some(cents);
+            price.product_data = Some(ProductData::new(s.offer.label.clone()));
+            let mut item = CreateCheckoutSessionLineItems::new();
+            item.price_data = Some(price);
+            item.quantity = Some(1);
+            let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+            intent.setup_future_usage =
+                Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
+            intent.metadata = Some(metadata.clone());
+            let session = CreateCheckoutSession::new()
+                .mode(CheckoutSessionMode::Payment)
+                .currency(Currency::USD)
+                .line_items(vec![item])
+                .metadata(metadata)
+                .client_reference_id(s.org.as_str())
+                .customer(s.customer)
+                .success_url(s.success_url.as_str())
+                .cancel_url(s.cancel_url.as_str())
+                .payment_intent_data(intent)
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(CheckoutSession {
+                id: session.id.to_string(),
+                url: session.url,
+            })
+        })
+    }
+
+    fn newest_card<'a>(&'a self, customer: &'a str) -> Pending<'a, Option<String>> {
+        Box::pin(async move {
+            let cards = ListPaymentMethodsCustomer::new(customer)
+                .type_(ListPaymentMethodsCustomerType::Card)
+                .limit(1)
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(cards.data.first().map(|pm| pm.id.to_string()))
+        })
+    }
+
+    fn charge<'a>(&'a self, c: &'a OffSessionCharge<'a>) -> Pending<'a, Intent> {
+        Box::pin(async move {
+            let cents = c
+                .amount
+                .to_cents()
+                .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
+            let metadata = PaymentMetadata::auto_recharge(c.org, c.attempt, c.amount)
+                .map_err(|e| GatewayError::Unreachable(e.to_string()))?;
+            let pi = CreatePaymentIntent::new(cents, Currency::USD)
+                .customer(c.customer)
+                .payment_method(c.payment_method)
+                .confirm(true)
+                .off_session(CreatePaymentIntentOffSession::Bool(true))
+                .description("agent-credits auto-recharge")
+                .metadata(metadata.to_map())
+                .customize()
+                .request_strategy(RequestStrategy::Idempotent(idempotency(c.attempt)?))
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(intent(&pi))
+        })
+    }
+
+    fn payment_intent<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Intent>> {
+        Box::pin(async move {
+            match RetrievePaymentIntent::new(id).send(&self.client).await {
+                Ok(pi) => Ok(Some(intent(&pi))),
+                Err(StripeError::Stripe(_, 404)) => Ok(None),
+                Err(e) => Err(failed(e)),
+            }
+        })
+    }
+
+    fn find_attempt<'a>(
+        &'a self,
+        customer: &'a str,
+        attempt: &'a str,
+        since: DateTime<Utc>,
+    ) -> Pending<'a, Option<Intent>> {
+        Box::pin(async move {
+            let page = |after: Option<String>| {
+                let mut list = ListPaymentIntent::new()
+                    .customer(customer)
+                    .created(RangeQueryTs::Bounds(RangeBoundsTs {
+                        gte: Some(since.timestamp()),
+                        ..Default::default()
+                    }))
+                    .limit(100);
+                if let Some(after) = after {
+                    list = list.starting_after(after);
+                }
+                list
+            };
+            let mut after = None;
+            loop {
+                let list = page(after).send(&self.client).await.map_err(failed)?;
+                let found = list
+                    .data
+                    .iter()
+                    .find(|pi| metadata::attempt_of(&pi.metadata) == Some(attempt));
+                if let Some(pi) = found {
+                    return Ok(Some(intent(pi)));
+                }
+                match (list.has_more, list.data.last()) {
+                    (true, Some(last)) => after = Some(last.id.to_string()),
+                    _ => return Ok(None),
+                }
+            }
+        })
+    }
+
+    fn refunds<'a>(&'a self, charge: &'a str) -> Pending<'a, Vec<RefundSeen>> {
+        Box::pin(async move {
+            let mut refunds = vec![];
+            let mut after: Option<String> = None;
+            loop {
+                let mut page = ListRefund::new().charge(charge).limit(100);
+                if let Some(after) = after {
+                    page = page.starting_after(after);
+                }
+                let list = page.send(&self.client).await.map_err(failed)?;
+                refunds.extend(list.data.iter().map(events::refund));
+                match (list.has_more, list.data.last()) {
+                    (true, Some(last)) => after = Some(last.id.to_string()),
+                    _ => return Ok(refunds),
+                }
+            }
+        })
+    }
+
+    fn invoices_paid_by<'a>(&'a self, payment_intent: &'a str) -> Pending<'a, Vec<String>> {
+        Box::pin(async move {
+            #[derive(serde::Serialize)]
+            struct Payment<'a> {
+                r#type: &'a str,
+                payment_intent: &'a str,
+            }
+            #[derive(serde::Serialize)]
+            struct Query<'a> {
+                payment: Payment<'a>,
+                limit: u8,
+            }
+            let query = Query {
+                payment: Payment {
+                    r#type: "payment_intent",
+                    payment_intent,
+                },
+                limit: 100,
+            };
+            // Not in async-stripe's typed requests (API version 2025-03-31 and later).
+            let payments: List<InvoicePayment> = RequestBuilder::new(StripeMethod::Get, "/invoice_payments")
+                .query(&query)
+                .customize()
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(payments
+                .data
+                .iter()
+                .filter_map(|paid| paid.invoice.id().as_ref().map(|i| i.to_string()))
+                .collect())
+        })
+    }
+
+    fn invoice<'a>(&'a self, id: &'a str) -> Pending<'a, Option<PaidInvoice>> {
+        Box::pin(async move {
+            let found: Result<Invoice, _> = RequestBuilder::new(StripeMethod::Get, format!("/invoices/{id}"))
+                .customize()
+                .send(&self.client)
+                .await;
+            match found {
+                Ok(invoice) => Ok(Some(events::paid_invoice(&invoice))),
+                Err(StripeError::Stripe(_, 404)) => Ok(None),
+                Err(e) => Err(failed(e)),
+            }
+        })
+    }
+}
+
+fn idempotency(key: &str) -> Result<IdempotencyKey, GatewayError> {
+    IdempotencyKey::new(key).map_err(|_| GatewayError::Unreachable(format!("unusable idempotency key {key}")))
+}
+
+/// The card's own refusal in a Stripe error, if it is one: only a `card_error` is.
+pub fn card_decline(e: &ApiErrors) -> Option<Decline> {
+    (ChargeFailure::of(e.type_.as_str()) == ChargeFailure::Card)
+        .then(|| Decline::of(e.decline_code.as_deref(), e.code.as_ref().map(|c| c.as_str())))
+}
+
+/// A Stripe failure in the domain's words: the card's refusal, another error Stripe
+/// answered, or no answer.
+fn failed(e: StripeError) -> GatewayError {
+    match e {
+        StripeError::Stripe(err, status) => match card_decline(&err) {
+            Some(decline) => GatewayError::Declined {
+                decline,
+                payment_intent: err.payment_intent.as_ref().map(|p| p.id.to_string()),
+            },
+            None => GatewayError::Refused {
+                code: err
+                    .code
+                    .as_ref()
+                    .map_or_else(|| err.type_.as_str().to_owned(), |c| c.as_str().to_owned()),
+                status,
+            },
+        },
+        other => GatewayError::Unreachable(other.to_string()),
+    }
+}
+
+/// A PaymentIntent as the functions need it.
+pub fn intent(pi: &PaymentIntent) -> Intent {
+    let status = match pi.status {
+        PaymentIntentStatus::Succeeded => IntentStatus::Succeeded,
+        PaymentIntentStatus::RequiresAction => IntentStatus::RequiresAction,
+        PaymentIntentStatus::RequiresPaymentMethod
+        | PaymentIntentStatus::RequiresConfirmation
+        | PaymentIntentStatus::Canceled => {
+            IntentStatus::NotCharged(pi.last_payment_error.as_deref().and_then(card_decline))
+        }
+        ref other => IntentStatus::InProgress(other.to_string()),
+    };
+    Intent {
+        id: pi.id.to_string(),
+        status,
+        org: metadata::org_of(&pi.metadata),
+        attempt: metadata::attempt_of(&pi.metadata).map(str::to_owned),
+    }
+}
