@@ -77,7 +77,7 @@ impl Functions {
                 store: store(),
                 rates: RateStore::new(client.clone(), table),
                 clock: clock.clone(),
-                config: usage::Config::from_lookup(|n| support::usage_setting(table, n)).unwrap(),
+                settings: usage::Settings::from_lookup(|n| support::usage_setting(table, n)).unwrap(),
                 keys: None,
             },
             account: account::Account {

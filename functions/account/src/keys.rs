@@ -2,7 +2,9 @@
 //! kept while a byok org's runtimes need them. Also the key rule's reads that orgs and
 //! agents share.
 
-use agent_credits_domain::{Org, OrgId, Provider, ProviderKey, Runtime, missing_byok_key};
+use agent_credits_domain::{
+    ExposeSecret, Org, OrgId, Provider, ProviderKey, Runtime, SecretString, missing_byok_key,
+};
 use agent_credits_http::{ApiError, Details, ErrorCode, Reply, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
@@ -21,8 +23,8 @@ pub(crate) fn missing_key(runtime: Runtime, provider: Provider) -> ApiError {
     })
 }
 
-pub(crate) fn provider_key(provider: Provider, key: &str) -> Result<ProviderKey, ApiError> {
-    ProviderKey::parse(provider, key).map_err(|e| {
+pub(crate) fn provider_key(provider: Provider, key: &SecretString) -> Result<ProviderKey, ApiError> {
+    ProviderKey::parse(provider, key.expose_secret()).map_err(|e| {
         ApiError::bad_request(ErrorCode::InvalidKey, e.to_string()).with_details(Details {
             provider: Some(provider),
             ..Default::default()
@@ -60,7 +62,7 @@ pub(crate) async fn keys(svc: &Account, org: &Org) -> Reply {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct KeyBody {
-    key: String,
+    key: SecretString,
 }
 
 pub(crate) async fn put_key(svc: &Account, org: &Org, provider: Provider, body: KeyBody) -> Reply {

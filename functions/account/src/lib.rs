@@ -26,6 +26,28 @@ use agent_credits_http::{Edge, Route, Router, Table, answer, json_response};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
+/// The account function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The credits table (`TABLE_NAME`).
+    pub table: String,
+    /// Where the orgs' BYOK keys are (`BYOK_SECRET_PREFIX`).
+    pub byok_prefix: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(agent_credits_aws::env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        Ok(Settings {
+            table: agent_credits_aws::settings::required(&get, "TABLE_NAME")?,
+            byok_prefix: agent_credits_aws::settings::byok_prefix(&get),
+        })
+    }
+}
+
 pub struct Account {
     pub store: DynamoWalletStore,
     pub orgs: OrgStore,

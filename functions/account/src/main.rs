@@ -1,9 +1,10 @@
-//! Wires the account function: SDK clients once per cold start, then the handler.
+//! Wires the account function: settings and SDK clients once per cold start, then the
+//! handler for every request.
 
 use std::sync::Arc;
 
-use account::{Account, handle};
-use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
+use account::{Account, Settings, handle};
+use agent_credits_aws::{KeyVault, dynamodb, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use lambda_http::Error;
@@ -11,16 +12,16 @@ use lambda_http::Error;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is required")?;
+    let settings = Settings::from_env()?;
     let aws = sdk_config().await?;
     let client = dynamodb(&aws);
-    // One secret per org and provider under this prefix; the template grants no other.
-    let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());
+    let table = settings.table.as_str();
     let account = Account {
-        store: DynamoWalletStore::new(client.clone(), table.as_str(), Arc::new(SystemClock)),
-        orgs: OrgStore::new(client, table.as_str()),
+        store: DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock)),
+        orgs: OrgStore::new(client, table),
         clock: Arc::new(SystemClock),
-        keys: KeyVault::new(secrets_manager(&aws), prefix),
+        // One secret per org and provider under this prefix; the template grants no other.
+        keys: KeyVault::new(secrets_manager(&aws), settings.byok_prefix),
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&account, req).await) }).await
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use agent_credits_domain::{
-    BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, WalletSettings,
+    BillingMode, MemberId, Org, OrgId, Provider, PurchasePolicy, Role, Runtime, SecretString, WalletSettings,
     missing_byok_key, switch_billing_mode,
 };
 use agent_credits_dynamo::Reserved;
@@ -30,7 +30,7 @@ pub(crate) struct NewOrg {
     /// Provider keys to store at creation (a byok org on a runtime that needs one must
     /// bring it): provider → key. Stored in Secrets Manager only.
     #[serde(default)]
-    keys: HashMap<Provider, String>,
+    keys: HashMap<Provider, SecretString>,
 }
 
 pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {

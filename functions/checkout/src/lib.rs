@@ -23,6 +23,33 @@ use agent_credits_http::{
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
+/// The checkout function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The credits table (`TABLE_NAME`).
+    pub table: String,
+    pub catalog: Catalog,
+    /// Where Stripe sends the buyer back (`DASHBOARD_URL`, default `http://localhost:3000`).
+    pub dashboard_url: String,
+    /// Stripe elsewhere than api.stripe.com (`STRIPE_API_BASE`: the project's simulator).
+    pub stripe_api_base: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(agent_credits_aws::env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        Ok(Settings {
+            table: agent_credits_aws::settings::required(&get, "TABLE_NAME")?,
+            catalog: catalog_from(&get)?,
+            dashboard_url: get("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),
+            stripe_api_base: get("STRIPE_API_BASE"),
+        })
+    }
+}
+
 pub struct Checkout {
     pub orgs: OrgStore,
     pub recharges: RechargeStore,

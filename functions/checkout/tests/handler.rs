@@ -51,7 +51,7 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
     .unwrap();
     let packages = r#"[{"id":"pro","name":"Professional","price":"100.00","credits":"110.00"}]"#;
     let catalog = catalog_from(|name| (name == "CHECKOUT_PACKAGES").then(|| packages.to_owned())).unwrap();
-    let payments = agent_credits_stripe::StripeGateway::connect(key, Some(sim.base_url())).unwrap();
+    let payments = agent_credits_stripe::StripeGateway::connect(&key.into(), Some(sim.base_url())).unwrap();
     let svc = Checkout {
         orgs,
         recharges,

@@ -46,6 +46,34 @@ use agent_credits_dynamo::{
 };
 use serde::Serialize;
 
+/// The recharge function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The credits table (`TABLE_NAME`).
+    pub table: String,
+    /// How old an attempt in flight must be before a sweep takes it over
+    /// (`RECHARGE_RESUME_AFTER_SECONDS`, default 120).
+    pub resume_after: chrono::Duration,
+    /// Stripe elsewhere than api.stripe.com (`STRIPE_API_BASE`: the project's simulator).
+    pub stripe_api_base: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(agent_credits_aws::env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        use agent_credits_aws::settings::{required, seconds};
+        let resume_after = seconds(&get, "RECHARGE_RESUME_AFTER_SECONDS", 120, 0..=86_400)?;
+        Ok(Settings {
+            table: required(&get, "TABLE_NAME")?,
+            resume_after: chrono::Duration::seconds(resume_after),
+            stripe_api_base: get("STRIPE_API_BASE"),
+        })
+    }
+}
+
 pub struct Recharge {
     pub store: DynamoWalletStore,
     pub recharges: RechargeStore,

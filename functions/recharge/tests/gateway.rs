@@ -117,6 +117,13 @@ fn charges(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// A gateway answer, the count of the sweep's report it lands in, and what follows.
+type Case = (
+    Result<IntentStatus, GatewayError>,
+    fn(&SweepReport) -> usize,
+    After,
+);
+
 fn ours(code: &str, status: u16) -> GatewayError {
     GatewayError::Refused {
         code: code.into(),
@@ -142,11 +149,7 @@ async fn each_answer_of_the_gateway_charges_tells_and_suspends_as_the_rules_say(
         in_flight: false,
         told_of_failure: 1,
     };
-    let cases: Vec<(
-        Result<IntentStatus, GatewayError>,
-        fn(&SweepReport) -> usize,
-        After,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             Ok(IntentStatus::Succeeded),
             |r| r.charged,

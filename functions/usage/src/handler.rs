@@ -12,14 +12,14 @@ use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Tabl
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use crate::{Config, holds, provider_key, rates, reported, verdict};
+use crate::{Settings, holds, provider_key, rates, reported, verdict};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
     pub store: DynamoWalletStore,
     pub rates: RateStore,
     pub clock: Arc<dyn Clock>,
-    pub config: Config,
+    pub settings: Settings,
     /// BYOK keys, for the runtime's own fetch; `None` answers 503.
     pub keys: Option<agent_credits_aws::KeyVault>,
 }
@@ -72,7 +72,7 @@ pub fn routes() -> Vec<Route<Usage>> {
 
 impl Edge for Usage {
     fn iam_roles(&self) -> Option<&agent_credits_http::IamRoles> {
-        Some(&self.config.iam)
+        Some(&self.settings.iam)
     }
 }
 

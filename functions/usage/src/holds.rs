@@ -46,13 +46,13 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         }
         Err(reason) => return Err(paused(reason)),
     }
-    let ttl = body.ttl_seconds.unwrap_or(svc.config.hold_ttl_seconds);
-    if !(1..=svc.config.max_hold_ttl_seconds).contains(&ttl) {
+    let ttl = body.ttl_seconds.unwrap_or(svc.settings.hold_ttl_seconds);
+    if !(1..=svc.settings.max_hold_ttl_seconds).contains(&ttl) {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidTtl,
             format!(
                 "ttl_seconds must be from 1 to {}",
-                svc.config.max_hold_ttl_seconds
+                svc.settings.max_hold_ttl_seconds
             ),
         ));
     }

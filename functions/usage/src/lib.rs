@@ -8,14 +8,14 @@
 //! - `GET  /v1/orgs/{org}/may-i-run?member=`: allowed, or paused with a reason
 //! - `PUT  /v1/rates/{model}`: set a model's token prices from a date on (operators)
 
-pub mod config;
 mod handler;
 mod holds;
 mod provider_key;
 mod rates;
 mod reported;
+pub mod settings;
 mod verdict;
 pub mod views;
 
-pub use config::Config;
 pub use handler::{Usage, handle, routes};
+pub use settings::Settings;

@@ -3,25 +3,27 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{KeyVault, dynamodb, env, sdk_config, secrets_manager};
+use agent_credits_aws::{KeyVault, dynamodb, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RateStore};
 use lambda_http::Error;
-use usage::{Config, Usage, handle};
+use usage::{Settings, Usage, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
+    let settings = Settings::from_env()?;
     let aws = sdk_config().await?;
     let client = dynamodb(&aws);
-    let prefix = env("BYOK_SECRET_PREFIX").unwrap_or_else(|| "agent-credits/local/byok/".to_owned());
     let usage = Usage {
-        store: DynamoWalletStore::new(client.clone(), config.table.as_str(), Arc::new(SystemClock)),
-        rates: RateStore::new(client, config.table.as_str()),
+        store: DynamoWalletStore::new(client.clone(), settings.table.as_str(), Arc::new(SystemClock)),
+        rates: RateStore::new(client, settings.table.as_str()),
         clock: Arc::new(SystemClock),
-        config,
-        keys: Some(KeyVault::new(secrets_manager(&aws), prefix)),
+        keys: Some(KeyVault::new(
+            secrets_manager(&aws),
+            settings.byok_prefix.as_str(),
+        )),
+        settings,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&usage, req).await) }).await
 }

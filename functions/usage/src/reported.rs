@@ -109,7 +109,7 @@ pub(crate) async fn billable(
                 .map_err(|e| ApiError::bad_request(ErrorCode::InvalidTokens, e.to_string()))?
         }
     };
-    let markup = wallet.settings.markup.unwrap_or(svc.config.default_markup);
+    let markup = wallet.settings.markup.unwrap_or(svc.settings.default_markup);
     markup.bill(cost).map_err(ApiError::money)
 }
 

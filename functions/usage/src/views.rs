@@ -2,8 +2,8 @@
 //! `infra/openapi.yaml` describes it.
 
 use agent_credits_domain::{
-    Billing, BillingMode, HoldId, LedgerEntry, OrgId, PauseReason, Provider, Runtime, Usd, Wallet,
-    WalletState,
+    Billing, BillingMode, ExposeSecret, HoldId, LedgerEntry, OrgId, PauseReason, Provider, Runtime,
+    SecretString, Usd, Wallet, WalletState,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -138,5 +138,11 @@ pub struct Verdict {
 pub struct OwnKey<'a> {
     pub org: &'a OrgId,
     pub provider: Provider,
-    pub key: &'a str,
+    #[serde(serialize_with = "exposed")]
+    pub key: &'a SecretString,
+}
+
+/// The one place a key is written out: to the runtime that fetched it.
+fn exposed<S: serde::Serializer>(key: &&SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(key.expose_secret())
 }

@@ -14,7 +14,7 @@ use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 use support::TestClock;
 use support::dynoxide::Dynoxide;
-use usage::{Config, Usage, handle};
+use usage::{Settings, Usage, handle};
 
 /// Runs the futures at once on the runtime's workers and waits for all of them.
 async fn spawn_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
@@ -86,12 +86,12 @@ async fn app_on(settings: WalletSettings, runtime: Runtime, keys: &[Provider], c
         })
         .await
         .unwrap();
-    let config = Config::from_lookup(|name| support::usage_setting("credits", name)).unwrap();
+    let settings = Settings::from_lookup(|name| support::usage_setting("credits", name)).unwrap();
     let svc = Arc::new(Usage {
         store,
         rates,
         clock: clock.clone(),
-        config,
+        settings,
         keys: None,
     });
     App {

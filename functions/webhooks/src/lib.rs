@@ -34,7 +34,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use agent_credits_domain::{Applied, PaymentGateway, StoreError};
+use agent_credits_domain::{Applied, PaymentGateway, SecretString, StoreError};
 use agent_credits_dynamo::DynamoWalletStore;
 
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
@@ -45,10 +45,35 @@ use lambda_http::{Body, Request, Response};
 pub use plans::{Plan, Plans};
 use views::{Handled, Received};
 
+/// The webhooks function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The credits table (`TABLE_NAME`).
+    pub table: String,
+    /// The subscription plans (`PLANS`, see [`Plans`]).
+    pub plans: Plans,
+    /// Stripe elsewhere than api.stripe.com (`STRIPE_API_BASE`: the project's simulator).
+    pub stripe_api_base: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(agent_credits_aws::env)
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        Ok(Settings {
+            table: agent_credits_aws::settings::required(&get, "TABLE_NAME")?,
+            plans: Plans::parse(&get("PLANS").unwrap_or_default())?,
+            stripe_api_base: get("STRIPE_API_BASE"),
+        })
+    }
+}
+
 pub struct Webhooks {
     pub store: DynamoWalletStore,
     /// The endpoint's signing secret (`whsec_...`). Never logged.
-    pub signing_secret: String,
+    pub signing_secret: SecretString,
     /// For what an event does not carry (a charge's refunds). `None`: such events are
     /// answered 500 and Stripe retries once it is configured.
     pub payments: Option<Arc<dyn PaymentGateway>>,
@@ -59,7 +84,7 @@ pub struct Webhooks {
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Webhooks")
-            .field("signing_secret", &"<redacted>")
+            .field("signing_secret", &self.signing_secret)
             .field("plans", &self.plans)
             .finish_non_exhaustive()
     }

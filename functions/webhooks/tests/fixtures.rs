@@ -80,7 +80,7 @@ async fn stripes_published_objects_parse_in_signed_events_and_are_acted_on() {
     // Stripe key and takes the refunds the event carries.
     let keyless = Webhooks {
         store: app.svc.store.clone(),
-        signing_secret: SECRET.to_owned(),
+        signing_secret: SECRET.into(),
         payments: None,
         plans: app.svc.plans.clone(),
     };

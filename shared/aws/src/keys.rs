@@ -6,6 +6,7 @@ use agent_credits_domain::{OrgId, Provider, ProviderKey};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_secretsmanager::types::Tag;
+use secrecy::SecretString;
 
 #[derive(Debug, Clone)]
 pub struct KeyVault {
@@ -63,10 +64,10 @@ impl KeyVault {
     }
 
     /// The org's key for `provider`, for the agent runtime; `None` when there is none.
-    pub async fn get(&self, org: &OrgId, provider: Provider) -> Result<Option<String>, String> {
+    pub async fn get(&self, org: &OrgId, provider: Provider) -> Result<Option<SecretString>, String> {
         let name = self.secret_name(org, provider);
         match self.client.get_secret_value().secret_id(&name).send().await {
-            Ok(out) => Ok(out.secret_string().map(str::to_owned)),
+            Ok(out) => Ok(out.secret_string().map(SecretString::from)),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(e) => Err(format!("reading {name}: {}", DisplayErrorContext(&e))),
         }

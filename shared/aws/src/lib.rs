@@ -9,14 +9,16 @@
 //! | `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET` | the keys themselves, when there is no `STRIPE_SECRET_ARN` (local runs) |
 //! | `AWS_CA_BUNDLE` | the roots the AWS client trusts, instead of Amazon Trust Services' ([`tls`]) |
 //!
-//! Keys are never logged: [`StripeKeys`] prints redacted.
+//! Keys are never logged: they are [`SecretString`]s, which print `[REDACTED]`.
 
 mod keys;
+pub mod settings;
 pub mod tls;
 
 pub use keys::{KeyVault, Stored};
 
 pub use aws_config::SdkConfig;
+pub use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// A non-empty environment variable.
@@ -59,22 +61,12 @@ pub fn secrets_manager_with(
 }
 
 /// Stripe's keys for this deployment.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct StripeKeys {
     #[serde(default)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     #[serde(default)]
-    pub webhook_secret: Option<String>,
-}
-
-impl std::fmt::Debug for StripeKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = |v: &Option<String>| if v.is_some() { "<redacted>" } else { "<none>" };
-        f.debug_struct("StripeKeys")
-            .field("secret_key", &shown(&self.secret_key))
-            .field("webhook_secret", &shown(&self.webhook_secret))
-            .finish()
-    }
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl StripeKeys {
@@ -90,8 +82,8 @@ impl StripeKeys {
     ) -> Result<StripeKeys, String> {
         let Some(arn) = get("STRIPE_SECRET_ARN") else {
             return Ok(StripeKeys {
-                secret_key: get("STRIPE_SECRET_KEY"),
-                webhook_secret: get("STRIPE_WEBHOOK_SECRET"),
+                secret_key: get("STRIPE_SECRET_KEY").map(SecretString::from),
+                webhook_secret: get("STRIPE_WEBHOOK_SECRET").map(SecretString::from),
             });
         };
         let out = secrets_manager_with(aws, get)
@@ -114,18 +106,18 @@ impl StripeKeys {
     }
 
     /// The secret key (`sk_...` or `rk_...`), required.
-    pub fn secret_key(&self) -> Result<&str, String> {
+    pub fn secret_key(&self) -> Result<&SecretString, String> {
         self.secret_key
-            .as_deref()
-            .filter(|k| k.starts_with("sk_") || k.starts_with("rk_"))
+            .as_ref()
+            .filter(|k| k.expose_secret().starts_with("sk_") || k.expose_secret().starts_with("rk_"))
             .ok_or_else(|| "a Stripe secret key (sk_... or rk_...) is required".to_owned())
     }
 
     /// The webhook signing secret (`whsec_...`), required.
-    pub fn webhook_secret(&self) -> Result<&str, String> {
+    pub fn webhook_secret(&self) -> Result<&SecretString, String> {
         self.webhook_secret
-            .as_deref()
-            .filter(|k| k.starts_with("whsec_"))
+            .as_ref()
+            .filter(|k| k.expose_secret().starts_with("whsec_"))
             .ok_or_else(|| "a Stripe webhook signing secret (whsec_...) is required".to_owned())
     }
 }

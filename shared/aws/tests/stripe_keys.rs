@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use agent_credits_aws::{SdkConfig, StripeKeys, secrets_manager_with};
+use agent_credits_aws::{ExposeSecret, SdkConfig, StripeKeys, secrets_manager_with};
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use support::moto::Moto;
 
@@ -46,8 +46,14 @@ async fn the_keys_come_from_the_secret_named_by_its_arn_and_never_show() {
     let keys = StripeKeys::load_with(&aws(), get_env(Some(arn.clone())))
         .await
         .unwrap();
-    assert_eq!(keys.secret_key().unwrap(), "sk_test_51SecretFromSecretsManager");
-    assert_eq!(keys.webhook_secret().unwrap(), "whsec_FromSecretsManager");
+    assert_eq!(
+        keys.secret_key().unwrap().expose_secret(),
+        "sk_test_51SecretFromSecretsManager"
+    );
+    assert_eq!(
+        keys.webhook_secret().unwrap().expose_secret(),
+        "whsec_FromSecretsManager"
+    );
     let shown = format!("{keys:?}");
     assert!(
         !shown.contains("SecretFromSecretsManager") && !shown.contains("FromSecretsManager"),
@@ -56,7 +62,10 @@ async fn the_keys_come_from_the_secret_named_by_its_arn_and_never_show() {
 
     // Without an ARN, the environment (local runs).
     let local = StripeKeys::load_with(&aws(), get_env(None)).await.unwrap();
-    assert_eq!(local.secret_key().unwrap(), "sk_test_from_the_environment");
+    assert_eq!(
+        local.secret_key().unwrap().expose_secret(),
+        "sk_test_from_the_environment"
+    );
     assert!(local.webhook_secret().is_err());
 
     // A secret that is not the expected JSON: an error that does not quote it.

@@ -2,11 +2,14 @@
 //! Secrets Manager; everything else sees its provider, its last four characters and its
 //! dates. [`ProviderKey`] never prints or serializes its value.
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::account::Provider;
 
-/// A provider key that passed its provider's format check.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ProviderKey(String);
+/// A provider key that passed its provider's format check, kept as a [`SecretString`]
+/// (zeroed when dropped).
+#[derive(Clone)]
+pub struct ProviderKey(SecretString);
 
 impl std::fmt::Debug for ProviderKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,18 +45,18 @@ impl ProviderKey {
                 expected,
             });
         }
-        Ok(ProviderKey(key.to_owned()))
+        Ok(ProviderKey(SecretString::from(key)))
     }
 
     /// The key itself: only for Secrets Manager and the runtime's own fetch.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
-    /// The last four characters, the only part ever shown.
+    /// The last four characters, the only part ever shown (the key is ASCII).
     pub fn last4(&self) -> String {
-        let n = self.0.len();
-        self.0[n.saturating_sub(4)..].to_owned()
+        let key = self.expose();
+        key[key.len().saturating_sub(4)..].to_owned()
     }
 }
 

@@ -41,6 +41,8 @@ pub use payments::{
 pub use ports::{Clock, HistoryPage, PageRequest, StoreError, SystemClock, WalletStore};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use recharge::{RechargeSettings, RechargeSettingsError};
+/// Keys and secrets: printed `[REDACTED]`, zeroed when dropped, read only by `expose_secret`.
+pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
 pub use state::{NotificationKind, PauseReason, WalletState};
 pub use verdict::{Billing, Verdict, billing, billing_of_call, missing_byok_key, verdict};

@@ -3,6 +3,7 @@
 //! domain's words.
 
 use agent_credits_domain::{PaidInvoice, RefundSeen};
+use secrecy::{ExposeSecret, SecretString};
 use stripe_shared::InvoiceBillingReason;
 use stripe_webhook::{Webhook, WebhookError};
 
@@ -26,8 +27,8 @@ pub enum Unsigned {
 
 /// The event, if and only if Stripe signed this very body with `secret` within Stripe's
 /// 300 s tolerance.
-pub fn verify(body: &str, signature: &str, secret: &str) -> Result<Event, Unsigned> {
-    Webhook::construct_event(body, signature, secret).map_err(|e| match e {
+pub fn verify(body: &str, signature: &str, secret: &SecretString) -> Result<Event, Unsigned> {
+    Webhook::construct_event(body, signature, secret.expose_secret()).map_err(|e| match e {
         // Checked after the signature: a body we signed ourselves is not an event.
         WebhookError::BadParse(_) => Unsigned::NotAnEvent(e.to_string()),
         _ => Unsigned::Signature(e.to_string()),

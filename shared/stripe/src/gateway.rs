@@ -8,6 +8,7 @@ use agent_credits_domain::{
     PaidInvoice, PaymentGateway, RefundSeen, payments::Pending,
 };
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
@@ -42,8 +43,9 @@ impl std::fmt::Debug for StripeGateway {
 impl StripeGateway {
     /// Stripe with `secret_key` (`sk_...` or `rk_...`), at `api_base` when given (the
     /// project's simulator), else api.stripe.com. Calls time out after 10 s.
-    pub fn connect(secret_key: &str, api_base: Option<&str>) -> Result<StripeGateway, String> {
-        let mut builder = stripe::ClientBuilder::new(secret_key).timeout(Duration::from_secs(10));
+    pub fn connect(secret_key: &SecretString, api_base: Option<&str>) -> Result<StripeGateway, String> {
+        let mut builder =
+            stripe::ClientBuilder::new(secret_key.expose_secret()).timeout(Duration::from_secs(10));
         if let Some(base) = api_base {
             builder = builder.url(base);
         }

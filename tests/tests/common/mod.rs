@@ -65,7 +65,7 @@ impl App {
                 store: store(),
                 rates: RateStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
-                config: usage::Config::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
+                settings: usage::Settings::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
                 keys: Some(vault()),
             },
             account: account::Account {

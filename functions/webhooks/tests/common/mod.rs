@@ -50,7 +50,7 @@ pub async fn app() -> App {
     store.put_settings(&org, &settings).await.unwrap();
     let svc = Arc::new(Webhooks {
         store,
-        signing_secret: SECRET.to_owned(),
+        signing_secret: SECRET.into(),
         payments: Some(support::payments(sim.base_url(), "sk_test_agent_credits")),
         plans: Plans::from_map(HashMap::from([(
             TEAM_PRICE.to_owned(),

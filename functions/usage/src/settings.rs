@@ -1,10 +1,11 @@
-//! Settings, read once from the environment at start-up.
+//! The usage function's settings, read once from the environment at start-up.
 
+use agent_credits_aws::settings::{byok_prefix, required, seconds};
 use agent_credits_domain::Markup;
 use agent_credits_http::IamRoles;
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
     /// The credits table (`TABLE_NAME`).
     pub table: String,
     /// Markup of orgs that set none (`DEFAULT_MARKUP`, default 1.5).
@@ -16,44 +17,34 @@ pub struct Config {
     /// The IAM roles of the agent runtime and of operators (`RUNTIME_ROLE_ARNS`,
     /// `OPERATOR_ROLE_ARNS`); none set: every IAM route answers 403.
     pub iam: IamRoles,
+    /// Where the orgs' BYOK keys are (`BYOK_SECRET_PREFIX`).
+    pub byok_prefix: String,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Config, String> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+impl Settings {
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(agent_credits_aws::env)
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        let table = get("TABLE_NAME")
-            .filter(|t| !t.is_empty())
-            .ok_or("TABLE_NAME is required")?;
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
         let default_markup = match get("DEFAULT_MARKUP") {
             Some(m) => Markup::parse(&m).map_err(|e| format!("DEFAULT_MARKUP: {e}"))?,
             None => Markup::DEFAULT,
         };
-        let seconds = |name: &str, default: i64| -> Result<i64, String> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => match v.parse::<i64>() {
-                    Ok(n) if (1..=86_400).contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "{name} must be a whole number of seconds from 1 to 86400"
-                    )),
-                },
-            }
-        };
-        let hold_ttl_seconds = seconds("HOLD_TTL_SECONDS", 900)?;
-        let max_hold_ttl_seconds = seconds("MAX_HOLD_TTL_SECONDS", 3600)?.max(hold_ttl_seconds);
+        let hold_ttl_seconds = seconds(&get, "HOLD_TTL_SECONDS", 900, 1..=86_400)?;
+        let max_hold_ttl_seconds =
+            seconds(&get, "MAX_HOLD_TTL_SECONDS", 3600, 1..=86_400)?.max(hold_ttl_seconds);
         let iam = IamRoles::parse(
             get("RUNTIME_ROLE_ARNS").as_deref(),
             get("OPERATOR_ROLE_ARNS").as_deref(),
         )?;
-        Ok(Config {
-            table,
+        Ok(Settings {
+            table: required(&get, "TABLE_NAME")?,
             default_markup,
             hold_ttl_seconds,
             max_hold_ttl_seconds,
             iam,
+            byok_prefix: byok_prefix(&get),
         })
     }
 }
