@@ -279,7 +279,10 @@ async fn a_byok_org_whose_key_was_not_stored_does_not_exist_until_a_retry_stores
         .await;
     assert_eq!(status, 409);
     // The creator's retry, with Secrets Manager back.
-    app.account.keys = agent_credits_aws::KeyVault::new(support::secrets_client(moto.endpoint()), PREFIX);
+    app.account.keys = std::sync::Arc::new(agent_credits_aws::KeyVault::new(
+        support::secrets_client(moto.endpoint()),
+        PREFIX,
+    ));
     let (status, answer) = app
         .dashboard("POST", "/v1/orgs", "u_owner", Some(body.clone()))
         .await;

@@ -75,6 +75,8 @@ impl Functions {
         Functions {
             usage: usage::Usage {
                 store: store(),
+                orgs: OrgStore::new(client.clone(), table),
+                limits: Arc::new(store()),
                 rates: RateStore::new(client.clone(), table),
                 clock: clock.clone(),
                 settings: usage::Settings::from_lookup(|n| support::usage_setting(table, n)).unwrap(),
@@ -82,9 +84,11 @@ impl Functions {
             },
             account: account::Account {
                 store: store(),
+                feed: Arc::new(store()),
+                limits: Arc::new(store()),
                 orgs: OrgStore::new(client.clone(), table),
                 clock: clock.clone(),
-                keys: vault,
+                keys: Arc::new(vault),
             },
             checkout: checkout::Checkout {
                 orgs: OrgStore::new(client.clone(), table),
@@ -95,6 +99,7 @@ impl Functions {
             },
             webhooks: webhooks::Webhooks {
                 store: store(),
+                recharges: RechargeStore::new(client.clone(), table),
                 signing_secret: SECRET.into(),
                 payments: Some(stripe()),
                 plans: webhooks::Plans::from_map(HashMap::from([(

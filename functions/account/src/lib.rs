@@ -19,8 +19,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use agent_credits_aws::KeyVault;
-use agent_credits_domain::{Action, Clock, Member, MemberId, Org, OrgId, StoreError};
+use agent_credits_domain::{Action, Clock, KeyStore, MemberLimits, NotificationFeed, OrgDirectory};
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use agent_credits_http::{Edge, Route, Router, Table, answer, json_response};
 use lambda_http::http::{Method, StatusCode};
@@ -48,12 +47,18 @@ impl Settings {
     }
 }
 
+/// What the account function's handlers use, wired once in `main.rs`.
 pub struct Account {
     pub store: DynamoWalletStore,
+    /// The org directory: orgs, members, roles, keys' metadata, agents.
     pub orgs: OrgStore,
     pub clock: Arc<dyn Clock>,
-    /// BYOK keys in Secrets Manager.
-    pub keys: KeyVault,
+    /// BYOK keys (Secrets Manager: `agent_credits_aws::KeyVault`).
+    pub keys: Arc<dyn KeyStore>,
+    /// The org's notification feed.
+    pub feed: Arc<dyn NotificationFeed>,
+    /// Members' monthly limits.
+    pub limits: Arc<dyn MemberLimits>,
 }
 
 /// Every route of the function: who may call it and what answers it. Each one on an org
@@ -158,8 +163,8 @@ pub fn routes() -> Vec<Route<Account>> {
 }
 
 impl Edge for Account {
-    async fn membership(&self, org: &OrgId, me: &MemberId) -> Result<Option<(Org, Member)>, StoreError> {
-        self.orgs.membership(org, me).await
+    fn directory(&self) -> Option<&dyn OrgDirectory> {
+        Some(&self.orgs)
     }
 }
 

@@ -16,12 +16,15 @@ async fn main() -> Result<(), Error> {
     let aws = sdk_config().await?;
     let client = dynamodb(&aws);
     let table = settings.table.as_str();
+    let store = DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock));
     let account = Account {
-        store: DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock)),
         orgs: OrgStore::new(client, table),
         clock: Arc::new(SystemClock),
         // One secret per org and provider under this prefix; the template grants no other.
-        keys: KeyVault::new(secrets_manager(&aws), settings.byok_prefix),
+        keys: Arc::new(KeyVault::new(secrets_manager(&aws), settings.byok_prefix)),
+        feed: Arc::new(store.clone()),
+        limits: Arc::new(store.clone()),
+        store,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&account, req).await) }).await
 }

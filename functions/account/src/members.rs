@@ -77,8 +77,8 @@ pub(crate) async fn set_limit(svc: &Account, org: &Org, member: MemberId, body: 
     if !svc.orgs.members(&org.id).await?.iter().any(|m| m.id == member) {
         return Err(ApiError::not_found(ErrorCode::MemberNotFound, "no such member"));
     }
-    svc.store
-        .set_member_limit(&org.id, &member, body.monthly_limit_usd)
+    svc.limits
+        .set_limit(&org.id, &member, body.monthly_limit_usd)
         .await?;
     Ok(json_response(
         StatusCode::OK,

@@ -36,12 +36,12 @@ pub(crate) async fn mark_read(svc: &Account, org: &Org, body: ReadBody) -> Reply
             "an id is empty or too long",
         ));
     }
-    let marked = svc.store.mark_read(&org.id, ids.as_deref()).await?;
+    let marked = svc.feed.mark_read(&org.id, ids.as_deref()).await?;
     Ok(json_response(StatusCode::OK, &views::Marked { marked }))
 }
 
 pub(crate) async fn notifications(svc: &Account, org: &Org) -> Reply {
-    let list = svc.store.notifications(&org.id, 50).await?;
+    let list = svc.feed.notifications(&org.id, 50).await?;
     let view = views::Notifications {
         notifications: list.iter().map(views::NotificationView::from).collect(),
     };

@@ -20,12 +20,18 @@ struct App {
 
 async fn app() -> App {
     let (db, client) = support::fresh_table("credits").await;
+    let store = DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock));
     let svc = Account {
-        store: DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock)),
         orgs: OrgStore::new(client, "credits"),
         clock: Arc::new(SystemClock),
         // Nothing here touches keys: a vault that answers nothing (tests/byok.rs has moto).
-        keys: agent_credits_aws::KeyVault::new(support::secrets_client("http://127.0.0.1:9"), "test/byok/"),
+        keys: Arc::new(agent_credits_aws::KeyVault::new(
+            support::secrets_client("http://127.0.0.1:9"),
+            "test/byok/",
+        )),
+        feed: Arc::new(store.clone()),
+        limits: Arc::new(store.clone()),
+        store,
     };
     App { _db: db, svc }
 }

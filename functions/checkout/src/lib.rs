@@ -13,8 +13,7 @@ pub mod views;
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Action, Catalog, Choice, GatewayError, Member, MemberId, NewCheckout, Org, OrgId, Package,
-    PaymentGateway, StoreError, Usd,
+    Action, Catalog, Choice, GatewayError, NewCheckout, OrgDirectory, Package, PaymentGateway, Usd,
 };
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{
@@ -109,8 +108,8 @@ pub fn routes() -> Vec<Route<Checkout>> {
 }
 
 impl Edge for Checkout {
-    async fn membership(&self, org: &OrgId, me: &MemberId) -> Result<Option<(Org, Member)>, StoreError> {
-        self.orgs.membership(org, me).await
+    fn directory(&self) -> Option<&dyn OrgDirectory> {
+        Some(&self.orgs)
     }
 }
 

@@ -15,6 +15,7 @@ const SECRET: &str = "whsec_recharge_tests";
 fn webhooks(app: &App) -> Webhooks {
     Webhooks {
         store: DynamoWalletStore::new(app.svc.store.client().clone(), "credits", Arc::new(SystemClock)),
+        recharges: app.svc.recharges.clone(),
         signing_secret: SECRET.into(),
         payments: None,
         plans: Plans::default(),

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, Billing, BillingMode, Clock, MemberId, OrgId, PauseReason, Provider, Refusal, Runtime, Wallet,
-    WalletStore,
+    AgentId, Billing, BillingMode, Clock, KeyStore, MemberId, MemberLimits, OrgId, PauseReason, Provider,
+    Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Table, answer};
@@ -17,11 +17,15 @@ use crate::{Settings, holds, provider_key, rates, reported, verdict};
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
     pub store: DynamoWalletStore,
+    /// The org directory: runtimes, agents and which keys an org has.
+    pub orgs: OrgStore,
     pub rates: RateStore,
+    /// Members' monthly limits.
+    pub limits: Arc<dyn MemberLimits>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     /// BYOK keys, for the runtime's own fetch; `None` answers 503.
-    pub keys: Option<agent_credits_aws::KeyVault>,
+    pub keys: Option<Arc<dyn KeyStore>>,
 }
 
 /// Every route of the function: who may call it and what answers it.
@@ -120,8 +124,7 @@ pub(crate) async fn runtime_and_keys(
     org: &OrgId,
     agent: Option<&AgentId>,
 ) -> Result<(Runtime, Vec<Provider>), ApiError> {
-    let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
-    let keys = async { orgs.keys(org).await.map_err(ApiError::from) };
+    let keys = async { svc.orgs.keys(org).await.map_err(ApiError::from) };
     let (runtime, keys) = tokio::try_join!(runtime_of(svc, org, agent), keys)?;
     Ok((runtime, keys.iter().map(|k| k.provider).collect()))
 }
@@ -193,15 +196,14 @@ pub(crate) async fn runtime_of(
     org: &OrgId,
     agent: Option<&AgentId>,
 ) -> Result<Runtime, ApiError> {
-    let orgs = OrgStore::new(svc.store.client().clone(), svc.store.table());
     let own = async {
         match agent {
-            Some(agent) => orgs.agent_runtime(org, agent).await,
+            Some(agent) => svc.orgs.agent_runtime(org, agent).await,
             None => Ok(None),
         }
     };
     // The agent's own and the org's, read at once: the runtime asks before every call.
-    match tokio::try_join!(own, orgs.get(org))? {
+    match tokio::try_join!(own, svc.orgs.get(org))? {
         (Some(own), _) => Ok(own.runtime),
         (None, Some(profile)) => Ok(profile.runtime),
         (None, None) => Err(ApiError::not_found(

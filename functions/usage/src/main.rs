@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use agent_credits_aws::{KeyVault, dynamodb, sdk_config, secrets_manager};
 use agent_credits_domain::SystemClock;
-use agent_credits_dynamo::{DynamoWalletStore, RateStore};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use lambda_http::Error;
 use usage::{Settings, Usage, handle};
 
@@ -14,15 +14,18 @@ async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let settings = Settings::from_env()?;
     let aws = sdk_config().await?;
-    let client = dynamodb(&aws);
+    let (client, table) = (dynamodb(&aws), settings.table.as_str());
+    let store = DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock));
     let usage = Usage {
-        store: DynamoWalletStore::new(client.clone(), settings.table.as_str(), Arc::new(SystemClock)),
-        rates: RateStore::new(client, settings.table.as_str()),
+        limits: Arc::new(store.clone()),
+        store,
+        orgs: OrgStore::new(client.clone(), table),
+        rates: RateStore::new(client, table),
         clock: Arc::new(SystemClock),
-        keys: Some(KeyVault::new(
+        keys: Some(Arc::new(KeyVault::new(
             secrets_manager(&aws),
             settings.byok_prefix.as_str(),
-        )),
+        ))),
         settings,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&usage, req).await) }).await

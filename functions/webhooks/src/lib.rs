@@ -35,7 +35,7 @@ pub mod views;
 use std::sync::Arc;
 
 use agent_credits_domain::{Applied, PaymentGateway, SecretString, StoreError};
-use agent_credits_dynamo::DynamoWalletStore;
+use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
 use agent_credits_stripe::events::{self, Event, EventObject, Unsigned};
@@ -72,6 +72,8 @@ impl Settings {
 
 pub struct Webhooks {
     pub store: DynamoWalletStore,
+    /// Auto-recharge attempts, which a recharge's PaymentIntent events end.
+    pub recharges: RechargeStore,
     /// The endpoint's signing secret (`whsec_...`). Never logged.
     pub signing_secret: SecretString,
     /// For what an event does not carry (a charge's refunds). `None`: such events are

@@ -11,7 +11,7 @@ use agent_credits_domain::{
     Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
     PositiveUsd, WalletStore, keys,
 };
-use agent_credits_dynamo::{PaymentRecord, RechargeStore};
+use agent_credits_dynamo::PaymentRecord;
 use agent_credits_stripe::PaymentMetadata;
 use agent_credits_stripe::events::{
     CheckoutSession, CheckoutSessionPaymentStatus, Currency, Event, PaymentIntent,
@@ -92,7 +92,7 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
     let org = paid.org.clone();
     let reply = credit(svc, paid, EntryKind::AutoTopUp, id, req).await?;
     if let Some(attempt) = metadata::attempt_of(&intent.metadata) {
-        recharges(svc)
+        svc.recharges
             .succeeded(&org, attempt, id, chrono::Utc::now())
             .await?;
     }
@@ -116,14 +116,10 @@ pub async fn recharge_failed(svc: &Webhooks, intent: &PaymentIntent) -> Reply {
             "an auto-recharge failed for a reason that is not the card's; left to the recharge function");
         return Ok(acknowledged(Handled::NotACardFailure));
     };
-    recharges(svc)
+    svc.recharges
         .failed(&org, attempt, &decline, Some(id), chrono::Utc::now())
         .await?;
     Ok(acknowledged(Handled::RechargeFailed))
-}
-
-fn recharges(svc: &Webhooks) -> RechargeStore {
-    RechargeStore::new(svc.store.client().clone(), svc.store.table())
 }
 
 /// What a payment's metadata says it bought, checked against what Stripe charged.

@@ -80,6 +80,7 @@ async fn stripes_published_objects_parse_in_signed_events_and_are_acted_on() {
     // Stripe key and takes the refunds the event carries.
     let keyless = Webhooks {
         store: app.svc.store.clone(),
+        recharges: app.svc.recharges.clone(),
         signing_secret: SECRET.into(),
         payments: None,
         plans: app.svc.plans.clone(),

@@ -2,7 +2,8 @@
 //! `<prefix><org>/<provider>` (the template grants the functions only that prefix) and
 //! tagged with the org id and provider. The key is the secret's value and nothing else.
 
-use agent_credits_domain::{OrgId, Provider, ProviderKey};
+use agent_credits_domain::ports::Pending;
+use agent_credits_domain::{KeyStore, OrgId, Provider, ProviderKey, Stored};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_secretsmanager::types::Tag;
@@ -14,13 +15,6 @@ pub struct KeyVault {
     prefix: String,
 }
 
-/// What putting a key did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    Created,
-    Rotated,
-}
-
 impl KeyVault {
     pub fn new(client: Client, prefix: impl Into<String>) -> KeyVault {
         KeyVault {
@@ -28,13 +22,33 @@ impl KeyVault {
             prefix: prefix.into(),
         }
     }
+}
 
-    pub fn secret_name(&self, org: &OrgId, provider: Provider) -> String {
+impl KeyStore for KeyVault {
+    fn secret_name(&self, org: &OrgId, provider: Provider) -> String {
         format!("{}{org}/{provider}", self.prefix)
     }
 
-    /// Stores the org's key for `provider`, replacing (rotating) any earlier one.
-    pub async fn put(&self, org: &OrgId, provider: Provider, key: &ProviderKey) -> Result<Stored, String> {
+    fn put<'a>(
+        &'a self,
+        org: &'a OrgId,
+        provider: Provider,
+        key: &'a ProviderKey,
+    ) -> Pending<'a, Stored, String> {
+        Box::pin(self.store(org, provider, key))
+    }
+
+    fn get<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, Option<SecretString>, String> {
+        Box::pin(self.read(org, provider))
+    }
+
+    fn delete<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, (), String> {
+        Box::pin(self.remove(org, provider))
+    }
+}
+
+impl KeyVault {
+    async fn store(&self, org: &OrgId, provider: Provider, key: &ProviderKey) -> Result<Stored, String> {
         let name = self.secret_name(org, provider);
         let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
         let created = self
@@ -63,8 +77,7 @@ impl KeyVault {
         }
     }
 
-    /// The org's key for `provider`, for the agent runtime; `None` when there is none.
-    pub async fn get(&self, org: &OrgId, provider: Provider) -> Result<Option<SecretString>, String> {
+    async fn read(&self, org: &OrgId, provider: Provider) -> Result<Option<SecretString>, String> {
         let name = self.secret_name(org, provider);
         match self.client.get_secret_value().secret_id(&name).send().await {
             Ok(out) => Ok(out.secret_string().map(SecretString::from)),
@@ -73,8 +86,8 @@ impl KeyVault {
         }
     }
 
-    /// Deletes the key at once (no recovery window: a deleted key must stop working).
-    pub async fn delete(&self, org: &OrgId, provider: Provider) -> Result<(), String> {
+    /// No recovery window: a deleted key must stop working.
+    async fn remove(&self, org: &OrgId, provider: Provider) -> Result<(), String> {
         let name = self.secret_name(org, provider);
         match self
             .client

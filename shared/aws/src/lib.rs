@@ -15,7 +15,7 @@ mod keys;
 pub mod settings;
 pub mod tls;
 
-pub use keys::{KeyVault, Stored};
+pub use keys::KeyVault;
 
 pub use aws_config::SdkConfig;
 pub use secrecy::{ExposeSecret, SecretString};

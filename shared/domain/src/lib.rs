@@ -38,7 +38,10 @@ pub use payments::{
     CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout, OffSessionCharge, PaidInvoice,
     PaymentGateway, RefundSeen,
 };
-pub use ports::{Clock, HistoryPage, PageRequest, StoreError, SystemClock, WalletStore};
+pub use ports::{
+    Clock, HistoryPage, KeyStore, MemberLimits, Notification, NotificationFeed, OrgDirectory, PageRequest,
+    StoreError, Stored, SystemClock, WalletStore,
+};
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use recharge::{RechargeSettings, RechargeSettingsError};
 /// Keys and secrets: printed `[REDACTED]`, zeroed when dropped, read only by `expose_secret`.

@@ -1,13 +1,20 @@
-//! The ports the domain needs from the outside world. Adapters (DynamoDB, a test clock)
-//! implement them; the domain never names an SDK.
+//! The ports the domain needs from the outside world. Adapters (DynamoDB, Secrets
+//! Manager, a test clock) implement them; the domain never names an SDK. The ports a
+//! handler holds as `Arc<dyn ...>` answer boxed futures ([`Pending`]).
 
 use std::future::Future;
+use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
 
+use crate::account::{Member, Org, Provider};
+use crate::byok::ProviderKey;
 use crate::change::ChangeRequest;
-use crate::ids::OrgId;
+use crate::ids::{MemberId, OrgId};
 use crate::ledger::LedgerEntry;
+use crate::member::MemberMonth;
+use crate::money::Usd;
 use crate::wallet::{Outcome, Wallet};
 
 pub trait Clock: Send + Sync {
@@ -92,4 +99,81 @@ pub trait WalletStore: Send + Sync {
         org: &OrgId,
         page: PageRequest,
     ) -> impl Future<Output = Result<HistoryPage, StoreError>> + Send;
+}
+
+/// A store call in flight, for the ports handlers hold as `Arc<dyn ...>`.
+pub type Pending<'a, T, E = StoreError> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
+
+/// Who belongs to which org, in what role: the HTTP edge asks it before every dashboard
+/// route on an org.
+pub trait OrgDirectory: Send + Sync {
+    /// The org and the caller's membership of it; `None` when either is missing.
+    fn membership<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, Option<(Org, Member)>>;
+}
+
+/// A durable notification (reference 002), readable from the dashboard API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Its id in the feed, which marking read names.
+    pub id: String,
+    pub kind: String,
+    pub available: Usd,
+    pub seq: u64,
+    pub created_at: DateTime<Utc>,
+    pub read: bool,
+    /// Why, for `credit_purchase_failed` (the card's decline code).
+    pub reason: Option<String>,
+}
+
+/// The org's notification feed. (Notifications are written with the wallet change that
+/// raises them, by [`WalletStore::apply`].)
+pub trait NotificationFeed: Send + Sync {
+    /// The newest `limit` notifications, newest first.
+    fn notifications<'a>(&'a self, org: &'a OrgId, limit: u16) -> Pending<'a, Vec<Notification>>;
+
+    /// Marks these notifications read (`None`: every one); answers how many changed.
+    fn mark_read<'a>(&'a self, org: &'a OrgId, ids: Option<&'a [String]>) -> Pending<'a, usize>;
+}
+
+/// Members' monthly limits (reference 003) and their month so far. (The limit itself is
+/// enforced by [`WalletStore::apply`], in the same write as the spend.)
+pub trait MemberLimits: Send + Sync {
+    /// Sets (`Some`) or removes (`None`) the member's monthly limit.
+    fn set_limit<'a>(&'a self, org: &'a OrgId, member: &'a MemberId, limit: Option<Usd>) -> Pending<'a, ()>;
+
+    /// The member's month at `at`: spent, held and the limit.
+    fn month<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        at: DateTime<Utc>,
+    ) -> Pending<'a, MemberMonth>;
+}
+
+/// What putting a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Created,
+    Rotated,
+}
+
+/// The orgs' own provider keys (BYOK), kept only in a secret store. Errors are messages
+/// for an operator's log, never shown to a caller.
+pub trait KeyStore: Send + Sync {
+    /// Where the org's key for `provider` is kept (shown to the dashboard).
+    fn secret_name(&self, org: &OrgId, provider: Provider) -> String;
+
+    /// Stores the key, replacing (rotating) any earlier one.
+    fn put<'a>(
+        &'a self,
+        org: &'a OrgId,
+        provider: Provider,
+        key: &'a ProviderKey,
+    ) -> Pending<'a, Stored, String>;
+
+    /// The key, for the agent runtime; `None` when there is none.
+    fn get<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, Option<SecretString>, String>;
+
+    /// Deletes the key at once: a deleted key must stop working.
+    fn delete<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, (), String>;
 }

@@ -486,19 +486,8 @@ pub fn member_month_from(member: Option<&Item>, counter: Option<&Item>) -> Resul
 
 // --- notifications --------------------------------------------------------------------
 
-/// A durable notification (reference 002), readable from the dashboard API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    /// Its sort key without `NOTIF#`: the id the feed marks read.
-    pub id: String,
-    pub kind: String,
-    pub available: Usd,
-    pub seq: u64,
-    pub created_at: DateTime<Utc>,
-    pub read: bool,
-    /// Why, for `credit_purchase_failed` (the card's decline code).
-    pub reason: Option<String>,
-}
+/// A notification's id is its sort key without `NOTIF#`.
+pub use agent_credits_domain::Notification;
 
 pub fn notification_item(
     w: &Wallet,

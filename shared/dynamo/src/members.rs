@@ -209,3 +209,23 @@ impl DynamoWalletStore {
         item.as_ref().map(|i| Reader::new(i).usd("cost")).transpose()
     }
 }
+
+impl agent_credits_domain::MemberLimits for DynamoWalletStore {
+    fn set_limit<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        limit: Option<Usd>,
+    ) -> agent_credits_domain::ports::Pending<'a, ()> {
+        Box::pin(self.set_member_limit(org, member, limit))
+    }
+
+    fn month<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        at: DateTime<Utc>,
+    ) -> agent_credits_domain::ports::Pending<'a, MemberMonth> {
+        Box::pin(self.member_month(org, member, at))
+    }
+}

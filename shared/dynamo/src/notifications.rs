@@ -67,3 +67,21 @@ impl DynamoWalletStore {
         out.items().iter().map(items::notification_from_item).collect()
     }
 }
+
+impl agent_credits_domain::NotificationFeed for DynamoWalletStore {
+    fn notifications<'a>(
+        &'a self,
+        org: &'a OrgId,
+        limit: u16,
+    ) -> agent_credits_domain::ports::Pending<'a, Vec<items::Notification>> {
+        Box::pin(DynamoWalletStore::notifications(self, org, i32::from(limit)))
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        org: &'a OrgId,
+        ids: Option<&'a [String]>,
+    ) -> agent_credits_domain::ports::Pending<'a, usize> {
+        Box::pin(DynamoWalletStore::mark_read(self, org, ids))
+    }
+}

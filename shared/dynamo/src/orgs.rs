@@ -637,3 +637,13 @@ fn member_from_item(item: &Item) -> Result<Member, StoreError> {
         stripe_customer: r.opt_s("stripe_customer")?.map(str::to_owned),
     })
 }
+
+impl agent_credits_domain::OrgDirectory for OrgStore {
+    fn membership<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+    ) -> agent_credits_domain::ports::Pending<'a, Option<(agent_credits_domain::Org, Member)>> {
+        Box::pin(OrgStore::membership(self, org, member))
+    }
+}

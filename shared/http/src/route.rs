@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use agent_credits_domain::{Action, Member, MemberId, Org, OrgId, StoreError};
+use agent_credits_domain::{Action, Member, MemberId, Org, OrgDirectory, OrgId, StoreError};
 use lambda_http::http::{HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
@@ -62,18 +62,25 @@ pub trait Edge: Send + Sync {
         None
     }
 
-    /// The org and the caller as its member; `None` when the caller is no member.
-    fn membership(
-        &self,
-        _org: &OrgId,
-        _me: &MemberId,
-    ) -> impl Future<Output = Result<Option<(Org, Member)>, StoreError>> + Send {
+    /// The org directory member routes look callers up in; `None`: the function has no
+    /// member routes.
+    fn directory(&self) -> Option<&dyn OrgDirectory> {
+        None
+    }
+}
+
+/// The org and the caller as its member; `None` when the caller is no member.
+async fn membership<S: Edge>(
+    svc: &S,
+    org: &OrgId,
+    me: &MemberId,
+) -> Result<Option<(Org, Member)>, StoreError> {
+    match svc.directory() {
+        Some(directory) => directory.membership(org, me).await,
         // A member route in a function with no directory is a wiring mistake: 500.
-        async {
-            Err(StoreError::Rejected(
-                "this function has no org directory".to_owned(),
-            ))
-        }
+        None => Err(StoreError::Rejected(
+            "this function has no org directory".to_owned(),
+        )),
     }
 }
 
@@ -334,7 +341,7 @@ impl<S: Edge> Router<S> {
                 let me = dashboard_caller(req).map_err(|e| (e, None))?;
                 let org: OrgId = call.param("org").map_err(|e| (e, None))?;
                 // A non-member learns nothing, not even whether the org exists.
-                let Some((org, member)) = svc.membership(&org, &me).await.map_err(|e| (e.into(), None))?
+                let Some((org, member)) = membership(svc, &org, &me).await.map_err(|e| (e.into(), None))?
                 else {
                     return Err((ApiError::forbidden("not a member of this org"), None));
                 };

@@ -63,16 +63,20 @@ impl App {
         App {
             usage: usage::Usage {
                 store: store(),
+                orgs: OrgStore::new(client.clone(), TABLE),
+                limits: Arc::new(store()),
                 rates: RateStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
                 settings: usage::Settings::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
-                keys: Some(vault()),
+                keys: Some(Arc::new(vault())),
             },
             account: account::Account {
                 store: store(),
+                feed: Arc::new(store()),
+                limits: Arc::new(store()),
                 orgs: OrgStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
-                keys: vault(),
+                keys: Arc::new(vault()),
             },
             checkout: checkout::Checkout {
                 orgs: OrgStore::new(client.clone(), TABLE),
@@ -83,6 +87,7 @@ impl App {
             },
             webhooks: webhooks::Webhooks {
                 store: store(),
+                recharges: RechargeStore::new(client.clone(), TABLE),
                 signing_secret: WEBHOOK_SECRET.into(),
                 payments: Some(support::payments(sim.base_url(), "sk_test_app")),
                 plans: webhooks::Plans::default(),

@@ -41,6 +41,7 @@ pub async fn app() -> App {
         .url(sim.base_url())
         .build()
         .unwrap();
+    let recharges = agent_credits_dynamo::RechargeStore::new(client.clone(), "credits");
     let store = DynamoWalletStore::new(client, "credits", Arc::new(SystemClock));
     let org = OrgId::parse("org_demo").unwrap();
     let settings = WalletSettings {
@@ -50,6 +51,7 @@ pub async fn app() -> App {
     store.put_settings(&org, &settings).await.unwrap();
     let svc = Arc::new(Webhooks {
         store,
+        recharges,
         signing_secret: SECRET.into(),
         payments: Some(support::payments(sim.base_url(), "sk_test_agent_credits")),
         plans: Plans::from_map(HashMap::from([(
