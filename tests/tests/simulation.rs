@@ -79,7 +79,10 @@ impl Functions {
                 limits: Arc::new(store()),
                 rates: RateStore::new(client.clone(), table),
                 clock: clock.clone(),
-                settings: usage::Settings::from_lookup(|n| support::usage_setting(table, n)).unwrap(),
+                settings: <usage::Settings as agent_credits_aws::settings::FromEnv>::from_lookup(|n| {
+                    support::usage_setting(table, n)
+                })
+                .unwrap(),
                 keys: None,
             },
             account: account::Account {

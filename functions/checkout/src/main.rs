@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{StripeKeys, dynamodb, sdk_config};
+use agent_credits_aws::{StripeKeys, dynamodb, sdk_config, settings::FromEnv};
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_stripe::StripeGateway;
 use checkout::{Checkout, Settings, handle};

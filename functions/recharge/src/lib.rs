@@ -58,12 +58,8 @@ pub struct Settings {
     pub stripe_api_base: Option<String>,
 }
 
-impl Settings {
-    pub fn from_env() -> Result<Settings, String> {
-        Settings::from_lookup(agent_credits_aws::env)
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+impl agent_credits_aws::settings::FromEnv for Settings {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
         use agent_credits_aws::settings::{required, seconds};
         let resume_after = seconds(&get, "RECHARGE_RESUME_AFTER_SECONDS", 120, 0..=86_400)?;
         Ok(Settings {

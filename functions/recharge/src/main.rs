@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{StripeKeys, dynamodb, sdk_config};
+use agent_credits_aws::{StripeKeys, dynamodb, sdk_config, settings::FromEnv};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 use agent_credits_stripe::StripeGateway;

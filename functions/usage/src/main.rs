@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{KeyVault, dynamodb, sdk_config, secrets_manager};
+use agent_credits_aws::{KeyVault, dynamodb, sdk_config, secrets_manager, settings::FromEnv};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use lambda_http::Error;

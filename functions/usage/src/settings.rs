@@ -21,12 +21,8 @@ pub struct Settings {
     pub byok_prefix: String,
 }
 
-impl Settings {
-    pub fn from_env() -> Result<Settings, String> {
-        Settings::from_lookup(agent_credits_aws::env)
-    }
-
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+impl agent_credits_aws::settings::FromEnv for Settings {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
         let default_markup = match get("DEFAULT_MARKUP") {
             Some(m) => Markup::parse(&m).map_err(|e| format!("DEFAULT_MARKUP: {e}"))?,
             None => Markup::DEFAULT,
@@ -44,7 +40,7 @@ impl Settings {
             hold_ttl_seconds,
             max_hold_ttl_seconds,
             iam,
-            byok_prefix: byok_prefix(&get),
+            byok_prefix: byok_prefix(get("BYOK_SECRET_PREFIX")),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use agent_credits_aws::settings::FromEnv;
 use agent_credits_domain::{
     Applied, BillingMode, Clock, HoldId, MemberId, ModelId, ModelRate, OrgId, PageRequest, PositiveUsd,
     Provider, RatePerMillion, RechargeTrigger, Runtime, Usd, WalletSettings, WalletStore,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agent_credits_aws::{StripeKeys, dynamodb, sdk_config};
+use agent_credits_aws::{StripeKeys, dynamodb, sdk_config, settings::FromEnv};
 use agent_credits_domain::{PaymentGateway, SystemClock};
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 use agent_credits_stripe::StripeGateway;

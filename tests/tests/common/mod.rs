@@ -67,7 +67,10 @@ impl App {
                 limits: Arc::new(store()),
                 rates: RateStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
-                settings: usage::Settings::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
+                settings: <usage::Settings as agent_credits_aws::settings::FromEnv>::from_lookup(|n| {
+                    support::usage_setting(TABLE, n)
+                })
+                .unwrap(),
                 keys: Some(Arc::new(vault())),
             },
             account: account::Account {
