@@ -162,6 +162,9 @@ def main():
         "STRIPE_WEBHOOK_SECRET": "whsec_bench",
         "STRIPE_API_BASE": "http://127.0.0.1:9/",
         "BYOK_SECRET_PREFIX": "bench/byok/",
+        # The IAM callers of the sample events (none set: every IAM route answers 403).
+        "RUNTIME_ROLE_ARNS": "arn:aws:iam::123456789012:role/agent-runtime",
+        "OPERATOR_ROLE_ARNS": "arn:aws:iam::123456789012:role/agent-credits-operator",
     }
     path = lambda name: os.path.join(bin_dir, name, "bootstrap")  # noqa: E731
     for name, _, _ in CASES:

@@ -3,11 +3,14 @@
 
 pub mod contract;
 pub mod dynoxide;
+pub mod events;
 pub mod fake_gateway;
 pub mod moto;
 pub mod server;
 pub mod table;
 pub mod watch;
+
+pub use events::{dashboard_event, iam_event, operator_event, runtime_event, with_query};
 
 use std::sync::Mutex;
 
@@ -130,25 +133,6 @@ pub fn event(name: &str) -> serde_json::Value {
     let path = repo_root().join("infra/events").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A dashboard request (JWT claims of `sub`) of `method path` with `body`, from the
-/// sample event of `infra/events/account/get-org.json`.
-pub fn dashboard_event(
-    method: &str,
-    path: &str,
-    sub: &str,
-    body: Option<&serde_json::Value>,
-) -> serde_json::Value {
-    use serde_json::{Value, json};
-    let mut e = event("account/get-org.json");
-    e["rawPath"] = json!(path);
-    e["rawQueryString"] = json!("");
-    e["requestContext"]["http"]["method"] = json!(method);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
-    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
-    e
 }
 
 /// An API Gateway v2 event as the Lambda runtime would hand it to a handler.

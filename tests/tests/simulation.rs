@@ -89,6 +89,7 @@ impl Functions {
                 store: store(),
                 feed: Arc::new(store()),
                 limits: Arc::new(store()),
+                directory: Arc::new(OrgStore::new(client.clone(), table)),
                 orgs: OrgStore::new(client.clone(), table),
                 clock: clock.clone(),
                 keys: Arc::new(vault),

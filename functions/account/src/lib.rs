@@ -46,8 +46,10 @@ impl agent_credits_aws::settings::FromEnv for Settings {
 /// What the account function's handlers use, wired once in `main.rs`.
 pub struct Account {
     pub store: DynamoWalletStore,
-    /// The org directory: orgs, members, roles, keys' metadata, agents.
+    /// Orgs, members, roles, keys' metadata, agents.
     pub orgs: OrgStore,
+    /// Where the edge looks callers up before every route (the same table as `orgs`).
+    pub directory: Arc<dyn OrgDirectory>,
     pub clock: Arc<dyn Clock>,
     /// BYOK keys (Secrets Manager: `agent_credits_aws::KeyVault`).
     pub keys: Arc<dyn KeyStore>,
@@ -160,7 +162,7 @@ pub fn routes() -> Vec<Route<Account>> {
 
 impl Edge for Account {
     fn directory(&self) -> Option<&dyn OrgDirectory> {
-        Some(&self.orgs)
+        Some(self.directory.as_ref())
     }
 }
 

@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
     let table = settings.table.as_str();
     let store = DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock));
     let account = Account {
+        directory: Arc::new(OrgStore::new(client.clone(), table)),
         orgs: OrgStore::new(client, table),
         clock: Arc::new(SystemClock),
         // One secret per org and provider under this prefix; the template grants no other.

@@ -22,6 +22,7 @@ async fn app() -> App {
     let (db, client) = support::fresh_table("credits").await;
     let store = DynamoWalletStore::new(client.clone(), "credits", Arc::new(SystemClock));
     let svc = Account {
+        directory: Arc::new(OrgStore::new(client.clone(), "credits")),
         orgs: OrgStore::new(client, "credits"),
         clock: Arc::new(SystemClock),
         // Nothing here touches keys: a vault that answers nothing (tests/byok.rs has moto).
@@ -49,17 +50,7 @@ fn event(name: &str, sub: &str, path: Option<&str>, body: Option<Value>) -> Valu
     e
 }
 
-/// Sets the query string the way API Gateway sends it: raw and parsed.
-fn with_query(mut e: Value, pairs: &[(&str, &str)]) -> Value {
-    let raw: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    e["rawQueryString"] = json!(raw.join("&"));
-    e["queryStringParameters"] = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    e
-}
+use support::with_query;
 
 async fn call(svc: &Account, event: &Value) -> (u16, Value) {
     support::contract::call(event, |req| handle(svc, req)).await
@@ -331,15 +322,12 @@ async fn the_balance_card_equals_the_ledger() {
 
     // History pages, and a kind filter.
     let e = event("history.json", "u_owner", Some("/v1/orgs/org_a/history"), None);
-    let (_, page) = call(&app.svc, &with_query(e.clone(), &[("limit", "3")])).await;
+    let (_, page) = call(&app.svc, &with_query(e.clone(), "limit=3")).await;
     assert_eq!(page["entries"].as_array().unwrap().len(), 3);
     let next = page["next"].as_str().unwrap().to_owned();
     let (_, rest) = call(
         &app.svc,
-        &with_query(
-            e.clone(),
-            &[("limit", "10"), ("cursor", &next), ("kind", "purchase")],
-        ),
+        &with_query(e.clone(), &format!("limit=10&cursor={next}&kind=purchase")),
     )
     .await;
     let kinds: Vec<&str> = rest["entries"]
@@ -350,7 +338,7 @@ async fn the_balance_card_equals_the_ledger() {
         .collect();
     assert_eq!(kinds, ["purchase"]);
     assert_eq!(rest["entries"][0]["balance_after"], "100.00");
-    let (status, body) = call(&app.svc, &with_query(e, &[("cursor", "abc")])).await;
+    let (status, body) = call(&app.svc, &with_query(e, "cursor=abc")).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_cursor"))
@@ -471,7 +459,7 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
     );
     let bad_month = with_query(
         event("month-usage.json", "u_owner", Some("/v1/orgs/org_a/usage"), None),
-        &[("month", "2026-13")],
+        "month=2026-13",
     );
     assert_eq!(call(&app.svc, &bad_month).await.0, 400);
 
@@ -534,7 +522,7 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
     );
 
     // The CSV: the header and one row per entry; filters and a date range.
-    let csv = |pairs: &[(&str, &str)]| {
+    let csv = |query: &str| {
         with_query(
             event(
                 "history-csv.json",
@@ -542,10 +530,10 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
                 Some("/v1/orgs/org_a/history.csv"),
                 None,
             ),
-            pairs,
+            query,
         )
     };
-    let (status, kind, text) = raw(&app.svc, &csv(&[])).await;
+    let (status, kind, text) = raw(&app.svc, &csv("")).await;
     assert_eq!(status, 200, "{text}");
     assert!(kind.starts_with("text/csv"), "{kind}");
     let lines: Vec<&str> = text.lines().collect();
@@ -556,18 +544,18 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
         "{}",
         lines[1]
     );
-    let (_, _, usage_only) = raw(&app.svc, &csv(&[("kind", "usage"), ("member", "u_ana")])).await;
+    let (_, _, usage_only) = raw(&app.svc, &csv("kind=usage&member=u_ana")).await;
     assert_eq!(usage_only.lines().count(), 1 + 2);
-    let (_, _, future) = raw(&app.svc, &csv(&[("from", "2999-01-01")])).await;
+    let (_, _, future) = raw(&app.svc, &csv("from=2999-01-01")).await;
     assert_eq!(future.lines().count(), 1, "only the header");
-    for bad in [[("from", "yesterday")], [("kind", "nothing")]] {
-        assert_eq!(raw(&app.svc, &csv(&bad)).await.0, 400);
+    for bad in ["from=yesterday", "kind=nothing"] {
+        assert_eq!(raw(&app.svc, &csv(bad)).await.0, 400);
     }
     let (_, page) = call(
         &app.svc,
         &with_query(
             event("history.json", "u_owner", Some("/v1/orgs/org_a/history"), None),
-            &[("to", "2000-01-01")],
+            "to=2000-01-01",
         ),
     )
     .await;
@@ -575,7 +563,7 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
     // Members may read the export too (members_see_billing), not set limits.
     assert_eq!(
         raw(&app.svc, &{
-            let mut e = csv(&[]);
+            let mut e = csv("");
             e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("u_ana");
             e
         })
@@ -583,4 +571,66 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
         .0,
         200
     );
+}
+
+/// The org directory as the edge reads it, with another change to the org landing right
+/// after each read: what a handler then writes on the org as read is written against an
+/// org that has changed since.
+struct ChangedRightAfter {
+    orgs: OrgStore,
+}
+
+impl agent_credits_domain::OrgDirectory for ChangedRightAfter {
+    fn membership<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a agent_credits_domain::MemberId,
+    ) -> agent_credits_domain::ports::Pending<
+        'a,
+        Option<(agent_credits_domain::Org, agent_credits_domain::Member)>,
+    > {
+        Box::pin(async move {
+            let read = self.orgs.membership(org, member).await?;
+            if let Some((org, _)) = &read {
+                let other = agent_credits_domain::AgentId::parse("agent_other").unwrap();
+                let moved = self
+                    .orgs
+                    .set_agent_runtime(
+                        org,
+                        &other,
+                        agent_credits_domain::Runtime::GeminiCli,
+                        member,
+                        chrono::Utc::now(),
+                    )
+                    .await?;
+                assert!(moved.is_some(), "the other change lands");
+            }
+            Ok(read)
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_agent_runtime_written_on_an_org_that_changed_since_it_was_read_is_409_and_not_written() {
+    let mut app = app().await;
+    assert_eq!(create(&app.svc, "u_owner", "org_a", json!({})).await.0, 201);
+    app.svc.directory = Arc::new(ChangedRightAfter {
+        orgs: app.svc.orgs.clone(),
+    });
+    let put = event(
+        "put-agent-runtime.json",
+        "u_owner",
+        Some("/v1/orgs/org_a/agents/agent_7"),
+        Some(json!({ "runtime": "codex" })),
+    );
+    let (status, body) = call(&app.svc, &put).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("org_changed")),
+        "{body}"
+    );
+    let org = OrgId::parse("org_a").unwrap();
+    let agents = app.svc.orgs.agent_runtimes(&org).await.unwrap();
+    let names: Vec<&str> = agents.iter().map(|a| a.agent.as_str()).collect();
+    assert_eq!(names, ["agent_other"], "only the change that landed first");
 }

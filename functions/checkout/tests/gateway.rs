@@ -40,14 +40,9 @@ async fn app() -> App {
     }
 }
 
+/// The owner's request.
 fn event(method: &str, path: &str, body: Value) -> Value {
-    let mut e = support::event("checkout/create-session.json");
-    e["requestContext"]["http"]["method"] = json!(method);
-    e["rawPath"] = json!(path);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("u_owner");
-    e["body"] = json!(body.to_string());
-    e
+    support::dashboard_event(method, path, "u_owner", Some(&body))
 }
 
 async fn call(app: &App, e: &Value) -> (u16, Value) {
@@ -196,4 +191,34 @@ async fn auto_recharge_is_enabled_only_on_the_callers_own_newest_card() {
         ("cus_fake_u_owner", "pm_newest")
     );
     assert_eq!(card.owner.as_str(), "u_owner");
+}
+
+#[tokio::test]
+async fn auto_recharge_is_not_saved_when_stripe_cannot_show_the_card() {
+    let app = app().await;
+    let (status, _) = call(
+        &app,
+        &event(
+            "POST",
+            "/v1/orgs/org_demo/checkout",
+            json!({"custom": {"amount": "25"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    app.gateway.fail_with(Some(GatewayError::Refused {
+        code: "rate_limit".into(),
+        status: 429,
+    }));
+    let enable = event("PUT", "/v1/orgs/org_demo/auto-recharge", json!({"enabled": true}));
+    let (status, body) = call(&app, &enable).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("stripe_error")),
+        "{body}"
+    );
+    assert!(
+        app.svc.recharges.config(&app.org).await.unwrap().is_none(),
+        "nothing saved"
+    );
 }

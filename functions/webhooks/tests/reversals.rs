@@ -793,3 +793,54 @@ async fn every_event_three_times_shuffled_eight_at_once_changes_the_wallet_once_
         assert_eq!(wallet.version, 3, "seed {seed}: three changes, nothing else");
     }
 }
+
+#[tokio::test]
+async fn a_refund_whose_payment_stripe_cannot_be_asked_about_is_refused_502_and_waits_for_a_retry() {
+    let app = app().await;
+    let session = session(&app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    app.sim.refund_charge(&charge(&app), None).await.unwrap();
+    let refund = latest(&app, "charge.refunded");
+    // The payment is not credited yet, so whose it is must be asked of Stripe, which fails.
+    let gateway = Arc::new(support::fake_gateway::FakeGateway::default());
+    gateway.fail_with(Some(agent_credits_domain::GatewayError::Unreachable(
+        "connection reset".into(),
+    )));
+    let stripe_down = Webhooks {
+        store: app.svc.store.clone(),
+        recharges: app.svc.recharges.clone(),
+        signing_secret: SECRET.into(),
+        payments: Some(gateway.clone()),
+        plans: app.svc.plans.clone(),
+    };
+    let (status, body) = call(&stripe_down, &signed(refund.to_string(), SECRET, now())).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("stripe_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        gateway.asked().first(),
+        Some(&support::fake_gateway::Asked::PaymentIntent {
+            id: latest(&app, "payment_intent.succeeded")["data"]["object"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    );
+    assert_eq!(
+        app.svc.store.wallet(&app.org).await.unwrap().version,
+        0,
+        "nothing written"
+    );
+    // No receipt either: Stripe's retry, with Stripe back, is handled as new.
+    let (status, body) = deliver(&app, &refund).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("payment_not_yet_credited")),
+        "{body}"
+    );
+}

@@ -77,6 +77,7 @@ impl App {
                 store: store(),
                 feed: Arc::new(store()),
                 limits: Arc::new(store()),
+                directory: Arc::new(OrgStore::new(client.clone(), TABLE)),
                 orgs: OrgStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
                 keys: Arc::new(vault()),
@@ -205,54 +206,8 @@ pub fn dashboard_function(path_and_query: &str) -> &'static str {
     }
 }
 
-/// A dashboard request by `sub` (JWT claims), its query split off the path.
-pub fn dashboard_event(method: &str, path_and_query: &str, sub: &str, body: Option<&Value>) -> Value {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut e = support::dashboard_event(method, path, sub, body);
-    set_query(&mut e, query);
-    e
-}
-
-/// The runtime's request (IAM caller of `infra/events/usage/may-i-run.json`).
-pub fn runtime_event(method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
-    iam_event("runtime", method, path_and_query, body)
-}
-
-/// An operator's request (IAM caller of `infra/events/usage/put-rate.json`).
-pub fn operator_event(method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
-    iam_event("operator", method, path_and_query, body)
-}
-
-/// An IAM-signed request as the caller of `role` (an operation's `x-iam-role`) sends it.
-pub fn iam_event(role: &str, method: &str, path_and_query: &str, body: Option<&Value>) -> Value {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let sample = match role {
-        "runtime" => "usage/may-i-run.json",
-        "operator" => "usage/put-rate.json",
-        other => panic!("no IAM role {other}"),
-    };
-    let mut e = support::event(sample);
-    e["rawPath"] = json!(path);
-    set_query(&mut e, query);
-    e["requestContext"]["http"]["method"] = json!(method);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
-    e
-}
-
-fn set_query(e: &mut Value, query: &str) {
-    e["rawQueryString"] = json!(query);
-    if query.is_empty() {
-        e["queryStringParameters"] = Value::Null;
-        return;
-    }
-    let mut map = serde_json::Map::new();
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        map.insert(k.to_owned(), json!(v));
-    }
-    e["queryStringParameters"] = Value::Object(map);
-}
+#[allow(unused_imports)] // each test file uses some of them
+pub use support::{dashboard_event, iam_event, operator_event, runtime_event};
 
 /// `infra/openapi.yaml`.
 pub fn openapi() -> serde_yaml::Value {

@@ -1,5 +1,5 @@
 //! Bad amounts are refused with a typed error. (That no handler writes on bad input is
-//! `bad_input_routes.rs`, over every documented route.)
+//! `tests/tests/bad_input_routes.rs`, over every documented route.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
