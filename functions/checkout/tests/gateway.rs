@@ -49,6 +49,13 @@ async fn call(app: &App, e: &Value) -> (u16, Value) {
     support::contract::call(e, |req| handle(&app.svc, req)).await
 }
 
+/// A $25 purchase by the owner, which makes their customer.
+async fn buy(app: &App) {
+    let body = json!({"custom": {"amount": "25"}});
+    let (status, answer) = call(app, &event("POST", "/v1/orgs/org_demo/checkout", body)).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
 async fn customer(app: &App) -> Option<String> {
     let owner = MemberId::parse("u_owner").unwrap();
     let (_, member) = app.svc.orgs.membership(&app.org, &owner).await.unwrap().unwrap();
@@ -157,16 +164,7 @@ async fn auto_recharge_is_enabled_only_on_the_callers_own_newest_card() {
     assert!(app.gateway.asked().is_empty());
 
     // A customer without a card: still none.
-    let (status, _) = call(
-        &app,
-        &event(
-            "POST",
-            "/v1/orgs/org_demo/checkout",
-            json!({"custom": {"amount": "25"}}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 201);
+    buy(&app).await;
     app.gateway.set_card(None);
     let (status, body) = call(&app, &enable).await;
     assert_eq!(
@@ -196,16 +194,7 @@ async fn auto_recharge_is_enabled_only_on_the_callers_own_newest_card() {
 #[tokio::test]
 async fn auto_recharge_is_not_saved_when_stripe_cannot_show_the_card() {
     let app = app().await;
-    let (status, _) = call(
-        &app,
-        &event(
-            "POST",
-            "/v1/orgs/org_demo/checkout",
-            json!({"custom": {"amount": "25"}}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 201);
+    buy(&app).await;
     app.gateway.fail_with(Some(GatewayError::Refused {
         code: "rate_limit".into(),
         status: 429,

@@ -49,6 +49,18 @@ fn reissued(event: &Value, id: &str) -> Value {
     e
 }
 
+/// A purchase paid in full and refunded, none of its events delivered yet: the refund's
+/// `charge.refunded`.
+async fn refunded_before_credited(app: &App) -> Value {
+    let session = session(app, standard_metadata()).await;
+    app.sim
+        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    app.sim.refund_charge(&charge(app), None).await.unwrap();
+    latest(app, "charge.refunded")
+}
+
 async fn deliver(app: &App, event: &Value) -> (u16, Value) {
     call(&app.svc, &signed(event.to_string(), SECRET, now())).await
 }
@@ -145,13 +157,7 @@ async fn a_refund_takes_back_its_share_once_and_never_below_zero() {
 #[tokio::test]
 async fn a_refund_that_overtakes_its_payment_is_retried_until_the_payment_is_credited() {
     let app = app().await;
-    let session = session(&app, standard_metadata()).await;
-    app.sim
-        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
-        .await
-        .unwrap();
-    app.sim.refund_charge(&charge(&app), None).await.unwrap();
-    let refund = latest(&app, "charge.refunded");
+    let refund = refunded_before_credited(&app).await;
 
     let (status, body) = deliver(&app, &refund).await;
     assert_eq!(
@@ -797,13 +803,7 @@ async fn every_event_three_times_shuffled_eight_at_once_changes_the_wallet_once_
 #[tokio::test]
 async fn a_refund_whose_payment_stripe_cannot_be_asked_about_is_refused_502_and_waits_for_a_retry() {
     let app = app().await;
-    let session = session(&app, standard_metadata()).await;
-    app.sim
-        .complete_checkout(&session, CompleteCheckout::card("pm_card_visa"))
-        .await
-        .unwrap();
-    app.sim.refund_charge(&charge(&app), None).await.unwrap();
-    let refund = latest(&app, "charge.refunded");
+    let refund = refunded_before_credited(&app).await;
     // The payment is not credited yet, so whose it is must be asked of Stripe, which fails.
     let gateway = Arc::new(support::fake_gateway::FakeGateway::default());
     gateway.fail_with(Some(agent_credits_domain::GatewayError::Unreachable(
