@@ -76,7 +76,7 @@ impl Functions {
             usage: usage::Usage {
                 store: store(),
                 orgs: OrgStore::new(client.clone(), table),
-                limits: Arc::new(store()),
+                months: Arc::new(store()),
                 rates: RateStore::new(client.clone(), table),
                 clock: clock.clone(),
                 settings: <usage::Settings as agent_credits_aws::settings::FromEnv>::from_lookup(|n| {

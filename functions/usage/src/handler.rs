@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, Billing, BillingMode, Clock, KeyStore, MemberId, MemberLimits, OrgId, PauseReason, Provider,
+    AgentId, Billing, BillingMode, Clock, KeySource, MemberId, MemberMonths, OrgId, PauseReason, Provider,
     Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
@@ -20,12 +20,12 @@ pub struct Usage {
     /// The org directory: runtimes, agents and which keys an org has.
     pub orgs: OrgStore,
     pub rates: RateStore,
-    /// Members' monthly limits.
-    pub limits: Arc<dyn MemberLimits>,
+    /// Members' months so far, for their limits.
+    pub months: Arc<dyn MemberMonths>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     /// BYOK keys, for the runtime's own fetch; `None` answers 503.
-    pub keys: Option<Arc<dyn KeyStore>>,
+    pub keys: Option<Arc<dyn KeySource>>,
 }
 
 /// Every route of the function: who may call it and what answers it.

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let (client, table) = (dynamodb(&aws), settings.table.as_str());
     let store = DynamoWalletStore::new(client.clone(), table, Arc::new(SystemClock));
     let usage = Usage {
-        limits: Arc::new(store.clone()),
+        months: Arc::new(store.clone()),
         store,
         orgs: OrgStore::new(client.clone(), table),
         rates: RateStore::new(client, table),

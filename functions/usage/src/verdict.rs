@@ -17,7 +17,7 @@ pub(crate) async fn may_i_run(
     let now = svc.clock.now();
     let month = async {
         match &member {
-            Some(m) => svc.limits.month(&org, m, now).await.map(Some),
+            Some(m) => svc.months.month(&org, m, now).await.map(Some),
             None => Ok(None),
         }
     };

@@ -89,7 +89,7 @@ async fn app_on(settings: WalletSettings, runtime: Runtime, keys: &[Provider], c
         .unwrap();
     let settings = Settings::from_lookup(|name| support::usage_setting("credits", name)).unwrap();
     let svc = Arc::new(Usage {
-        limits: Arc::new(store.clone()),
+        months: Arc::new(store.clone()),
         store,
         orgs,
         rates,

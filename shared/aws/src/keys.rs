@@ -3,7 +3,7 @@
 //! tagged with the org id and provider. The key is the secret's value and nothing else.
 
 use agent_credits_domain::ports::Pending;
-use agent_credits_domain::{KeyStore, OrgId, Provider, ProviderKey, Stored};
+use agent_credits_domain::{KeySource, KeyStore, OrgId, Provider, ProviderKey, Stored};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_secretsmanager::types::Tag;
@@ -38,12 +38,14 @@ impl KeyStore for KeyVault {
         Box::pin(self.store(org, provider, key))
     }
 
-    fn get<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, Option<SecretString>, String> {
-        Box::pin(self.read(org, provider))
-    }
-
     fn delete<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, (), String> {
         Box::pin(self.remove(org, provider))
+    }
+}
+
+impl KeySource for KeyVault {
+    fn get<'a>(&'a self, org: &'a OrgId, provider: Provider) -> Pending<'a, Option<SecretString>, String> {
+        Box::pin(self.read(org, provider))
     }
 }
 

@@ -39,8 +39,8 @@ pub use payments::{
     PaymentGateway, RefundSeen,
 };
 pub use ports::{
-    Clock, HistoryPage, KeyStore, MemberLimits, Notification, NotificationFeed, OrgDirectory, PageRequest,
-    StoreError, Stored, SystemClock, WalletStore,
+    Clock, HistoryPage, KeySource, KeyStore, MemberLimits, MemberMonths, Notification, NotificationFeed,
+    OrgDirectory, PageRequest, StoreError, Stored, SystemClock, WalletStore,
 };
 pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
 pub use recharge::{RechargeSettings, RechargeSettingsError};

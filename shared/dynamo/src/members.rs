@@ -219,7 +219,9 @@ impl agent_credits_domain::MemberLimits for DynamoWalletStore {
     ) -> agent_credits_domain::ports::Pending<'a, ()> {
         Box::pin(self.set_member_limit(org, member, limit))
     }
+}
 
+impl agent_credits_domain::MemberMonths for DynamoWalletStore {
     fn month<'a>(
         &'a self,
         org: &'a OrgId,

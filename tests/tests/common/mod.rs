@@ -64,7 +64,7 @@ impl App {
             usage: usage::Usage {
                 store: store(),
                 orgs: OrgStore::new(client.clone(), TABLE),
-                limits: Arc::new(store()),
+                months: Arc::new(store()),
                 rates: RateStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
                 settings: <usage::Settings as agent_credits_aws::settings::FromEnv>::from_lookup(|n| {
