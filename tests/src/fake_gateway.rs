@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use agent_credits_domain::payments::Pending;
 use agent_credits_domain::{
-    CheckoutSession, GatewayError, Intent, IntentStatus, MemberId, NewCheckout, OffSessionCharge, OrgId,
-    PaidInvoice, PaymentGateway, RefundSeen, Usd,
+    ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, MemberId,
+    NewCheckout, OffSessionCharge, OrgId, PaidInvoice, PaymentLookup, RefundSeen, Usd,
 };
 use chrono::{DateTime, Utc};
 
@@ -108,7 +108,7 @@ impl FakeGateway {
     }
 }
 
-impl PaymentGateway for FakeGateway {
+impl CheckoutGateway for FakeGateway {
     fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String> {
         Box::pin(async move {
             self.ask(Asked::Customer {
@@ -146,7 +146,9 @@ impl PaymentGateway for FakeGateway {
             Ok(lock(&self.card).clone())
         })
     }
+}
 
+impl ChargeGateway for FakeGateway {
     fn charge<'a>(&'a self, c: &'a OffSessionCharge<'a>) -> Pending<'a, Intent> {
         Box::pin(async move {
             self.ask(Asked::Charge {
@@ -180,6 +182,12 @@ impl PaymentGateway for FakeGateway {
             })?;
             Ok(None)
         })
+    }
+}
+
+impl PaymentLookup for FakeGateway {
+    fn payment_intent<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Intent>> {
+        ChargeGateway::payment_intent(self, id)
     }
 
     fn refunds<'a>(&'a self, _charge: &'a str) -> Pending<'a, Vec<RefundSeen>> {

@@ -200,7 +200,7 @@ pub async fn create_credits_org(client: &Client, table: &str, id: &agent_credits
 
 /// Stripe at `base` (the simulator) with `key`, behind the payment gateway port, as each
 /// function's `main.rs` wires it.
-pub fn payments(base: &str, key: &str) -> std::sync::Arc<dyn agent_credits_domain::PaymentGateway> {
+pub fn payments(base: &str, key: &str) -> std::sync::Arc<agent_credits_stripe::StripeGateway> {
     match agent_credits_stripe::StripeGateway::connect(&key.into(), Some(base)) {
         Ok(gateway) => std::sync::Arc::new(gateway),
         Err(e) => panic!("{e}"),

@@ -13,7 +13,7 @@ pub mod views;
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Action, Catalog, Choice, GatewayError, NewCheckout, OrgDirectory, Package, PaymentGateway, Usd,
+    Action, Catalog, CheckoutGateway, Choice, GatewayError, NewCheckout, OrgDirectory, Package, Usd,
 };
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{
@@ -49,7 +49,7 @@ pub struct Checkout {
     pub orgs: OrgStore,
     pub recharges: RechargeStore,
     /// Stripe, behind the domain's port (`agent_credits_stripe::StripeGateway`).
-    pub payments: Arc<dyn PaymentGateway>,
+    pub payments: Arc<dyn CheckoutGateway>,
     pub catalog: Catalog,
     /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
     pub dashboard_url: String,

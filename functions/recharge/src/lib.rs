@@ -38,8 +38,8 @@ use std::sync::Arc;
 
 use agent_credits_domain::recharge::{self, Decline};
 use agent_credits_domain::{
-    Clock, EntryKind, GatewayError, Intent, IntentStatus, OffSessionCharge, OrgId, PaymentGateway,
-    StoreError, Usd,
+    ChargeGateway, Clock, EntryKind, GatewayError, Intent, IntentStatus, OffSessionCharge, OrgId, StoreError,
+    Usd,
 };
 use agent_credits_dynamo::{
     Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore,
@@ -74,7 +74,7 @@ pub struct Recharge {
     pub store: DynamoWalletStore,
     pub recharges: RechargeStore,
     /// Stripe, behind the domain's port (`agent_credits_stripe::StripeGateway`).
-    pub payments: Arc<dyn PaymentGateway>,
+    pub payments: Arc<dyn ChargeGateway>,
     pub clock: Arc<dyn Clock>,
     /// How old an attempt in flight must be before a sweep takes it over.
     pub resume_after: chrono::Duration,

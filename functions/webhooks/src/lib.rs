@@ -34,7 +34,7 @@ pub mod views;
 
 use std::sync::Arc;
 
-use agent_credits_domain::{Applied, PaymentGateway, SecretString, StoreError};
+use agent_credits_domain::{Applied, PaymentLookup, SecretString, StoreError};
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
@@ -74,7 +74,7 @@ pub struct Webhooks {
     pub signing_secret: SecretString,
     /// For what an event does not carry (a charge's refunds). `None`: such events are
     /// answered 500 and Stripe retries once it is configured.
-    pub payments: Option<Arc<dyn PaymentGateway>>,
+    pub payments: Option<Arc<dyn PaymentLookup>>,
     /// The subscription plans whose paid invoices grant base credits, by Stripe price id.
     pub plans: Plans,
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use agent_credits_aws::{StripeKeys, dynamodb, sdk_config, settings::FromEnv};
-use agent_credits_domain::{PaymentGateway, SystemClock};
+use agent_credits_domain::{PaymentLookup, SystemClock};
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 use agent_credits_stripe::StripeGateway;
 use lambda_http::Error;
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     // From Secrets Manager in AWS (STRIPE_SECRET_ARN), from the environment locally.
     let keys = StripeKeys::load(&aws).await?;
     // The secret key only looks up what an event leaves out (a charge's refunds): optional.
-    let payments: Option<Arc<dyn PaymentGateway>> = match keys.secret_key() {
+    let payments: Option<Arc<dyn PaymentLookup>> = match keys.secret_key() {
         Ok(key) => Some(Arc::new(StripeGateway::connect(
             key,
             settings.stripe_api_base.as_deref(),

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentGateway, Usd, WalletStore, keys,
+    ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentLookup, Usd, WalletStore, keys,
 };
 use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
 use agent_credits_stripe::events::{self, Event, Invoice, InvoicePayment};
@@ -120,7 +120,7 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
 /// settings are fixed ([`Claim::Refused`]): the invoice may yet grant.
 pub async fn paid_an_invoice_of_ours(
     svc: &Webhooks,
-    payments: &dyn PaymentGateway,
+    payments: &dyn PaymentLookup,
     intent: &str,
 ) -> Result<bool, agent_credits_http::ApiError> {
     let invoices = payments

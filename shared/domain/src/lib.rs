@@ -35,8 +35,8 @@ pub use member::{CounterChange, MemberMonth, month_of};
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use offers::{Catalog, Choice, Offer, OfferError, Package};
 pub use payments::{
-    CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout, OffSessionCharge, PaidInvoice,
-    PaymentGateway, RefundSeen,
+    ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout,
+    OffSessionCharge, PaidInvoice, PaymentLookup, RefundSeen,
 };
 pub use ports::{
     Clock, HistoryPage, KeySource, KeyStore, MemberLimits, MemberMonths, Notification, NotificationFeed,

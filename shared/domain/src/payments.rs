@@ -1,4 +1,4 @@
-//! The payment gateway port: what the functions ask of the card processor, in the
+//! The payment gateway ports: what the functions ask of the card processor, in the
 //! domain's words. `shared/stripe` is the adapter (Stripe's API through async-stripe);
 //! tests use a fake. What a payment's metadata says, and how Stripe's errors become
 //! [`GatewayError`]s, is the adapter's business: handlers never see a Stripe type here.
@@ -131,8 +131,13 @@ pub struct PaidInvoice {
     pub price: Option<String>,
 }
 
-/// The card processor.
-pub trait PaymentGateway: Send + Sync {
+// The card processor, as three ports: each function holds the one it calls. A port held
+// as `dyn` links every method of its adapter, and Stripe's decoders are large (an
+// invoice's alone weighs hundreds of kilobytes), so one port for all three functions
+// made each carry the others' calls.
+
+/// What the checkout function asks of the card processor.
+pub trait CheckoutGateway: Send + Sync {
     /// The buyer's customer, created once: a retry answers the same customer.
     fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String>;
 
@@ -140,7 +145,10 @@ pub trait PaymentGateway: Send + Sync {
 
     /// The customer's newest saved card.
     fn newest_card<'a>(&'a self, customer: &'a str) -> Pending<'a, Option<String>>;
+}
 
+/// What the recharge function asks of the card processor.
+pub trait ChargeGateway: Send + Sync {
     /// Sends (or sends again) an auto-recharge charge.
     fn charge<'a>(&'a self, charge: &'a OffSessionCharge<'a>) -> Pending<'a, Intent>;
 
@@ -155,6 +163,12 @@ pub trait PaymentGateway: Send + Sync {
         attempt: &'a str,
         since: DateTime<Utc>,
     ) -> Pending<'a, Option<Intent>>;
+}
+
+/// What the webhooks function looks up when an event leaves it out.
+pub trait PaymentLookup: Send + Sync {
+    /// A PaymentIntent by id; `None` when there is no such PaymentIntent.
+    fn payment_intent<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Intent>>;
 
     /// A charge's refunds with their current status.
     fn refunds<'a>(&'a self, charge: &'a str) -> Pending<'a, Vec<RefundSeen>>;

@@ -1,11 +1,12 @@
-//! [`StripeGateway`]: the domain's [`PaymentGateway`] over Stripe's API (async-stripe).
+//! [`StripeGateway`]: the domain's payment gateway ports ([`CheckoutGateway`],
+//! [`ChargeGateway`], [`PaymentLookup`]) over Stripe's API (async-stripe).
 
 use std::time::Duration;
 
 use agent_credits_domain::recharge::{ChargeFailure, Decline};
 use agent_credits_domain::{
-    CheckoutSession, GatewayError, Intent, IntentStatus, MemberId, NewCheckout, OffSessionCharge, OrgId,
-    PaidInvoice, PaymentGateway, RefundSeen, payments::Pending,
+    ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, MemberId,
+    NewCheckout, OffSessionCharge, OrgId, PaidInvoice, PaymentLookup, RefundSeen, payments::Pending,
 };
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -61,7 +62,7 @@ impl StripeGateway {
     }
 }
 
-impl PaymentGateway for StripeGateway {
+impl CheckoutGateway for StripeGateway {
     fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String> {
         Box::pin(async move {
             // The idempotency key makes a retried creation return the same customer.
@@ -127,7 +128,9 @@ impl PaymentGateway for StripeGateway {
             Ok(cards.data.first().map(|pm| pm.id.to_string()))
         })
     }
+}
 
+impl ChargeGateway for StripeGateway {
     fn charge<'a>(&'a self, c: &'a OffSessionCharge<'a>) -> Pending<'a, Intent> {
         Box::pin(async move {
             let cents = c
@@ -198,6 +201,12 @@ impl PaymentGateway for StripeGateway {
                 }
             }
         })
+    }
+}
+
+impl PaymentLookup for StripeGateway {
+    fn payment_intent<'a>(&'a self, id: &'a str) -> Pending<'a, Option<Intent>> {
+        ChargeGateway::payment_intent(self, id)
     }
 
     fn refunds<'a>(&'a self, charge: &'a str) -> Pending<'a, Vec<RefundSeen>> {
