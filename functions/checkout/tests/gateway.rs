@@ -125,6 +125,7 @@ async fn a_gateway_failure_answers_502_with_its_code_and_keeps_no_customer() {
         GatewayError::Refused {
             code: "api_key_expired".into(),
             status: 401,
+            payment_intent: None,
         },
         GatewayError::Unreachable("connection refused".into()),
     ] {
@@ -198,6 +199,7 @@ async fn auto_recharge_is_not_saved_when_stripe_cannot_show_the_card() {
     app.gateway.fail_with(Some(GatewayError::Refused {
         code: "rate_limit".into(),
         status: 429,
+        payment_intent: None,
     }));
     let enable = event("PUT", "/v1/orgs/org_demo/auto-recharge", json!({"enabled": true}));
     let (status, body) = call(&app, &enable).await;

@@ -257,6 +257,7 @@ async fn find_intent(svc: &Recharge, a: &Attempt) -> Result<Option<Intent>, Gate
             None => Err(GatewayError::Refused {
                 code: "resource_missing".into(),
                 status: 404,
+                payment_intent: None,
             }),
         };
     }
@@ -307,8 +308,12 @@ pub async fn settle(
     let now = svc.clock.now();
     let intent = match &sent {
         Ok(pi) => Some(pi.id.clone()),
-        Err(GatewayError::Declined { payment_intent, .. }) => payment_intent.clone(),
-        Err(_) => None,
+        // Any error Stripe answers may name the PaymentIntent it made: recorded, so a later
+        // lookup finds it by id.
+        Err(GatewayError::Declined { payment_intent, .. } | GatewayError::Refused { payment_intent, .. }) => {
+            payment_intent.clone()
+        }
+        Err(GatewayError::Unreachable(_)) => None,
     };
     if let Some(pi) = &intent
         && a.payment_intent.as_deref() != Some(pi.as_str())

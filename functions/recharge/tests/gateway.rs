@@ -128,6 +128,7 @@ fn ours(code: &str, status: u16) -> GatewayError {
     GatewayError::Refused {
         code: code.into(),
         status,
+        payment_intent: None,
     }
 }
 
@@ -231,4 +232,36 @@ async fn an_attempt_that_failed_for_a_reason_of_ours_is_sent_again_as_it_was_and
     // Topped up: nothing is due any more and nothing more is asked.
     assert_eq!(sweep(&app.svc).await.unwrap().due, 0);
     assert_eq!(charges(&app).len(), 3);
+}
+
+#[tokio::test]
+async fn a_payment_intent_named_by_an_error_of_ours_is_recorded_on_the_attempt() {
+    let app = due_org().await;
+    app.gateway.charge_answers(Err(GatewayError::Refused {
+        code: "api_error".into(),
+        status: 500,
+        payment_intent: Some("pi_made_before_the_error".into()),
+    }));
+    assert_eq!(sweep(&app.svc).await.unwrap().pending, 1);
+    let attempt = charges(&app).remove(0);
+    let recorded = app
+        .svc
+        .recharges
+        .attempt(&app.org, &attempt)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recorded.payment_intent.as_deref(),
+        Some("pi_made_before_the_error")
+    );
+    assert_eq!(
+        after(&app).await,
+        After {
+            balance: usd("15"),
+            suspended: None,
+            in_flight: true,
+            told_of_failure: 0
+        }
+    );
 }

@@ -27,9 +27,14 @@ pub enum GatewayError {
         payment_intent: Option<String>,
     },
     /// The processor answered with an error that is not the card's (a bad key, a rate
-    /// limit, an idempotency mismatch, a missing object): `code` is its error code.
+    /// limit, an idempotency mismatch, a missing object): `code` is its error code. The
+    /// PaymentIntent the error names, when it names one (Stripe made it).
     #[error("{code} ({status})")]
-    Refused { code: String, status: u16 },
+    Refused {
+        code: String,
+        status: u16,
+        payment_intent: Option<String>,
+    },
     /// No answer: the network, a timeout, an answer that could not be read.
     #[error("{0}")]
     Unreachable(String),

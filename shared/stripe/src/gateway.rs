@@ -302,6 +302,7 @@ fn failed(e: StripeError) -> GatewayError {
                     .as_ref()
                     .map_or_else(|| err.type_.as_str().to_owned(), |c| c.as_str().to_owned()),
                 status,
+                payment_intent: err.payment_intent.as_ref().map(|p| p.id.to_string()),
             },
         },
         other => GatewayError::Unreachable(other.to_string()),
