@@ -83,6 +83,12 @@ pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, Str
 pub fn routes() -> Vec<Route<Checkout>> {
     vec![
         Route::member(
+            Method::GET,
+            "/v1/orgs/{org}/checkout",
+            Action::ViewBilling,
+            |svc, c| Box::pin(async move { offers(svc, &c.who) }),
+        ),
+        Route::member(
             Method::POST,
             "/v1/orgs/{org}/checkout",
             Action::Purchase,
@@ -121,6 +127,23 @@ fn forbidden() -> ApiError {
         ErrorCode::Forbidden,
         "not allowed for your role in this org",
     )
+}
+
+/// What the caller can buy here: the bulk, the packages and the custom range of this
+/// deployment, and whether the caller may buy at all (the org's `purchase_policy`).
+fn offers(svc: &Checkout, who: &Membership) -> Reply {
+    let catalog = &svc.catalog;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::Offers {
+            bulk_usd: catalog.bulk,
+            packages: &catalog.packages,
+            custom_min_usd: catalog.custom_min,
+            custom_max_usd: catalog.custom_max,
+            credits_per_usd: who.org.credits_per_usd,
+            may_purchase: who.org.allows(who.member.role, Action::Purchase),
+        },
+    ))
 }
 
 async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Reply {

@@ -1,9 +1,20 @@
 //! What the checkout function answers: one type per answer, as `infra/openapi.yaml`
 //! describes it.
 
-use agent_credits_domain::{MemberId, RechargeSettings, Usd, recharge};
+use agent_credits_domain::{MemberId, Package, RechargeSettings, Usd, recharge};
 use agent_credits_dynamo::RechargeConfig;
 use serde::Serialize;
+
+/// What can be bought, and whether the caller may buy it.
+#[derive(Debug, Serialize)]
+pub struct Offers<'a> {
+    pub bulk_usd: Usd,
+    pub packages: &'a [Package],
+    pub custom_min_usd: Usd,
+    pub custom_max_usd: Usd,
+    pub credits_per_usd: u32,
+    pub may_purchase: bool,
+}
 
 /// A Checkout Session made: where to send the buyer, and what they buy.
 #[derive(Debug, Serialize)]
