@@ -1,0 +1,507 @@
+// The billing page: <agent-credits-billing>, a custom element with no dependencies.
+//
+// It calls the agent-credits HTTP API with the signed-in user's token and shows what the
+// API answers; the API enforces every permission, the page only hides what the caller's
+// role cannot use. Attributes: `org` (else read from /orgs/{org}/billing), `api` (the
+// API's base URL; else this page's origin). The token: the element's `token` property, or
+// `#token=<jwt>` in the page's address (kept in sessionStorage, removed from the address).
+
+const TOKEN_KEY = "agent-credits-token";
+const PROVIDERS = ["anthropic", "open_ai", "google", "open_router"];
+const RUNTIMES = [
+  ["claude_code", "Claude Code", "anthropic"],
+  ["codex", "Codex", "open_ai"],
+  ["gemini_cli", "Gemini CLI", "google"],
+  ["open_code", "OpenCode", "open_router"],
+  ["hermes", "Hermes", "open_router"],
+];
+const KINDS = ["purchase", "auto_top_up", "usage", "grant", "plan_grant", "rollover", "refund",
+  "dispute", "adjustment", "hold", "capture", "release"];
+const RANK = { member: 0, admin: 1, owner: 2 };
+
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
+  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
+// Money stays a decimal string: cents as BigInt, never a float.
+function cents(usd) {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(usd ?? "").trim());
+  if (!m) return null;
+  const frac = (m[3] || "").padEnd(2, "0");
+  let c = BigInt(m[2]) * 100n + BigInt(frac.slice(0, 2));
+  if (frac.length > 2 && /[1-9]/.test(frac.slice(2))) c += 1n; // shown rounded up
+  return m[1] ? -c : c;
+}
+function usd(value) {
+  const c = cents(value);
+  if (c === null) return esc(value);
+  const neg = c < 0n;
+  const a = neg ? -c : c;
+  const whole = (a / 100n).toLocaleString("en-US");
+  return `${neg ? "-" : ""}$${whole}.${String(a % 100n).padStart(2, "0")}`;
+}
+function amount(value) {
+  // Ledger amounts keep their precision (usage may be fractions of a cent).
+  const s = String(value ?? "");
+  const neg = s.startsWith("-");
+  const digits = neg ? s.slice(1) : s;
+  return `${neg ? "-" : "+"}$${esc(digits)}`;
+}
+function credits(n) {
+  const s = String(n ?? "0").split(".")[0];
+  try { return BigInt(s).toLocaleString("en-US"); } catch { return esc(n); }
+}
+function creditsOf(usdValue, perUsd) {
+  const c = cents(usdValue);
+  return c === null ? "0" : ((c * BigInt(perUsd)) / 100n).toLocaleString("en-US");
+}
+const when = (t) => (t ? esc(String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC")) : "");
+
+function takeToken() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const t = hash.get("token");
+  if (t) {
+    sessionStorage.setItem(TOKEN_KEY, t);
+    hash.delete("token");
+    const rest = hash.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+class Billing extends HTMLElement {
+  connectedCallback() {
+    this.api = (this.getAttribute("api") || "").replace(/\/$/, "");
+    const m = /^\/orgs\/([A-Za-z0-9_-]+)\/billing\/?$/.exec(location.pathname);
+    this.org = this.getAttribute("org") || (m ? m[1] : null);
+    this.token = this.token || takeToken();
+    this.filters = { kind: "", member: "" };
+    this.addEventListener("click", (e) => this.onClick(e));
+    this.addEventListener("submit", (e) => this.onSubmit(e));
+    this.addEventListener("change", (e) => this.onChange(e));
+    // A new token in the address (another user, or a refreshed one): use it.
+    window.addEventListener("hashchange", () => {
+      if (!new URLSearchParams(location.hash.slice(1)).get("token")) return;
+      this.token = takeToken();
+      if (this.org) this.load(); else this.renderCreate();
+    });
+    if (!this.token) {
+      this.innerHTML = `<p class="error" role="alert">Sign in first: this page needs your dashboard token.</p>`;
+      return;
+    }
+    if (!this.org) { this.renderCreate(); return; }
+    this.load();
+  }
+
+  async call(method, path, body) {
+    const res = await fetch(this.api + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+    return { status: res.status, ok: res.ok, data };
+  }
+
+  message(r) {
+    if (r.status === 401) return "Your session has expired: sign in again.";
+    const e = r.data && r.data.error;
+    return e ? e.message : `The API answered ${r.status}.`;
+  }
+
+  async load() {
+    const o = `/v1/orgs/${this.org}`;
+    const org = await this.call("GET", o);
+    if (!org.ok) {
+      this.innerHTML = `<h1>Billing</h1><p class="error" role="alert">${esc(
+        org.status === 403 ? `You are not a member of ${this.org}.` : this.message(org))}</p>`;
+      return;
+    }
+    this.profile = org.data.org;
+    this.memberRole = org.data.role;
+    const q = new URLSearchParams({ limit: "25" });
+    if (this.filters.kind) q.set("kind", this.filters.kind);
+    if (this.filters.member) q.set("member", this.filters.member);
+    const [balance, offers, recharge, usage, history, notes, keys, agents] = await Promise.all([
+      this.call("GET", `${o}/balance`),
+      this.call("GET", `${o}/checkout`),
+      this.call("GET", `${o}/auto-recharge`),
+      this.call("GET", `${o}/usage`),
+      this.call("GET", `${o}/history?${q}`),
+      this.call("GET", `${o}/notifications`),
+      this.at("admin") ? this.call("GET", `${o}/keys`) : null,
+      this.call("GET", `${o}/agents`),
+    ]);
+    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents });
+    this.render();
+    this.afterCheckout();
+  }
+
+  at(role) { return RANK[this.memberRole] >= RANK[role]; }
+
+  render() {
+    const p = this.profile;
+    const billing = this.balance.ok;
+    this.innerHTML = `
+      <header class="top">
+        <h1>Billing <span class="org">${esc(p.name)} <small>(${esc(p.id)})</small></span></h1>
+        <p class="meta">You are <strong data-role>${esc(this.memberRole)}</strong> ·
+          billing: <strong>${esc(p.billing_mode)}</strong> · runtime: ${esc(p.runtime)}</p>
+      </header>
+      <div class="notice" role="status" aria-live="polite" data-notice>${this.notice || ""}</div>
+      ${billing ? this.cardHtml() + this.buyHtml() + this.rechargeHtml()
+                : `<section class="card"><h2>Prepaid credits</h2><p class="muted" data-hidden-billing>
+                   Your org's owners have not shared billing with members.</p></section>`}
+      ${billing ? this.usageHtml() + this.historyHtml() : ""}
+      ${this.notesHtml()}
+      ${this.settingsHtml()}`;
+  }
+
+  cardHtml() {
+    const b = this.balance.data;
+    const badge = b.exhausted ? `<span class="badge out" data-badge>Out of credits</span>`
+      : b.low_balance ? `<span class="badge low" data-badge>Low balance</span>` : "";
+    const rows = (b.recent || []).map((e) => `<tr><td>${esc(e.kind)}</td>
+      <td class="num">${amount(e.amount)}</td><td class="num">${usd(e.balance_after)}</td>
+      <td>${esc(e.member || "")}</td><td>${when(e.created_at)}</td></tr>`).join("");
+    const out = b.exhausted ? `<div class="out-card" data-exhausted role="alert">
+        <h3>Out of credits</h3>
+        <p>Your agents are paused until credits are added. ${
+          this.offers.ok && this.offers.data.may_purchase
+            ? "Buy credits below, or turn on auto top-up so this does not happen again."
+            : "Ask an owner of this org to buy credits or turn on auto top-up."}</p></div>` : "";
+    return `<section class="card" aria-labelledby="credits-h">
+      <h2 id="credits-h">Prepaid credits ${badge}</h2>
+      ${out}
+      <p class="balance"><span data-balance>${usd(b.balance)}</span>
+        <span class="credits" data-credits>${credits(b.credits)} credits</span></p>
+      <p class="muted">${esc(b.credits_per_usd)} credits = $1 · available ${usd(b.available)}
+        · held ${usd(b.held)} · low below ${usd(b.low_balance_threshold)}</p>
+      <dl class="grid">
+        <div><dt>Base</dt><dd>${usd(b.buckets.base)}</dd></div>
+        <div><dt>Rollover</dt><dd>${usd(b.buckets.rollover)}</dd></div>
+        <div><dt>Purchased</dt><dd>${usd(b.buckets.purchased)}</dd></div>
+        <div><dt>Lifetime added</dt><dd data-added>${usd(b.lifetime_added)}</dd></div>
+        <div><dt>Lifetime spent</dt><dd>${usd(b.lifetime_spent)}</dd></div>
+        <div><dt>Used this month</dt><dd data-month>${usd(this.monthTotal())}</dd></div>
+      </dl>
+      <h3>Recent transactions</h3>
+      <table><thead><tr><th>Kind</th><th class="num">Amount</th><th class="num">Balance</th>
+        <th>Member</th><th>When</th></tr></thead><tbody data-recent>${rows ||
+        `<tr><td colspan="5" class="muted">No transactions yet.</td></tr>`}</tbody></table>
+    </section>`;
+  }
+
+  monthTotal() {
+    if (!this.usage.ok) return "0";
+    let total = 0n;
+    for (const m of this.usage.data.members || []) total += cents(m.spent) || 0n;
+    return `${total / 100n}.${String(total % 100n).padStart(2, "0")}`;
+  }
+
+  buyHtml() {
+    if (!this.offers.ok) return "";
+    const o = this.offers.data;
+    if (!o.may_purchase) {
+      return `<section class="card"><h2>Buy credits</h2><p class="muted" data-no-purchase>
+        Only ${this.profile.purchase_policy === "owners_only" ? "owners" : "members"} of this org can buy credits.</p></section>`;
+    }
+    const packs = (o.packages || []).map((p) => `<li class="pack">
+      <strong>${esc(p.name)}</strong> <span>${usd(p.price)}</span>
+      <span class="muted">${usd(p.credits)} of credits (${creditsOf(p.credits, o.credits_per_usd)} credits)</span>
+      <button type="button" data-package="${esc(p.id)}">Buy ${esc(p.name)}</button></li>`).join("");
+    return `<section class="card" aria-labelledby="buy-h"><h2 id="buy-h">Buy credits</h2>
+      <p><button type="button" class="primary" data-bulk>Buy ${usd(o.bulk_usd)} credits</button>
+        <span class="muted">${creditsOf(o.bulk_usd, o.credits_per_usd)} credits</span></p>
+      ${packs ? `<ul class="packs">${packs}</ul>` : ""}
+      <form data-form="custom" class="row">
+        <label>Custom amount (USD)
+          <input name="amount" inputmode="decimal" required pattern="\\d+(\\.\\d{1,2})?"
+            placeholder="${esc(o.custom_min_usd)}" aria-describedby="custom-help"></label>
+        <button type="submit">Purchase credits</button>
+      </form>
+      <p id="custom-help" class="muted">Between ${usd(o.custom_min_usd)} and ${usd(o.custom_max_usd)}.
+        You pay on Stripe's page and come back here.</p>
+      <p class="error" role="alert" data-error="buy"></p>
+    </section>`;
+  }
+
+  rechargeHtml() {
+    if (!this.recharge.ok) return "";
+    const r = this.recharge.data;
+    const edit = this.at("admin");
+    const dis = edit ? "" : "disabled";
+    const failed = (this.notes.ok ? this.notes.data.notifications : [])
+      .find((n) => n.kind === "credit_purchase_failed");
+    const state = r.suspended
+      ? `<p class="error" data-suspended>Auto top-up is paused: ${r.suspended === "card_owner_left"
+          ? "the card's owner left the org" : `the last charge failed (${esc(r.suspended)})`}.
+          Save the settings again with a working card to resume.</p>`
+      : failed ? `<p class="warn" data-failed>A top-up charge failed on ${when(failed.created_at)}: ${esc(failed.reason || "unknown reason")}.</p>` : "";
+    return `<section class="card" aria-labelledby="ar-h"><h2 id="ar-h">Auto top-up</h2>
+      <p>${r.enabled ? `<strong data-ar-state>On</strong>: when the balance falls to ${usd(r.threshold_usd)},
+        ${usd(r.amount_usd)} is charged to ${r.payment_method ? `the saved card${r.card_owner ? ` of ${esc(r.card_owner)}` : ""}` : "no card"}.`
+        : `<strong data-ar-state>Off</strong>.`} At most ${esc(r.max_per_day)} a day, ${usd(r.max_usd_per_day)} in all.</p>
+      ${state}
+      <form data-form="recharge" class="grid-form">
+        <label><input type="checkbox" name="enabled" ${r.enabled ? "checked" : ""} ${dis}> Auto top-up on</label>
+        <label>When the balance is at or below (USD)
+          <input name="threshold" value="${esc(r.threshold_usd)}" inputmode="decimal" ${dis}></label>
+        <label>Top up by (USD) <input name="amount" value="${esc(r.amount_usd)}" inputmode="decimal" ${dis}></label>
+        <label>At most per day <input name="max_per_day" value="${esc(r.max_per_day)}" inputmode="numeric" ${dis}></label>
+        <label>USD per day at most <input name="max_usd" value="${esc(r.max_usd_per_day)}" inputmode="decimal" ${dis}></label>
+        ${edit ? `<button type="submit">Save auto top-up</button>` : `<p class="muted">Owners and admins change these.</p>`}
+        <p class="error" role="alert" data-error="recharge"></p>
+      </form></section>`;
+  }
+
+  usageHtml() {
+    if (!this.usage.ok) return "";
+    const owner = this.at("owner");
+    const rows = (this.usage.data.members || []).map((m) => `<tr>
+      <td>${esc(m.member)}</td><td>${esc(m.role)}</td><td class="num">${usd(m.spent)}</td>
+      <td>${owner ? `<form data-form="limit" data-member="${esc(m.member)}" class="inline">
+          <input name="limit" value="${esc(m.monthly_limit || "")}" placeholder="no limit"
+            aria-label="Monthly limit for ${esc(m.member)} (USD)" inputmode="decimal">
+          <button type="submit">Set</button></form>`
+        : m.monthly_limit ? usd(m.monthly_limit) : "no limit"}</td></tr>`).join("");
+    return `<section class="card" aria-labelledby="usage-h"><h2 id="usage-h">Usage this month (${esc(this.usage.data.month)})</h2>
+      <table><thead><tr><th>Member</th><th>Role</th><th class="num">Spent</th><th>Monthly limit</th></tr></thead>
+      <tbody data-usage>${rows}</tbody></table><p class="error" role="alert" data-error="limit"></p></section>`;
+  }
+
+  historyHtml() {
+    const h = this.history;
+    const rows = h.ok ? h.data.entries.map((e) => `<tr><td>${when(e.created_at)}</td><td>${esc(e.kind)}</td>
+      <td class="num">${amount(e.amount)}</td><td class="num">${usd(e.balance_after)}</td>
+      <td>${esc(e.member || "")}</td><td>${esc(e.api_key || "")}</td><td>${esc(e.agent || "")}</td></tr>`).join("") : "";
+    const opts = KINDS.map((k) => `<option value="${k}" ${this.filters.kind === k ? "selected" : ""}>${k}</option>`).join("");
+    return `<section class="card" aria-labelledby="hist-h"><h2 id="hist-h">History</h2>
+      <form data-form="filter" class="row">
+        <label>Kind <select name="kind"><option value="">all</option>${opts}</select></label>
+        <label>Member <input name="member" value="${esc(this.filters.member)}"></label>
+        <button type="submit">Filter</button>
+        <button type="button" data-csv>Download CSV</button>
+      </form>
+      ${h.ok ? "" : `<p class="error" role="alert">${esc(this.message(h))}</p>`}
+      <table><thead><tr><th>When</th><th>Kind</th><th class="num">Amount</th><th class="num">Balance</th>
+        <th>Member</th><th>API key</th><th>Agent</th></tr></thead><tbody data-history>${rows ||
+        `<tr><td colspan="7" class="muted">Nothing here.</td></tr>`}</tbody></table></section>`;
+  }
+
+  notesHtml() {
+    if (!this.notes.ok) return "";
+    const list = this.notes.data.notifications;
+    const unread = list.filter((n) => !n.read).length;
+    const items = list.map((n) => `<li class="${n.read ? "read" : "unread"}">${esc(n.kind.replaceAll("_", " "))}
+      · ${usd(n.available)} available${n.reason ? ` · ${esc(n.reason)}` : ""} · ${when(n.created_at)}</li>`).join("");
+    return `<section class="card" aria-labelledby="notes-h"><h2 id="notes-h">Notifications
+      <span class="count" data-unread>${unread} unread</span></h2>
+      ${unread ? `<button type="button" data-mark-read>Mark all read</button>` : ""}
+      <ul class="notes">${items || `<li class="muted">None.</li>`}</ul></section>`;
+  }
+
+  settingsHtml() {
+    const admin = this.at("admin");
+    const agents = this.agents.ok ? this.agents.data.agents.map((a) => `<li>${esc(a.agent)}: ${esc(a.runtime)}
+      <span class="muted">(set by ${esc(a.updated_by)})</span></li>`).join("") : "";
+    const runtimeOpts = RUNTIMES.map(([id, name]) => `<option value="${id}">${name}</option>`).join("");
+    const keys = this.keys && this.keys.ok ? this.keys.data.keys.map((k) => `<li data-key="${esc(k.provider)}">
+      <strong>${esc(k.provider)}</strong> ····${esc(k.last4)}
+      <span class="muted">${k.rotated_at ? `rotated ${when(k.rotated_at)}` : `added ${when(k.created_at)}`}</span>
+      <form data-form="rotate" data-provider="${esc(k.provider)}" class="inline">
+        <input name="key" type="password" autocomplete="off" aria-label="New ${esc(k.provider)} key">
+        <button type="submit">Rotate</button></form>
+      <button type="button" data-delete-key="${esc(k.provider)}">Delete</button></li>`).join("") : "";
+    const provOpts = PROVIDERS.map((p) => `<option value="${p}">${p}</option>`).join("");
+    return `<section class="card" aria-labelledby="set-h"><h2 id="set-h">Keys and settings</h2>
+      ${admin ? `<form data-form="mode" class="row"><label>Billing mode
+        <select name="mode">${["credits", "byok", "deferred"].map((m) =>
+          `<option value="${m}" ${this.profile.billing_mode === m ? "selected" : ""}>${m}</option>`).join("")}</select></label>
+        <button type="submit">Change billing mode</button></form>
+      <h3>Provider keys (BYOK)</h3>
+      <ul class="keys">${keys || `<li class="muted">No keys.</li>`}</ul>
+      <form data-form="add-key" class="row"><label>Provider <select name="provider">${provOpts}</select></label>
+        <label>Key <input name="key" type="password" autocomplete="off"></label><button type="submit">Add key</button></form>
+      <p class="error" role="alert" data-error="keys"></p>` : `<p class="muted">Owners and admins manage keys and the billing mode.</p>`}
+      <h3>Runtime per agent</h3>
+      <p>The org's runtime: ${esc(this.profile.runtime)}.</p>
+      <ul>${agents || `<li class="muted">No agent has its own runtime.</li>`}</ul>
+      ${admin ? `<form data-form="agent" class="row"><label>Agent <input name="agent" required></label>
+        <label>Runtime <select name="runtime">${runtimeOpts}</select></label><button type="submit">Set runtime</button></form>
+        <p class="error" role="alert" data-error="agent"></p>` : ""}
+    </section>`;
+  }
+
+  renderCreate(done) {
+    const opts = RUNTIMES.map(([id, name]) => `<option value="${id}">${name}</option>`).join("");
+    this.innerHTML = `<h1>Create an organization</h1>
+      <form data-form="create" class="card grid-form">
+        <label>Org id <input name="id" required pattern="[A-Za-z0-9_-]{1,64}"></label>
+        <label>Name <input name="name" required></label>
+        <label>Agent runtime <select name="runtime">${opts}</select></label>
+        <fieldset><legend>How will you pay for model calls?</legend>
+          <label><input type="radio" name="billing" value="credits" checked> Prepaid credits (recommended)</label>
+          <label><input type="radio" name="billing" value="byok"> Bring your own provider key</label>
+          <label><input type="radio" name="billing" value="deferred"> Decide later</label>
+        </fieldset>
+        <label data-key-field hidden>Provider key <input name="key" type="password" autocomplete="off"></label>
+        <button type="submit" class="primary">Create</button>
+        <p class="error" role="alert" data-error="create"></p>
+      </form><div role="status" data-created>${done || ""}</div>`;
+  }
+
+  error(which, text) {
+    const el = this.querySelector(`[data-error="${which}"]`);
+    if (el) el.textContent = text || "";
+  }
+
+  async checkout(choice) {
+    this.error("buy", "");
+    const r = await this.call("POST", `/v1/orgs/${this.org}/checkout`, choice);
+    if (!r.ok) { this.error("buy", this.message(r)); return; }
+    (window.top === window ? window : window.top).location.assign(r.data.url);
+  }
+
+  async afterCheckout() {
+    const q = new URLSearchParams(location.search);
+    const state = q.get("checkout");
+    if (!state) return;
+    history.replaceState(null, "", location.pathname + location.hash);
+    if (state !== "success") { this.say("The purchase was cancelled; nothing was charged."); return; }
+    const session = q.get("session");
+    this.say("Payment received. Waiting for Stripe to confirm it…");
+    for (let i = 0; i < 30; i++) {
+      const b = await this.call("GET", `/v1/orgs/${this.org}/balance`);
+      if (b.ok && (b.data.recent || []).some((e) => e.external && e.external.checkout_session === session)) {
+        this.notice = `Purchase credited: your balance is ${usd(b.data.balance)}.`;
+        await this.load();
+        return;
+      }
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    this.say("Stripe has not confirmed the payment yet; the balance updates when it does.");
+  }
+
+  say(text) {
+    this.notice = esc(text);
+    const el = this.querySelector("[data-notice]");
+    if (el) el.innerHTML = this.notice;
+  }
+
+  async onClick(e) {
+    const t = e.target.closest("button");
+    if (!t) return;
+    const o = `/v1/orgs/${this.org}`;
+    if (t.hasAttribute("data-bulk")) await this.checkout({ bulk: { quantity: 1 } });
+    else if (t.dataset.package) await this.checkout({ package: { id: t.dataset.package } });
+    else if (t.hasAttribute("data-mark-read")) {
+      const ids = this.notes.data.notifications.filter((n) => !n.read).map((n) => n.id);
+      await this.call("POST", `${o}/notifications/read`, { ids });
+      await this.load();
+    } else if (t.dataset.deleteKey) {
+      const r = await this.call("DELETE", `${o}/keys/${t.dataset.deleteKey}`);
+      if (r.ok) { await this.load(); return; }
+      const err = r.data && r.data.error;
+      this.error("keys", err && err.code === "key_in_use"
+        ? `This key is in use: the ${err.runtime || "org's"} runtime calls ${err.provider || "this provider"} with it while the org brings its own keys. Switch that runtime or the billing mode first, then delete it.`
+        : this.message(r));
+    } else if (t.hasAttribute("data-csv")) await this.downloadCsv();
+  }
+
+  async downloadCsv() {
+    const q = new URLSearchParams();
+    if (this.filters.kind) q.set("kind", this.filters.kind);
+    if (this.filters.member) q.set("member", this.filters.member);
+    const res = await fetch(`${this.api}/v1/orgs/${this.org}/history.csv?${q}`,
+      { headers: { authorization: `Bearer ${this.token}` } });
+    if (!res.ok) { this.say(`The CSV could not be made (${res.status}).`); return; }
+    const url = URL.createObjectURL(await res.blob());
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `${this.org}-history.csv`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  onChange(e) {
+    if (e.target.name === "billing") {
+      const field = this.querySelector("[data-key-field]");
+      if (field) field.hidden = e.target.value !== "byok";
+    }
+  }
+
+  async onSubmit(e) {
+    const form = e.target.closest("form");
+    if (!form) return;
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(form));
+    const o = `/v1/orgs/${this.org}`;
+    switch (form.dataset.form) {
+      case "custom": return this.checkout({ custom: { amount: f.amount.trim() } });
+      case "recharge": {
+        this.error("recharge", "");
+        const body = { enabled: !!f.enabled, threshold_usd: f.threshold.trim(), amount_usd: f.amount.trim() };
+        if (f.max_per_day) body.max_per_day = Number.parseInt(f.max_per_day, 10);
+        if (f.max_usd) body.max_usd_per_day = f.max_usd.trim();
+        const r = await this.call("PUT", `${o}/auto-recharge`, body);
+        if (!r.ok) { this.error("recharge", this.message(r)); return; }
+        this.notice = "Auto top-up saved.";
+        return this.load();
+      }
+      case "limit": {
+        const v = f.limit.trim();
+        const r = await this.call("PUT", `${o}/members/${form.dataset.member}/limit`,
+          { monthly_limit_usd: v === "" ? null : v });
+        if (!r.ok) { this.error("limit", this.message(r)); return; }
+        this.notice = `Limit saved for ${esc(form.dataset.member)}.`;
+        return this.load();
+      }
+      case "filter":
+        this.filters = { kind: f.kind, member: f.member.trim() };
+        return this.load();
+      case "rotate":
+      case "add-key": {
+        const provider = form.dataset.provider || f.provider;
+        const r = await this.call("PUT", `${o}/keys/${provider}`, { key: f.key });
+        form.reset();
+        if (!r.ok) { this.error("keys", this.message(r)); return; }
+        this.notice = `Key saved: ····${esc(r.data.key.last4)}. It is never shown again.`;
+        return this.load();
+      }
+      case "mode": {
+        const r = await this.call("PUT", `${o}/billing-mode`, { billing_mode: f.mode });
+        if (!r.ok) { this.error("keys", this.message(r)); return; }
+        return this.load();
+      }
+      case "agent": {
+        const r = await this.call("PUT", `${o}/agents/${encodeURIComponent(f.agent.trim())}`, { runtime: f.runtime });
+        if (!r.ok) { this.error("agent", this.message(r)); return; }
+        return this.load();
+      }
+      case "create": {
+        this.error("create", "");
+        const body = { id: f.id.trim(), name: f.name.trim(), runtime: f.runtime, billing_mode: f.billing };
+        if (f.billing === "byok") {
+          const provider = RUNTIMES.find(([id]) => id === f.runtime)[2];
+          body.keys = { [provider]: f.key };
+        }
+        const r = await this.call("POST", "/v1/orgs", body);
+        if (!r.ok) { this.error("create", this.message(r)); return; }
+        const keys = (r.data.keys || []).map((k) => `${esc(k.provider)} key ····${esc(k.last4)}`).join(", ");
+        this.renderCreate(`<p>Created <a href="/orgs/${esc(r.data.org.id)}/billing">${esc(r.data.org.name)}</a>.
+          ${keys ? `Saved: ${keys}. The key is never shown again.` : ""}</p>`);
+        return undefined;
+      }
+      default: return undefined;
+    }
+  }
+}
+
+customElements.define("agent-credits-billing", Billing);
