@@ -259,3 +259,87 @@ def test_no_serious_or_critical_accessibility_violations(browser):
     bad = [(v["id"], v["impact"]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
     assert not bad, bad
     context.close()
+
+
+def sweep() -> None:
+    """One recharge sweep, as the schedule runs it, then the webhooks it caused."""
+    watch = f"http://127.0.0.1:{os.environ['WATCH_PORT']}/2015-03-31/functions/recharge/invocations"
+    event = (REPO / "infra/events/recharge/scheduled.json").read_bytes()
+    with urllib.request.urlopen(urllib.request.Request(watch, data=event, method="POST"), timeout=300) as r:
+        assert r.status == 200
+    urllib.request.urlopen(urllib.request.Request(f"{SIM}/_sim/webhooks/flush", data=b"{}", method="POST"))
+
+
+def bought(page: Page, org: str, sub: str) -> None:
+    """The owner buys $100 on the page (the card is saved for auto top-up)."""
+    open_billing(page, org, sub)
+    page.get_by_role("button", name="Buy $100.00 credits").click()
+    pay_in_simulator(page)
+    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    expect(page.locator("[data-balance]")).to_have_text("$100.00")
+
+
+def test_a_failed_top_up_shows_its_reason_and_the_low_alert_is_marked_read(page: Page):
+    org = new_org("u_fail")
+    bought(page, org, "u_fail")
+    status, ar = api("PUT", f"/v1/orgs/{org}/auto-recharge", "u_fail",
+                     {"enabled": True, "threshold_usd": "20.00", "amount_usd": "100.00"})
+    assert status == 200 and ar["payment_method"], ar
+    # The saved card now fails with insufficient funds.
+    req = urllib.request.Request(f"{SIM}/_sim/payment_methods/{ar['payment_method']}/card",
+                                 data=json.dumps({"card": "pm_card_chargeDeclinedInsufficientFunds"}).encode(),
+                                 headers={"content-type": "application/json"}, method="POST")
+    urllib.request.urlopen(req)
+    status, body = api("POST", f"/v1/orgs/{org}/usage", body={"request_id": "f-1", "member": "u_fail",
+                       "agent": "agent_7", "cost": "60.00"}, signed=True)
+    assert status == 200, body
+    sweep()
+    page.reload()
+    expect(page.locator("[data-balance]")).to_have_text("$10.00")
+    expect(page.locator("[data-suspended]")).to_contain_text("insufficient_funds")
+    notes = page.locator("ul.notes")
+    expect(notes).to_contain_text("credit purchase failed")
+    expect(notes).to_contain_text("credit balance low")
+    shot(page, "auto-recharge-failed")
+    unread = page.locator("[data-unread]").inner_text()
+    assert unread != "0 unread", unread
+    page.get_by_role("button", name="Mark all read").click()
+    expect(page.locator("[data-unread]")).to_have_text("0 unread")
+    expect(page.get_by_role("button", name="Mark all read")).to_have_count(0)
+
+
+def test_an_owner_sets_a_members_limit_and_the_member_sees_it(browser):
+    org = new_org("u_limits", members=[("u_capped", "member")])
+    owner = browser.new_context().new_page()
+    open_billing(owner, org, "u_limits")
+    owner.get_by_label("Monthly limit for u_capped (USD)").fill("25")
+    owner.locator("form[data-member=u_capped]").get_by_role("button", name="Set").click()
+    expect(owner.locator("[data-notice]")).to_contain_text("Limit saved for u_capped")
+    expect(owner.get_by_label("Monthly limit for u_capped (USD)")).to_have_value("25.00")
+    member = browser.new_context().new_page()
+    open_billing(member, org, "u_capped")
+    expect(member.locator("[data-usage]")).to_contain_text("$25.00")
+    # A member has no limit inputs.
+    expect(member.get_by_label("Monthly limit for u_capped (USD)")).to_have_count(0)
+
+
+def test_byok_keys_rotate_and_a_key_in_use_is_explained(page: Page):
+    org = f"org_y{time.time_ns() % 10**12}"
+    first = "sk-proj-Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8Ii9Jj0KkLl-FIRS"
+    status, body = api("POST", "/v1/orgs", "u_keys", {"id": org, "name": "Keys Co", "runtime": "codex",
+                       "billing_mode": "byok", "keys": {"open_ai": first}})
+    assert status == 201, body
+    open_billing(page, org, "u_keys")
+    key = page.locator("[data-key=open_ai]")
+    expect(key).to_contain_text("····FIRS")
+    second = "sk-proj-Ll1Mm2Nn3Oo4Pp5Qq6Rr7Ss8Tt9Uu0VvWw-SECO"
+    key.get_by_label("New open_ai key").fill(second)
+    key.get_by_role("button", name="Rotate").click()
+    expect(page.locator("[data-notice]")).to_contain_text("····SECO")
+    expect(page.locator("[data-key=open_ai]")).to_contain_text("rotated")
+    page.locator("[data-key=open_ai]").get_by_role("button", name="Delete").click()
+    # A byok org on Codex needs its OpenAI key: the page says why it stays.
+    expect(page.locator("[data-error=keys]")).to_contain_text("This key is in use: the codex runtime")
+    expect(page.locator("[data-key=open_ai]")).to_contain_text("····SECO")
+    content = page.content()
+    assert first not in content and second not in content
