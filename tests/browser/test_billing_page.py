@@ -46,10 +46,11 @@ def api(method: str, path: str, sub: str | None = None, body=None, signed=False)
     return int(status), (json.loads(text) if text else None)
 
 
-def new_org(owner: str, members=(), mode="credits") -> str:
+def new_org(owner: str, members=(), mode="credits", **policy) -> str:
     org = f"org_b{time.time_ns() % 10**12}"
     status, body = api("POST", "/v1/orgs", owner,
-                       {"id": org, "name": f"Browser {org}", "runtime": "claude_code", "billing_mode": mode})
+                       {"id": org, "name": f"Browser {org}", "runtime": "claude_code", "billing_mode": mode,
+                        **policy})
     assert status == 201, body
     for member, role in members:
         status, body = api("PUT", f"/v1/orgs/{org}/members/{member}", owner, {"role": role})
@@ -343,3 +344,18 @@ def test_byok_keys_rotate_and_a_key_in_use_is_explained(page: Page):
     expect(page.locator("[data-key=open_ai]")).to_contain_text("····SECO")
     content = page.content()
     assert first not in content and second not in content
+
+
+def test_a_member_who_may_buy_but_not_see_billing_can_still_buy(page: Page):
+    org = new_org("u_policy", members=[("u_buyer2", "member")],
+                  purchase_policy="any_member", members_see_billing=False)
+    open_billing(page, org, "u_buyer2")
+    expect(page.locator("[data-hidden-billing]")).to_contain_text("not shared billing")
+    expect(page.locator("[data-balance]")).to_have_count(0)
+    page.get_by_role("button", name="Buy $100.00 credits").click()
+    pay_in_simulator(page)
+    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    expect(page.locator("[data-notice]")).to_contain_text("Payment received")
+    # Credited once Stripe's webhook is in (the simulator delivers before it redirects).
+    status, card = api("GET", f"/v1/orgs/{org}/balance", "u_policy")
+    assert (status, card["balance"]) == (200, "100.00"), card

@@ -22,22 +22,34 @@ const RANK = { member: 0, admin: 1, owner: 2 };
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
   (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
-// Money stays a decimal string: cents as BigInt, never a float.
-function cents(usd) {
-  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(usd ?? "").trim());
+// Money stays a decimal string, shown exactly: [digits as BigInt, scale], never a float.
+function dec(value) {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(String(value ?? "").trim());
   if (!m) return null;
-  const frac = (m[3] || "").padEnd(2, "0");
-  let c = BigInt(m[2]) * 100n + BigInt(frac.slice(0, 2));
-  if (frac.length > 2 && /[1-9]/.test(frac.slice(2))) c += 1n; // shown rounded up
-  return m[1] ? -c : c;
+  const frac = m[3] || "";
+  const n = BigInt(m[2] + frac);
+  return [m[1] ? -n : n, frac.length];
 }
+function addDec(a, b) {
+  const scale = Math.max(a[1], b[1]);
+  return [a[0] * 10n ** BigInt(scale - a[1]) + b[0] * 10n ** BigInt(scale - b[1]), scale];
+}
+function decText([n, scale]) {
+  const neg = n < 0n;
+  const digits = (neg ? -n : n).toString().padStart(scale + 1, "0");
+  const cut = digits.length - scale;
+  return `${neg ? "-" : ""}${digits.slice(0, cut)}${scale ? `.${digits.slice(cut)}` : ""}`;
+}
+// "$1,234.50"; fractions of a cent are shown, not rounded ("$99.995").
 function usd(value) {
-  const c = cents(value);
-  if (c === null) return esc(value);
-  const neg = c < 0n;
-  const a = neg ? -c : c;
-  const whole = (a / 100n).toLocaleString("en-US");
-  return `${neg ? "-" : ""}$${whole}.${String(a % 100n).padStart(2, "0")}`;
+  const d = dec(value);
+  if (d === null) return esc(value);
+  const [n, scale] = d;
+  const neg = n < 0n;
+  const a = neg ? -n : n;
+  const unit = 10n ** BigInt(scale);
+  const frac = (a % unit).toString().padStart(scale, "0").replace(/0+$/, "").padEnd(2, "0");
+  return `${neg ? "-" : ""}$${(a / unit).toLocaleString("en-US")}.${frac}`;
 }
 function amount(value) {
   // Ledger amounts keep their precision (usage may be fractions of a cent).
@@ -51,8 +63,8 @@ function credits(n) {
   try { return BigInt(s).toLocaleString("en-US"); } catch { return esc(n); }
 }
 function creditsOf(usdValue, perUsd) {
-  const c = cents(usdValue);
-  return c === null ? "0" : ((c * BigInt(perUsd)) / 100n).toLocaleString("en-US");
+  const d = dec(usdValue);
+  return d === null ? "0" : ((d[0] * BigInt(perUsd)) / 10n ** BigInt(d[1])).toLocaleString("en-US");
 }
 const when = (t) => (t ? esc(String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC")) : "");
 
@@ -123,9 +135,8 @@ class Billing extends HTMLElement {
     }
     this.profile = org.data.org;
     this.memberRole = org.data.role;
-    const q = new URLSearchParams({ limit: "25" });
-    if (this.filters.kind) q.set("kind", this.filters.kind);
-    if (this.filters.member) q.set("member", this.filters.member);
+    const q = this.historyQuery();
+    q.set("limit", "25");
     const [balance, offers, recharge, usage, history, notes, keys, agents] = await Promise.all([
       this.call("GET", `${o}/balance`),
       this.call("GET", `${o}/checkout`),
@@ -137,6 +148,8 @@ class Billing extends HTMLElement {
       this.call("GET", `${o}/agents`),
     ]);
     Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents });
+    this.entries = history.ok ? history.data.entries : [];
+    this.next = history.ok ? history.data.next : null;
     this.render();
     this.afterCheckout();
   }
@@ -153,9 +166,12 @@ class Billing extends HTMLElement {
           billing: <strong>${esc(p.billing_mode)}</strong> · runtime: ${esc(p.runtime)}</p>
       </header>
       <div class="notice" role="status" aria-live="polite" data-notice>${this.notice || ""}</div>
-      ${billing ? this.cardHtml() + this.buyHtml() + this.rechargeHtml()
-                : `<section class="card"><h2>Prepaid credits</h2><p class="muted" data-hidden-billing>
-                   Your org's owners have not shared billing with members.</p></section>`}
+      ${billing ? this.cardHtml()
+                : `<section class="card"><h2>Prepaid credits</h2>${this.balance.status === 403
+                   ? `<p class="muted" data-hidden-billing>Your org's owners have not shared billing with members.</p>`
+                   : `<p class="error" role="alert">${esc(this.message(this.balance))}</p>`}</section>`}
+      ${this.buyHtml()}
+      ${billing ? this.rechargeHtml() : ""}
       ${billing ? this.usageHtml() + this.historyHtml() : ""}
       ${this.notesHtml()}
       ${this.settingsHtml()}`;
@@ -171,7 +187,7 @@ class Billing extends HTMLElement {
     const out = b.exhausted ? `<div class="out-card" data-exhausted role="alert">
         <h3>Out of credits</h3>
         <p>Your agents are paused until credits are added. ${
-          this.offers.ok && this.offers.data.may_purchase
+          this.offers.ok
             ? "Buy credits below, or turn on auto top-up so this does not happen again."
             : "Ask an owner of this org to buy credits or turn on auto top-up."}</p></div>` : "";
     return `<section class="card" aria-labelledby="credits-h">
@@ -198,15 +214,15 @@ class Billing extends HTMLElement {
 
   monthTotal() {
     if (!this.usage.ok) return "0";
-    let total = 0n;
-    for (const m of this.usage.data.members || []) total += cents(m.spent) || 0n;
-    return `${total / 100n}.${String(total % 100n).padStart(2, "0")}`;
+    let total = [0n, 0];
+    for (const m of this.usage.data.members || []) total = addDec(total, dec(m.spent) || [0n, 0]);
+    return decText(total);
   }
 
   buyHtml() {
-    if (!this.offers.ok) return "";
     const o = this.offers.data;
-    if (!o.may_purchase) {
+    if (!this.offers.ok) {
+      if (this.offers.status !== 403) return "";
       return `<section class="card"><h2>Buy credits</h2><p class="muted" data-no-purchase>
         Only ${this.profile.purchase_policy === "owners_only" ? "owners" : "members"} of this org can buy credits.</p></section>`;
     }
@@ -236,7 +252,7 @@ class Billing extends HTMLElement {
     const edit = this.at("admin");
     const dis = edit ? "" : "disabled";
     const failed = (this.notes.ok ? this.notes.data.notifications : [])
-      .find((n) => n.kind === "credit_purchase_failed");
+      .find((n) => n.kind === "credit_purchase_failed" && !n.read);
     const state = r.suspended
       ? `<p class="error" data-suspended>Auto top-up is paused: ${r.suspended === "card_owner_left"
           ? "the card's owner left the org" : `the last charge failed (${esc(r.suspended)})`}.
@@ -245,7 +261,7 @@ class Billing extends HTMLElement {
     return `<section class="card" aria-labelledby="ar-h"><h2 id="ar-h">Auto top-up</h2>
       <p>${r.enabled ? `<strong data-ar-state>On</strong>: when the balance falls to ${usd(r.threshold_usd)},
         ${usd(r.amount_usd)} is charged to ${r.payment_method ? `the saved card${r.card_owner ? ` of ${esc(r.card_owner)}` : ""}` : "no card"}.`
-        : `<strong data-ar-state>Off</strong>.`} At most ${esc(r.max_per_day)} a day, ${usd(r.max_usd_per_day)} in all.</p>
+        : `<strong data-ar-state>Off</strong>.`} At most ${esc(r.max_per_day)} top-ups and ${usd(r.max_usd_per_day)} a day.</p>
       ${state}
       <form data-form="recharge" class="grid-form">
         <label><input type="checkbox" name="enabled" ${r.enabled ? "checked" : ""} ${dis}> Auto top-up on</label>
@@ -276,7 +292,7 @@ class Billing extends HTMLElement {
 
   historyHtml() {
     const h = this.history;
-    const rows = h.ok ? h.data.entries.map((e) => `<tr><td>${when(e.created_at)}</td><td>${esc(e.kind)}</td>
+    const rows = h.ok ? this.entries.map((e) => `<tr><td>${when(e.created_at)}</td><td>${esc(e.kind)}</td>
       <td class="num">${amount(e.amount)}</td><td class="num">${usd(e.balance_after)}</td>
       <td>${esc(e.member || "")}</td><td>${esc(e.api_key || "")}</td><td>${esc(e.agent || "")}</td></tr>`).join("") : "";
     const opts = KINDS.map((k) => `<option value="${k}" ${this.filters.kind === k ? "selected" : ""}>${k}</option>`).join("");
@@ -290,7 +306,8 @@ class Billing extends HTMLElement {
       ${h.ok ? "" : `<p class="error" role="alert">${esc(this.message(h))}</p>`}
       <table><thead><tr><th>When</th><th>Kind</th><th class="num">Amount</th><th class="num">Balance</th>
         <th>Member</th><th>API key</th><th>Agent</th></tr></thead><tbody data-history>${rows ||
-        `<tr><td colspan="7" class="muted">Nothing here.</td></tr>`}</tbody></table></section>`;
+        `<tr><td colspan="7" class="muted">${this.next ? "None on this page." : "Nothing here."}</td></tr>`}</tbody></table>
+      ${this.next ? `<button type="button" data-more>Load more</button>` : ""}</section>`;
   }
 
   notesHtml() {
@@ -364,6 +381,7 @@ class Billing extends HTMLElement {
     this.error("buy", "");
     const r = await this.call("POST", `/v1/orgs/${this.org}/checkout`, choice);
     if (!r.ok) { this.error("buy", this.message(r)); return; }
+    if (!r.data.url) { this.error("buy", "Stripe gave no payment page for this session; try again."); return; }
     (window.top === window ? window : window.top).location.assign(r.data.url);
   }
 
@@ -376,9 +394,15 @@ class Billing extends HTMLElement {
     const session = q.get("session");
     this.say("Payment received. Waiting for Stripe to confirm it…");
     for (let i = 0; i < 30; i++) {
-      const b = await this.call("GET", `/v1/orgs/${this.org}/balance`);
-      if (b.ok && (b.data.recent || []).some((e) => e.external && e.external.checkout_session === session)) {
-        this.notice = `Purchase credited: your balance is ${usd(b.data.balance)}.`;
+      const h = await this.call("GET", `/v1/orgs/${this.org}/history?kind=purchase&limit=20`);
+      if (h.status === 403) {
+        // A buyer who may not see billing: nothing to watch.
+        this.say("Payment received. The org's credits are added when Stripe confirms it.");
+        return;
+      }
+      if (h.ok && h.data.entries.some((e) => e.external && e.external.checkout_session === session)) {
+        const b = await this.call("GET", `/v1/orgs/${this.org}/balance`);
+        this.notice = b.ok ? `Purchase credited: your balance is ${usd(b.data.balance)}.` : "Purchase credited.";
         await this.load();
         return;
       }
@@ -411,12 +435,29 @@ class Billing extends HTMLElement {
         ? `This key is in use: the ${err.runtime || "org's"} runtime calls ${err.provider || "this provider"} with it while the org brings its own keys. Switch that runtime or the billing mode first, then delete it.`
         : this.message(r));
     } else if (t.hasAttribute("data-csv")) await this.downloadCsv();
+    else if (t.hasAttribute("data-more")) await this.moreHistory();
   }
 
-  async downloadCsv() {
+  historyQuery() {
     const q = new URLSearchParams();
     if (this.filters.kind) q.set("kind", this.filters.kind);
     if (this.filters.member) q.set("member", this.filters.member);
+    return q;
+  }
+
+  async moreHistory() {
+    const q = this.historyQuery();
+    q.set("limit", "25");
+    q.set("cursor", this.next);
+    const r = await this.call("GET", `/v1/orgs/${this.org}/history?${q}`);
+    if (!r.ok) { this.say(this.message(r)); return; }
+    this.entries = this.entries.concat(r.data.entries);
+    this.next = r.data.next;
+    this.render();
+  }
+
+  async downloadCsv() {
+    const q = this.historyQuery();
     const res = await fetch(`${this.api}/v1/orgs/${this.org}/history.csv?${q}`,
       { headers: { authorization: `Bearer ${this.token}` } });
     if (!res.ok) { this.say(`The CSV could not be made (${res.status}).`); return; }

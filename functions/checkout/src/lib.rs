@@ -85,7 +85,7 @@ pub fn routes() -> Vec<Route<Checkout>> {
         Route::member(
             Method::GET,
             "/v1/orgs/{org}/checkout",
-            Action::ViewBilling,
+            Action::Purchase,
             |svc, c| Box::pin(async move { offers(svc, &c.who) }),
         ),
         Route::member(
@@ -130,7 +130,8 @@ fn forbidden() -> ApiError {
 }
 
 /// What the caller can buy here: the bulk, the packages and the custom range of this
-/// deployment, and whether the caller may buy at all (the org's `purchase_policy`).
+/// deployment. Asked by whoever may buy (the org's `purchase_policy`), whether or not
+/// they may see the org's billing.
 fn offers(svc: &Checkout, who: &Membership) -> Reply {
     let catalog = &svc.catalog;
     Ok(json_response(
@@ -141,7 +142,6 @@ fn offers(svc: &Checkout, who: &Membership) -> Reply {
             custom_min_usd: catalog.custom_min,
             custom_max_usd: catalog.custom_max,
             credits_per_usd: who.org.credits_per_usd,
-            may_purchase: who.org.allows(who.member.role, Action::Purchase),
         },
     ))
 }

@@ -5,7 +5,7 @@ use agent_credits_domain::{MemberId, Package, RechargeSettings, Usd, recharge};
 use agent_credits_dynamo::RechargeConfig;
 use serde::Serialize;
 
-/// What can be bought, and whether the caller may buy it.
+/// What can be bought.
 #[derive(Debug, Serialize)]
 pub struct Offers<'a> {
     pub bulk_usd: Usd,
@@ -13,7 +13,6 @@ pub struct Offers<'a> {
     pub custom_min_usd: Usd,
     pub custom_max_usd: Usd,
     pub credits_per_usd: u32,
-    pub may_purchase: bool,
 }
 
 /// A Checkout Session made: where to send the buyer, and what they buy.

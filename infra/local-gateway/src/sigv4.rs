@@ -151,9 +151,16 @@ pub fn verify(
             "Credential should be scoped to a valid region and service (execute-api).",
         ));
     }
-    // Host must be signed; so must x-amz-date when the request carries it.
-    if !auth.signed_headers.contains(&"host") {
-        return Err(MISMATCH);
+    // Host and x-amz-date must be signed, and the payload hash when it is sent.
+    let must_sign = ["host", "x-amz-date"].into_iter().chain(
+        request
+            .header("x-amz-content-sha256")
+            .map(|_| "x-amz-content-sha256"),
+    );
+    for name in must_sign {
+        if !auth.signed_headers.contains(&name) {
+            return Err(MISMATCH);
+        }
     }
     let amz_date = request.header("x-amz-date").ok_or(MISSING)?;
     let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
@@ -165,10 +172,13 @@ pub fn verify(
     if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
         return Err(MISMATCH);
     }
-    let payload_hash = match request.header("x-amz-content-sha256") {
-        Some(hash) => hash.to_owned(),
-        None => hex::encode(Sha256::digest(request.body)),
-    };
+    // The body is always hashed: a payload hash the client sends must be the body's.
+    let payload_hash = hex::encode(Sha256::digest(request.body));
+    if let Some(sent) = request.header("x-amz-content-sha256")
+        && !sent.eq_ignore_ascii_case(&payload_hash)
+    {
+        return Err(MISMATCH);
+    }
     let headers = canonical_headers(request, &auth.signed_headers);
     let query = canonical_query(request.raw_query);
     let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
@@ -179,9 +189,14 @@ pub fn verify(
         auth.service,
     );
     // Signers differ on the path: the AWS SDKs and botocore encode the (already encoded)
-    // path once more for every service but S3; curl signs it as sent. Both are accepted.
+    // path once more for every service but S3; curl signs it as sent. The path as sent is
+    // accepted only when it has no escapes, where the two cannot be told apart by an
+    // attacker: otherwise a path signed as `/a%2Fb` could be replayed as `/a%252Fb`.
     let twice = encode_path(request.raw_path);
-    let paths = [request.raw_path, twice.as_str()];
+    let mut paths = vec![twice.as_str()];
+    if !request.raw_path.contains('%') {
+        paths.push(request.raw_path);
+    }
     let ok = paths.iter().any(|path| {
         let canonical = [
             request.method,
@@ -208,9 +223,10 @@ pub fn verify(
 /// The caller API Gateway reports for a pair: its role, assumed, in a session named
 /// `local`.
 fn identity(credential: &Credential) -> Identity {
-    // arn:aws:iam::<account>:role/<path/><name>
-    let mut parts = credential.role_arn.splitn(6, ':');
-    let account = parts.nth(4).unwrap_or("000000000000").to_owned();
+    // arn:<partition>:iam::<account>:role/<path/><name>
+    let parts: Vec<&str> = credential.role_arn.splitn(6, ':').collect();
+    let partition = parts.get(1).copied().unwrap_or("aws");
+    let account = parts.get(4).copied().unwrap_or("000000000000").to_owned();
     let role = credential
         .role_arn
         .rsplit('/')
@@ -220,7 +236,7 @@ fn identity(credential: &Credential) -> Identity {
     let role_id = format!("AROALOCAL{}", role.to_uppercase().replace('-', ""));
     Identity {
         access_key: credential.access_key_id.clone(),
-        user_arn: format!("arn:aws:sts::{account}:assumed-role/{role}/local"),
+        user_arn: format!("arn:{partition}:sts::{account}:assumed-role/{role}/local"),
         user_id: format!("{role_id}:local"),
         account_id: account,
     }
@@ -251,7 +267,7 @@ fn canonical_query(raw: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (encode(&decode(k)), encode(&decode(v)))
+            (encode_bytes(&decode_bytes(k)), encode_bytes(&decode_bytes(v)))
         })
         .collect();
     pairs.sort();
@@ -269,10 +285,20 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
+/// The bytes a query component stands for (`+` is a space), without reading them as UTF-8:
+/// two different byte strings never canonicalise alike.
+fn decode_bytes(s: &str) -> Vec<u8> {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).collect()
+}
+
 /// RFC 3986 encoding of everything but the unreserved characters.
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
+    encode_bytes(s.as_bytes())
+}
+
+fn encode_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
@@ -478,7 +504,30 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_request_cannot_take_another_body_or_a_re_encoded_path() {
+        let now = Utc::now();
+        let body = br#"{"effective_from":"2027-01-01","input":"3","output":"15"}"#;
+        let url = "http://127.0.0.1:3000/v1/rates/claude-sonnet";
+        let mut headers = sdk_signed(&runtime(), "PUT", url, body, now);
+        let path = "/v1/rates/claude-sonnet";
+        check("PUT", path, "", &headers, body, now).unwrap();
+        // The original body's hash, sent beside another body.
+        headers.push(("x-amz-content-sha256".into(), hex::encode(Sha256::digest(body))));
+        let other = br#"{"effective_from":"2027-01-01","input":"0","output":"0"}"#;
+        assert_eq!(check("PUT", path, "", &headers, other, now), Err(MISMATCH));
+        // Signed for `/a%2Fb` (the SDK encodes it once more), replayed as `/a%252Fb`.
+        let url = "http://127.0.0.1:3000/v1/rates/a%2Fb";
+        let headers = sdk_signed(&runtime(), "PUT", url, body, now);
+        check("PUT", "/v1/rates/a%2Fb", "", &headers, body, now).unwrap();
+        assert_eq!(
+            check("PUT", "/v1/rates/a%252Fb", "", &headers, body, now),
+            Err(MISMATCH)
+        );
+    }
+
+    #[test]
     fn the_canonical_query_is_sorted_and_encoded_as_sigv4_wants() {
+        assert_ne!(canonical_query("a=%FF"), canonical_query("a=%FE"));
         assert_eq!(canonical_query("b=2&a=x+y&a=%41"), "a=A&a=x%20y&b=2");
         assert_eq!(canonical_query(""), "");
         assert_eq!(encode_path("/v1/orgs/a%2Fb"), "/v1/orgs/a%252Fb");
