@@ -6,10 +6,12 @@ Each test asserts what the page shows. Screenshots of the card in each state go 
 `target/browser/` (not committed).
 """
 
+import http.server
 import json
 import os
 import pathlib
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -359,3 +361,35 @@ def test_a_member_who_may_buy_but_not_see_billing_can_still_buy(page: Page):
     # Credited once Stripe's webhook is in (the simulator delivers before it redirects).
     status, card = api("GET", f"/v1/orgs/{org}/balance", "u_policy")
     assert (status, card["balance"]) == (200, "100.00"), card
+
+
+def test_a_dashboard_on_another_origin_embeds_the_page_in_an_iframe(page: Page):
+    """The README's iframe embedding: the dashboard's origin is in FRAME_ANCESTORS
+    (tests/browser/run sets it), and the page gets the user's token in its address."""
+    org = new_org("u_embed")
+    src = f"{API}/orgs/{org}/billing#token={token('u_embed')}"
+    host = f"<!doctype html><title>Dashboard</title><h1>Our dashboard</h1>" \
+           f"<iframe title='Billing' src='{src}' width='900' height='700'></iframe>"
+
+    class Dashboard(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = host.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["EMBED_PORT"])), Dashboard)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{os.environ['EMBED_PORT']}/")
+        frame = page.frame_locator("iframe[title=Billing]")
+        expect(frame.locator("[data-balance]")).to_have_text("$0.00")
+        expect(frame.locator("[data-role]")).to_have_text("owner")
+        shot(page, "embedded-in-iframe")
+    finally:
+        server.shutdown()
