@@ -363,17 +363,12 @@ def test_a_member_who_may_buy_but_not_see_billing_can_still_buy(page: Page):
     assert (status, card["balance"]) == (200, "100.00"), card
 
 
-def test_a_dashboard_on_another_origin_embeds_the_page_in_an_iframe(page: Page):
-    """The README's iframe embedding: the dashboard's origin is in FRAME_ANCESTORS
-    (tests/browser/run sets it), and the page gets the user's token in its address."""
-    org = new_org("u_embed")
-    src = f"{API}/orgs/{org}/billing#token={token('u_embed')}"
-    host = f"<!doctype html><title>Dashboard</title><h1>Our dashboard</h1>" \
-           f"<iframe title='Billing' src='{src}' width='900' height='700'></iframe>"
+def serve_dashboard(html: str) -> http.server.ThreadingHTTPServer:
+    """A dashboard on another origin (EMBED_PORT), serving one page."""
 
     class Dashboard(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = host.encode()
+            body = html.encode()
             self.send_response(200)
             self.send_header("content-type", "text/html; charset=utf-8")
             self.send_header("content-length", str(len(body)))
@@ -385,6 +380,16 @@ def test_a_dashboard_on_another_origin_embeds_the_page_in_an_iframe(page: Page):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["EMBED_PORT"])), Dashboard)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_dashboard_on_another_origin_embeds_the_page_in_an_iframe(page: Page):
+    """The README's iframe embedding: the dashboard's origin is in FRAME_ANCESTORS
+    (tests/browser/run sets it), and the page gets the user's token in its address."""
+    org = new_org("u_embed")
+    src = f"{API}/orgs/{org}/billing#token={token('u_embed')}"
+    server = serve_dashboard(f"<!doctype html><title>Dashboard</title><h1>Our dashboard</h1>"
+                             f"<iframe title='Billing' src='{src}' width='900' height='700'></iframe>")
     try:
         page.goto(f"http://127.0.0.1:{os.environ['EMBED_PORT']}/")
         frame = page.frame_locator("iframe[title=Billing]")
@@ -393,3 +398,32 @@ def test_a_dashboard_on_another_origin_embeds_the_page_in_an_iframe(page: Page):
         shot(page, "embedded-in-iframe")
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_a_dashboard_on_another_origin_uses_the_web_component(page: Page):
+    """The README's web-component embedding: the dashboard loads billing.js from the API
+    and gives the element the user's token; the API allows its origin (DASHBOARD_ORIGINS,
+    the template's DashboardOrigins)."""
+    org = new_org("u_component")
+    html = f"""<!doctype html><html lang="en"><title>Dashboard</title>
+<link rel="stylesheet" href="{API}/billing/billing.css">
+<main><h1>Our dashboard</h1><div id="slot"></div></main>
+<script type="module">
+import "{API}/billing/billing.js";
+await customElements.whenDefined("agent-credits-billing");
+const el = document.createElement("agent-credits-billing");
+el.token = "{token('u_component')}";
+el.setAttribute("org", "{org}");
+el.setAttribute("api", "{API}");
+document.getElementById("slot").append(el);
+</script></html>"""
+    server = serve_dashboard(html)
+    try:
+        page.goto(f"http://127.0.0.1:{os.environ['EMBED_PORT']}/")
+        expect(page.locator("agent-credits-billing [data-balance]")).to_have_text("$0.00")
+        expect(page.locator("agent-credits-billing [data-role]")).to_have_text("owner")
+        expect(page.get_by_role("button", name="Buy $100.00 credits")).to_be_visible()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -94,6 +94,7 @@ fn local_gateway_in_front_of_cargo_lambda_checks_tokens_signatures_and_reaches_e
             },
         ],
         region: "us-east-1".into(),
+        cors_origins: vec!["http://dash.example".into()],
     };
     let now = chrono::Utc::now().timestamp();
     let owner = config.issuer.token("u_owner", now, 600).unwrap();
@@ -242,6 +243,46 @@ fn local_gateway_in_front_of_cargo_lambda_checks_tokens_signatures_and_reaches_e
     ]);
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"]["code"].is_string(), "{answer}");
+
+    // CORS for a configured dashboard origin: the preflight is the gateway's, the answer
+    // carries the origin; another origin gets neither.
+    let out = Command::new("curl")
+        .args(["-s", "-i", "-X", "OPTIONS", "-H", "origin: http://dash.example"])
+        .args(["-H", "access-control-request-method: GET"])
+        .arg(format!("{base}/v1/orgs/org_demo/balance"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://dash.example"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-headers: authorization,content-type"),
+        "{head}"
+    );
+    for (origin, allowed) in [("http://dash.example", true), ("http://evil.example", false)] {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-i",
+                "-H",
+                &format!("origin: {origin}"),
+                "-H",
+                &bearer(&owner),
+            ])
+            .arg(format!("{base}/v1/orgs/org_demo/balance"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(
+            head.contains(&format!("access-control-allow-origin: {origin}")),
+            allowed,
+            "{origin}: {head}"
+        );
+    }
 
     // No such route.
     let (status, body) = curl(&[&format!("{base}/v1/nothing")]);

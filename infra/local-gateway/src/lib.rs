@@ -39,6 +39,49 @@ pub struct Config {
     pub issuer: jwt::Issuer,
     pub credentials: Vec<sigv4::Credential>,
     pub region: String,
+    /// Origins allowed to call the API from a browser (the template's `DashboardOrigins`,
+    /// its HttpApi `CorsConfiguration`); empty: no CORS headers, as deployed by default.
+    pub cors_origins: Vec<String>,
+}
+
+/// The allowed origin of a request, if it names one that is configured.
+fn allowed_origin(config: &Config, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    config
+        .cors_origins
+        .iter()
+        .any(|o| o == text)
+        .then(|| origin.clone())
+}
+
+/// CORS as API Gateway answers it for a `CorsConfiguration`: preflights are answered by
+/// the gateway itself; other answers carry the allowed origin.
+fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+fn preflight(origin: HeaderValue) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET,PUT,POST,DELETE"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization,content-type"),
+    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    response
 }
 
 /// The gateway as an axum app (the server's and the tests' one entry).
@@ -74,6 +117,19 @@ fn gateway_answer(status: StatusCode, message: &str) -> Response {
 }
 
 async fn handle(State(config): State<Arc<Config>>, request: Request<Body>) -> Response {
+    let origin = allowed_origin(&config, request.headers());
+    if request.method() == axum::http::Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && let Some(origin) = origin.clone()
+    {
+        return preflight(origin);
+    }
+    with_cors(route(&config, request).await, origin)
+}
+
+async fn route(config: &Config, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
     let method = parts.method.as_str().to_owned();
     let raw_path = parts.uri.path().to_owned();

@@ -15,6 +15,7 @@
 //! | `LOCAL_OPERATOR_ACCESS_KEY_ID`, `LOCAL_OPERATOR_SECRET_ACCESS_KEY` | | an operator's pair |
 //! | `RUNTIME_ROLE_ARNS`, `OPERATOR_ROLE_ARNS` | | the roles those pairs act as (the first of each) |
 //! | `AWS_REGION` | us-east-1 | the region signatures are scoped to |
+//! | `DASHBOARD_ORIGINS` | | origins allowed by CORS, comma separated (the template's `DashboardOrigins`) |
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,14 @@ async fn serve() -> Result<(), String> {
         issuer: issuer()?,
         credentials,
         region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+        cors_origins: var("DASHBOARD_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
         .await
