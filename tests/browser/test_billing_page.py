@@ -90,6 +90,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def back_credited(page: Page, org: str) -> None:
+    """Back on the page after paying, once it has shown the purchase credited (the page
+    settles then: nothing re-renders under the test's hands)."""
+    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    expect(page.locator("[data-notice]")).to_contain_text("Purchase credited")
+
+
 def pay_in_simulator(page: Page, card="pm_card_visa") -> None:
     """The simulator's payment page: click the test card's button."""
     page.wait_for_url(f"{SIM}/pay/**")
@@ -104,8 +111,7 @@ def test_an_owner_buys_100_and_comes_back_to_100_and_20000_credits(page: Page):
     shot(page, "card-empty")
     page.get_by_role("button", name="Buy $100.00 credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
-    expect(page.locator("[data-notice]")).to_contain_text("Purchase credited")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
     expect(page.locator("[data-credits]")).to_have_text("20,000 credits")
     expect(page.locator("[data-added]")).to_have_text("$100.00")
@@ -122,7 +128,7 @@ def test_a_custom_amount_is_bought_and_a_bad_one_is_refused_inline(page: Page):
     page.get_by_label("Custom amount (USD)").fill("25.50")
     page.get_by_role("button", name="Purchase credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$25.50")
     expect(page.locator("[data-credits]")).to_have_text("5,100 credits")
 
@@ -133,7 +139,7 @@ def test_a_package_is_bought_with_its_bonus(page: Page):
     open_billing(page, org, "u_pack")
     page.get_by_role("button", name="Buy Starter").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$55.00")
     expect(page.locator("[data-credits]")).to_have_text("11,000 credits")
 
@@ -151,7 +157,7 @@ def test_auto_recharge_shows_the_servers_errors_inline_then_saves(page: Page):
     # Buy once (the card is saved), then a threshold above the amount is refused inline.
     page.get_by_role("button", name="Buy $100.00 credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
     form = page.locator("form[data-form=recharge]")
     form.get_by_label("Auto top-up on").check()
@@ -171,7 +177,7 @@ def test_usage_to_zero_shows_the_low_badge_first_then_the_exhausted_state(page: 
     open_billing(page, org, "u_spend")
     page.get_by_role("button", name="Buy $100.00 credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
     # $90 billed (cost 60 at 1.5x): $10 left, below the $20 default: low.
     status, body = api("POST", f"/v1/orgs/{org}/usage", body={"request_id": "b-1", "member": "u_spend",
@@ -211,7 +217,7 @@ def test_the_history_csv_downloads(page: Page):
     open_billing(page, org, "u_csv")
     page.get_by_role("button", name="Buy $100.00 credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-history] tr").first).to_contain_text("purchase")
     with page.expect_download() as d:
         page.get_by_role("button", name="Download CSV").click()
@@ -278,7 +284,7 @@ def bought(page: Page, org: str, sub: str) -> None:
     open_billing(page, org, sub)
     page.get_by_role("button", name="Buy $100.00 credits").click()
     pay_in_simulator(page)
-    page.wait_for_url(f"{API}/orgs/{org}/billing**")
+    back_credited(page, org)
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
 
 

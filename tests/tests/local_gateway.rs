@@ -36,6 +36,16 @@ fn curl(args: &[&str]) -> (u16, Value) {
     (status.parse().unwrap(), body)
 }
 
+/// The whole answer, status line and headers first, lower-cased (`curl -i`).
+fn raw_answer(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-i"])
+        .args(args)
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
 /// What API Gateway itself answers (not a function): `{"message": ...}` and nothing else.
 fn from_gateway(body: &Value) -> bool {
     body.as_object()
@@ -246,13 +256,16 @@ fn local_gateway_in_front_of_cargo_lambda_checks_tokens_signatures_and_reaches_e
 
     // CORS for a configured dashboard origin: the preflight is the gateway's, the answer
     // carries the origin; another origin gets neither.
-    let out = Command::new("curl")
-        .args(["-s", "-i", "-X", "OPTIONS", "-H", "origin: http://dash.example"])
-        .args(["-H", "access-control-request-method: GET"])
-        .arg(format!("{base}/v1/orgs/org_demo/balance"))
-        .output()
-        .unwrap();
-    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let balance_url = format!("{base}/v1/orgs/org_demo/balance");
+    let head = raw_answer(&[
+        "-X",
+        "OPTIONS",
+        "-H",
+        "origin: http://dash.example",
+        "-H",
+        "access-control-request-method: GET",
+        &balance_url,
+    ]);
     assert!(head.starts_with("http/1.1 204"), "{head}");
     assert!(
         head.contains("access-control-allow-origin: http://dash.example"),
@@ -263,19 +276,8 @@ fn local_gateway_in_front_of_cargo_lambda_checks_tokens_signatures_and_reaches_e
         "{head}"
     );
     for (origin, allowed) in [("http://dash.example", true), ("http://evil.example", false)] {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-i",
-                "-H",
-                &format!("origin: {origin}"),
-                "-H",
-                &bearer(&owner),
-            ])
-            .arg(format!("{base}/v1/orgs/org_demo/balance"))
-            .output()
-            .unwrap();
-        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        let origin_header = format!("origin: {origin}");
+        let head = raw_answer(&["-H", &origin_header, "-H", &bearer(&owner), &balance_url]);
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert_eq!(
             head.contains(&format!("access-control-allow-origin: {origin}")),

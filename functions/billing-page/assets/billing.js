@@ -392,6 +392,12 @@ class Billing extends HTMLElement {
     history.replaceState(null, "", location.pathname + location.hash);
     if (state !== "success") { this.say("The purchase was cancelled; nothing was charged."); return; }
     const session = q.get("session");
+    const credited = (entries) => entries.some((e) => e.external && e.external.checkout_session === session);
+    if (this.balance.ok && credited(this.entries || [])) {
+      // Already in what the page just read: no second render under the user's hands.
+      this.say(`Purchase credited: your balance is ${usd(this.balance.data.balance)}.`);
+      return;
+    }
     this.say("Payment received. Waiting for Stripe to confirm it…");
     for (let i = 0; i < 30; i++) {
       const h = await this.call("GET", `/v1/orgs/${this.org}/history?kind=purchase&limit=20`);
@@ -400,7 +406,7 @@ class Billing extends HTMLElement {
         this.say("Payment received. The org's credits are added when Stripe confirms it.");
         return;
       }
-      if (h.ok && h.data.entries.some((e) => e.external && e.external.checkout_session === session)) {
+      if (h.ok && credited(h.data.entries)) {
         const b = await this.call("GET", `/v1/orgs/${this.org}/balance`);
         this.notice = b.ok ? `Purchase credited: your balance is ${usd(b.data.balance)}.` : "Purchase credited.";
         await this.load();
