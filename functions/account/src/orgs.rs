@@ -20,6 +20,7 @@ use crate::{Account, views};
 pub(crate) struct NewOrg {
     id: OrgId,
     name: String,
+    /// Claude Code when not given (reference 000's default).
     runtime: Option<Runtime>,
     /// Required, with no default (reference 000).
     billing_mode: Option<BillingMode>,
@@ -34,12 +35,8 @@ pub(crate) struct NewOrg {
 }
 
 pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
-    let Some(runtime) = body.runtime else {
-        return Err(ApiError::bad_request(
-            ErrorCode::RuntimeRequired,
-            "choose a runtime: claude_code, codex, gemini_cli, open_code or hermes",
-        ));
-    };
+    // Reference 000: Claude Code is the default runtime (the billing choice has none).
+    let runtime = body.runtime.unwrap_or(Runtime::ClaudeCode);
     let Some(billing_mode) = body.billing_mode else {
         return Err(ApiError::bad_request(
             ErrorCode::BillingModeRequired,

@@ -84,17 +84,12 @@ async fn add(svc: &Account, org: &str, owner: &str, member: &str, role: &str) {
 }
 
 #[tokio::test]
-async fn creating_an_org_needs_a_runtime_and_a_billing_mode_and_byok_needs_its_key() {
+async fn creating_an_org_needs_a_billing_mode_defaults_to_claude_code_and_byok_needs_its_key() {
     let app = app().await;
     let (status, body) = create(&app.svc, "u_owner", "org_a", json!({ "billing_mode": null })).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("billing_mode_required"))
-    );
-    let (status, body) = create(&app.svc, "u_owner", "org_a", json!({ "runtime": null })).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("runtime_required"))
     );
     let (status, body) = create(
         &app.svc,
@@ -123,6 +118,14 @@ async fn creating_an_org_needs_a_runtime_and_a_billing_mode_and_byok_needs_its_k
         .await
         .unwrap();
     assert_eq!(scan.items().len(), 0, "no refused creation wrote anything");
+
+    // No runtime: Claude Code, reference 000's default.
+    let (status, body) = create(&app.svc, "u_owner", "org_default", json!({ "runtime": null })).await;
+    assert_eq!(
+        (status, body["org"]["runtime"].as_str()),
+        (201, Some("claude_code")),
+        "{body}"
+    );
 
     let (status, body) = create(&app.svc, "u_owner", "org_a", json!({})).await;
     assert_eq!(status, 201, "{body}");

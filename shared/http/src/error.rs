@@ -84,7 +84,6 @@ error_codes! {
     ProviderKeyRequired = "provider_key_required",
     RateInThePast = "rate_in_the_past",
     RouteNotFound = "route_not_found",
-    RuntimeRequired = "runtime_required",
     StripeError = "stripe_error",
     StripeUnavailable = "stripe_unavailable",
     SwitchRefused = "switch_refused",
