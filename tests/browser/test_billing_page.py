@@ -109,9 +109,7 @@ def test_an_owner_buys_100_and_comes_back_to_100_and_20000_credits(page: Page):
     expect(page.locator("[data-balance]")).to_have_text("$0.00")
     expect(page.locator("[data-badge]")).to_have_text("Out of credits")
     shot(page, "card-empty")
-    page.get_by_role("button", name="Buy $100.00 credits").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
+    buy(page, org, "Buy $100.00 credits")
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
     expect(page.locator("[data-credits]")).to_have_text("20,000 credits")
     expect(page.locator("[data-added]")).to_have_text("$100.00")
@@ -137,9 +135,7 @@ def test_a_package_is_bought_with_its_bonus(page: Page):
     # tests/browser/run configures one package: $50 for $55 of credits.
     org = new_org("u_pack")
     open_billing(page, org, "u_pack")
-    page.get_by_role("button", name="Buy Starter").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
+    buy(page, org, "Buy Starter")
     expect(page.locator("[data-balance]")).to_have_text("$55.00")
     expect(page.locator("[data-credits]")).to_have_text("11,000 credits")
 
@@ -155,9 +151,7 @@ def test_auto_recharge_shows_the_servers_errors_inline_then_saves(page: Page):
     no_card = page.locator("[data-error=recharge]").inner_text()
     assert "card" in no_card.lower(), no_card
     # Buy once (the card is saved), then a threshold above the amount is refused inline.
-    page.get_by_role("button", name="Buy $100.00 credits").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
+    buy(page, org, "Buy $100.00 credits")
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
     form = page.locator("form[data-form=recharge]")
     form.get_by_label("Auto top-up on").check()
@@ -174,11 +168,7 @@ def test_auto_recharge_shows_the_servers_errors_inline_then_saves(page: Page):
 
 def test_usage_to_zero_shows_the_low_badge_first_then_the_exhausted_state(page: Page):
     org = new_org("u_spend")
-    open_billing(page, org, "u_spend")
-    page.get_by_role("button", name="Buy $100.00 credits").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
-    expect(page.locator("[data-balance]")).to_have_text("$100.00")
+    bought(page, org, "u_spend")
     # $90 billed (cost 60 at 1.5x): $10 left, below the $20 default: low.
     status, body = api("POST", f"/v1/orgs/{org}/usage", body={"request_id": "b-1", "member": "u_spend",
                        "agent": "agent_7", "cost": "60.00"}, signed=True)
@@ -214,10 +204,7 @@ def test_a_member_sees_read_only_billing_and_a_stranger_an_error(page: Page):
 
 def test_the_history_csv_downloads(page: Page):
     org = new_org("u_csv")
-    open_billing(page, org, "u_csv")
-    page.get_by_role("button", name="Buy $100.00 credits").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
+    bought(page, org, "u_csv")
     expect(page.locator("[data-history] tr").first).to_contain_text("purchase")
     with page.expect_download() as d:
         page.get_by_role("button", name="Download CSV").click()
@@ -279,12 +266,17 @@ def sweep() -> None:
     urllib.request.urlopen(urllib.request.Request(f"{SIM}/_sim/webhooks/flush", data=b"{}", method="POST"))
 
 
+def buy(page: Page, org: str, button: str) -> None:
+    """Click a buy button, pay with the Visa test card, and wait back on the page."""
+    page.get_by_role("button", name=button).click()
+    pay_in_simulator(page)
+    back_credited(page, org)
+
+
 def bought(page: Page, org: str, sub: str) -> None:
     """The owner buys $100 on the page (the card is saved for auto top-up)."""
     open_billing(page, org, sub)
-    page.get_by_role("button", name="Buy $100.00 credits").click()
-    pay_in_simulator(page)
-    back_credited(page, org)
+    buy(page, org, "Buy $100.00 credits")
     expect(page.locator("[data-balance]")).to_have_text("$100.00")
 
 
