@@ -232,6 +232,10 @@ def test_org_creation_with_byok_shows_the_key_field_and_never_the_key_again(page
     page.get_by_role("link", name="Key Co").click()
     expect(page.locator("[data-key=anthropic]")).to_contain_text("····TEST")
     assert key not in page.content()
+    # Its wallet is not used: no buy buttons and no auto top-up, but the way to credits.
+    expect(page.locator("[data-not-credits]")).to_contain_text("switch it to credits")
+    expect(page.locator("[data-bulk]")).to_have_count(0)
+    expect(page.locator("[data-form=recharge]")).to_have_count(0)
 
 
 def test_no_serious_or_critical_accessibility_violations(browser):

@@ -477,7 +477,8 @@ async fn a_refund_that_failed_leaves_the_credits_in_either_order(rig: &Rig) {
 }
 
 /// Hole 9: a byok org on Claude Code without its own key runs on the platform key, and
-/// pays for it from its wallet.
+/// pays for it from its wallet; its wallet stays empty, so at zero it is told to bring
+/// its key. A call that ran anyway is billed, its shortfall recorded.
 async fn byok_claude_code_without_its_key_is_billed_to_the_wallet(rig: &Rig) {
     let body = json!({ "id": "org_byok_platform", "name": "b", "runtime": "claude_code",
         "billing_mode": "byok" });
@@ -486,7 +487,7 @@ async fn byok_claude_code_without_its_key_is_billed_to_the_wallet(rig: &Rig) {
     let v = rig.may_i_run("org_byok_platform", "u_owner").await;
     assert_eq!(
         (v["allowed"].as_bool(), v["reason"].as_str()),
-        (Some(false), Some("credits_exhausted")),
+        (Some(false), Some("no_key_configured")),
         "{v}"
     );
     let (status, body) = rig.usage("org_byok_platform", "r_1", "u_owner", "1.00").await;
@@ -524,6 +525,115 @@ async fn byok_member_usage_shows_the_unbilled_cost(rig: &Rig) {
     );
 }
 
+/// Hole 11: the wallets of byok and deferred orgs stay empty (reference 000). Buying
+/// credits and enabling auto-recharge answer 409 `not_a_credits_org` until an owner
+/// switches the org to credits; at zero its agents are told to configure a key, never to
+/// top up. A deferred org whose purchase is credited anyway (its session opened before
+/// this rule) is a credits org from then on.
+async fn byok_and_deferred_wallets_stay_empty(rig: &Rig) {
+    use agent_credits_domain::CheckoutGateway;
+    for (org, mode) in [("org_stays_byok", "byok"), ("org_stays_deferred", "deferred")] {
+        let body = json!({ "id": org, "name": org, "billing_mode": mode });
+        let (status, created) = rig.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        let (status, refused) = rig
+            .dashboard(
+                "POST",
+                &format!("/v1/orgs/{org}/checkout"),
+                "u_owner",
+                Some(json!({ "custom": { "amount": "100.00" } })),
+            )
+            .await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (409, Some("not_a_credits_org")),
+            "{refused}"
+        );
+        let enable = json!({ "enabled": true, "threshold_usd": "20", "amount_usd": "100" });
+        let (status, refused) = rig
+            .dashboard(
+                "PUT",
+                &format!("/v1/orgs/{org}/auto-recharge"),
+                "u_owner",
+                Some(enable),
+            )
+            .await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (409, Some("not_a_credits_org")),
+            "{refused}"
+        );
+        let v = rig.may_i_run(org, "u_owner").await;
+        assert_eq!(
+            (v["allowed"].as_bool(), v["reason"].as_str()),
+            (Some(false), Some("no_key_configured")),
+            "{org}: {v}"
+        );
+        assert_eq!(
+            v["key_setup_url"], "https://console.anthropic.com/settings/keys",
+            "{v}"
+        );
+        assert_eq!(rig.balance(org).await, "0.00");
+    }
+    // Switched to credits, the deferred org buys.
+    let (status, switched) = rig
+        .dashboard(
+            "PUT",
+            "/v1/orgs/org_stays_deferred/billing-mode",
+            "u_owner",
+            Some(json!({ "billing_mode": "credits" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{switched}");
+    rig.buy("org_stays_deferred", "u_owner", "100.00").await;
+    assert_eq!(rig.balance("org_stays_deferred").await, "100.00");
+
+    // A session opened for a deferred org before the rule: Stripe took the money, so it is
+    // credited, and the org is a credits org from then on.
+    let body = json!({ "id": "org_deferred_bought", "name": "d", "billing_mode": "deferred" });
+    let (status, created) = rig.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let gateway = support::payments(rig.sim().base_url(), "sk_test_rules");
+    let (org, owner) = (
+        agent_credits_domain::OrgId::parse("org_deferred_bought").unwrap(),
+        agent_credits_domain::MemberId::parse("u_owner").unwrap(),
+    );
+    let customer = gateway.create_customer(&org, &owner).await.unwrap();
+    let offer = agent_credits_domain::Offer {
+        price: agent_credits_domain::Usd::parse("50").unwrap(),
+        credits: agent_credits_domain::Usd::parse("50").unwrap(),
+        label: "$50 of credits".into(),
+        kind: "custom".into(),
+    };
+    let session = gateway
+        .create_checkout(&agent_credits_domain::NewCheckout {
+            org: &org,
+            member: &owner,
+            customer: &customer,
+            offer: &offer,
+            success_url: "http://127.0.0.1:3000/ok".into(),
+            cancel_url: "http://127.0.0.1:3000/no".into(),
+        })
+        .await
+        .unwrap();
+    let paid = rig
+        .sim()
+        .complete_checkout(&session.id, stripe_sim::CompleteCheckout::card("pm_card_visa"))
+        .await
+        .unwrap();
+    rig.deliver_all(&paid).await;
+    rig.deliver_all(&paid).await;
+    assert_eq!(rig.balance("org_deferred_bought").await, "50.00");
+    let (status, profile) = rig
+        .dashboard("GET", "/v1/orgs/org_deferred_bought", "u_owner", None)
+        .await;
+    assert_eq!(
+        (status, profile["org"]["billing_mode"].as_str()),
+        (200, Some("credits")),
+        "{profile}"
+    );
+}
+
 /// One test per rule in this process, each on its own table, so that each stands alone.
 macro_rules! in_process {
     ($($scenario:ident),* $(,)?) => {
@@ -546,6 +656,7 @@ in_process!(
     dispute_opening_and_closing_at_once_never_leave_an_org_paused,
     a_refund_that_failed_leaves_the_credits_in_either_order,
     byok_claude_code_without_its_key_is_billed_to_the_wallet,
+    byok_and_deferred_wallets_stay_empty,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -566,6 +677,7 @@ async fn money_rules_hold_under_cargo_lambda() {
     a_refund_that_failed_leaves_the_credits_in_either_order(&rig).await;
     byok_claude_code_without_its_key_is_billed_to_the_wallet(&rig).await;
     byok_member_usage_shows_the_unbilled_cost(&rig).await;
+    byok_and_deferred_wallets_stay_empty(&rig).await;
 }
 
 /// Hole 7, the interleaving itself: `charge.refunded` handled with the refund's status as

@@ -389,6 +389,18 @@ impl Run<'_> {
             )
             .await;
         self.log.push(format!("{buyer} checks out ${amount}: {status}"));
+        // Only a credits org's wallet is bought for (reference 000).
+        let wrong = if self.m.billing_mode == "credits" {
+            status == 409
+        } else {
+            status != 409 && status != 403
+        };
+        if wrong {
+            self.fail(format!(
+                "a checkout of a {} org answered {status}: {session}",
+                self.m.billing_mode
+            ));
+        }
         if status != 201 {
             return;
         }
@@ -835,6 +847,12 @@ impl Run<'_> {
         self.log.push(format!(
             "{who} sets auto-recharge {enabled} below ${threshold} by ${amount}: {status} {answer}"
         ));
+        if enabled && self.m.billing_mode != "credits" && status == 200 {
+            self.fail(format!(
+                "enabling auto-recharge in a {} org answered {status}: {answer}",
+                self.m.billing_mode
+            ));
+        }
     }
 
     async fn decline_cards(&mut self) {
@@ -974,6 +992,14 @@ impl Run<'_> {
         }
         if held > balance {
             self.fail(format!("held {held} > balance {balance}"));
+        }
+        // A byok or deferred org's wallet stays empty of what cards pay for.
+        if self.m.billing_mode != "credits" && n("purchased") > Decimal::ZERO {
+            self.fail(format!(
+                "a {} org holds {} of purchased credits",
+                self.m.billing_mode,
+                n("purchased")
+            ));
         }
         // The ledger: every new entry continues the chain, and the chain sums to the balance.
         let entries = self.entries_after(self.m.seq).await;

@@ -7,12 +7,12 @@
 // `#token=<jwt>` in the page's address (kept in sessionStorage, removed from the address).
 
 const TOKEN_KEY = "agent-credits-token";
-const PROVIDERS = ["anthropic", "open_ai", "google", "open_router"];
+const PROVIDERS = ["anthropic", "open_ai", "google", "open_router", "open_code"];
 const RUNTIMES = [
   ["claude_code", "Claude Code", "anthropic"],
   ["codex", "Codex", "open_ai"],
   ["gemini_cli", "Gemini CLI", "google"],
-  ["open_code", "OpenCode", "open_router"],
+  ["open_code", "OpenCode", "open_code"],
   ["hermes", "Hermes", "open_router"],
 ];
 const KINDS = ["purchase", "auto_top_up", "usage", "grant", "plan_grant", "rollover", "refund",
@@ -184,7 +184,7 @@ class Billing extends HTMLElement {
     const rows = (b.recent || []).map((e) => `<tr><td>${esc(e.kind)}</td>
       <td class="num">${amount(e.amount)}</td><td class="num">${usd(e.balance_after)}</td>
       <td>${esc(e.member || "")}</td><td>${when(e.created_at)}</td></tr>`).join("");
-    const out = b.exhausted ? `<div class="out-card" data-exhausted role="alert">
+    const out = b.exhausted && this.profile.billing_mode === "credits" ? `<div class="out-card" data-exhausted role="alert">
         <h3>Out of credits</h3>
         <p>Your agents are paused until credits are added. ${
           this.offers.ok
@@ -220,6 +220,14 @@ class Billing extends HTMLElement {
   }
 
   buyHtml() {
+    const mode = this.profile.billing_mode;
+    if (mode !== "credits") {
+      return `<section class="card"><h2>Buy credits</h2><p class="muted" data-not-credits>
+        This org ${mode === "byok" ? "pays its provider with its own key" : "has not chosen how to pay yet"},
+        so its wallet is not used. ${this.at("admin")
+          ? "To buy credits, switch it to credits in the settings below."
+          : "An owner or admin can switch it to credits."}</p></section>`;
+    }
     const o = this.offers.data;
     if (!this.offers.ok) {
       if (this.offers.status !== 403) return "";
@@ -247,7 +255,7 @@ class Billing extends HTMLElement {
   }
 
   rechargeHtml() {
-    if (!this.recharge.ok) return "";
+    if (!this.recharge.ok || this.profile.billing_mode !== "credits") return "";
     const r = this.recharge.data;
     const edit = this.at("admin");
     const dis = edit ? "" : "disabled";

@@ -5,7 +5,7 @@
 //! Saving lifts a suspension left by a failed charge.
 
 use agent_credits_domain::{OrgId, RechargeSettings, Usd, recharge};
-use agent_credits_dynamo::{Card, RechargeStore};
+use agent_credits_dynamo::{Card, Configured, RechargeStore};
 use agent_credits_http::{ApiError, ErrorCode, Membership, json_response};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
@@ -46,6 +46,7 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
     // Enabling charges the caller's own card; disabling leaves the card on file with its
     // owner. A card never passes from one member to another.
     let card = if body.enabled {
+        crate::credits_org(who)?;
         let customer = member.stripe_customer.clone().ok_or_else(no_card)?;
         let payment_method = newest_card(svc, &customer).await?.ok_or_else(no_card)?;
         Some(Card {
@@ -56,13 +57,14 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
     } else {
         None
     };
-    if !recharges
+    match recharges
         .configure(org, &settings, card.as_ref(), me, chrono::Utc::now())
         .await?
     {
-        return Err(forbidden());
+        Configured::Saved => view(recharges, org).await,
+        Configured::CardOwnerGone => Err(forbidden()),
+        Configured::NotCredits => Err(crate::not_credits(who.org.billing_mode)),
     }
-    view(recharges, org).await
 }
 
 fn no_card() -> ApiError {

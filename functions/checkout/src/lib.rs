@@ -13,7 +13,8 @@ pub mod views;
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Action, Catalog, CheckoutGateway, Choice, GatewayError, NewCheckout, OrgDirectory, Package, Usd,
+    Action, BillingMode, Catalog, CheckoutGateway, Choice, GatewayError, NewCheckout, OrgDirectory, Package,
+    Usd,
 };
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{
@@ -121,6 +122,28 @@ pub async fn handle(svc: &Checkout, req: Request) -> Response<Body> {
     answer(&ROUTER, svc, req).await
 }
 
+/// Buying credits or enabling auto-recharge in an org that does not run on credits: its
+/// wallet stays empty (reference 000) until an owner switches it to credits.
+pub(crate) fn not_credits(mode: BillingMode) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::NotACreditsOrg,
+        format!(
+            "this org's billing mode is {}: its wallet is not used. An owner switches it to credits \
+             first (PUT /v1/orgs/{{org}}/billing-mode with {{\"billing_mode\": \"credits\"}})",
+            mode.as_str()
+        ),
+    )
+}
+
+/// Refuses a purchase or an auto-recharge for an org that does not run on credits.
+fn credits_org(who: &Membership) -> Result<(), ApiError> {
+    match who.org.billing_mode {
+        BillingMode::Credits => Ok(()),
+        other => Err(not_credits(other)),
+    }
+}
+
 fn forbidden() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -148,6 +171,9 @@ fn offers(svc: &Checkout, who: &Membership) -> Reply {
 
 async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Reply {
     let (org, me, member) = (&who.org.id, &who.member.id, &who.member);
+    // Credits is the one mode nobody switches away from: an org seen on credits here is
+    // still on credits when Stripe's payment is credited.
+    credits_org(who)?;
     let offer = svc
         .catalog
         .offer(&choice)

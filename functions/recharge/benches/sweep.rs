@@ -92,7 +92,7 @@ async fn main() {
             .configure(&org, &settings, Some(&card), &owner, chrono::Utc::now())
             .await
             .unwrap();
-        assert!(saved);
+        assert_eq!(saved, agent_credits_dynamo::Configured::Saved);
         let usage = ChangeRequest::usage(
             org,
             PositiveUsd::parse("15").unwrap(),

@@ -56,7 +56,7 @@ async fn due_org() -> App {
         .configure(&org, &settings, Some(&card), &card.owner, chrono::Utc::now())
         .await
         .unwrap();
-    assert!(saved);
+    assert_eq!(saved, agent_credits_dynamo::Configured::Saved);
     let usage = agent_credits_domain::ChangeRequest::usage(
         org.clone(),
         PositiveUsd::parse("15").unwrap(),

@@ -373,3 +373,49 @@ async fn a_disputed_org_is_not_topped_up_until_its_dispute_closes() {
     let report = sweep(&app.svc).await.unwrap();
     assert_eq!(report.charged, 1, "{report:?}");
 }
+
+/// An org switched away from credits, as data written before the rule could leave it:
+/// its wallet and profile say `byok`, though auto-recharge was enabled while it was a
+/// credits org.
+async fn made_byok(app: &App) {
+    let client = app.svc.recharges.client();
+    for sk in ["WALLET", "PROFILE"] {
+        client
+            .update_item()
+            .table_name("credits")
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("ORG#{}", app.org)),
+            )
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.to_owned()))
+            .update_expression("SET billing_mode = :byok")
+            .expression_attribute_values(":byok", aws_sdk_dynamodb::types::AttributeValue::S("byok".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_wallet_of_an_org_off_credits_is_never_charged_by_auto_recharge() {
+    let app = app(120).await;
+    enable(&app, 3).await;
+    made_byok(&app).await;
+    spend(&app, "15", "usage:1").await; // $15 left, below the $20 threshold
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!(report.charged, 0, "{report:?}");
+    assert_eq!(charges(&app), 0, "the card was charged");
+    assert_eq!(top_ups(&app).await, 0);
+    assert_eq!(sweep(&app.svc).await.unwrap().due, 0, "the mark was cleared");
+
+    // Enabling again is refused by the store, in the write itself.
+    let settings = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000")).unwrap();
+    let card = owners_card(&app);
+    let saved = app
+        .svc
+        .recharges
+        .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(saved, Configured::NotCredits);
+}

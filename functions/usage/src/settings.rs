@@ -19,6 +19,9 @@ pub struct Settings {
     pub iam: IamRoles,
     /// Where the orgs' BYOK keys are (`BYOK_SECRET_PREFIX`).
     pub byok_prefix: String,
+    /// The per-runtime key-setup guide (`KEY_SETUP_GUIDE_URL`, `{runtime}` filled in);
+    /// `None` (unset or empty): the runtime's provider's key page.
+    pub key_setup_guide: Option<String>,
 }
 
 impl agent_credits_aws::settings::FromEnv for Settings {
@@ -34,7 +37,14 @@ impl agent_credits_aws::settings::FromEnv for Settings {
             get("RUNTIME_ROLE_ARNS").as_deref(),
             get("OPERATOR_ROLE_ARNS").as_deref(),
         )?;
+        let key_setup_guide = get("KEY_SETUP_GUIDE_URL").filter(|g| !g.is_empty());
+        if let Some(g) = &key_setup_guide
+            && !(g.starts_with("https://") || g.starts_with("http://"))
+        {
+            return Err(format!("KEY_SETUP_GUIDE_URL: not an http(s) URL: {g}"));
+        }
         Ok(Settings {
+            key_setup_guide,
             table: required(&get, "TABLE_NAME")?,
             default_markup,
             hold_ttl_seconds,

@@ -1,6 +1,6 @@
 //! `GET .../may-i-run`: may the org's agents run now, and who pays.
 
-use agent_credits_domain::{AgentId, MemberId, OrgId, WalletStore};
+use agent_credits_domain::{AgentId, MemberId, OrgId, PauseReason, WalletStore};
 use agent_credits_http::{ApiError, Reply, json_response};
 use lambda_http::http::StatusCode;
 
@@ -40,6 +40,12 @@ pub(crate) async fn may_i_run(
             available: v.available,
             low_balance: v.low_balance,
             runtime: agent.is_some().then_some(runtime).flatten(),
+            key_setup_url: match (v.reason, runtime) {
+                (Some(PauseReason::NoKeyConfigured), Some(r)) => {
+                    Some(r.key_setup_guide(svc.settings.key_setup_guide.as_deref()))
+                }
+                _ => None,
+            },
         },
     ))
 }

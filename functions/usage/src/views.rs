@@ -131,6 +131,10 @@ pub struct Verdict {
     /// The runtime the asking agent runs (its own, else the org's), when it gave its id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,
+    /// With `no_key_configured`: the key-setup guide of the runtime, which its terminal
+    /// links to (reference 000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_setup_url: Option<String>,
 }
 
 /// The org's own provider key, for the runtime: the one answer that carries a key.

@@ -691,6 +691,20 @@ async fn a_deferred_org_without_key_or_credits_may_not_run() {
         (verdict["allowed"].as_bool(), verdict["reason"].as_str()),
         (Some(false), Some("no_key_configured"))
     );
+    // The terminal links to the runtime's key-setup guide: by default its provider's key
+    // page, else the deployment's guide with the runtime filled in.
+    assert_eq!(
+        verdict["key_setup_url"], "https://console.anthropic.com/settings/keys",
+        "{verdict}"
+    );
+    let mut app = app;
+    Arc::get_mut(&mut app.svc).unwrap().settings.key_setup_guide =
+        Some("https://docs.example.com/agents/{runtime}/keys".into());
+    let (_, verdict) = call(&app.svc, &support::event("usage/may-i-run.json")).await;
+    assert_eq!(
+        verdict["key_setup_url"], "https://docs.example.com/agents/claude_code/keys",
+        "{verdict}"
+    );
 }
 
 #[tokio::test]

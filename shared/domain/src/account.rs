@@ -40,6 +40,8 @@ pub enum Provider {
     OpenAi,
     Google,
     OpenRouter,
+    /// OpenCode Zen, OpenCode's own hosted models (reference 000's provider column).
+    OpenCode,
 }
 
 impl Runtime {
@@ -65,14 +67,35 @@ impl Runtime {
         Runtime::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    /// The provider whose key this runtime's calls use. OpenCode speaks to many
-    /// providers; we run it through OpenRouter, like Hermes.
+    /// The provider whose key this runtime's calls use: reference 000's provider column.
+    /// OpenCode's is OpenCode (its Zen API key); Hermes reaches any model via OpenRouter.
     pub fn provider(self) -> Provider {
         match self {
             Runtime::ClaudeCode => Provider::Anthropic,
             Runtime::Codex => Provider::OpenAi,
             Runtime::GeminiCli => Provider::Google,
-            Runtime::OpenCode | Runtime::Hermes => Provider::OpenRouter,
+            Runtime::OpenCode => Provider::OpenCode,
+            Runtime::Hermes => Provider::OpenRouter,
+        }
+    }
+
+    /// The key-setup guide for this runtime that its terminal links to (reference 000):
+    /// the deployment's `guide` with `{runtime}` filled in, else [`Runtime::key_page`].
+    pub fn key_setup_guide(self, guide: Option<&str>) -> String {
+        match guide {
+            Some(g) => g.replace("{runtime}", self.as_str()),
+            None => self.key_page().to_owned(),
+        }
+    }
+
+    /// Where this runtime's key is made: its provider's key page.
+    pub fn key_page(self) -> &'static str {
+        match self.provider() {
+            Provider::Anthropic => "https://console.anthropic.com/settings/keys",
+            Provider::OpenAi => "https://platform.openai.com/api-keys",
+            Provider::Google => "https://aistudio.google.com/apikey",
+            Provider::OpenRouter => "https://openrouter.ai/settings/keys",
+            Provider::OpenCode => "https://opencode.ai/auth",
         }
     }
 
@@ -96,11 +119,12 @@ impl fmt::Display for Runtime {
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
+    pub const ALL: [Provider; 5] = [
         Provider::Anthropic,
         Provider::OpenAi,
         Provider::Google,
         Provider::OpenRouter,
+        Provider::OpenCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +133,7 @@ impl Provider {
             Provider::OpenAi => "open_ai",
             Provider::Google => "google",
             Provider::OpenRouter => "open_router",
+            Provider::OpenCode => "open_code",
         }
     }
 
@@ -119,7 +144,7 @@ impl Provider {
 
 /// A provider name that is none of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("provider is one of anthropic, open_ai, google, open_router")]
+#[error("provider is one of anthropic, open_ai, google, open_router, open_code")]
 pub struct UnknownProvider;
 
 impl std::str::FromStr for Provider {

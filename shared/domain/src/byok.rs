@@ -32,13 +32,15 @@ impl ProviderKey {
             Provider::OpenRouter => ("sk-or-", 30..=300, "sk-or-… , 30 to 300 characters"),
             Provider::OpenAi => ("sk-", 20..=300, "sk-… , 20 to 300 characters"),
             Provider::Google => ("AIza", 39..=39, "AIza… , 39 characters"),
+            Provider::OpenCode => ("sk-", 20..=300, "sk-… , 20 to 300 characters"),
         };
         let charset = key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        // An Anthropic or OpenRouter key is not an OpenAI key, though it starts with sk-.
-        let foreign =
-            provider == Provider::OpenAi && (key.starts_with("sk-ant-") || key.starts_with("sk-or-"));
+        // An Anthropic or OpenRouter key is not an OpenAI or OpenCode key, though it starts
+        // with sk-.
+        let foreign = matches!(provider, Provider::OpenAi | Provider::OpenCode)
+            && (key.starts_with("sk-ant-") || key.starts_with("sk-or-"));
         if !key.starts_with(prefix) || !lengths.contains(&key.len()) || !charset || foreign {
             return Err(KeyFormatError {
                 provider: provider.as_str(),
@@ -72,6 +74,7 @@ mod tests {
         assert!(ProviderKey::parse(Provider::Anthropic, &format!("sk-ant-api03-{}", "x".repeat(40))).is_ok());
         assert!(ProviderKey::parse(Provider::Google, &format!("AIza{}", "B".repeat(35))).is_ok());
         assert!(ProviderKey::parse(Provider::OpenRouter, &format!("sk-or-v1-{}", "c".repeat(40))).is_ok());
+        assert!(ProviderKey::parse(Provider::OpenCode, &format!("sk-{}", "d".repeat(60))).is_ok());
         for (provider, bad) in [
             (Provider::OpenAi, "sk-short"),
             (Provider::OpenAi, "sk-ant-api03-looks-like-anthropic-not-openai"),
@@ -82,6 +85,7 @@ mod tests {
                 "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
             ),
             (Provider::OpenRouter, ""),
+            (Provider::OpenCode, "sk-or-v1-an-openrouter-key-is-not-opencodes"),
         ] {
             assert!(ProviderKey::parse(provider, bad).is_err(), "{provider} {bad}");
         }

@@ -5,7 +5,8 @@
 //! - a credits org bills every call to its wallet;
 //! - a byok org runs on its own key for the runtime's provider; without one, Claude Code
 //!   runs on the platform key and bills the wallet ("Claude can use the platform key"),
-//!   and any other runtime may not run (its key is required: [`missing_byok_key`]);
+//!   and any other runtime may not run (its key is required: [`missing_byok_key`]). Its
+//!   wallet stays empty (nobody may buy for it), so at zero it is `no_key_configured`;
 //! - a deferred org runs on its own key only when it is the key its runtime needs;
 //!   otherwise on credits, and with neither it may not run (`no_key_configured`).
 
@@ -118,8 +119,9 @@ pub fn verdict(
         Ok(Billing::ProviderKey) => None,
         Ok(Billing::Credits) => match wallet.state {
             WalletState::Paused(r) if r != PauseReason::CreditsExhausted => Some(r),
-            // A deferred org without its key runs on credits only while it has some.
-            _ if available.is_zero() && mode == BillingMode::Deferred => Some(PauseReason::NoKeyConfigured),
+            // A byok or deferred org's wallet stays empty (it is never topped up): without
+            // its key it runs on credits only while it has some, then needs its key.
+            _ if available.is_zero() && mode != BillingMode::Credits => Some(PauseReason::NoKeyConfigured),
             _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
             _ => match member {
                 Some(m) if m.limit_reached()? => Some(PauseReason::MemberLimitReached),
@@ -168,8 +170,11 @@ mod tests {
             billing(Byok, Codex, &[Provider::Anthropic]),
             Err(PauseReason::NoKeyConfigured)
         );
-        // With no credits, that org is exhausted like any credits org.
+        // Its wallet stays empty (never topped up): at zero it needs its key, where a
+        // credits org would be told to top up.
         let v = verdict(Byok, &wallet("0"), billing(Byok, ClaudeCode, &[]), None).unwrap();
+        assert_eq!(v.reason, Some(PauseReason::NoKeyConfigured));
+        let v = verdict(Credits, &wallet("0"), billing(Credits, ClaudeCode, &[]), None).unwrap();
         assert_eq!(v.reason, Some(PauseReason::CreditsExhausted));
     }
 

@@ -20,5 +20,5 @@ pub use members::{MonthRow, Unbilled};
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};
 pub use payments::{EVENT_RECEIPT_DAYS, InvoiceGrant, InvoiceRecord, PaymentRecord};
 pub use rates::RateStore;
-pub use recharge::{Attempt, Card, Claim, Due, Gate, RechargeConfig, RechargeStore};
+pub use recharge::{Attempt, Card, Claim, Configured, Due, Gate, RechargeConfig, RechargeStore};
 pub use store::{DynamoWalletStore, RetryPolicy};

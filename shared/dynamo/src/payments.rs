@@ -8,13 +8,16 @@
 //!   so a redelivered event is answered without touching the wallet.
 
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, OrgId, Outcome, StoreError, Usd, WalletStore,
+    BillingMode, ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, OrgId, Outcome, StoreError, Usd,
+    WalletStore,
 };
 use chrono::{DateTime, Duration, Utc};
 
 use crate::attr::{Reader, n_u64, n_usd, s};
-use crate::items::{idem_from_item, idem_sk, key, org_pk, timestamp};
+use crate::items::{WALLET_SK, idem_from_item, idem_sk, key, org_pk, timestamp};
+use crate::orgs::PROFILE_SK;
 use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
+use crate::update::UpdateExpr;
 
 /// A payment that credited an org's wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +86,9 @@ impl DynamoWalletStore {
     }
 
     /// Credits a payment (`req`, keyed on it) and, once the credit is committed (now or
-    /// before), remembers the payment for its refunds and disputes.
+    /// before), remembers the payment for its refunds and disputes, and makes a deferred
+    /// org that paid a credits org. Both follow the credit: an error after it is answered
+    /// 500, Stripe delivers the event again, the credit replays and they are done then.
     pub async fn credit_payment(
         &self,
         req: ChangeRequest,
@@ -92,8 +97,40 @@ impl DynamoWalletStore {
         let outcome = self.apply(req).await?;
         if outcome.is_ok() {
             self.record_payment(record).await?;
+            self.deferred_becomes_credits(&record.org).await?;
         }
         Ok(outcome)
+    }
+
+    /// A deferred org that bought credits has decided: it is a credits org (reference
+    /// 000), on its profile (a new revision) and its wallet together, on the condition
+    /// that both still say deferred. Any other mode is left as it is; idempotent.
+    async fn deferred_becomes_credits(&self, org: &OrgId) -> Result<(), StoreError> {
+        let switch = |revised: bool| {
+            let mut x = UpdateExpr::default();
+            x.set("billing_mode", s(BillingMode::Credits.as_str()));
+            if revised {
+                x.add("revision", n_u64(1));
+            }
+            x.condition("#billing_mode = :deferred");
+            x.value(":deferred", s(BillingMode::Deferred.as_str()));
+            x
+        };
+        let sent = self
+            .client()
+            .transact_write_items()
+            .transact_items(switch(true).update(self.table(), key(org_pk(org), PROFILE_SK))?)
+            .transact_items(switch(false).update(self.table(), key(org_pk(org), WALLET_SK))?)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::info!(org = %org, "a deferred org bought credits: it is a credits org now");
+                Ok(())
+            }
+            Err(e) if crate::orgs::cancelled_on_condition(&e) => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
 
     /// The credited payment of this payment intent, if it has been credited.

@@ -19,7 +19,7 @@
 //! ([`card_owner_leaves`]).
 
 use agent_credits_domain::{
-    MemberId, NotificationKind, OrgId, RechargeSettings, StoreError, Usd, Wallet, recharge,
+    BillingMode, MemberId, NotificationKind, OrgId, RechargeSettings, StoreError, Usd, Wallet, recharge,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -113,6 +113,25 @@ pub enum Claim {
     CardOwnerLeft,
     /// The org has an open dispute: no top-up until it closes.
     Disputed,
+}
+
+/// Conditions a write of the wallet on its org being a credits org: only its wallet is
+/// ever charged for (reference 000: byok and deferred wallets stay empty).
+fn credits_only(w: &mut UpdateExpr) {
+    w.name_only("billing_mode");
+    w.condition("#billing_mode = :credits");
+    w.value(":credits", s(BillingMode::Credits.as_str()));
+}
+
+/// What saving an org's auto-recharge settings did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Configured {
+    Saved,
+    /// The card's owner is not a member who may manage auto-recharge: nothing written.
+    CardOwnerGone,
+    /// Enabling, on an org that is not a credits org: its wallet stays empty (reference
+    /// 000), so nothing is written.
+    NotCredits,
 }
 
 #[derive(Debug, Clone)]
@@ -277,8 +296,8 @@ impl RechargeStore {
     /// and sets the wallet's trigger; an org already below the threshold is marked due at
     /// once. Enabling charges `card` (the caller's own), in the same transaction as a check
     /// that its owner is a member who may manage auto-recharge; disabling keeps the card
-    /// on file (still theirs). The attempt in flight, if any, is left to finish. `false`
-    /// when the card's owner is not such a member: nothing is written.
+    /// on file (still theirs). The attempt in flight, if any, is left to finish. Enabling
+    /// is conditioned on the wallet being a credits org's, in the same write.
     pub async fn configure(
         &self,
         org: &OrgId,
@@ -286,7 +305,7 @@ impl RechargeStore {
         card: Option<&Card>,
         by: &MemberId,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Configured, StoreError> {
         let mut config = UpdateExpr::default();
         config.set("type", s("recharge"));
         config.set("enabled", AttributeValue::Bool(settings.enabled));
@@ -317,6 +336,9 @@ impl RechargeStore {
             w.remove("gsi1sk");
         }
         w.condition("attribute_exists(pk)");
+        if settings.enabled {
+            credits_only(&mut w);
+        }
         let mut tx = self
             .client
             .transact_write_items()
@@ -326,8 +348,9 @@ impl RechargeStore {
             tx = tx.transact_items(card_owner_check(&self.table, org, &card.owner)?);
         }
         match tx.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_at(&e, 2) => Ok(false),
+            Ok(_) => Ok(Configured::Saved),
+            Err(e) if cancelled_at(&e, 2) => Ok(Configured::CardOwnerGone),
+            Err(e) if settings.enabled && cancelled_at(&e, 1) => Ok(Configured::NotCredits),
             Err(e) => Err(sdk_error(e)),
         }
     }
@@ -462,10 +485,13 @@ impl RechargeStore {
             ("tries".to_owned(), n_u64(0)),
             ("created_at".to_owned(), timestamp(now)),
         ]);
+        // Only a credits org's wallet is topped up; one with an open dispute waits.
         let undisputed = ConditionCheck::builder()
             .table_name(&*self.table)
             .set_key(Some(key(org_pk(org), WALLET_SK)))
-            .condition_expression("attribute_not_exists(open_disputes)")
+            .condition_expression("attribute_not_exists(open_disputes) AND #billing_mode = :credits")
+            .expression_attribute_names("#billing_mode", "billing_mode")
+            .expression_attribute_values(":credits", s(BillingMode::Credits.as_str()))
             .build()
             .map_err(unbuilt)?;
         let sent = self
@@ -502,7 +528,11 @@ impl RechargeStore {
             return Ok(Claim::CardOwnerLeft);
         }
         if failed(4) {
-            return Ok(Claim::Disputed);
+            let wallet = self.wallet(org).await?;
+            return Ok(match wallet.settings.billing_mode {
+                Some(BillingMode::Credits) => Claim::Disputed,
+                _ => Claim::Off,
+            });
         }
         if failed(1) {
             return Ok(Claim::CapReached);

@@ -75,6 +75,7 @@ error_codes! {
     MissingModel = "missing_model",
     MissingRequestId = "missing_request_id",
     MissingSignature = "missing_signature",
+    NotACreditsOrg = "not_a_credits_org",
     NegativeAmount = "negative_amount",
     NoSavedCard = "no_saved_card",
     OrgChanged = "org_changed",

@@ -9,7 +9,7 @@ pub use agent_credits_domain::{
     BillingMode, ChangeRequest, EntryKind, IdempotencyKey, MemberId, OrgId, PageRequest, PauseReason,
     PositiveUsd, RechargeSettings, SystemClock, Usd, WalletSettings, WalletState, WalletStore,
 };
-pub use agent_credits_dynamo::{Card, Claim, DynamoWalletStore, RechargeStore};
+pub use agent_credits_dynamo::{Card, Claim, Configured, DynamoWalletStore, RechargeStore};
 pub use recharge::{Recharge, send_intent, sweep};
 pub use stripe::StripeRequest;
 pub use stripe_core::customer::CreateCustomer;
@@ -117,7 +117,7 @@ pub async fn enable(app: &App, max_per_day: u32) {
         .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
         .await
         .unwrap();
-    assert!(saved, "the owner may save their card");
+    assert_eq!(saved, Configured::Saved, "the owner may save their card");
 }
 
 pub async fn spend(app: &App, amount: &str, key: &str) {
