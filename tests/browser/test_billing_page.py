@@ -328,6 +328,31 @@ def test_an_owner_sets_a_members_limit_and_the_member_sees_it(browser):
     expect(member.get_by_label("Monthly limit for u_capped (USD)")).to_have_count(0)
 
 
+def test_an_owner_changes_the_org_settings_and_the_change_is_listed_with_who(browser):
+    org = new_org("u_sets", members=[("u_sets_admin", "admin")])
+    admin = browser.new_context().new_page()
+    open_billing(admin, org, "u_sets_admin")
+    # Owners alone buy by default, and only owners change that.
+    expect(admin.locator("[data-no-purchase]")).to_be_visible()
+    expect(admin.get_by_label("Who may buy credits")).to_be_disabled()
+    owner = browser.new_context().new_page()
+    open_billing(owner, org, "u_sets")
+    owner.get_by_label("Who may buy credits").select_option("owners_and_admins")
+    owner.get_by_label("Low-balance alert below (USD)").fill("45")
+    owner.get_by_role("button", name="Save settings").click()
+    expect(owner.locator("[data-notice]")).to_contain_text("Settings saved")
+    expect(owner.locator("[data-changes]")).to_contain_text("purchase policy: owners_only → owners_and_admins")
+    expect(owner.locator("[data-changes]")).to_contain_text("by u_sets")
+    expect(owner.get_by_label("Low-balance alert below (USD)")).to_have_value("45.00")
+    owner.get_by_label("Low-balance alert below (USD)").fill("-5")
+    owner.get_by_role("button", name="Save settings").click()
+    expect(owner.locator("[data-error=settings]")).to_contain_text("negative")
+    # Now the admin may buy.
+    open_billing(admin, org, "u_sets_admin")
+    expect(admin.locator("[data-bulk]")).to_be_visible()
+    shot(owner, "org-settings")
+
+
 def test_byok_keys_rotate_and_a_key_in_use_is_explained(page: Page):
     org = f"org_y{time.time_ns() % 10**12}"
     first = "sk-proj-Aa1Bb2Cc3Dd4Ee5Ff6Gg7Hh8Ii9Jj0KkLl-FIRS"

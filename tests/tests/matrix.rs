@@ -27,7 +27,11 @@ fn who_may(action: Action) -> Who {
     match action {
         Action::ViewOrg | Action::ViewBilling => Who::Members,
         Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => Who::Admins,
-        Action::Purchase | Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers => Who::Owner,
+        Action::Purchase
+        | Action::ChangePlan
+        | Action::SetMemberLimits
+        | Action::ManageMembers
+        | Action::ChangeSettings => Who::Owner,
     }
 }
 
@@ -73,12 +77,14 @@ fn readme_who() -> std::collections::HashMap<String, String> {
             let route = cells.next()?.strip_prefix('`')?.split('`').next()?;
             let (method, path) = route.split_once(' ')?;
             let path = path.split('?').next()?;
-            ["GET", "PUT", "POST", "DELETE"].contains(&method).then(|| {
-                (
-                    format!("{method} {path}"),
-                    cells.next().unwrap_or_default().to_owned(),
-                )
-            })
+            ["GET", "PUT", "PATCH", "POST", "DELETE"]
+                .contains(&method)
+                .then(|| {
+                    (
+                        format!("{method} {path}"),
+                        cells.next().unwrap_or_default().to_owned(),
+                    )
+                })
         })
         .collect()
 }
@@ -99,7 +105,9 @@ fn each_dashboard_routes_action_is_the_one_the_readme_names() {
             Auth::Member(Action::ViewOrg) => "members",
             Auth::Member(Action::ViewBilling) => "who may view billing",
             Auth::Member(Action::Purchase) => "who may purchase",
-            Auth::Member(Action::ManageMembers | Action::SetMemberLimits | Action::ChangePlan) => "owner",
+            Auth::Member(
+                Action::ManageMembers | Action::SetMemberLimits | Action::ChangePlan | Action::ChangeSettings,
+            ) => "owner",
             Auth::Member(Action::ManageKeys | Action::ManageOrg | Action::ManageAutoRecharge) => {
                 "owner, admin"
             }

@@ -15,6 +15,7 @@ mod keys;
 mod members;
 mod notifications;
 mod orgs;
+mod settings;
 pub mod views;
 
 use std::sync::Arc;
@@ -130,6 +131,12 @@ pub fn routes() -> Vec<Route<Account>> {
             ViewBilling,
             |svc, c| Box::pin(async move { notifications::mark_read(svc, &c.who.org, c.body()?).await }),
         ),
+        Route::member(M::GET, "/v1/orgs/{org}/settings", ViewBilling, |svc, c| {
+            Box::pin(async move { settings::get(svc, &c.who.org).await })
+        }),
+        Route::member(M::PATCH, "/v1/orgs/{org}/settings", ChangeSettings, |svc, c| {
+            Box::pin(async move { settings::patch(svc, &c.who, c.body()?).await })
+        }),
         Route::member(M::PUT, "/v1/orgs/{org}/billing-mode", ManageOrg, |svc, c| {
             Box::pin(async move { orgs::set_billing_mode(svc, &c.who.org, c.body()?).await })
         }),

@@ -3,7 +3,7 @@
 
 use agent_credits_domain::{
     AgentId, Billing, BillingMode, Buckets, EntryKind, ExternalRefs, LedgerEntry, MemberId, Org, PauseReason,
-    Provider, Role, Runtime, SignedUsd, Usd,
+    Provider, PurchasePolicy, Role, Runtime, SettingChanged, SignedUsd, Usd, WalletSettings,
 };
 use agent_credits_dynamo::items::Notification;
 use agent_credits_dynamo::{AgentRuntime, KeyMeta};
@@ -218,4 +218,35 @@ pub struct Notifications<'a> {
 #[derive(Debug, Serialize)]
 pub struct Marked {
     pub marked: usize,
+}
+
+/// The org's settings after creation, and who changed them (newest first).
+#[derive(Debug, Serialize)]
+pub struct OrgSettings<'a> {
+    pub purchase_policy: PurchasePolicy,
+    pub members_see_billing: bool,
+    /// The org's own threshold, else the default ($20).
+    pub low_balance_threshold_usd: Usd,
+    pub low_balance_threshold_is_default: bool,
+    /// Where `credit_balance_low` fires now: auto-recharge's threshold while it is on.
+    pub low_balance_alert_below_usd: Usd,
+    /// The org's markup; `null`: the deployment's default (`DEFAULT_MARKUP`).
+    pub markup: Option<String>,
+    pub changes: &'a [SettingChanged],
+}
+
+impl<'a> OrgSettings<'a> {
+    pub fn of(org: &Org, wallet: &WalletSettings, changes: &'a [SettingChanged]) -> OrgSettings<'a> {
+        OrgSettings {
+            purchase_policy: org.purchase_policy,
+            members_see_billing: org.members_see_billing,
+            low_balance_threshold_usd: wallet
+                .low_threshold
+                .unwrap_or(agent_credits_domain::settings::DEFAULT_LOW_THRESHOLD),
+            low_balance_threshold_is_default: wallet.low_threshold.is_none(),
+            low_balance_alert_below_usd: wallet.low_threshold(),
+            markup: wallet.markup.map(|m| m.to_string()),
+            changes,
+        }
+    }
 }

@@ -137,7 +137,7 @@ class Billing extends HTMLElement {
     this.memberRole = org.data.role;
     const q = this.historyQuery();
     q.set("limit", "25");
-    const [balance, offers, recharge, usage, history, notes, keys, agents] = await Promise.all([
+    const [balance, offers, recharge, usage, history, notes, keys, agents, settings] = await Promise.all([
       this.call("GET", `${o}/balance`),
       this.call("GET", `${o}/checkout`),
       this.call("GET", `${o}/auto-recharge`),
@@ -146,8 +146,9 @@ class Billing extends HTMLElement {
       this.call("GET", `${o}/notifications`),
       this.at("admin") ? this.call("GET", `${o}/keys`) : null,
       this.call("GET", `${o}/agents`),
+      this.call("GET", `${o}/settings`),
     ]);
-    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents });
+    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings });
     this.entries = history.ok ? history.data.entries : [];
     this.next = history.ok ? history.data.next : null;
     this.render();
@@ -353,6 +354,7 @@ class Billing extends HTMLElement {
       <form data-form="add-key" class="row"><label>Provider <select name="provider">${provOpts}</select></label>
         <label>Key <input name="key" type="password" autocomplete="off"></label><button type="submit">Add key</button></form>
       <p class="error" role="alert" data-error="keys"></p>` : `<p class="muted">Owners and admins manage keys and the billing mode.</p>`}
+      ${this.orgSettingsHtml()}
       <h3>Runtime per agent</h3>
       <p>The org's runtime: ${esc(this.profile.runtime)}.</p>
       <ul>${agents || `<li class="muted">No agent has its own runtime.</li>`}</ul>
@@ -360,6 +362,31 @@ class Billing extends HTMLElement {
         <label>Runtime <select name="runtime">${runtimeOpts}</select></label><button type="submit">Set runtime</button></form>
         <p class="error" role="alert" data-error="agent"></p>` : ""}
     </section>`;
+  }
+
+  orgSettingsHtml() {
+    if (!this.settings || !this.settings.ok) return "";
+    const s = this.settings.data;
+    const owner = this.at("owner");
+    const dis = owner ? "" : "disabled";
+    const policies = [["owners_only", "Owners"], ["owners_and_admins", "Owners and admins"],
+      ["any_member", "Any member, with their own card"]];
+    const changes = s.changes.slice(0, 10).map((c) => `<li>${esc(c.setting.replaceAll("_", " "))}:
+      ${esc(c.from ?? "default")} → ${esc(c.to ?? "default")} <span class="muted">by ${esc(c.by)},
+      ${when(c.at)}</span></li>`).join("");
+    return `<h3>Org settings</h3>
+      <form data-form="org-settings" class="grid-form">
+        <label>Who may buy credits <select name="purchase_policy" ${dis}>${policies.map(([v, l]) =>
+          `<option value="${v}" ${s.purchase_policy === v ? "selected" : ""}>${l}</option>`).join("")}</select></label>
+        <label><input type="checkbox" name="members_see_billing" ${s.members_see_billing ? "checked" : ""} ${dis}>
+          Members see billing</label>
+        <label>Low-balance alert below (USD) <input name="low" inputmode="decimal"
+          value="${esc(s.low_balance_threshold_usd)}" ${dis}></label>
+        ${owner ? `<button type="submit">Save settings</button>` : `<p class="muted">Owners change these.</p>`}
+        <p class="error" role="alert" data-error="settings"></p>
+      </form>
+      <p class="muted">Markup: ${esc(s.markup ?? "the deployment's default")}.</p>
+      <ul class="changes" data-changes>${changes || `<li class="muted">No changes yet.</li>`}</ul>`;
   }
 
   renderCreate(done) {
@@ -528,6 +555,15 @@ class Billing extends HTMLElement {
         form.reset();
         if (!r.ok) { this.error("keys", this.message(r)); return; }
         this.notice = `Key saved: ····${esc(r.data.key.last4)}. It is never shown again.`;
+        return this.load();
+      }
+      case "org-settings": {
+        this.error("settings", "");
+        const body = { purchase_policy: f.purchase_policy, members_see_billing: !!f.members_see_billing,
+          low_balance_threshold_usd: f.low.trim() === "" ? null : f.low.trim() };
+        const r = await this.call("PATCH", `${o}/settings`, body);
+        if (!r.ok) { this.error("settings", this.message(r)); return; }
+        this.notice = "Settings saved.";
         return this.load();
       }
       case "mode": {

@@ -12,7 +12,7 @@ use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Tabl
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use crate::{Settings, holds, provider_key, rates, reported, verdict};
+use crate::{Settings, holds, markup, provider_key, rates, reported, verdict};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
@@ -58,6 +58,9 @@ pub fn routes() -> Vec<Route<Usage>> {
                     .transpose()?;
                 verdict::may_i_run(svc, org, member, agent).await
             })
+        }),
+        Route::operator(Method::PUT, "/v1/orgs/{org}/markup", |svc, c| {
+            Box::pin(async move { markup::put(svc, c.param("org")?, &c.who.arn, c.body()?).await })
         }),
         Route::operator(Method::PUT, "/v1/rates/{model}", |svc, c| {
             Box::pin(async move { rates::put_rate(svc, c.param("model")?, c.body()?).await })

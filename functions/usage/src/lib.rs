@@ -10,6 +10,7 @@
 
 mod handler;
 mod holds;
+mod markup;
 mod provider_key;
 mod rates;
 mod reported;

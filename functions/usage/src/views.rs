@@ -150,3 +150,14 @@ pub struct OwnKey<'a> {
 fn exposed<S: serde::Serializer>(key: &&SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(key.expose_secret())
 }
+
+/// An org's markup as an operator set it.
+#[derive(Debug, Serialize)]
+pub struct MarkupSet<'a> {
+    pub org: &'a OrgId,
+    /// `null`: the deployment's default.
+    pub markup: Option<String>,
+    /// The markup its calls are billed at now.
+    pub billed_at: String,
+    pub changed: bool,
+}

@@ -73,7 +73,7 @@ fn preflight(origin: HeaderValue) -> Response {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET,PUT,POST,DELETE"),
+        HeaderValue::from_static("GET,PUT,POST,PATCH,DELETE"),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,

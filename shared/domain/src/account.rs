@@ -6,7 +6,8 @@
 //! | action | owner | admin | member |
 //! |---|---|---|---|
 //! | view balance, usage, history, notifications | yes | yes | when `members_see_billing` (default yes, ref 004; ref 003 says admin+) |
-//! | purchase credits | yes | when `purchase_policy` is `any_member` | when `any_member` (ref 004: with their own card; ref 003: owners only, the default) |
+//! | purchase credits | yes | when `purchase_policy` is `owners_and_admins` (ref 002's variant) or `any_member` | when `any_member` (ref 004: with their own card; ref 003: owners only, the default) |
+//! | change the org's policies and low-balance threshold | yes | no | no (ref 003) |
 //! | manage auto-recharge | yes | yes (refs 002, 004) | no |
 //! | change plan, set member limits, Stripe portal, invoices | yes | no | no (ref 003) |
 //! | manage members and roles | yes | no | no |
@@ -192,8 +193,39 @@ pub enum PurchasePolicy {
     /// Reference 003.
     #[default]
     OwnersOnly,
+    /// Reference 002's variant: owners and admins, each with their own card.
+    OwnersAndAdmins,
     /// Reference 004: any member, paying with their own card.
     AnyMember,
+}
+
+impl PurchasePolicy {
+    pub const ALL: [PurchasePolicy; 3] = [
+        PurchasePolicy::OwnersOnly,
+        PurchasePolicy::OwnersAndAdmins,
+        PurchasePolicy::AnyMember,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchasePolicy::OwnersOnly => "owners_only",
+            PurchasePolicy::OwnersAndAdmins => "owners_and_admins",
+            PurchasePolicy::AnyMember => "any_member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PurchasePolicy> {
+        PurchasePolicy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The least role that may buy.
+    pub fn least_role(self) -> Role {
+        match self {
+            PurchasePolicy::OwnersOnly => Role::Owner,
+            PurchasePolicy::OwnersAndAdmins => Role::Admin,
+            PurchasePolicy::AnyMember => Role::Member,
+        }
+    }
 }
 
 /// What a caller wants to do in an org.
@@ -209,6 +241,8 @@ pub enum Action {
     ManageMembers,
     ManageKeys,
     ManageOrg,
+    /// The org's policies and low-balance threshold: owners (reference 003's role table).
+    ChangeSettings,
 }
 
 /// A member of an org, with their role.
@@ -249,9 +283,11 @@ impl Org {
         match action {
             Action::ViewOrg => true,
             Action::ViewBilling => role >= Role::Admin || self.members_see_billing,
-            Action::Purchase => role == Role::Owner || self.purchase_policy == PurchasePolicy::AnyMember,
+            Action::Purchase => role >= self.purchase_policy.least_role(),
             Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => role >= Role::Admin,
-            Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers => role == Role::Owner,
+            Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers | Action::ChangeSettings => {
+                role == Role::Owner
+            }
         }
     }
 }
@@ -302,8 +338,13 @@ mod tests {
         assert!(o.allows(Role::Owner, Action::Purchase));
         assert!(!o.allows(Role::Admin, Action::Purchase));
         assert!(!o.allows(Role::Member, Action::Purchase));
+        o.purchase_policy = PurchasePolicy::OwnersAndAdmins;
+        assert!(o.allows(Role::Admin, Action::Purchase));
+        assert!(!o.allows(Role::Member, Action::Purchase));
         o.purchase_policy = PurchasePolicy::AnyMember;
         assert!(o.allows(Role::Member, Action::Purchase));
+        assert!(!o.allows(Role::Admin, Action::ChangeSettings));
+        assert!(o.allows(Role::Owner, Action::ChangeSettings));
         assert!(o.allows(Role::Member, Action::ViewBilling));
         o.members_see_billing = false;
         assert!(!o.allows(Role::Member, Action::ViewBilling));

@@ -46,7 +46,7 @@ pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePe
 pub use recharge::{RechargeSettings, RechargeSettingsError};
 /// Keys and secrets: printed `[REDACTED]`, zeroed when dropped, read only by `expose_secret`.
 pub use secrecy::{ExposeSecret, SecretString};
-pub use settings::{BillingMode, RechargeTrigger, WalletSettings};
+pub use settings::{BillingMode, RechargeTrigger, Setting, SettingChanged, SettingsChange, WalletSettings};
 pub use state::{NotificationKind, PauseReason, WalletState};
 pub use verdict::{Billing, Verdict, billing, billing_of_call, missing_byok_key, verdict};
 pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};

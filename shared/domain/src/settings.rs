@@ -66,3 +66,144 @@ impl WalletSettings {
         }
     }
 }
+
+/// One of an org's settings, as its settings history names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    PurchasePolicy,
+    MembersSeeBilling,
+    LowBalanceThreshold,
+    Markup,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 4] = [
+        Setting::PurchasePolicy,
+        Setting::MembersSeeBilling,
+        Setting::LowBalanceThreshold,
+        Setting::Markup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Setting::PurchasePolicy => "purchase_policy",
+            Setting::MembersSeeBilling => "members_see_billing",
+            Setting::LowBalanceThreshold => "low_balance_threshold",
+            Setting::Markup => "markup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Setting> {
+        Setting::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A setting that changed: from and to as shown (`None`: the default), by whom (a member,
+/// or an operator's IAM identity) and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingChanged {
+    pub setting: Setting,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An owner's change of the org's settings after creation; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsChange {
+    pub purchase_policy: Option<crate::account::PurchasePolicy>,
+    pub members_see_billing: Option<bool>,
+    /// `Some(None)`: back to the default ([`DEFAULT_LOW_THRESHOLD`]).
+    pub low_threshold: Option<Option<Usd>>,
+}
+
+impl SettingsChange {
+    pub fn is_empty(&self) -> bool {
+        *self == SettingsChange::default()
+    }
+
+    /// What would change for an org as read (`org`, and its wallet's `wallet` settings):
+    /// each setting whose value differs, from and to as shown.
+    pub fn diff(
+        &self,
+        org: &crate::account::Org,
+        wallet: &WalletSettings,
+    ) -> Vec<(Setting, Option<String>, Option<String>)> {
+        let mut out = vec![];
+        if let Some(p) = self.purchase_policy
+            && p != org.purchase_policy
+        {
+            out.push((
+                Setting::PurchasePolicy,
+                Some(org.purchase_policy.as_str().to_owned()),
+                Some(p.as_str().to_owned()),
+            ));
+        }
+        if let Some(b) = self.members_see_billing
+            && b != org.members_see_billing
+        {
+            out.push((
+                Setting::MembersSeeBilling,
+                Some(org.members_see_billing.to_string()),
+                Some(b.to_string()),
+            ));
+        }
+        if let Some(t) = self.low_threshold
+            && t != wallet.low_threshold
+        {
+            out.push((
+                Setting::LowBalanceThreshold,
+                wallet.low_threshold.map(|u| u.to_string()),
+                t.map(|u| u.to_string()),
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{Org, PurchasePolicy};
+
+    #[test]
+    fn a_change_lists_only_what_differs_and_default_is_none() {
+        let org = Org {
+            id: crate::OrgId::parse("o").unwrap(),
+            name: "o".into(),
+            runtime: crate::Runtime::ClaudeCode,
+            billing_mode: BillingMode::Credits,
+            purchase_policy: PurchasePolicy::OwnersOnly,
+            members_see_billing: true,
+            credits_per_usd: 200,
+            created_at: chrono::Utc::now(),
+            revision: 0,
+        };
+        let wallet = WalletSettings::default();
+        let same = SettingsChange {
+            purchase_policy: Some(PurchasePolicy::OwnersOnly),
+            members_see_billing: Some(true),
+            low_threshold: Some(None),
+        };
+        assert!(same.diff(&org, &wallet).is_empty());
+        let ten = Usd::from_whole_dollars(10);
+        let change = SettingsChange {
+            purchase_policy: Some(PurchasePolicy::OwnersAndAdmins),
+            low_threshold: Some(Some(ten)),
+            ..Default::default()
+        };
+        assert_eq!(
+            change.diff(&org, &wallet),
+            vec![
+                (
+                    Setting::PurchasePolicy,
+                    Some("owners_only".into()),
+                    Some("owners_and_admins".into())
+                ),
+                (Setting::LowBalanceThreshold, None, Some(ten.to_string())),
+            ]
+        );
+    }
+}

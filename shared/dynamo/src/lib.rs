@@ -11,6 +11,7 @@ mod orgs;
 mod payments;
 mod rates;
 mod recharge;
+mod settings;
 mod store;
 mod update;
 

@@ -141,7 +141,7 @@ impl OrgStore {
             ("name".to_owned(), s(org.name.clone())),
             ("runtime".to_owned(), s(org.runtime.as_str())),
             ("billing_mode".to_owned(), s(org.billing_mode.as_str())),
-            ("purchase_policy".to_owned(), s(policy_str(org.purchase_policy))),
+            ("purchase_policy".to_owned(), s(org.purchase_policy.as_str())),
             (
                 "members_see_billing".to_owned(),
                 AttributeValue::Bool(org.members_see_billing),
@@ -267,10 +267,8 @@ impl OrgStore {
             runtime: Runtime::parse(runtime).ok_or_else(|| r.corrupt(format!("runtime {runtime}")))?,
             billing_mode: BillingMode::parse(mode)
                 .ok_or_else(|| r.corrupt(format!("billing mode {mode}")))?,
-            purchase_policy: match r.s("purchase_policy")? {
-                "any_member" => PurchasePolicy::AnyMember,
-                _ => PurchasePolicy::OwnersOnly,
-            },
+            // An unknown policy is the narrowest.
+            purchase_policy: PurchasePolicy::parse(r.s("purchase_policy")?).unwrap_or_default(),
             members_see_billing: r.opt_bool("members_see_billing")?.unwrap_or(true),
             credits_per_usd: u32::try_from(r.u64("credits_per_usd")?)
                 .map_err(|e| r.corrupt(e.to_string()))?,
@@ -617,13 +615,6 @@ impl MemberTx {
     fn card(&mut self, items: Vec<TransactWriteItem>) {
         self.card_at = Some(self.items.len());
         self.items.extend(items);
-    }
-}
-
-fn policy_str(p: PurchasePolicy) -> &'static str {
-    match p {
-        PurchasePolicy::OwnersOnly => "owners_only",
-        PurchasePolicy::AnyMember => "any_member",
     }
 }
 

@@ -50,6 +50,7 @@ error_codes! {
     InvalidKey = "invalid_key",
     InvalidKind = "invalid_kind",
     InvalidLimit = "invalid_limit",
+    InvalidMarkup = "invalid_markup",
     InvalidMember = "invalid_member",
     InvalidModel = "invalid_model",
     InvalidMonth = "invalid_month",
