@@ -531,7 +531,6 @@ async fn byok_member_usage_shows_the_unbilled_cost(rig: &Rig) {
 /// top up. A deferred org whose purchase is credited anyway (its session opened before
 /// this rule) is a credits org from then on.
 async fn byok_and_deferred_wallets_stay_empty(rig: &Rig) {
-    use agent_credits_domain::CheckoutGateway;
     for (org, mode) in [("org_stays_byok", "byok"), ("org_stays_deferred", "deferred")] {
         let body = json!({ "id": org, "name": org, "billing_mode": mode });
         let (status, created) = rig.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
@@ -588,14 +587,30 @@ async fn byok_and_deferred_wallets_stay_empty(rig: &Rig) {
     rig.buy("org_stays_deferred", "u_owner", "100.00").await;
     assert_eq!(rig.balance("org_stays_deferred").await, "100.00");
 
-    // A session opened for a deferred org before the rule: Stripe took the money, so it is
-    // credited, and the org is a credits org from then on.
-    let body = json!({ "id": "org_deferred_bought", "name": "d", "billing_mode": "deferred" });
+    // A session opened for a byok or deferred org before the rule: Stripe took the money,
+    // so it is credited, and the org is a credits org from then on.
+    for (id, mode) in [("org_deferred_bought", "deferred"), ("org_byok_bought", "byok")] {
+        paid_before_the_rule(rig, id, mode).await;
+    }
+    // Its wallet is not used: never "low" nor "out of credits" on its balance card.
+    let card = rig.card("org_stays_byok").await;
+    assert_eq!(
+        (card["low_balance"].as_bool(), card["exhausted"].as_bool()),
+        (Some(false), Some(false)),
+        "{card}"
+    );
+}
+
+/// `id`, a `mode` org, is paid $50 through a session opened as checkout opened them before
+/// byok and deferred orgs were refused.
+async fn paid_before_the_rule(rig: &Rig, id: &str, mode: &str) {
+    use agent_credits_domain::CheckoutGateway;
+    let body = json!({ "id": id, "name": "d", "billing_mode": mode });
     let (status, created) = rig.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
     assert_eq!(status, 201, "{created}");
     let gateway = support::payments(rig.sim().base_url(), "sk_test_rules");
     let (org, owner) = (
-        agent_credits_domain::OrgId::parse("org_deferred_bought").unwrap(),
+        agent_credits_domain::OrgId::parse(id).unwrap(),
         agent_credits_domain::MemberId::parse("u_owner").unwrap(),
     );
     let customer = gateway.create_customer(&org, &owner).await.unwrap();
@@ -623,9 +638,9 @@ async fn byok_and_deferred_wallets_stay_empty(rig: &Rig) {
         .unwrap();
     rig.deliver_all(&paid).await;
     rig.deliver_all(&paid).await;
-    assert_eq!(rig.balance("org_deferred_bought").await, "50.00");
+    assert_eq!(rig.balance(id).await, "50.00");
     let (status, profile) = rig
-        .dashboard("GET", "/v1/orgs/org_deferred_bought", "u_owner", None)
+        .dashboard("GET", &format!("/v1/orgs/{id}"), "u_owner", None)
         .await;
     assert_eq!(
         (status, profile["org"]["billing_mode"].as_str()),

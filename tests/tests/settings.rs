@@ -207,6 +207,18 @@ async fn an_operator_sets_the_markup_and_the_next_call_is_billed_at_it() {
     );
     let (status, body) = put("operator", json!({})).await;
     assert_eq!(status, 400, "the markup must be named: {body}");
+    let e = iam_event(
+        "operator",
+        "PUT",
+        "/v1/orgs/org_nobody/markup",
+        Some(&json!({ "markup": "2" })),
+    );
+    let (status, body, _) = app.send("usage", &e).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_org")),
+        "{body}"
+    );
 
     assert_eq!(spend(&app, "r_1", "1.00").await["charged"], "1.50", "the default");
     let (status, body) = put("operator", json!({ "markup": "2" })).await;
@@ -238,5 +250,81 @@ async fn an_operator_sets_the_markup_and_the_next_call_is_billed_at_it() {
     assert!(
         by.starts_with("operator:") && !by.contains("123456789012"),
         "{by}"
+    );
+}
+
+/// A markup sent for an org whose settings changed between its read and its write: 409
+/// `org_changed`, and the write (conditioned on what was read) is not made. The race is
+/// made on cue with aws-smithy-mocks, the one thing the emulator cannot do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_markup_set_on_an_org_that_changed_meanwhile_is_409() {
+    use std::collections::HashMap;
+
+    use agent_credits_domain::{BillingMode, Wallet};
+    use aws_sdk_dynamodb::Client;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_sdk_dynamodb::types::{AttributeValue as V, CancellationReason};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    let s = |v: &str| V::S(v.to_owned());
+    let profile: HashMap<String, V> = [
+        ("pk", s("ORG#org_m")),
+        ("sk", s("PROFILE")),
+        ("type", s("org")),
+        ("name", s("m")),
+        ("runtime", s("claude_code")),
+        ("billing_mode", s("credits")),
+        ("purchase_policy", s("owners_only")),
+        ("members_see_billing", V::Bool(true)),
+        ("credits_per_usd", V::N("200".into())),
+        ("created_at", s("2026-11-22T05:00:00.000Z")),
+        ("owners", V::N("1".into())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut w = Wallet::empty(OrgId::parse("org_m").unwrap());
+    w.settings.billing_mode = Some(BillingMode::Credits);
+    w.version = 1;
+    let wallet = agent_credits_dynamo::items::wallet_item(&w, chrono::Utc::now()).unwrap();
+    let is = |sk: &'static str| {
+        move |r: &aws_sdk_dynamodb::operation::get_item::GetItemInput| {
+            r.key().and_then(|k| k.get("sk")) == Some(&V::S(sk.to_owned()))
+        }
+    };
+    let rules = [
+        mock!(Client::get_item)
+            .match_requests(is("PROFILE"))
+            .then_output(move || GetItemOutput::builder().set_item(Some(profile.clone())).build()),
+        mock!(Client::get_item)
+            .match_requests(is("WALLET"))
+            .then_output(move || GetItemOutput::builder().set_item(Some(wallet.clone())).build()),
+        mock!(Client::transact_write_items).then_error(|| {
+            let reason = |code: &str| CancellationReason::builder().code(code).build();
+            TransactWriteItemsError::TransactionCanceledException(
+                TransactionCanceledException::builder()
+                    .message("Transaction cancelled [ConditionalCheckFailed, None, None]")
+                    .cancellation_reasons(reason("ConditionalCheckFailed"))
+                    .cancellation_reasons(reason("None"))
+                    .cancellation_reasons(reason("None"))
+                    .build(),
+            )
+        }),
+    ];
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules.iter());
+    let app = App::on(client, None, None).await;
+    let e = iam_event(
+        "operator",
+        "PUT",
+        "/v1/orgs/org_m/markup",
+        Some(&json!({ "markup": "2" })),
+    );
+    let (status, body, _) = app.send("usage", &e).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("org_changed")),
+        "{body}"
     );
 }

@@ -168,6 +168,9 @@ struct Model {
     /// Ledger entries checked so far: their count and sum.
     seq: u64,
     sum: Decimal,
+    /// What the calls on the ledger cost (paid plus shortfall): usage by day must say the
+    /// same, in total and by each dimension.
+    billed: Decimal,
 }
 
 struct Run<'a> {
@@ -993,13 +996,24 @@ impl Run<'_> {
         if held > balance {
             self.fail(format!("held {held} > balance {balance}"));
         }
-        // A byok or deferred org's wallet stays empty of what cards pay for.
-        if self.m.billing_mode != "credits" && n("purchased") > Decimal::ZERO {
-            self.fail(format!(
-                "a {} org holds {} of purchased credits",
-                self.m.billing_mode,
-                n("purchased")
-            ));
+        // The wallet's copy of the billing mode is the profile's; an org that paid for
+        // credits (a plan) runs on them, and a byok or deferred org's wallet stays empty.
+        let mode_of = |item: &Option<HashMap<String, AttributeValue>>| {
+            item.as_ref()
+                .and_then(|i| i.get("billing_mode"))
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let profile = self.raw(&format!("ORG#{org}", org = self.org), "PROFILE").await;
+        let (on_wallet, on_profile) = (mode_of(&Some(w.clone())), mode_of(&profile));
+        if on_wallet != on_profile {
+            self.fail(format!("the wallet says {on_wallet}, the profile {on_profile}"));
+        }
+        if on_wallet == "credits" {
+            self.m.billing_mode = on_wallet;
+        } else if balance > Decimal::ZERO {
+            self.fail(format!("a {on_wallet} org holds {balance}"));
         }
         // The ledger: every new entry continues the chain, and the chain sums to the balance.
         let entries = self.entries_after(self.m.seq).await;
@@ -1032,6 +1046,9 @@ impl Run<'_> {
                 }
             }
             self.m.sum += amount;
+            if kind == "usage" || kind == "capture" {
+                self.m.billed += amount.abs() + shortfall;
+            }
             if num(e, "balance_after") != self.m.sum {
                 self.fail(format!(
                     "entry {seq}: balance_after {} but the entries sum to {}",
@@ -1046,6 +1063,25 @@ impl Run<'_> {
                 "the ledger sums to {} but the balance is {balance}",
                 self.m.sum
             ));
+        }
+        // Usage by day counts each call once: its days, and each of its breakdowns, sum to
+        // what the ledger's calls cost.
+        let mut by_dim: BTreeMap<String, Decimal> = BTreeMap::new();
+        for item in self.query("DAY#").await {
+            let dim = item
+                .get("dim")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_else(|| "day".into());
+            *by_dim.entry(dim).or_default() += num(&item, "billed");
+        }
+        for (dim, billed) in &by_dim {
+            if *billed != self.m.billed {
+                self.fail(format!(
+                    "usage by {dim} sums to {billed}, the ledger's calls to {}",
+                    self.m.billed
+                ));
+            }
         }
         // A pause has a reason that is still true.
         let state = w

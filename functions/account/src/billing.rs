@@ -2,7 +2,7 @@
 
 use agent_credits_domain::{Org, PageRequest, Usd, WalletStore, verdict};
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use rust_decimal::Decimal;
@@ -13,13 +13,16 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
     let keys = async { keys::stored_keys(svc, org).await };
     let (wallet, recent, keys) = tokio::try_join!(
         async { Ok::<_, ApiError>(svc.store.wallet(&org.id).await?) },
-        async { Ok::<_, ApiError>(svc.store.history(&org.id, PageRequest::first(5)).await?) },
+        // The five most recent money movements: holds and releases are left out, so a
+        // page a little larger than five is read.
+        async { Ok::<_, ApiError>(svc.store.history(&org.id, PageRequest::first(25)).await?) },
         keys,
     )?;
     let balance = wallet.balance().map_err(|e| ApiError::internal(&e))?;
     // The same verdict the runtime gets from may-i-run, for the org's own runtime.
     let billing = agent_credits_domain::billing(org.billing_mode, org.runtime, &keys);
     let v = verdict(org.billing_mode, &wallet, billing, None).map_err(|e| ApiError::internal(&e))?;
+    let on_credits = org.billing_mode == agent_credits_domain::BillingMode::Credits;
     let credits = (balance.as_decimal() * Decimal::from(org.credits_per_usd)).normalize();
     let card = views::Balance {
         balance,
@@ -28,9 +31,10 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
         credits: credits.to_string(),
         credits_per_usd: org.credits_per_usd,
         buckets: &wallet.buckets,
-        low_balance: v.available <= wallet.settings.low_threshold(),
+        // A byok or deferred org's wallet stays empty: it is never low nor out of credits.
+        low_balance: on_credits && v.available <= wallet.settings.low_threshold(),
         low_balance_threshold: wallet.settings.low_threshold(),
-        exhausted: v.available.is_zero(),
+        exhausted: on_credits && v.available.is_zero(),
         state: if v.allowed {
             views::State::Active
         } else {
@@ -40,7 +44,13 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
         billed_to: v.billed_to,
         lifetime_added: wallet.lifetime_added,
         lifetime_spent: wallet.lifetime_spent,
-        recent: recent.entries.iter().map(views::Entry::from).collect(),
+        recent: recent
+            .entries
+            .iter()
+            .filter(|e| !crate::history::is_hold(e.kind))
+            .take(5)
+            .map(views::Entry::from)
+            .collect(),
         auto_recharge: views::AutoRechargeSummary {
             enabled: wallet.settings.recharge.enabled,
             threshold: wallet.settings.recharge.threshold,
@@ -82,4 +92,54 @@ pub(crate) async fn month_usage(svc: &Account, org: &Org, req: &Request) -> Repl
         StatusCode::OK,
         &views::MonthUsage { month, members: rows },
     ))
+}
+
+/// The longest range `GET .../usage/daily` answers: a quarter.
+const MAX_DAYS: i64 = 92;
+
+/// Usage by day from `from` to `to` (`yyyy-mm-dd`, both included; by default this month
+/// up to today, UTC), with the range's total and its breakdown by member, API key, model
+/// and kind, largest first.
+pub(crate) async fn daily_usage(svc: &Account, org: &Org, req: &Request) -> Reply {
+    let today = svc.clock.now().date_naive();
+    let day = |name: &str, default: NaiveDate| -> Result<NaiveDate, ApiError> {
+        match query_param(req, name) {
+            None => Ok(default),
+            Some(v) => strict_day(&v).ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidDate,
+                    format!("{name} is a day written yyyy-mm-dd"),
+                )
+            }),
+        }
+    };
+    let from = day("from", today.with_day(1).unwrap_or(today))?;
+    let to = day("to", today)?;
+    let span = (to - from).num_days();
+    if !(0..MAX_DAYS).contains(&span) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidDate,
+            format!("from must not be after to, and the range at most {MAX_DAYS} days"),
+        ));
+    }
+    let usage = svc.store.usage_by_day(&org.id, from, to).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::DailyUsage::of(from, to, &usage)?,
+    ))
+}
+
+/// A day written exactly `yyyy-mm-dd`.
+fn strict_day(v: &str) -> Option<NaiveDate> {
+    let shaped = v.len() == 10
+        && v.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+        .flatten()
 }

@@ -9,9 +9,12 @@ use lambda_http::{Body, Request, Response};
 use crate::{Account, views};
 
 /// What the history routes filter on: kind, member and a date range (RFC 3339 instants or
-/// `yyyy-mm-dd` days, UTC; `from` inclusive, `to` exclusive).
+/// `yyyy-mm-dd` days, UTC; `from` inclusive, `to` exclusive). History shows money
+/// movements: holds and their releases (credits set aside, then freed) only when asked
+/// for, with `include=holds` or by their kind.
 pub(crate) struct Filters {
     kind: Option<EntryKind>,
+    holds: bool,
     member: Option<MemberId>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
@@ -48,6 +51,16 @@ impl Filters {
                     )
                 })
         };
+        let holds = match query_param(req, "include").as_deref() {
+            None => false,
+            Some("holds") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidRequest,
+                    format!("include is holds, not {other}"),
+                ));
+            }
+        };
         let (from, to) = (instant("from")?, instant("to")?);
         if let (Some(f), Some(t)) = (from, to)
             && f >= t
@@ -59,6 +72,7 @@ impl Filters {
         }
         Ok(Filters {
             kind,
+            holds,
             member,
             from,
             to,
@@ -66,7 +80,9 @@ impl Filters {
     }
 
     fn keeps(&self, e: &LedgerEntry) -> bool {
-        self.kind.is_none_or(|k| e.kind == k)
+        let asked = self.holds || self.kind.is_some() || !is_hold(e.kind);
+        asked
+            && self.kind.is_none_or(|k| e.kind == k)
             && self
                 .member
                 .as_ref()
@@ -74,6 +90,11 @@ impl Filters {
             && self.from.is_none_or(|f| e.created_at >= f)
             && self.to.is_none_or(|t| e.created_at < t)
     }
+}
+
+/// A hold or its release: credits set aside and freed, not money in or out.
+pub(crate) fn is_hold(kind: EntryKind) -> bool {
+    matches!(kind, EntryKind::Hold | EntryKind::Release)
 }
 
 /// Pages of entries, newest first. Filters apply to the pages the store reads; a filtered

@@ -119,6 +119,9 @@ pub fn routes() -> Vec<Route<Account>> {
         Route::member(M::GET, "/v1/orgs/{org}/history.csv", ViewBilling, |svc, c| {
             Box::pin(async move { history::history_csv(svc, &c.who.org, c.req).await })
         }),
+        Route::member(M::GET, "/v1/orgs/{org}/usage/daily", ViewBilling, |svc, c| {
+            Box::pin(async move { billing::daily_usage(svc, &c.who.org, c.req).await })
+        }),
         Route::member(M::GET, "/v1/orgs/{org}/usage", ViewBilling, |svc, c| {
             Box::pin(async move { billing::month_usage(svc, &c.who.org, c.req).await })
         }),

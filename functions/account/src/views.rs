@@ -107,6 +107,9 @@ pub struct Entry<'a> {
     pub member: Option<&'a MemberId>,
     pub api_key: Option<&'a agent_credits_domain::ApiKeyId>,
     pub agent: Option<&'a AgentId>,
+    /// The model a call ran on, when the runtime named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a agent_credits_domain::ModelId>,
     pub created_at: DateTime<Utc>,
     pub external: &'a ExternalRefs,
 }
@@ -123,6 +126,7 @@ impl<'a> From<&'a LedgerEntry> for Entry<'a> {
             member: e.attribution.member.as_ref(),
             api_key: e.attribution.api_key.as_ref(),
             agent: e.attribution.agent.as_ref(),
+            model: e.attribution.model.as_ref(),
             created_at: e.created_at,
             external: &e.external,
         }
@@ -248,5 +252,108 @@ impl<'a> OrgSettings<'a> {
             markup: wallet.markup.map(|m| m.to_string()),
             changes,
         }
+    }
+}
+
+/// What a day, or a member, key, model or kind over the range, used.
+#[derive(Debug, Serialize)]
+pub struct Used {
+    /// Calls billed to the wallet: what they cost (paid plus shortfall).
+    pub billed: Usd,
+    /// Calls on the org's own key: what they would have cost.
+    pub unbilled: Usd,
+    pub calls: u64,
+}
+
+impl From<&agent_credits_dynamo::Used> for Used {
+    fn from(u: &agent_credits_dynamo::Used) -> Used {
+        Used {
+            billed: u.billed,
+            unbilled: u.unbilled,
+            calls: u.calls,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DayUsed {
+    pub day: chrono::NaiveDate,
+    #[serde(flatten)]
+    pub used: Used,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UsedBy {
+    /// The member, API key, model or kind; `unattributed` when the runtime did not say.
+    pub id: String,
+    #[serde(flatten)]
+    pub used: Used,
+}
+
+/// Usage over a range of days (every day of it, none left out), its total, and its
+/// breakdown.
+#[derive(Debug, Serialize)]
+pub struct DailyUsage {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub total: Used,
+    pub days: Vec<DayUsed>,
+    pub by_member: Vec<UsedBy>,
+    pub by_api_key: Vec<UsedBy>,
+    pub by_model: Vec<UsedBy>,
+    pub by_kind: Vec<UsedBy>,
+}
+
+impl DailyUsage {
+    pub fn of(
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        usage: &agent_credits_dynamo::UsageByDay,
+    ) -> Result<DailyUsage, agent_credits_http::ApiError> {
+        use agent_credits_domain::daily::Dimension;
+        let money = |e: agent_credits_domain::MoneyError| agent_credits_http::ApiError::internal(&e);
+        let mut total = Used {
+            billed: Usd::ZERO,
+            unbilled: Usd::ZERO,
+            calls: 0,
+        };
+        let mut days = vec![];
+        for day in from.iter_days().take_while(|d| *d <= to) {
+            let used = usage.days.get(&day).copied().unwrap_or_default();
+            total.billed = total.billed.checked_add(used.billed).map_err(money)?;
+            total.unbilled = total.unbilled.checked_add(used.unbilled).map_err(money)?;
+            total.calls += used.calls;
+            days.push(DayUsed {
+                day,
+                used: Used::from(&used),
+            });
+        }
+        let by = |dim: Dimension| {
+            let mut rows: Vec<UsedBy> = usage
+                .by
+                .iter()
+                .filter(|((d, _), _)| *d == dim)
+                .map(|((_, id), used)| UsedBy {
+                    id: id.clone(),
+                    used: Used::from(used),
+                })
+                .collect();
+            rows.sort_by(|a, b| {
+                (b.used.billed, b.used.unbilled)
+                    .cmp(&(a.used.billed, a.used.unbilled))
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            rows
+        };
+        Ok(DailyUsage {
+            from,
+            to,
+            total,
+            days,
+            by_member: by(Dimension::Member),
+            by_api_key: by(Dimension::ApiKey),
+            by_model: by(Dimension::Model),
+            by_kind: by(Dimension::Kind),
+        })
     }
 }

@@ -637,3 +637,36 @@ async fn an_agent_runtime_written_on_an_org_that_changed_since_it_was_read_is_40
     let names: Vec<&str> = agents.iter().map(|a| a.agent.as_str()).collect();
     assert_eq!(names, ["agent_other"], "only the change that landed first");
 }
+
+#[tokio::test]
+async fn a_settings_change_on_an_org_that_changed_since_it_was_read_is_409_and_not_written() {
+    let mut app = app().await;
+    assert_eq!(create(&app.svc, "u_owner", "org_a", json!({})).await.0, 201);
+    app.svc.directory = Arc::new(ChangedRightAfter {
+        orgs: app.svc.orgs.clone(),
+    });
+    let patch = event(
+        "change-settings.json",
+        "u_owner",
+        Some("/v1/orgs/org_a/settings"),
+        Some(json!({ "purchase_policy": "any_member" })),
+    );
+    let (status, body) = call(&app.svc, &patch).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("org_changed")),
+        "{body}"
+    );
+    let org = app
+        .svc
+        .orgs
+        .get(&OrgId::parse("org_a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        org.purchase_policy,
+        agent_credits_domain::PurchasePolicy::OwnersOnly
+    );
+    assert!(app.svc.orgs.settings_history(&org, 10).await.unwrap().is_empty());
+}

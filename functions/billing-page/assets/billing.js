@@ -137,7 +137,7 @@ class Billing extends HTMLElement {
     this.memberRole = org.data.role;
     const q = this.historyQuery();
     q.set("limit", "25");
-    const [balance, offers, recharge, usage, history, notes, keys, agents, settings] = await Promise.all([
+    const [balance, offers, recharge, usage, history, notes, keys, agents, settings, daily] = await Promise.all([
       this.call("GET", `${o}/balance`),
       this.call("GET", `${o}/checkout`),
       this.call("GET", `${o}/auto-recharge`),
@@ -147,8 +147,9 @@ class Billing extends HTMLElement {
       this.at("admin") ? this.call("GET", `${o}/keys`) : null,
       this.call("GET", `${o}/agents`),
       this.call("GET", `${o}/settings`),
+      this.call("GET", `${o}/usage/daily`),
     ]);
-    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings });
+    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings, daily });
     this.entries = history.ok ? history.data.entries : [];
     this.next = history.ok ? history.data.next : null;
     this.render();
@@ -214,6 +215,7 @@ class Billing extends HTMLElement {
   }
 
   monthTotal() {
+    if (this.daily && this.daily.ok) return this.daily.data.total.billed;
     if (!this.usage.ok) return "0";
     let total = [0n, 0];
     for (const m of this.usage.data.members || []) total = addDec(total, dec(m.spent) || [0n, 0]);
@@ -296,7 +298,29 @@ class Billing extends HTMLElement {
         : m.monthly_limit ? usd(m.monthly_limit) : "no limit"}</td></tr>`).join("");
     return `<section class="card" aria-labelledby="usage-h"><h2 id="usage-h">Usage this month (${esc(this.usage.data.month)})</h2>
       <table><thead><tr><th>Member</th><th>Role</th><th class="num">Spent</th><th>Monthly limit</th></tr></thead>
-      <tbody data-usage>${rows}</tbody></table><p class="error" role="alert" data-error="limit"></p></section>`;
+      <tbody data-usage>${rows}</tbody></table><p class="error" role="alert" data-error="limit"></p>
+      ${this.chartHtml()}</section>`;
+  }
+
+  // Usage by day as bars: heights from the exact decimals, scaled to the largest day.
+  chartHtml() {
+    if (!this.daily || !this.daily.ok) return "";
+    const d = this.daily.data;
+    const size = (v) => { const [n, scale] = dec(v) || [0n, 0]; return Number(n) / 10 ** scale; };
+    const max = Math.max(...d.days.map((x) => size(x.billed) + size(x.unbilled)), 0);
+    const w = 8, gap = 2, h = 80;
+    const bars = d.days.map((x, i) => {
+      const v = size(x.billed) + size(x.unbilled);
+      const bh = max > 0 ? Math.max(v > 0 ? 1 : 0, Math.round((v / max) * h)) : 0;
+      return `<rect x="${i * (w + gap)}" y="${h - bh}" width="${w}" height="${bh}" data-day="${esc(x.day)}"><title>${esc(x.day)}: ${usd(x.billed)}${
+        dec(x.unbilled) && x.unbilled !== "0.00" ? ` + ${usd(x.unbilled)} on your own key` : ""} · ${esc(x.calls)} calls</title></rect>`;
+    }).join("");
+    const by = (rows) => rows.slice(0, 5).map((r) => `<li>${esc(r.id)}: ${usd(r.billed)}</li>`).join("");
+    return `<h3>By day</h3>
+      <svg class="chart" data-chart role="img" viewBox="0 0 ${Math.max(d.days.length * (w + gap), 1)} ${h}"
+        aria-label="Usage by day from ${esc(d.from)} to ${esc(d.to)}: ${usd(d.total.billed)} in ${esc(d.total.calls)} calls">${bars}</svg>
+      <div class="grid by"><div><h4>By model</h4><ul data-by-model>${by(d.by_model)}</ul></div>
+        <div><h4>By API key</h4><ul data-by-key>${by(d.by_api_key)}</ul></div></div>`;
   }
 
   historyHtml() {

@@ -129,8 +129,8 @@ pub(crate) fn not_credits(mode: BillingMode) -> ApiError {
         StatusCode::CONFLICT,
         ErrorCode::NotACreditsOrg,
         format!(
-            "this org's billing mode is {}: its wallet is not used. An owner switches it to credits \
-             first (PUT /v1/orgs/{{org}}/billing-mode with {{\"billing_mode\": \"credits\"}})",
+            "this org's billing mode is {}: its wallet is not used. An owner or admin switches it to \
+             credits first (PUT /v1/orgs/{{org}}/billing-mode with {{\"billing_mode\": \"credits\"}})",
             mode.as_str()
         ),
     )

@@ -61,6 +61,7 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         member: body.member,
         api_key: body.api_key,
         agent: body.agent,
+        model: None,
     };
     let req = ChangeRequest::hold(
         org.clone(),

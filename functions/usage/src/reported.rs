@@ -49,6 +49,7 @@ impl CallReport {
             member: self.member.clone(),
             api_key: self.api_key.clone(),
             agent: self.agent.clone(),
+            model: self.model.clone(),
         }
     }
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use agent_credits_domain::recharge;
 use agent_credits_domain::{
-    Attribution, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId, OrgId,
-    PositiveUsd, WalletStore, keys,
+    Attribution, BillingMode, Bucket, ChangeRequest, EntryKind, ExternalRefs, IdempotencyKey, MemberId,
+    OrgId, PositiveUsd, WalletStore, keys,
 };
 use agent_credits_dynamo::PaymentRecord;
 use agent_credits_stripe::PaymentMetadata;
@@ -161,9 +161,9 @@ impl Paid {
 
 async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, req: ChangeRequest) -> Reply {
     // Only an org that exists is credited.
-    if svc.store.wallet(&paid.org).await?.settings.billing_mode.is_none() {
+    let Some(mode) = svc.store.wallet(&paid.org).await?.settings.billing_mode else {
         return Err(unmatched(intent, "an unknown org"));
-    }
+    };
     let record = PaymentRecord {
         payment_intent: intent.to_owned(),
         org: paid.org,
@@ -172,7 +172,13 @@ async fn credit(svc: &Webhooks, paid: Paid, kind: EntryKind, intent: &str, req: 
         charged_cents: paid.charged_cents,
         credit_key: req.key().to_string(),
     };
+    let org = record.org.clone();
     let outcome = svc.store.credit_payment(req, &record).await?;
+    // Paid for credits (a session opened before checkout refused such orgs): the money is
+    // credited, never lost, and the org now runs on credits.
+    if outcome.is_ok() && mode != BillingMode::Credits {
+        svc.store.becomes_credits(&org).await?;
+    }
     applied(outcome, Handled::Credited, Handled::AlreadyCredited)
 }
 

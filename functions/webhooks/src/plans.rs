@@ -27,7 +27,8 @@
 use std::collections::HashMap;
 
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentLookup, Usd, WalletStore, keys,
+    BillingMode, ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentLookup, Usd, WalletStore,
+    keys,
 };
 use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
 use agent_credits_stripe::events::{self, Event, Invoice, InvoicePayment};
@@ -103,6 +104,12 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
             }),
         };
         svc.store.record_invoice(&record).await?;
+        // A plan pays for credits: a byok or deferred org that has one runs on them.
+        if let Some(r) = &record.grant
+            && svc.store.wallet(&r.org).await?.settings.billing_mode != Some(BillingMode::Credits)
+        {
+            svc.store.becomes_credits(&r.org).await?;
+        }
         if let Some(intent) = svc.store.paid_by(&id).await? {
             join(svc, &record, &intent).await?;
         }

@@ -844,3 +844,41 @@ async fn a_refund_whose_payment_stripe_cannot_be_asked_about_is_refused_502_and_
         "{body}"
     );
 }
+
+/// A plan pays for credits: its base credits land in a byok org's wallet (Stripe took the
+/// money), and that org runs on credits from then on, on its profile and its wallet.
+#[tokio::test]
+async fn a_plan_invoice_of_a_byok_org_grants_and_makes_it_a_credits_org() {
+    let app = app().await;
+    let org = OrgId::parse("org_plan_byok").unwrap();
+    let mut profile = support::credits_org(&org);
+    profile.billing_mode = BillingMode::Byok;
+    let orgs = agent_credits_dynamo::OrgStore::new(app.svc.store.client().clone(), "credits");
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Byok),
+        ..Default::default()
+    };
+    let owner = agent_credits_domain::MemberId::parse("u_owner").unwrap();
+    assert!(orgs.create(&profile, &owner, &settings).await.unwrap());
+    let customer = CreateCustomer::new()
+        .email("billing@byok.example")
+        .send(&app.stripe)
+        .await
+        .unwrap();
+    app.sim
+        .pay_invoice(invoice(customer.id.as_str(), TEAM_PRICE, Some("org_plan_byok")))
+        .await
+        .unwrap();
+    let paid = latest(&app, "invoice.paid");
+    for _ in 0..2 {
+        let (status, body) = deliver(&app, &paid).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let wallet = app.svc.store.wallet(&org).await.unwrap();
+    assert_eq!(wallet.buckets.base, usd("50"));
+    assert_eq!(wallet.settings.billing_mode, Some(BillingMode::Credits));
+    assert_eq!(
+        orgs.get(&org).await.unwrap().unwrap().billing_mode,
+        BillingMode::Credits
+    );
+}

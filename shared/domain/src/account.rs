@@ -89,6 +89,24 @@ impl Runtime {
         }
     }
 
+    /// The providers whose key this runtime runs on, its own first. OpenCode also runs on
+    /// an OpenRouter key: the rule before it followed the runtime table, so an org that
+    /// brought one keeps running on it.
+    pub fn key_providers(self) -> &'static [Provider] {
+        match self {
+            Runtime::ClaudeCode => &[Provider::Anthropic],
+            Runtime::Codex => &[Provider::OpenAi],
+            Runtime::GeminiCli => &[Provider::Google],
+            Runtime::OpenCode => &[Provider::OpenCode, Provider::OpenRouter],
+            Runtime::Hermes => &[Provider::OpenRouter],
+        }
+    }
+
+    /// Whether an org with keys for `keys` has a key this runtime runs on.
+    pub fn has_key(self, keys: &[Provider]) -> bool {
+        self.key_providers().iter().any(|p| keys.contains(p))
+    }
+
     /// Where this runtime's key is made: its provider's key page.
     pub fn key_page(self) -> &'static str {
         match self.provider() {

@@ -110,6 +110,9 @@ pub struct Attribution {
     pub api_key: Option<ApiKeyId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentId>,
+    /// The model a call ran on, when the runtime named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<crate::pricing::ModelId>,
 }
 
 /// Ids of the outside objects a change came from, kept on the entry for reconciliation.

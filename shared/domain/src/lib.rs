@@ -7,6 +7,7 @@ pub mod account;
 pub mod buckets;
 pub mod byok;
 pub mod change;
+pub mod daily;
 pub mod ids;
 pub mod keys;
 pub mod ledger;

@@ -42,7 +42,7 @@ impl Billing {
 /// Who pays for a call of `runtime` in an org of `mode` that stored keys for `keys`:
 /// `Err(no_key_configured)` when nobody may.
 pub fn billing(mode: BillingMode, runtime: Runtime, keys: &[Provider]) -> Result<Billing, PauseReason> {
-    let own_key = keys.contains(&runtime.provider());
+    let own_key = runtime.has_key(keys);
     match mode {
         BillingMode::Credits => Ok(Billing::Credits),
         BillingMode::Byok if own_key => Ok(Billing::ProviderKey),
@@ -66,7 +66,7 @@ pub fn billing_of_call(
     keys: &[Provider],
     said: Option<Billing>,
 ) -> Billing {
-    let has_its_key = keys.contains(&runtime.provider());
+    let has_its_key = runtime.has_key(keys);
     match (mode, said) {
         (BillingMode::Credits, _) => Billing::Credits,
         (_, Some(Billing::ProviderKey)) if has_its_key => Billing::ProviderKey,
@@ -88,8 +88,8 @@ pub fn missing_byok_key(
     }
     runtimes
         .iter()
-        .filter_map(|r| r.required_byok_provider().map(|p| (*r, p)))
-        .find(|(_, p)| !keys.contains(p))
+        .filter(|r| !r.has_key(keys))
+        .find_map(|r| r.required_byok_provider().map(|p| (*r, p)))
 }
 
 /// May the next call run, and on what.
@@ -278,9 +278,8 @@ mod tests {
                         .collect();
                     for said in claims {
                         let free = billing_of_call(mode, runtime, &keys, said) == own;
-                        let may_be_free = mode != BillingMode::Credits
-                            && keys.contains(&runtime.provider())
-                            && said != Some(wallet);
+                        let may_be_free =
+                            mode != BillingMode::Credits && runtime.has_key(&keys) && said != Some(wallet);
                         assert_eq!(free, may_be_free, "{mode:?} {runtime:?} {keys:?} {said:?}");
                     }
                 }
@@ -296,6 +295,19 @@ mod tests {
             Some((Codex, Provider::OpenAi))
         );
         assert_eq!(missing_byok_key(BillingMode::Byok, &[ClaudeCode], &[]), None);
+        // OpenCode runs on its own key, or on an OpenRouter key brought under the old rule.
+        assert_eq!(
+            missing_byok_key(BillingMode::Byok, &[OpenCode], &[Provider::Google]),
+            Some((OpenCode, Provider::OpenCode))
+        );
+        assert_eq!(
+            missing_byok_key(BillingMode::Byok, &[OpenCode], &[Provider::OpenRouter]),
+            None
+        );
+        assert_eq!(
+            billing(BillingMode::Byok, OpenCode, &[Provider::OpenRouter]),
+            Ok(Billing::ProviderKey)
+        );
         assert_eq!(missing_byok_key(BillingMode::Credits, &[Codex], &[]), None);
     }
 }

@@ -246,6 +246,7 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
         ("member", a.member.as_ref().map(|m| m.as_str())),
         ("api_key", a.api_key.as_ref().map(|m| m.as_str())),
         ("agent", a.agent.as_ref().map(|m| m.as_str())),
+        ("model", a.model.as_ref().map(|m| m.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -274,6 +275,10 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             .transpose()
             .map_err(|e| r.corrupt(format!("{e}")))?,
         agent: parse_id("agent")?
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|e| r.corrupt(format!("{e}")))?,
+        model: parse_id("model")?
             .map(|v| v.parse())
             .transpose()
             .map_err(|e| r.corrupt(format!("{e}")))?,
@@ -553,6 +558,7 @@ pub fn unbilled_item(
         ("member", a.member.as_ref().map(|m| m.as_str())),
         ("api_key", a.api_key.as_ref().map(|m| m.as_str())),
         ("agent", a.agent.as_ref().map(|m| m.as_str())),
+        ("model", a.model.as_ref().map(|m| m.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -588,6 +594,7 @@ mod tests {
                 member: Some(MemberId::parse("m_1").unwrap()),
                 api_key: None,
                 agent: None,
+                model: None,
             },
             idempotency_key: IdempotencyKey::parse("usage:req_1").unwrap(),
             external: ExternalRefs {

@@ -3,6 +3,7 @@
 
 mod agents;
 mod attr;
+mod daily;
 mod holds;
 pub mod items;
 mod members;
@@ -16,6 +17,7 @@ mod store;
 mod update;
 
 pub use agents::AgentRuntime;
+pub use daily::{UsageByDay, Used};
 pub use holds::Expired;
 pub use members::{MonthRow, Unbilled};
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};

@@ -143,6 +143,14 @@ impl DynamoWalletStore {
                 .condition_check(billed)
                 .build(),
         ];
+        items.extend(crate::daily::day_counters(
+            self.table(),
+            org,
+            now,
+            attribution,
+            Usd::ZERO,
+            cost,
+        )?);
         if let Some(member) = &attribution.member {
             let mut x = UpdateExpr::default();
             x.add("unbilled", n_usd(cost));

@@ -86,9 +86,7 @@ impl DynamoWalletStore {
     }
 
     /// Credits a payment (`req`, keyed on it) and, once the credit is committed (now or
-    /// before), remembers the payment for its refunds and disputes, and makes a deferred
-    /// org that paid a credits org. Both follow the credit: an error after it is answered
-    /// 500, Stripe delivers the event again, the credit replays and they are done then.
+    /// before), remembers the payment for its refunds and disputes.
     pub async fn credit_payment(
         &self,
         req: ChangeRequest,
@@ -97,22 +95,25 @@ impl DynamoWalletStore {
         let outcome = self.apply(req).await?;
         if outcome.is_ok() {
             self.record_payment(record).await?;
-            self.deferred_becomes_credits(&record.org).await?;
         }
         Ok(outcome)
     }
 
-    /// A deferred org that bought credits has decided: it is a credits org (reference
-    /// 000), on its profile (a new revision) and its wallet together, on the condition
-    /// that both still say deferred. Any other mode is left as it is; idempotent.
-    async fn deferred_becomes_credits(&self, org: &OrgId) -> Result<(), StoreError> {
+    /// An org that paid for credits (a purchase, a plan) has chosen them: a byok or
+    /// deferred org becomes a credits org (reference 000 allows both switches), on its
+    /// profile (a new revision) and its wallet together, on the condition that both still
+    /// say what they said. A credits org is left as it is; idempotent. The caller runs it
+    /// after the credit committed, every time it handles the payment, so a crash between
+    /// the two is mended when Stripe delivers the event again.
+    pub async fn becomes_credits(&self, org: &OrgId) -> Result<(), StoreError> {
         let switch = |revised: bool| {
             let mut x = UpdateExpr::default();
             x.set("billing_mode", s(BillingMode::Credits.as_str()));
             if revised {
                 x.add("revision", n_u64(1));
             }
-            x.condition("#billing_mode = :deferred");
+            x.condition("#billing_mode IN (:byok, :deferred)");
+            x.value(":byok", s(BillingMode::Byok.as_str()));
             x.value(":deferred", s(BillingMode::Deferred.as_str()));
             x
         };
@@ -125,7 +126,7 @@ impl DynamoWalletStore {
             .await;
         match sent {
             Ok(_) => {
-                tracing::info!(org = %org, "a deferred org bought credits: it is a credits org now");
+                tracing::info!(org = %org, "an org paid for credits: it is a credits org now");
                 Ok(())
             }
             Err(e) if crate::orgs::cancelled_on_condition(&e) => Ok(()),

@@ -414,6 +414,23 @@ impl DynamoWalletStore {
             let item = items::notification_item(&p.after, *kind, p.entry.seq, i, now)?;
             items.push(put(&self.table, item, None, false)?);
         }
+        if req.is_consumption() {
+            // What the call cost: what the wallet paid and what it could not.
+            let billed = p
+                .entry
+                .amount
+                .magnitude()
+                .checked_add(p.entry.shortfall)
+                .map_err(invalid)?;
+            items.extend(crate::daily::day_counters(
+                &self.table,
+                req.org(),
+                now,
+                req.attribution(),
+                billed,
+                agent_credits_domain::Usd::ZERO,
+            )?);
+        }
         Ok(Transaction {
             items,
             unless_at,

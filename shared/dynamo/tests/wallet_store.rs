@@ -437,6 +437,7 @@ async fn history_pages_list_newest_first_with_running_balances_and_attribution()
         member: Some(MemberId::parse("m_ana").unwrap()),
         api_key: Some("key_1".parse().unwrap()),
         agent: Some("agent_7".parse().unwrap()),
+        model: Some("claude-sonnet-4".parse().unwrap()),
     };
     for i in 0..4 {
         f.store

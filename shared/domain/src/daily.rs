@@ -1,0 +1,97 @@
+//! Usage by day, for charts and the month's total (references 002, 003): what each call
+//! billed (what the wallet paid plus its shortfall), or would have cost on the org's own
+//! key, counted on the day of the call, in total and by member, API key, model and kind,
+//! in the same transaction as the call itself.
+//!
+//! Attribution (reference 004): a call the runtime reports without its member, API key or
+//! model is still billed (a call already made always is) and counted under
+//! [`UNATTRIBUTED`], visibly, never dropped.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::ledger::Attribution;
+
+/// What a call counts under when the runtime did not say.
+pub const UNATTRIBUTED: &str = "unattributed";
+
+/// What the usage of a day is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Member,
+    ApiKey,
+    Model,
+    Kind,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 4] = [
+        Dimension::Member,
+        Dimension::ApiKey,
+        Dimension::Model,
+        Dimension::Kind,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Member => "member",
+            Dimension::ApiKey => "api_key",
+            Dimension::Model => "model",
+            Dimension::Kind => "kind",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// The day a call counts on: its UTC date.
+pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
+    t.date_naive()
+}
+
+/// Where one call counts, besides the day's total: one value per dimension. Every call
+/// reported so far is a model call (`llm`).
+pub fn breakdown(a: &Attribution) -> Vec<(Dimension, String)> {
+    let or_unattributed = |v: Option<&str>| v.unwrap_or(UNATTRIBUTED).to_owned();
+    vec![
+        (
+            Dimension::Member,
+            or_unattributed(a.member.as_ref().map(|m| m.as_str())),
+        ),
+        (
+            Dimension::ApiKey,
+            or_unattributed(a.api_key.as_ref().map(|k| k.as_str())),
+        ),
+        (
+            Dimension::Model,
+            or_unattributed(a.model.as_ref().map(|m| m.as_str())),
+        ),
+        (Dimension::Kind, "llm".to_owned()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MemberId;
+
+    #[test]
+    fn what_the_runtime_did_not_say_counts_as_unattributed() {
+        let a = Attribution {
+            member: Some(MemberId::parse("u_1").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            breakdown(&a),
+            vec![
+                (Dimension::Member, "u_1".to_owned()),
+                (Dimension::ApiKey, UNATTRIBUTED.to_owned()),
+                (Dimension::Model, UNATTRIBUTED.to_owned()),
+                (Dimension::Kind, "llm".to_owned()),
+            ]
+        );
+    }
+}
