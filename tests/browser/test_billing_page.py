@@ -182,7 +182,7 @@ def test_usage_to_zero_shows_the_low_badge_first_then_the_exhausted_state(page: 
     expect(page.locator("[data-month]")).to_have_text("$90.00")
     expect(page.locator("[data-chart]")).to_have_attribute("aria-label", re.compile(r"\$90\.00 in 1 calls"))
     expect(page.locator("[data-chart] rect[height='80']")).to_have_count(1)
-    expect(page.locator("[data-by-model]")).to_contain_text("unattributed: $90.00")
+    expect(page.locator("[data-by-model]")).to_contain_text("(unattributed): $90.00")
     shot(page, "card-low")
     status, body = api("POST", f"/v1/orgs/{org}/usage", body={"request_id": "b-2", "member": "u_spend",
                        "agent": "agent_7", "cost": "10.00"}, signed=True)

@@ -1,5 +1,5 @@
 //! The numbers people ask for (issue 17): usage by day and by member, API key, model and
-//! kind, counted once per call; calls without attribution counted as `unattributed`;
+//! kind, counted once per call; calls without attribution counted as `(unattributed)`;
 //! history that shows money movements and holds only when asked. Through the functions'
 //! HTTP answers.
 
@@ -85,7 +85,8 @@ async fn usage_by_day_counts_each_call_once_with_its_attribution_or_as_unattribu
         .runtime(
             "POST",
             &format!("/v1/orgs/{org}/holds/h_1/capture"),
-            Some(json!({ "member": "u_owner", "api_key": "k_ci", "model": "gpt-5", "cost": "0.50" })),
+            // No member named: the capture is the member's whose hold it closes.
+            Some(json!({ "api_key": "k_ci", "model": "gpt-5", "cost": "0.50" })),
         )
         .await;
     assert_eq!(status, 200, "{captured}");
@@ -112,15 +113,15 @@ async fn usage_by_day_counts_each_call_once_with_its_attribution_or_as_unattribu
         (owner["billed"].as_str(), owner["calls"].as_u64()),
         (Some("2.25"), Some(2))
     );
-    let nobody = row(&d["by_member"], "unattributed");
+    let nobody = row(&d["by_member"], "(unattributed)");
     assert_eq!(
         (nobody["billed"].as_str(), nobody["calls"].as_u64()),
         (Some("3.00"), Some(1))
     );
-    assert_eq!(d["by_member"][0]["id"], "unattributed", "largest first: {d}");
+    assert_eq!(d["by_member"][0]["id"], "(unattributed)", "largest first: {d}");
     assert_eq!(row(&d["by_api_key"], "k_ci")["billed"], "2.25");
     assert_eq!(row(&d["by_model"], "gpt-5")["billed"], "2.25");
-    assert_eq!(row(&d["by_model"], "unattributed")["billed"], "3.00");
+    assert_eq!(row(&d["by_model"], "(unattributed)")["billed"], "3.00");
     assert_eq!(row(&d["by_kind"], "llm")["calls"], 3);
 
     // The ledger entry keeps what the report said, the model included.
@@ -174,6 +175,15 @@ async fn calls_on_the_orgs_own_key_are_counted_unbilled() {
     let answer = report(&app, org, call.clone()).await;
     assert_eq!(answer["billed_to"], "provider_key", "{answer}");
     report(&app, org, call).await;
+    // Calls at the same instant add to the same day's counters: each is recorded once.
+    let at_once = (2..18).map(|i| {
+        report(
+            &app,
+            org,
+            json!({ "request_id": format!("r_{i}"), "member": "u_owner", "model": "gpt-5", "cost": "1.00" }),
+        )
+    });
+    futures::future::join_all(at_once).await;
     let (_, d) = daily(&app, org, "").await;
     assert_eq!(
         (
@@ -181,7 +191,7 @@ async fn calls_on_the_orgs_own_key_are_counted_unbilled() {
             d["total"]["unbilled"].as_str(),
             d["total"]["calls"].as_u64()
         ),
-        (Some("0.00"), Some("3.00"), Some(1)),
+        (Some("0.00"), Some("27.00"), Some(17)),
         "{d}"
     );
 }

@@ -971,6 +971,7 @@ impl Run<'_> {
             "balance",
             "available",
             "lifetime_added",
+            "lifetime_granted",
             "lifetime_spent",
             "forgiven",
         ] {
@@ -995,6 +996,13 @@ impl Run<'_> {
         }
         if held > balance {
             self.fail(format!("held {held} > balance {balance}"));
+        }
+        if n("lifetime_granted") > n("lifetime_added") {
+            self.fail(format!(
+                "granted {} is more than all added, {}",
+                n("lifetime_granted"),
+                n("lifetime_added")
+            ));
         }
         // The wallet's copy of the billing mode is the profile's; an org that paid for
         // credits (a plan) runs on them, and a byok or deferred org's wallet stays empty.

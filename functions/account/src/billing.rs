@@ -42,7 +42,12 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
         },
         pause_reason: v.reason,
         billed_to: v.billed_to,
-        lifetime_added: wallet.lifetime_added,
+        // Reference 002: purchases and top-ups; grants apart.
+        lifetime_added: wallet
+            .lifetime_added
+            .checked_sub(wallet.lifetime_granted)
+            .map_err(|e| ApiError::internal(&e))?,
+        lifetime_granted: wallet.lifetime_granted,
         lifetime_spent: wallet.lifetime_spent,
         recent: recent
             .entries

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use crate::{Account, keys::org_changed, views};
 
 /// How many changes the settings answer shows, newest first.
-const HISTORY: usize = 50;
+const HISTORY: u16 = 50;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

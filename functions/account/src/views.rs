@@ -169,7 +169,10 @@ pub struct Balance<'a> {
     pub state: State,
     pub pause_reason: Option<PauseReason>,
     pub billed_to: Option<Billing>,
+    /// Purchases and auto top-ups (reference 002's definition).
     pub lifetime_added: Usd,
+    /// Credits granted (plans' base credits, grants), shown apart.
+    pub lifetime_granted: Usd,
     pub lifetime_spent: Usd,
     pub recent: Vec<Entry<'a>>,
     pub auto_recharge: AutoRechargeSummary,
@@ -284,7 +287,7 @@ pub struct DayUsed {
 
 #[derive(Debug, Serialize)]
 pub struct UsedBy {
-    /// The member, API key, model or kind; `unattributed` when the runtime did not say.
+    /// The member, API key, model or kind; `(unattributed)` when the runtime did not say.
     pub id: String,
     #[serde(flatten)]
     pub used: Used,

@@ -670,3 +670,44 @@ async fn a_settings_change_on_an_org_that_changed_since_it_was_read_is_409_and_n
     );
     assert!(app.svc.orgs.settings_history(&org, 10).await.unwrap().is_empty());
 }
+
+/// An owner demoted after their request was authorised: their change is not written
+/// (demoting does not move the org's revision; the change checks the role itself).
+#[tokio::test]
+async fn a_settings_change_by_someone_no_longer_an_owner_is_not_written() {
+    let app = app().await;
+    assert_eq!(create(&app.svc, "u_owner", "org_a", json!({})).await.0, 201);
+    let org = app
+        .svc
+        .orgs
+        .get(&OrgId::parse("org_a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let wallet = agent_credits_domain::WalletSettings {
+        billing_mode: Some(agent_credits_domain::BillingMode::Credits),
+        ..Default::default()
+    };
+    let change = agent_credits_domain::SettingsChange {
+        members_see_billing: Some(false),
+        ..Default::default()
+    };
+    let gone = agent_credits_domain::MemberId::parse("u_gone").unwrap();
+    let written = app
+        .svc
+        .orgs
+        .change_settings(&org, &wallet, &change, &gone, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(written, None);
+    let after = app.svc.orgs.get(&org.id).await.unwrap().unwrap();
+    assert!(after.members_see_billing);
+    let owner = agent_credits_domain::MemberId::parse("u_owner").unwrap();
+    let written = app
+        .svc
+        .orgs
+        .change_settings(&org, &wallet, &change, &owner, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(written.map(|c| c.len()), Some(1));
+}

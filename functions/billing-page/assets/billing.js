@@ -204,6 +204,7 @@ class Billing extends HTMLElement {
         <div><dt>Rollover</dt><dd>${usd(b.buckets.rollover)}</dd></div>
         <div><dt>Purchased</dt><dd>${usd(b.buckets.purchased)}</dd></div>
         <div><dt>Lifetime added</dt><dd data-added>${usd(b.lifetime_added)}</dd></div>
+        ${b.lifetime_granted && b.lifetime_granted !== "0.00" ? `<div><dt>Granted</dt><dd data-granted>${usd(b.lifetime_granted)}</dd></div>` : ""}
         <div><dt>Lifetime spent</dt><dd>${usd(b.lifetime_spent)}</dd></div>
         <div><dt>Used this month</dt><dd data-month>${usd(this.monthTotal())}</dd></div>
       </dl>
@@ -405,7 +406,8 @@ class Billing extends HTMLElement {
         <label><input type="checkbox" name="members_see_billing" ${s.members_see_billing ? "checked" : ""} ${dis}>
           Members see billing</label>
         <label>Low-balance alert below (USD) <input name="low" inputmode="decimal"
-          value="${esc(s.low_balance_threshold_usd)}" ${dis}></label>
+          value="${s.low_balance_threshold_is_default ? "" : esc(s.low_balance_threshold_usd)}"
+          placeholder="${esc(s.low_balance_threshold_usd)} (default)" ${dis}></label>
         ${owner ? `<button type="submit">Save settings</button>` : `<p class="muted">Owners change these.</p>`}
         <p class="error" role="alert" data-error="settings"></p>
       </form>

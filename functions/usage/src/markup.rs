@@ -22,10 +22,16 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
     Option::<String>::deserialize(d)
 }
 
-/// Who an operator is in the history: the role and session of their IAM identity
-/// (`assumed-role/Ops/alice`), without the account id before it.
+/// Who an operator is in the history, which members who see billing read: the role of
+/// their IAM identity (`Ops` of `...:assumed-role/Ops/alice`), without the account id or
+/// the session name (often a person's email).
 fn operator(arn: &str) -> String {
-    format!("operator:{}", arn.rsplit(':').next().unwrap_or(arn))
+    let resource = arn.rsplit(':').next().unwrap_or(arn);
+    let role = match resource.split('/').collect::<Vec<_>>().as_slice() {
+        ["assumed-role", role, ..] | ["role", .., role] => (*role).to_owned(),
+        _ => "unknown".to_owned(),
+    };
+    format!("operator:{role}")
 }
 
 pub(crate) async fn put(svc: &Usage, org: OrgId, arn: &str, body: MarkupBody) -> Reply {
@@ -68,8 +74,12 @@ mod tests {
     #[test]
     fn an_operator_is_named_without_the_account() {
         assert_eq!(
-            super::operator("arn:aws:sts::123456789012:assumed-role/Ops/alice"),
-            "operator:assumed-role/Ops/alice"
+            super::operator("arn:aws:sts::123456789012:assumed-role/Ops/alice@example.com"),
+            "operator:Ops"
+        );
+        assert_eq!(
+            super::operator("arn:aws:iam::123456789012:role/agent-credits-operator"),
+            "operator:agent-credits-operator"
         );
     }
 }

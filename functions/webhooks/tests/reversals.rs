@@ -876,6 +876,11 @@ async fn a_plan_invoice_of_a_byok_org_grants_and_makes_it_a_credits_org() {
     }
     let wallet = app.svc.store.wallet(&org).await.unwrap();
     assert_eq!(wallet.buckets.base, usd("50"));
+    assert_eq!(
+        (wallet.lifetime_added, wallet.lifetime_granted),
+        (usd("50"), usd("50")),
+        "a plan's base credits are granted, not bought"
+    );
     assert_eq!(wallet.settings.billing_mode, Some(BillingMode::Credits));
     assert_eq!(
         orgs.get(&org).await.unwrap().unwrap().billing_mode,

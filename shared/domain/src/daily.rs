@@ -5,15 +5,16 @@
 //!
 //! Attribution (reference 004): a call the runtime reports without its member, API key or
 //! model is still billed (a call already made always is) and counted under
-//! [`UNATTRIBUTED`], visibly, never dropped.
+//! [`UNATTRIBUTED`] (`(unattributed)`), visibly, never dropped.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::ledger::Attribution;
 
-/// What a call counts under when the runtime did not say.
-pub const UNATTRIBUTED: &str = "unattributed";
+/// What a call counts under when the runtime did not say: no id can be written so (ids
+/// hold no parentheses), so it never merges with a real member, key or model.
+pub const UNATTRIBUTED: &str = "(unattributed)";
 
 /// What the usage of a day is broken down by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

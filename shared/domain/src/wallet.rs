@@ -27,7 +27,12 @@ pub struct Wallet {
     pub org: OrgId,
     pub buckets: Buckets,
     pub held: Usd,
+    /// Every credit in: purchases, auto top-ups, and what was granted.
     pub lifetime_added: Usd,
+    /// The part of `lifetime_added` that nobody paid for by card (plans' base credits,
+    /// grants, adjustments): reference 002's "lifetime added" is purchases and top-ups,
+    /// so grants are shown apart.
+    pub lifetime_granted: Usd,
     pub lifetime_spent: Usd,
     pub state: WalletState,
     /// The disputes that paused the org and have not closed (their Stripe ids): a
@@ -168,6 +173,7 @@ impl Wallet {
             buckets: Buckets::default(),
             held: Usd::ZERO,
             lifetime_added: Usd::ZERO,
+            lifetime_granted: Usd::ZERO,
             lifetime_spent: Usd::ZERO,
             state: WalletState::Active,
             open_disputes: BTreeSet::new(),
@@ -341,6 +347,10 @@ impl Wallet {
             buckets,
             held,
             lifetime_added: self.lifetime_added.checked_add(added)?,
+            lifetime_granted: match req.kind() {
+                EntryKind::Purchase | EntryKind::AutoTopUp => self.lifetime_granted,
+                _ => self.lifetime_granted.checked_add(added)?,
+            },
             lifetime_spent: self.lifetime_spent.checked_add(spent)?,
             state,
             open_disputes,
@@ -584,6 +594,20 @@ mod tests {
             .unwrap();
         assert_eq!(p2.after.state, WalletState::Active);
         assert_eq!(p2.after.lifetime_added, usd("100"));
+        assert_eq!(p2.after.lifetime_granted, usd("0"), "a purchase is not a grant");
+        let granted = ChangeRequest::credit(
+            OrgId::parse("org_1").unwrap(),
+            EntryKind::Grant,
+            Bucket::Purchased,
+            PositiveUsd::parse("5").unwrap(),
+            IdempotencyKey::parse("grant:g_1").unwrap(),
+        )
+        .unwrap();
+        let p3 = p2.after.plan(&granted, &PlanContext::at(Utc::now())).unwrap();
+        assert_eq!(
+            (p3.after.lifetime_added, p3.after.lifetime_granted),
+            (usd("105"), usd("5"))
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> 
     wallet.buckets.purchased = money("purchased")?;
     wallet.held = money("held")?;
     wallet.lifetime_added = money("lifetime_added")?;
+    wallet.lifetime_granted = money("lifetime_granted")?;
     wallet.lifetime_spent = money("lifetime_spent")?;
     wallet.forgiven = money("forgiven")?;
     wallet.forgiven_at = if r.has("forgiven_at") {
@@ -198,6 +199,7 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
         ("balance".to_owned(), n_usd(balance)),
         ("available".to_owned(), n_usd(available)),
         ("lifetime_added".to_owned(), n_usd(w.lifetime_added)),
+        ("lifetime_granted".to_owned(), n_usd(w.lifetime_granted)),
         ("lifetime_spent".to_owned(), n_usd(w.lifetime_spent)),
         ("forgiven".to_owned(), n_usd(w.forgiven)),
         ("forgiven_at".to_owned(), n_u64(w.forgiven_at)),

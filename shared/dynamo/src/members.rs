@@ -162,20 +162,31 @@ impl DynamoWalletStore {
                 key(org_pk(org), member_month_sk(&month_of(now), member.as_str())),
             )?);
         }
-        let err = match self
-            .client()
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => {
-                return Ok(Ok(Unbilled {
-                    cost,
-                    replayed: false,
-                }));
+        // Calls of one org at the same instant add to the same day's counters: one that
+        // loses that race (`TransactionConflict`, nothing written) is sent again, with
+        // jitter. Its `USE#` item makes a repeat that did land a replay, never a second
+        // record.
+        let mut attempt = 0;
+        let err = loop {
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {
+                    return Ok(Ok(Unbilled {
+                        cost,
+                        replayed: false,
+                    }));
+                }
+                Err(err) if only_conflicts(&err) && attempt + 1 < self.retry.max_attempts => {
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => break err,
             }
-            Err(err) => err,
         };
         let reasons = match err.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
@@ -237,5 +248,18 @@ impl agent_credits_domain::MemberMonths for DynamoWalletStore {
         at: DateTime<Utc>,
     ) -> agent_credits_domain::ports::Pending<'a, MemberMonth> {
         Box::pin(self.member_month(org, member, at))
+    }
+}
+
+/// Cancelled only because another transaction held an item at the same time: nothing was
+/// written, and the same request may be sent again.
+fn only_conflicts(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            let codes: Vec<_> = e.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+            codes.contains(&"TransactionConflict")
+                && codes.iter().all(|c| *c == "TransactionConflict" || *c == "None")
+        }
+        _ => false,
     }
 }

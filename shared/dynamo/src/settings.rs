@@ -4,21 +4,37 @@
 //! has not moved since the org was read, so two changes never interleave.
 
 use agent_credits_domain::{
-    Markup, MemberId, Org, Setting, SettingChanged, SettingsChange, StoreError, WalletSettings,
+    Markup, MemberId, Org, Role, Setting, SettingChanged, SettingsChange, StoreError, WalletSettings,
 };
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::attr::{Item, Reader, n_dec, n_usd, s};
-use crate::items::{WALLET_SK, key, org_pk, parse_time, timestamp};
+use crate::items::{WALLET_SK, key, member_sk, org_pk, parse_time, timestamp};
 use crate::orgs::{OrgStore, PROFILE_SK, cancelled_on_condition, revised};
-use crate::store::{put, query_prefix, sdk_error};
+use crate::store::{put, sdk_error, unbuilt};
 use crate::update::UpdateExpr;
 
 const HISTORY_PREFIX: &str = "SETTING#";
 
 /// A setting as it was and as it is now (`None`: the default).
 type Diff = (Setting, Option<String>, Option<String>);
+
+/// Who makes a change: an owner (checked still to be one when it is written), or an
+/// operator (by their role; IAM let them in).
+enum Who<'a> {
+    Owner(&'a MemberId),
+    Operator(&'a str),
+}
+
+impl Who<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Who::Owner(m) => m.as_str(),
+            Who::Operator(o) => o,
+        }
+    }
+}
 
 fn history_item(org: &Org, (setting, from, to): &Diff, by: &str, now: DateTime<Utc>) -> Item {
     let at = now.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -63,12 +79,25 @@ impl OrgStore {
         mut profile: UpdateExpr,
         wallet: Option<UpdateExpr>,
         diffs: &[Diff],
-        by: &str,
+        by: Who<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         profile.condition("attribute_not_exists(creating_by)");
         let mut items: Vec<TransactWriteItem> =
             vec![profile.update(&self.table, key(org_pk(&org.id), PROFILE_SK))?];
+        // A member's change: they are still an owner when it is written (demoting an
+        // owner does not move the org's revision).
+        if let Who::Owner(member) = by {
+            let check = ConditionCheck::builder()
+                .table_name(&*self.table)
+                .set_key(Some(key(org_pk(&org.id), member_sk(member))))
+                .condition_expression("#role = :owner")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":owner", s(Role::Owner.as_str()))
+                .build()
+                .map_err(unbuilt)?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         if let Some(mut w) = wallet {
             w.condition("attribute_exists(pk)");
             items.push(w.update(&self.table, key(org_pk(&org.id), WALLET_SK))?);
@@ -76,7 +105,7 @@ impl OrgStore {
         for d in diffs {
             items.push(put(
                 &self.table,
-                history_item(org, d, by, now),
+                history_item(org, d, by.name(), now),
                 Some("attribute_not_exists(pk)"),
                 false,
             )?);
@@ -138,7 +167,7 @@ impl OrgStore {
             _ => None,
         };
         let written = self
-            .write_settings(org, profile, wallet, &diffs, by.as_str(), now)
+            .write_settings(org, profile, wallet, &diffs, Who::Owner(by), now)
             .await?;
         Ok(written.then(|| stamped(diffs, by.as_str(), now)))
     }
@@ -175,15 +204,28 @@ impl OrgStore {
         }
         let diffs = [diff];
         let written = self
-            .write_settings(org, revised(org), Some(w), &diffs, by, now)
+            .write_settings(org, revised(org), Some(w), &diffs, Who::Operator(by), now)
             .await?;
         Ok(written.then(|| stamped(diffs.to_vec(), by, now)))
     }
 
-    /// The org's settings history, newest first, at most `limit` changes.
-    pub async fn settings_history(&self, org: &Org, limit: usize) -> Result<Vec<SettingChanged>, StoreError> {
-        let items = query_prefix(&self.client, &self.table, org_pk(&org.id), HISTORY_PREFIX).await?;
-        items.iter().rev().take(limit).map(changed_from_item).collect()
+    /// The org's settings history, newest first, at most `limit` changes (one query of
+    /// that many items, however long the history).
+    pub async fn settings_history(&self, org: &Org, limit: u16) -> Result<Vec<SettingChanged>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&*self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(org_pk(&org.id)))
+            .expression_attribute_values(":prefix", s(HISTORY_PREFIX))
+            .scan_index_forward(false)
+            .limit(i32::from(limit))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.items().iter().map(changed_from_item).collect()
     }
 }
 

@@ -65,7 +65,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Full jitter: a uniform delay in [0, min(max, base × 2^attempt)].
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self
             .base_delay
             .saturating_mul(1u32 << attempt.min(16))
@@ -80,7 +80,7 @@ pub struct DynamoWalletStore {
     client: Client,
     table: Arc<str>,
     clock: Arc<dyn Clock>,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
 }
 
 /// What one attempt read.
@@ -426,7 +426,8 @@ impl DynamoWalletStore {
                 &self.table,
                 req.org(),
                 now,
-                req.attribution(),
+                // The entry's: a capture belongs to the member its hold was made for.
+                &p.entry.attribution,
                 billed,
                 agent_credits_domain::Usd::ZERO,
             )?);
@@ -459,6 +460,10 @@ impl DynamoWalletStore {
         x.delta(
             "lifetime_added",
             before.lifetime_added.delta_to(after.lifetime_added),
+        );
+        x.delta(
+            "lifetime_granted",
+            before.lifetime_granted.delta_to(after.lifetime_granted),
         );
         x.delta(
             "lifetime_spent",
