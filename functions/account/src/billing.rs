@@ -110,7 +110,7 @@ pub(crate) async fn daily_usage(svc: &Account, org: &Org, req: &Request) -> Repl
     let day = |name: &str, default: NaiveDate| -> Result<NaiveDate, ApiError> {
         match query_param(req, name) {
             None => Ok(default),
-            Some(v) => strict_day(&v).ok_or_else(|| {
+            Some(v) => agent_credits_domain::daily::parse_day(&v).ok_or_else(|| {
                 ApiError::bad_request(
                     ErrorCode::InvalidDate,
                     format!("{name} is a day written yyyy-mm-dd"),
@@ -132,19 +132,4 @@ pub(crate) async fn daily_usage(svc: &Account, org: &Org, req: &Request) -> Repl
         StatusCode::OK,
         &views::DailyUsage::of(from, to, &usage)?,
     ))
-}
-
-/// A day written exactly `yyyy-mm-dd`.
-fn strict_day(v: &str) -> Option<NaiveDate> {
-    let shaped = v.len() == 10
-        && v.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    shaped
-        .then(|| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
-        .flatten()
 }

@@ -2,7 +2,7 @@
 
 use agent_credits_domain::{EntryKind, LedgerEntry, MemberId, Org, PageRequest, WalletStore};
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 
@@ -40,8 +40,7 @@ impl Filters {
             if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
                 return Ok(Some(t.with_timezone(&Utc)));
             }
-            NaiveDate::parse_from_str(&v, "%Y-%m-%d")
-                .ok()
+            agent_credits_domain::daily::parse_day(&v)
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .map(|d| Some(d.and_utc()))
                 .ok_or_else(|| {

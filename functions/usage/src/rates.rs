@@ -28,17 +28,7 @@ pub(crate) struct Day(NaiveDate);
 impl<'de> Deserialize<'de> for Day {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Day, D::Error> {
         let s = String::deserialize(d)?;
-        let shaped = s.len() == 10
-            && s.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
-        shaped
-            .then(|| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
-            .flatten()
+        agent_credits_domain::daily::parse_day(&s)
             .map(Day)
             .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date written yyyy-mm-dd")))
     }

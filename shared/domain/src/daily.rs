@@ -48,6 +48,22 @@ impl Dimension {
     }
 }
 
+/// A day written exactly `yyyy-mm-dd`, as every route takes days (chrono alone reads
+/// `26-01-01` as the year 26).
+pub fn parse_day(s: &str) -> Option<NaiveDate> {
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+}
+
 /// The day a call counts on: its UTC date.
 pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
     t.date_naive()
@@ -78,6 +94,21 @@ pub fn breakdown(a: &Attribution) -> Vec<(Dimension, String)> {
 mod tests {
     use super::*;
     use crate::ids::MemberId;
+
+    #[test]
+    fn a_day_is_written_yyyy_mm_dd_and_real() {
+        assert_eq!(parse_day("2026-02-28"), NaiveDate::from_ymd_opt(2026, 2, 28));
+        for bad in [
+            "26-02-28",
+            "2026-2-28",
+            "2026-02-30",
+            "2026/02/28",
+            "2026-02-28T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn what_the_runtime_did_not_say_counts_as_unattributed() {
