@@ -409,13 +409,5 @@ async fn the_wallet_of_an_org_off_credits_is_never_charged_by_auto_recharge() {
     assert_eq!(sweep(&app.svc).await.unwrap().due, 0, "the mark was cleared");
 
     // Enabling again is refused by the store, in the write itself.
-    let settings = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000")).unwrap();
-    let card = owners_card(&app);
-    let saved = app
-        .svc
-        .recharges
-        .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
-        .await
-        .unwrap();
-    assert_eq!(saved, Configured::NotCredits);
+    assert_eq!(configure(&app, 3).await, Configured::NotCredits);
 }

@@ -333,10 +333,11 @@ pub fn switch_billing_mode(from: BillingMode, to: BillingMode) -> Result<Billing
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn org() -> Org {
+    /// A credits org on Claude Code with the defaults, for the domain's tests.
+    pub(crate) fn org() -> Org {
         Org {
             id: OrgId::parse("o").unwrap(),
             name: "Acme".into(),

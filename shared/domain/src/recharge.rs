@@ -170,19 +170,8 @@ mod tests {
 
     #[test]
     fn card_owners_are_exactly_the_roles_that_manage_auto_recharge() {
-        use crate::account::{Action, Org, PurchasePolicy, Runtime};
-        use crate::settings::BillingMode;
-        let org = Org {
-            id: crate::ids::OrgId::parse("o").unwrap(),
-            name: "o".into(),
-            runtime: Runtime::ClaudeCode,
-            billing_mode: BillingMode::Credits,
-            purchase_policy: PurchasePolicy::OwnersOnly,
-            members_see_billing: true,
-            credits_per_usd: 200,
-            created_at: chrono::Utc::now(),
-            revision: 0,
-        };
+        use crate::account::Action;
+        let org = crate::account::tests::org();
         for role in [Role::Owner, Role::Admin, Role::Member] {
             assert_eq!(
                 CARD_OWNER_ROLES.contains(&role),

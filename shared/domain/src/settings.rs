@@ -166,21 +166,11 @@ impl SettingsChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{Org, PurchasePolicy};
+    use crate::account::PurchasePolicy;
 
     #[test]
     fn a_change_lists_only_what_differs_and_default_is_none() {
-        let org = Org {
-            id: crate::OrgId::parse("o").unwrap(),
-            name: "o".into(),
-            runtime: crate::Runtime::ClaudeCode,
-            billing_mode: BillingMode::Credits,
-            purchase_policy: PurchasePolicy::OwnersOnly,
-            members_see_billing: true,
-            credits_per_usd: 200,
-            created_at: chrono::Utc::now(),
-            revision: 0,
-        };
+        let org = crate::account::tests::org();
         let wallet = WalletSettings::default();
         let same = SettingsChange {
             purchase_policy: Some(PurchasePolicy::OwnersOnly),

@@ -74,6 +74,18 @@ pub(crate) fn cancelled_on_condition(
         if e.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")))
 }
 
+/// Whether a conditioned transaction was written: `false` when one of its conditions
+/// refused it, and nothing was.
+pub(crate) fn committed<O>(
+    sent: Result<O, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>>,
+) -> Result<bool, StoreError> {
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if cancelled_on_condition(&e) => Ok(false),
+        Err(e) => Err(sdk_error(e)),
+    }
+}
+
 /// The PROFILE update that moves the org's revision on from the one `org` was read at, on
 /// the condition that neither it nor the billing mode moved meanwhile.
 pub(crate) fn revised(org: &Org) -> UpdateExpr {
@@ -408,11 +420,7 @@ impl OrgStore {
             .transact_items(revised(org).update(&self.table, key(org_pk(&org.id), PROFILE_SK))?)
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_on_condition(&e) => Ok(false),
-            Err(e) => Err(sdk_error(e)),
-        }
+        committed(sent)
     }
 
     /// Adds a member or changes a role. The member's current role is part of the

@@ -124,14 +124,10 @@ impl DynamoWalletStore {
             .transact_items(switch(false).update(self.table(), key(org_pk(org), WALLET_SK))?)
             .send()
             .await;
-        match sent {
-            Ok(_) => {
-                tracing::info!(org = %org, "an org paid for credits: it is a credits org now");
-                Ok(())
-            }
-            Err(e) if crate::orgs::cancelled_on_condition(&e) => Ok(()),
-            Err(e) => Err(sdk_error(e)),
+        if crate::orgs::committed(sent)? {
+            tracing::info!(org = %org, "an org paid for credits: it is a credits org now");
         }
+        Ok(())
     }
 
     /// The credited payment of this payment intent, if it has been credited.

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::attr::{Item, Reader, n_dec, n_usd, s};
 use crate::items::{WALLET_SK, key, member_sk, org_pk, parse_time, timestamp};
-use crate::orgs::{OrgStore, PROFILE_SK, cancelled_on_condition, revised};
+use crate::orgs::{OrgStore, PROFILE_SK, committed, revised};
 use crate::store::{put, sdk_error, unbuilt};
 use crate::update::UpdateExpr;
 
@@ -116,11 +116,7 @@ impl OrgStore {
             .set_transact_items(Some(items))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) if cancelled_on_condition(&e) => Ok(false),
-            Err(e) => Err(sdk_error(e)),
-        }
+        committed(sent)
     }
 
     /// An owner's change of the org as read (`org`, its wallet's `seen` settings): what

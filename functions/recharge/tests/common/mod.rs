@@ -108,16 +108,23 @@ pub fn owners_card(app: &App) -> Card {
     }
 }
 
-pub async fn enable(app: &App, max_per_day: u32) {
+/// The owner turns auto-recharge on with their card: $100 below $20, `max_per_day`.
+pub async fn configure(app: &App, max_per_day: u32) -> Configured {
     let settings = RechargeSettings::new(true, usd("20"), usd("100"), max_per_day, usd("1000")).unwrap();
     let card = owners_card(app);
-    let saved = app
-        .svc
+    app.svc
         .recharges
         .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
         .await
-        .unwrap();
-    assert_eq!(saved, Configured::Saved, "the owner may save their card");
+        .unwrap()
+}
+
+pub async fn enable(app: &App, max_per_day: u32) {
+    assert_eq!(
+        configure(app, max_per_day).await,
+        Configured::Saved,
+        "the owner may save their card"
+    );
 }
 
 pub async fn spend(app: &App, amount: &str, key: &str) {
