@@ -94,6 +94,33 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
         "{capture}"
     );
 
+    // Another consumable, priced from the rate card an operator set for today.
+    let mut rate = support::event("usage/put-unit-rate.json");
+    let today = chrono::Utc::now().date_naive().to_string();
+    rate["body"] = json!(json!({ "effective_from": today, "unit_price": "0.0079" }).to_string());
+    let (status, card) = watch.call("usage", &rate);
+    assert_eq!(status, 200, "{card}");
+    let mut sms = support::event("usage/debit-cost.json");
+    sms["body"] = json!(
+        json!({ "request_id": "req_sms", "member": "m_ana", "kind": "sms", "feature": "rag", "quantity": "3" })
+            .to_string()
+    );
+    let (status, sent) = watch.call("usage", &sms);
+    assert_eq!(
+        (status, sent["billed"].as_str()),
+        (200, Some("0.03555")),
+        "{sent}"
+    );
+    let mut ask = support::event("usage/may-i-run.json");
+    ask["rawQueryString"] = json!("member=m_ana&kind=sms");
+    ask["queryStringParameters"]["kind"] = json!("sms");
+    let (status, verdict) = watch.call("usage", &ask);
+    assert_eq!(
+        (status, verdict["kind"].as_str()),
+        (200, Some("sms")),
+        "{verdict}"
+    );
+
     let mut unsigned = support::event("usage/debit-cost.json");
     unsigned["requestContext"]
         .as_object_mut()
@@ -126,12 +153,13 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
 
     rt.block_on(async {
         let wallet = store.wallet(&org).await.unwrap();
-        // 10.00 - 0.01845 - 0.01575 - 0.30
-        assert_eq!(wallet.balance().unwrap(), Usd::parse("9.6658").unwrap());
+        // 10.00 - 0.01845 - 0.01575 - 0.30 - 0.03555
+        assert_eq!(wallet.balance().unwrap(), Usd::parse("9.63025").unwrap());
         assert_eq!(wallet.held, Usd::ZERO);
         let entries = store.history(&org, PageRequest::first(10)).await.unwrap().entries;
         let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["capture", "hold", "usage", "usage", "purchase"]);
-        assert_eq!(entries[3].attribution.member.as_ref().unwrap().as_str(), "m_ana");
+        assert_eq!(kinds, ["usage", "capture", "hold", "usage", "usage", "purchase"]);
+        assert_eq!(entries[4].attribution.member.as_ref().unwrap().as_str(), "m_ana");
+        assert_eq!(entries[0].attribution.consumable.as_str(), "sms");
     });
 }

@@ -141,6 +141,85 @@ async fn usage_by_day_counts_each_call_once_with_its_attribution_or_as_unattribu
         .collect();
     assert!(models.contains(&&json!("gpt-5")), "{history}");
 
+    // Other consumables (issue 17) count under their kind and feature, beside the calls.
+    report(
+        &app,
+        org,
+        json!({ "request_id": "r_sms", "member": "u_owner", "kind": "sms", "feature": "rag", "cost": "0.10" }),
+    )
+    .await;
+    report(
+        &app,
+        org,
+        json!({ "request_id": "r_mail", "kind": "email", "feature": "rag", "cost": "0.20", "member": "u_owner" }),
+    )
+    .await;
+    let (_, d) = daily(&app, org, "").await;
+    assert_eq!(
+        (d["total"]["billed"].as_str(), d["total"]["calls"].as_u64()),
+        (Some("5.70"), Some(5))
+    );
+    assert_eq!(row(&d["by_kind"], "llm")["billed"], "5.25");
+    assert_eq!(row(&d["by_kind"], "sms")["billed"], "0.15");
+    assert_eq!(row(&d["by_kind"], "email")["calls"], 1);
+    assert_eq!(row(&d["by_feature"], "rag")["billed"], "0.45");
+    assert_eq!(row(&d["by_feature"], "(unattributed)")["calls"], 3);
+    assert_eq!(
+        row(&d["by_model"], "(unattributed)")["billed"],
+        "3.45",
+        "no model for an SMS"
+    );
+    // History groups them too: by consumable and by feature, in pages and in the CSV.
+    let (_, sms) = app
+        .dashboard(
+            "GET",
+            &format!("/v1/orgs/{org}/history?consumable=sms"),
+            "u_owner",
+            None,
+        )
+        .await;
+    let entries = sms["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{sms}");
+    assert_eq!(
+        (entries[0]["consumable"].as_str(), entries[0]["feature"].as_str()),
+        (Some("sms"), Some("rag"))
+    );
+    let (_, rag) = app
+        .dashboard(
+            "GET",
+            &format!("/v1/orgs/{org}/history?feature=rag"),
+            "u_owner",
+            None,
+        )
+        .await;
+    assert_eq!(rag["entries"].as_array().unwrap().len(), 2, "{rag}");
+    let (_, purchases) = app
+        .dashboard(
+            "GET",
+            &format!("/v1/orgs/{org}/history?kind=purchase"),
+            "u_owner",
+            None,
+        )
+        .await;
+    assert_eq!(
+        purchases["entries"][0].get("consumable"),
+        None,
+        "a purchase is not a use"
+    );
+    for (query, code) in [
+        ("consumable=fax", "unknown_kind"),
+        ("feature=chat", "unknown_feature"),
+    ] {
+        let (status, body) = app
+            .dashboard("GET", &format!("/v1/orgs/{org}/history?{query}"), "u_owner", None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+
     // Bad ranges write nothing and say why.
     for query in [
         "?from=2026-13-01",

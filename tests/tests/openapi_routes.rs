@@ -22,6 +22,7 @@ fn request(method: &str, path: &str, tag: &str) -> Value {
         ("{model}", "claude-sonnet"),
         ("{provider}", "openai"),
         ("{agent}", "agent_7"),
+        ("{kind}", "sms"),
     ]);
     let mut raw = path.to_owned();
     for (param, value) in samples {

@@ -267,9 +267,14 @@ impl Run<'_> {
         e["requestContext"]["http"]["method"] = json!(method);
         e["requestContext"]["http"]["path"] = json!(p);
         e["rawQueryString"] = json!(q);
-        e["queryStringParameters"] = match q.split_once('=') {
-            Some((k, v)) => json!({ k: v }),
-            None => Value::Null,
+        e["queryStringParameters"] = if q.is_empty() {
+            Value::Null
+        } else {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         };
         e["body"] = body.map_or(Value::Null, |b| json!(b.to_string()));
         self.send("usage", &e).await
@@ -351,6 +356,24 @@ impl Run<'_> {
             )
             .await;
         assert_eq!(status, 200, "{rate}");
+        // The rate card of two other consumables; the others are reported by their cost.
+        for (kind, price) in [("sms", "0.0079"), ("email", "0.001")] {
+            let (status, rate) = self
+                .send(
+                    "usage",
+                    &support::event("usage/put-unit-rate.json").tap(|e| {
+                        e["body"] = json!(
+                            json!({ "effective_from": self.clock.now().date_naive().to_string(),
+                                "unit_price": price })
+                            .to_string()
+                        );
+                        e["rawPath"] = json!(format!("/v1/unit-rates/{kind}"));
+                        e["requestContext"]["http"]["path"] = e["rawPath"].clone();
+                    }),
+                )
+                .await;
+            assert_eq!(status, 200, "{rate}");
+        }
         self.m.max_per_day = 3;
     }
 
@@ -548,10 +571,30 @@ impl Run<'_> {
         if self.rng.u8(..4) != 0 {
             report["member"] = json!(self.member(true));
         }
+        if self.rng.u8(..3) == 0 {
+            report["feature"] = json!(["rag", "agent_conversation", "upskilling"][self.rng.usize(..3)]);
+        }
+        let other = [
+            "sms",
+            "email",
+            "api_call",
+            "mcp_call",
+            "voice_minute",
+            "storage_gb_day",
+        ];
         if tokens {
             report["model"] = json!("claude-sonnet-4");
             report["tokens"] =
                 json!({ "input": self.rng.u64(0..200_000), "output": self.rng.u64(0..50_000) });
+        } else if self.rng.u8(..4) == 0 {
+            // Another consumable: by quantity on the rate card, or by its cost.
+            let kind = other[self.rng.usize(..other.len())];
+            report["kind"] = json!(kind);
+            if kind == "sms" || kind == "email" {
+                report["quantity"] = json!(self.rng.u32(1..40).to_string());
+            } else {
+                report["cost"] = json!(self.amount(1, 300));
+            }
         } else {
             report["cost"] = json!(if self.rng.u8(..5) == 0 {
                 self.amount(800, 4_000)
@@ -571,6 +614,9 @@ impl Run<'_> {
             self.fail(format!("a call already made was not recorded: {status} {body}"));
         }
         self.check_call(&body);
+        if report.get("kind").is_some() && body["billed_to"] != "credits" {
+            self.fail(format!("a provider key paid for a {}: {body}", report["kind"]));
+        }
         self.m.calls.push((id, report));
     }
 
@@ -659,15 +705,27 @@ impl Run<'_> {
         let secs = self.rng.i64(1..90);
         self.clock.advance(chrono::Duration::seconds(secs));
         let member = self.member(true);
+        let kind = ["llm", "llm", "sms", "voice_minute"][self.rng.usize(..4)];
         let (status, v) = self
             .runtime(
                 "GET",
-                &format!("/v1/orgs/{org}/may-i-run?member={member}", org = self.org),
+                &format!(
+                    "/v1/orgs/{org}/may-i-run?member={member}&kind={kind}",
+                    org = self.org
+                ),
                 None,
             )
             .await;
         self.log
-            .push(format!("{secs}s later, may {member} run: {status} {v}"));
+            .push(format!("{secs}s later, may {member} use {kind}: {status} {v}"));
+        // At zero every kind but a model call on the org's own key is refused (002); in a
+        // byok or deferred org another kind needs credits it cannot have.
+        if kind != "llm" && v["allowed"] == true && v["available"] == "0.00" {
+            self.fail(format!("a {kind} may run at zero: {v}"));
+        }
+        if kind != "llm" && self.m.billing_mode != "credits" && v["reason"] != "credits_required" {
+            self.fail(format!("a {kind} of a {} org: {v}", self.m.billing_mode));
+        }
     }
 
     async fn refund(&mut self) {
@@ -1082,6 +1140,11 @@ impl Run<'_> {
                 .cloned()
                 .unwrap_or_else(|| "day".into());
             *by_dim.entry(dim).or_default() += num(&item, "billed");
+        }
+        if self.m.billed > Decimal::ZERO {
+            for dim in ["day", "member", "api_key", "model", "kind", "feature"] {
+                by_dim.entry(dim.to_owned()).or_default();
+            }
         }
         for (dim, billed) in &by_dim {
             if *billed != self.m.billed {

@@ -1,6 +1,6 @@
 //! The credits card (references 000 §4, 002) and the month's usage by member (003).
 
-use agent_credits_domain::{Org, PageRequest, Usd, WalletStore, verdict};
+use agent_credits_domain::{Consumable, Org, PageRequest, Usd, WalletStore, verdict};
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
 use chrono::{Datelike, NaiveDate};
 use lambda_http::Request;
@@ -21,7 +21,8 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
     let balance = wallet.balance().map_err(|e| ApiError::internal(&e))?;
     // The same verdict the runtime gets from may-i-run, for the org's own runtime.
     let billing = agent_credits_domain::billing(org.billing_mode, org.runtime, &keys);
-    let v = verdict(org.billing_mode, &wallet, billing, None).map_err(|e| ApiError::internal(&e))?;
+    let v = verdict(org.billing_mode, Consumable::Llm, &wallet, billing, None)
+        .map_err(|e| ApiError::internal(&e))?;
     let on_credits = org.billing_mode == agent_credits_domain::BillingMode::Credits;
     let credits = (balance.as_decimal() * Decimal::from(org.credits_per_usd)).normalize();
     let card = views::Balance {

@@ -1,6 +1,8 @@
 //! History: pages of entries newest first, and the whole (filtered) history as CSV.
 
-use agent_credits_domain::{EntryKind, LedgerEntry, MemberId, Org, PageRequest, WalletStore};
+use agent_credits_domain::{
+    Consumable, EntryKind, Feature, LedgerEntry, MemberId, Org, PageRequest, WalletStore,
+};
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
@@ -14,6 +16,9 @@ use crate::{Account, views};
 /// for, with `include=holds` or by their kind.
 pub(crate) struct Filters {
     kind: Option<EntryKind>,
+    /// Uses of one consumable (`consumable=email`) and of one feature (`feature=rag`).
+    consumable: Option<Consumable>,
+    feature: Option<Feature>,
     holds: bool,
     member: Option<MemberId>,
     from: Option<DateTime<Utc>>,
@@ -26,6 +31,18 @@ impl Filters {
             .map(|k| {
                 EntryKind::parse(&k)
                     .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidKind, format!("no kind {k}")))
+            })
+            .transpose()?;
+        let consumable = query_param(req, "consumable")
+            .map(|k| {
+                k.parse()
+                    .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownKind, e))
+            })
+            .transpose()?;
+        let feature = query_param(req, "feature")
+            .map(|f| {
+                f.parse()
+                    .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownFeature, e))
             })
             .transpose()?;
         let member = query_param(req, "member")
@@ -71,6 +88,8 @@ impl Filters {
         }
         Ok(Filters {
             kind,
+            consumable,
+            feature,
             holds,
             member,
             from,
@@ -82,6 +101,8 @@ impl Filters {
         let asked = self.holds || self.kind.is_some() || !is_hold(e.kind);
         asked
             && self.kind.is_none_or(|k| e.kind == k)
+            && self.consumable.is_none_or(|k| e.consumed() == Some(k))
+            && self.feature.is_none_or(|f| e.attribution.feature == Some(f))
             && self
                 .member
                 .as_ref()
@@ -144,7 +165,7 @@ pub(crate) async fn history(svc: &Account, org: &Org, req: &Request) -> Reply {
 pub(crate) async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Reply {
     let filters = Filters::of(req)?;
     let mut csv = String::from(
-        "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,payment_intent,refund,dispute,invoice\n",
+        "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,model,consumable,feature,payment_intent,refund,dispute,invoice\n",
     );
     let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
     loop {
@@ -173,6 +194,13 @@ pub(crate) async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Repl
                     .as_ref()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+                e.attribution
+                    .model
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                e.consumed().map(|k| k.to_string()).unwrap_or_default(),
+                e.attribution.feature.map(|f| f.to_string()).unwrap_or_default(),
                 e.external.payment_intent.clone().unwrap_or_default(),
                 e.external.refund.clone().unwrap_or_default(),
                 e.external.dispute.clone().unwrap_or_default(),

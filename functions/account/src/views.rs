@@ -110,6 +110,12 @@ pub struct Entry<'a> {
     /// The model a call ran on, when the runtime named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<&'a agent_credits_domain::ModelId>,
+    /// What a usage entry consumed (`llm`, `email`, ...); absent on other entries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumable: Option<agent_credits_domain::Consumable>,
+    /// The product feature a usage entry served, when the runtime named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature: Option<agent_credits_domain::Feature>,
     pub created_at: DateTime<Utc>,
     pub external: &'a ExternalRefs,
 }
@@ -127,6 +133,8 @@ impl<'a> From<&'a LedgerEntry> for Entry<'a> {
             api_key: e.attribution.api_key.as_ref(),
             agent: e.attribution.agent.as_ref(),
             model: e.attribution.model.as_ref(),
+            consumable: e.consumed(),
+            feature: e.attribution.feature,
             created_at: e.created_at,
             external: &e.external,
         }
@@ -305,6 +313,7 @@ pub struct DailyUsage {
     pub by_api_key: Vec<UsedBy>,
     pub by_model: Vec<UsedBy>,
     pub by_kind: Vec<UsedBy>,
+    pub by_feature: Vec<UsedBy>,
 }
 
 impl DailyUsage {
@@ -357,6 +366,7 @@ impl DailyUsage {
             by_api_key: by(Dimension::ApiKey),
             by_model: by(Dimension::Model),
             by_kind: by(Dimension::Kind),
+            by_feature: by(Dimension::Feature),
         })
     }
 }

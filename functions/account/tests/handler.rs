@@ -547,11 +547,17 @@ async fn limits_month_usage_read_marks_and_the_csv_export_follow_the_ledger() {
         "{}",
         lines[1]
     );
+    // Each use says what it consumed; a purchase says nothing.
+    let consumable = lines[0].split(',').position(|c| c == "consumable").unwrap();
+    assert_eq!(lines[1].split(',').nth(consumable), Some("llm"), "{}", lines[1]);
+    assert_eq!(lines[4].split(',').nth(consumable), Some(""), "{}", lines[4]);
+    let (_, _, sms) = raw(&app.svc, &csv("consumable=sms")).await;
+    assert_eq!(sms.lines().count(), 1, "no SMS was sent");
     let (_, _, usage_only) = raw(&app.svc, &csv("kind=usage&member=u_ana")).await;
     assert_eq!(usage_only.lines().count(), 1 + 2);
     let (_, _, future) = raw(&app.svc, &csv("from=2999-01-01")).await;
     assert_eq!(future.lines().count(), 1, "only the header");
-    for bad in ["from=yesterday", "kind=nothing"] {
+    for bad in ["from=yesterday", "kind=nothing", "consumable=fax", "feature=chat"] {
         assert_eq!(raw(&app.svc, &csv(bad)).await.0, 400);
     }
     let (_, page) = call(

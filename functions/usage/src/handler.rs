@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, Billing, BillingMode, Clock, KeySource, MemberId, MemberMonths, OrgId, PauseReason, Provider,
-    Refusal, Runtime, Wallet, WalletStore,
+    AgentId, Billing, BillingMode, Clock, Consumable, KeySource, MemberId, MemberMonths, OrgId, PauseReason,
+    Provider, Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Table, answer};
@@ -56,7 +56,8 @@ pub fn routes() -> Vec<Route<Usage>> {
                             .map_err(|e| ApiError::bad_request(ErrorCode::InvalidAgent, e.to_string()))
                     })
                     .transpose()?;
-                verdict::may_i_run(svc, org, member, agent).await
+                let kind = reported::kind_named(c.query("kind").as_deref())?;
+                verdict::may_i_run(svc, org, member, agent, kind).await
             })
         }),
         Route::operator(Method::PUT, "/v1/orgs/{org}/markup", |svc, c| {
@@ -64,6 +65,9 @@ pub fn routes() -> Vec<Route<Usage>> {
         }),
         Route::operator(Method::PUT, "/v1/rates/{model}", |svc, c| {
             Box::pin(async move { rates::put_rate(svc, c.param("model")?, c.body()?).await })
+        }),
+        Route::operator(Method::PUT, "/v1/unit-rates/{kind}", |svc, c| {
+            Box::pin(async move { rates::put_unit_rate(svc, c.param("kind")?, c.body()?).await })
         }),
         Route::runtime(
             Method::GET,
@@ -103,21 +107,26 @@ pub(crate) async fn release_expired(svc: &Usage, wallet: &Wallet) -> Result<(), 
     Ok(())
 }
 
-/// Who pays for a call of `agent` (the key rule of [`agent_credits_domain::verdict`]): a
-/// credits org pays from its wallet without another read; any other reads the runtime
-/// the agent runs and the keys the org stored.
+/// Who pays for a use of `kind` by `agent` (the key rule of
+/// [`agent_credits_domain::verdict`]): a credits org, or a use no provider key pays for,
+/// pays from the wallet without another read; any other reads the runtime the agent runs
+/// and the keys the org stored.
 pub(crate) async fn billing_of(
     svc: &Usage,
     org: &OrgId,
     mode: BillingMode,
+    kind: Consumable,
     agent: Option<&AgentId>,
     want_runtime: bool,
 ) -> Result<(Result<Billing, PauseReason>, Option<Runtime>), ApiError> {
-    if mode == BillingMode::Credits && !want_runtime {
+    if (mode == BillingMode::Credits || !kind.is_model_call()) && !want_runtime {
         return Ok((Ok(Billing::Credits), None));
     }
     let (runtime, keys) = runtime_and_keys(svc, org, agent).await?;
-    Ok((agent_credits_domain::billing(mode, runtime, &keys), Some(runtime)))
+    Ok((
+        agent_credits_domain::billing_for(kind, mode, runtime, &keys),
+        Some(runtime),
+    ))
 }
 
 /// The runtime of the agent (the org's default without one) and the providers the org

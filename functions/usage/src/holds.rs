@@ -10,6 +10,7 @@ use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
 use crate::handler::{Usage, billing_of, paused, refused, wallet_of};
+use crate::reported::{feature_named, kind_named};
 use crate::views;
 
 #[derive(Debug, Deserialize)]
@@ -25,11 +26,22 @@ pub(crate) struct HoldRequest {
     api_key: Option<ApiKeyId>,
     #[serde(default)]
     agent: Option<AgentId>,
+    /// What the call will consume (`llm` by default): a provider key holds nothing only
+    /// for a model call.
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    feature: Option<String>,
 }
 
 pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
+    let kind = kind_named(body.kind.as_deref())?;
+    let feature = feature_named(body.feature.as_deref())?;
     let (wallet, mode) = wallet_of(svc, &org).await?;
-    match billing_of(svc, &org, mode, body.agent.as_ref(), false).await?.0 {
+    match billing_of(svc, &org, mode, kind, body.agent.as_ref(), false)
+        .await?
+        .0
+    {
         Ok(Billing::Credits) => {}
         Ok(Billing::ProviderKey) => {
             return Ok(json_response(
@@ -62,6 +74,8 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         api_key: body.api_key,
         agent: body.agent,
         model: None,
+        consumable: kind,
+        feature,
     };
     let req = ChangeRequest::hold(
         org.clone(),

@@ -3,9 +3,9 @@
 //! Each request id is billed once, at its first price.
 
 use agent_credits_domain::{
-    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, HoldId, IdempotencyKey,
-    MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Refusal, TokenUsage, Usd, Wallet,
-    WalletStore, keys,
+    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Consumable, Feature,
+    HoldId, IdempotencyKey, MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Quantity, Refusal,
+    TokenUsage, Usd, Wallet, WalletStore, keys,
 };
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
 use chrono::NaiveDate;
@@ -15,10 +15,23 @@ use serde::Deserialize;
 use crate::handler::{Usage, refused, release_expired, runtime_and_keys, wallet_of};
 use crate::views;
 
-/// What the runtime reports about one model call.
+/// What the runtime reports about one use: a model call, or another consumable.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CallReport {
+    /// What was consumed (`llm` when absent); read by [`CallReport::checked`].
+    #[serde(default, rename = "kind")]
+    kind_named: Option<String>,
+    /// The product feature it served; read by [`CallReport::checked`].
+    #[serde(default, rename = "feature")]
+    feature_named: Option<String>,
+    /// How much of a consumable other than a model call: priced from the rate card.
+    #[serde(default)]
+    quantity: Option<Quantity>,
+    #[serde(skip)]
+    kind: Consumable,
+    #[serde(skip)]
+    feature: Option<Feature>,
     /// The runtime's id of the call: the idempotency key of its debit.
     #[serde(default)]
     request_id: Option<HoldId>,
@@ -43,19 +56,54 @@ pub(crate) struct CallReport {
     tokens: Option<TokenUsage>,
 }
 
+/// A consumable's kind as a request names it: `400 unknown_kind` otherwise.
+pub(crate) fn kind_named(name: Option<&str>) -> Result<Consumable, ApiError> {
+    name.map_or(Ok(Consumable::Llm), |k| {
+        k.parse()
+            .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownKind, e))
+    })
+}
+
+/// A feature as a request names it: `400 unknown_feature` otherwise.
+pub(crate) fn feature_named(name: Option<&str>) -> Result<Option<Feature>, ApiError> {
+    name.map(|f| {
+        f.parse()
+            .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownFeature, e))
+    })
+    .transpose()
+}
+
 impl CallReport {
+    /// The report with its kind and feature read: unknown ones are a 400.
+    pub(crate) fn checked(mut self) -> Result<CallReport, ApiError> {
+        self.kind = kind_named(self.kind_named.as_deref())?;
+        self.feature = feature_named(self.feature_named.as_deref())?;
+        Ok(self)
+    }
+
     fn attribution(&self) -> Attribution {
         Attribution {
             member: self.member.clone(),
             api_key: self.api_key.clone(),
             agent: self.agent.clone(),
             model: self.model.clone(),
+            consumable: self.kind,
+            feature: self.feature,
         }
     }
 
     /// What the request id promises: the report itself, not the price computed from it,
     /// so a retry priced after a rate or markup change still replays the first answer.
+    /// A model call's is written as before kinds existed, so a retry across the change
+    /// still matches.
     fn fingerprint(&self) -> String {
+        if self.kind.priced_by_unit() {
+            return match (&self.cost, &self.quantity) {
+                (Some(cost), _) => format!("{}:cost:{cost}", self.kind),
+                (None, Some(q)) => format!("{}:quantity:{q}", self.kind),
+                (None, None) => self.kind.to_string(),
+            };
+        }
         match (&self.cost, &self.tokens) {
             (Some(cost), _) => format!("cost:{cost}"),
             (None, Some(t)) => format!(
@@ -72,13 +120,67 @@ impl CallReport {
 }
 
 /// Provider cost × markup, rounded once. The cost is the runtime's report, else tokens
-/// at the rate in force today.
+/// at the model's rate in force today, else (for a consumable other than a model call)
+/// the quantity at its unit price on the rate card today.
 pub(crate) async fn billable(
     svc: &Usage,
     wallet: &Wallet,
     report: &CallReport,
     today: NaiveDate,
 ) -> Result<Usd, ApiError> {
+    let cost = if report.kind.priced_by_unit() {
+        unit_cost(svc, report, today).await?
+    } else {
+        model_cost(svc, report, today).await?
+    };
+    let markup = wallet.settings.markup.unwrap_or(svc.settings.default_markup);
+    markup.bill(cost).map_err(ApiError::money)
+}
+
+/// A consumable other than a model call: its cost, or its quantity × its unit price.
+async fn unit_cost(svc: &Usage, report: &CallReport, today: NaiveDate) -> Result<ProviderCost, ApiError> {
+    let kind = report.kind;
+    if report.tokens.is_some() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidTokens,
+            format!("tokens are for model calls (kind llm); a {kind} sends quantity or cost"),
+        ));
+    }
+    match (&report.cost, &report.quantity) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            ErrorCode::AmbiguousCost,
+            "send either cost or quantity, not both",
+        )),
+        (None, None) => Err(ApiError::bad_request(
+            ErrorCode::MissingCost,
+            format!("a {kind} sends quantity (priced from the rate card) or cost"),
+        )),
+        (Some(cost), None) => Ok(*cost),
+        (None, Some(q)) if q.as_decimal().is_zero() => Err(ApiError::bad_request(
+            ErrorCode::InvalidQuantity,
+            "quantity must be more than 0",
+        )),
+        (None, Some(q)) => {
+            let rate = svc.rates.unit_on(kind, today).await?.ok_or_else(|| {
+                ApiError::bad_request(
+                    ErrorCode::NoUnitRate,
+                    format!("the rate card has no unit price for {kind} on {today}"),
+                )
+            })?;
+            rate.cost(*q)
+                .map_err(|e| ApiError::bad_request(ErrorCode::InvalidQuantity, e.to_string()))
+        }
+    }
+}
+
+/// A model call: its cost, or its tokens at the model's rate.
+async fn model_cost(svc: &Usage, report: &CallReport, today: NaiveDate) -> Result<ProviderCost, ApiError> {
+    if report.quantity.is_some() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidQuantity,
+            "quantity is for the other kinds; a model call sends cost or tokens",
+        ));
+    }
     let cost = match (&report.cost, &report.tokens) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -110,8 +212,7 @@ pub(crate) async fn billable(
                 .map_err(|e| ApiError::bad_request(ErrorCode::InvalidTokens, e.to_string()))?
         }
     };
-    let markup = wallet.settings.markup.unwrap_or(svc.settings.default_markup);
-    markup.bill(cost).map_err(ApiError::money)
+    Ok(cost)
 }
 
 /// The answer for a debit or capture that stands.
@@ -148,18 +249,23 @@ pub(crate) async fn record_unbilled(
 }
 
 /// Who pays for a reported call ([`agent_credits_domain::billing_of_call`]): what the runtime
-/// says it ran on, held against the keys the org has; a credits org reads nothing more.
+/// says it ran on, held against the keys the org has; a credits org, or a use no provider
+/// key pays for, reads nothing more.
 pub(crate) async fn pays(
     svc: &Usage,
     org: &OrgId,
     mode: BillingMode,
     report: &CallReport,
 ) -> Result<Billing, ApiError> {
-    if mode == BillingMode::Credits || report.billed_to == Some(Billing::Credits) {
+    if mode == BillingMode::Credits
+        || report.billed_to == Some(Billing::Credits)
+        || !report.kind.is_model_call()
+    {
         return Ok(Billing::Credits);
     }
     let (runtime, keys) = runtime_and_keys(svc, org, report.agent.as_ref()).await?;
     Ok(agent_credits_domain::billing_of_call(
+        report.kind,
         mode,
         runtime,
         &keys,
@@ -208,12 +314,13 @@ pub(crate) async fn settled(
 }
 
 pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
+    let report = report.checked()?;
     let request_id = report
         .request_id
         .clone()
         .ok_or_else(|| ApiError::bad_request(ErrorCode::MissingRequestId, "request_id is required"))?;
     let key = keys::usage(&request_id);
-    tracing::info!(%org, runtime = ?report.runtime, model = ?report.model, "usage reported");
+    tracing::info!(%org, kind = %report.kind, runtime = ?report.runtime, model = ?report.model, "usage reported");
     let (wallet, mode) = wallet_of(svc, &org).await?;
     let now = svc.clock.now();
     let amount = billable(svc, &wallet, &report, now.date_naive()).await?;
@@ -236,6 +343,7 @@ pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply 
 /// its call is billed to the wallet whatever keys changed since; a capture with no hold
 /// (the call ran on the org's own key, or its hold was never made) follows who pays now.
 pub(crate) async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
+    let report = report.checked()?;
     let key = keys::capture(&hold);
     let ((wallet, mode), made) = tokio::try_join!(wallet_of(svc, &org), async {
         Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)

@@ -2,8 +2,8 @@
 //! `infra/openapi.yaml` describes it.
 
 use agent_credits_domain::{
-    Billing, BillingMode, ExposeSecret, HoldId, LedgerEntry, OrgId, PauseReason, Provider, Runtime,
-    SecretString, Usd, Wallet, WalletState,
+    Billing, BillingMode, Consumable, ExposeSecret, HoldId, LedgerEntry, OrgId, PauseReason, Provider,
+    Runtime, SecretString, Usd, Wallet, WalletState,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -124,6 +124,8 @@ pub struct Verdict {
     pub allowed: bool,
     pub reason: Option<PauseReason>,
     pub billing_mode: BillingMode,
+    /// The consumable asked about (`?kind=`, a model call by default).
+    pub kind: Consumable,
     /// Who pays for the call, when it may run.
     pub billed_to: Option<Billing>,
     pub available: Usd,

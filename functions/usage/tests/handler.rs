@@ -1050,3 +1050,222 @@ async fn a_retried_hold_answers_the_hold_as_it_was_made() {
     );
     assert_eq!(again["available"], "0.50");
 }
+
+/// may-i-run for a consumable (`?kind=`), as the runtime asks before a use.
+fn may_i_run_for(kind: &str) -> Value {
+    let mut e = support::event("usage/may-i-run.json");
+    e["rawQueryString"] = json!(format!("member=m_ana&kind={kind}"));
+    e["queryStringParameters"]["kind"] = json!(kind);
+    e
+}
+
+/// The rate card's price of `kind` from `day` on, set by an operator.
+fn unit_rate(kind: &str, day: &str, price: &str) -> Value {
+    let mut e = with_body(
+        support::event("usage/put-unit-rate.json"),
+        json!({ "effective_from": day, "unit_price": price }),
+    );
+    e["rawPath"] = json!(format!("/v1/unit-rates/{kind}"));
+    e["requestContext"]["http"]["path"] = e["rawPath"].clone();
+    e
+}
+
+/// A report of `quantity` of `kind`, under its own request id.
+fn use_of(kind: &str, quantity: &str, request_id: &str) -> Value {
+    event_with(
+        "usage/debit-cost.json",
+        json!({ "kind": kind, "quantity": quantity, "cost": null, "model": null, "request_id": request_id }),
+    )
+}
+
+#[tokio::test]
+async fn other_consumables_are_priced_from_the_rate_card_on_the_same_debit_path() {
+    let app = app("10.00").await;
+    let today = app.clock.now().date_naive().to_string();
+    let (status, body) = call(&app.svc, &unit_rate("sms", &today, "0.0079")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "kind": "sms", "effective_from": today, "unit_price": "0.0079" })
+    );
+
+    let mut sms = use_of("sms", "3", "req_sms");
+    let mut report = body_of(&sms);
+    report["feature"] = json!("rag");
+    sms = with_body(sms, report);
+    let (status, body) = call(&app.svc, &sms).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billed"], "0.03555", "3 × $0.0079 = $0.0237, × 1.5");
+    assert_eq!(balance(&app).await, usd("9.96445"));
+    // The same request id: the first answer; with another quantity: another request.
+    let (_, again) = call(&app.svc, &sms).await;
+    assert_eq!(
+        (again["replayed"].as_bool(), again["billed"].as_str()),
+        (Some(true), Some("0.03555"))
+    );
+    let (status, other) = call(&app.svc, &use_of("sms", "4", "req_sms")).await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+    let entry = &app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(1))
+        .await
+        .unwrap()
+        .entries[0];
+    assert_eq!(
+        entry.attribution.consumable,
+        agent_credits_domain::Consumable::Sms
+    );
+    assert_eq!(
+        entry.attribution.feature,
+        Some(agent_credits_domain::Feature::Rag)
+    );
+
+    // A provider's exact cost is accepted for any kind; a price from tomorrow changes
+    // nothing today.
+    let (status, body) = call(
+        &app.svc,
+        &event_with(
+            "usage/debit-cost.json",
+            json!({ "kind": "mcp_call", "cost": "0.01", "model": null, "request_id": "req_mcp" }),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["billed"].as_str()), (200, Some("0.015")), "{body}");
+    let tomorrow = (app.clock.now().date_naive() + Duration::days(1)).to_string();
+    let (status, _) = call(&app.svc, &unit_rate("sms", &tomorrow, "1")).await;
+    assert_eq!(status, 200);
+    let (_, body) = call(&app.svc, &use_of("sms", "1", "req_sms_2")).await;
+    assert_eq!(body["billed"], "0.01185", "today's price stands");
+
+    // Bad reports and rates write nothing.
+    let before = table_dump(&app).await;
+    let with = |changes: Value| event_with("usage/debit-cost.json", changes);
+    let cases = [
+        (with(json!({ "kind": "fax" })), "unknown_kind"),
+        (with(json!({ "kind": "LLM" })), "unknown_kind"),
+        (with(json!({ "feature": "chat" })), "unknown_feature"),
+        (use_of("email", "1", "req_email"), "no_unit_rate"),
+        (use_of("sms", "0", "req_zero"), "invalid_quantity"),
+        (with(json!({ "quantity": "2" })), "invalid_quantity"),
+        (with(json!({ "kind": "sms", "quantity": "2" })), "ambiguous_cost"),
+        (with(json!({ "kind": "sms", "cost": null })), "missing_cost"),
+        (
+            with(json!({ "kind": "sms", "cost": null, "tokens": { "input": 5 } })),
+            "invalid_tokens",
+        ),
+        (unit_rate("llm", &today, "1"), "unknown_kind"),
+        (unit_rate("fax", &today, "1"), "unknown_kind"),
+        (unit_rate("email", "2026-11-21", "1"), "rate_in_the_past"),
+        (may_i_run_for("fax"), "unknown_kind"),
+    ];
+    for (event, code) in cases {
+        let (status, body) = call(&app.svc, &event).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    assert_eq!(table_dump(&app).await, before, "no bad request wrote anything");
+}
+
+/// 002: "Other consumables fail until you top up". A provider key pays for model calls
+/// only: another kind is billed to the wallet in every mode, and a byok org (its wallet
+/// stays empty) may not use one.
+#[tokio::test]
+async fn a_provider_key_pays_for_model_calls_only_and_every_kind_stops_at_zero() {
+    let byok = app_on(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Byok),
+            ..Default::default()
+        },
+        Runtime::ClaudeCode,
+        &[Provider::Anthropic],
+        "0",
+    )
+    .await;
+    let today = byok.clock.now().date_naive().to_string();
+    call(&byok.svc, &unit_rate("email", &today, "0.001")).await;
+    let (_, llm) = call(&byok.svc, &may_i_run_for("llm")).await;
+    assert_eq!(
+        (llm["allowed"].as_bool(), llm["billed_to"].as_str()),
+        (Some(true), Some("provider_key"))
+    );
+    let (_, email) = call(&byok.svc, &may_i_run_for("email")).await;
+    assert_eq!(
+        (
+            email["allowed"].as_bool(),
+            email["reason"].as_str(),
+            email["kind"].as_str()
+        ),
+        (Some(false), Some("credits_required"), Some("email")),
+        "{email}"
+    );
+    assert_eq!(email.get("key_setup_url"), None, "a key would not help");
+    // An email sent anyway is billed to the wallet, whatever the runtime says it ran on:
+    // nothing there, so all of it is shortfall.
+    let mut sent = use_of("email", "2", "req_email");
+    let mut report = body_of(&sent);
+    report["billed_to"] = json!("provider_key");
+    sent = with_body(sent, report);
+    let (status, body) = call(&byok.svc, &sent).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["billed_to"].as_str(),
+            body["charged"].as_str(),
+            body["shortfall"].as_str()
+        ),
+        (Some("credits"), Some("0.00"), Some("0.003"))
+    );
+    let hold = event_with("usage/hold.json", json!({ "kind": "email" }));
+    let (status, body) = call(&byok.svc, &hold).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (402, Some("insufficient_credits")),
+        "{body}"
+    );
+    let (status, body) = call(&byok.svc, &support::event("usage/hold.json")).await;
+    assert_eq!(
+        (status, body["billed_to"].as_str()),
+        (200, Some("provider_key")),
+        "{body}"
+    );
+
+    // A credits org: every kind runs while there are credits, and none at zero.
+    let credits = app("0.01").await;
+    for kind in [
+        "llm",
+        "api_call",
+        "mcp_call",
+        "email",
+        "sms",
+        "voice_minute",
+        "storage_gb_day",
+    ] {
+        let (_, v) = call(&credits.svc, &may_i_run_for(kind)).await;
+        assert_eq!(
+            (v["allowed"].as_bool(), v["kind"].as_str()),
+            (Some(true), Some(kind)),
+            "{v}"
+        );
+    }
+    let spend = event_with(
+        "usage/debit-cost.json",
+        json!({ "kind": "api_call", "cost": "1", "model": null }),
+    );
+    let (status, _) = call(&credits.svc, &spend).await;
+    assert_eq!(status, 200);
+    for kind in ["llm", "api_call", "voice_minute", "storage_gb_day"] {
+        let (_, v) = call(&credits.svc, &may_i_run_for(kind)).await;
+        assert_eq!(
+            (v["allowed"].as_bool(), v["reason"].as_str()),
+            (Some(false), Some("credits_exhausted")),
+            "{kind}: {v}"
+        );
+    }
+}

@@ -24,14 +24,16 @@ pub enum Dimension {
     ApiKey,
     Model,
     Kind,
+    Feature,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 4] = [
+    pub const ALL: [Dimension; 5] = [
         Dimension::Member,
         Dimension::ApiKey,
         Dimension::Model,
         Dimension::Kind,
+        Dimension::Feature,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Dimension {
             Dimension::ApiKey => "api_key",
             Dimension::Model => "model",
             Dimension::Kind => "kind",
+            Dimension::Feature => "feature",
         }
     }
 
@@ -69,8 +72,9 @@ pub fn day_of(t: DateTime<Utc>) -> NaiveDate {
     t.date_naive()
 }
 
-/// Where one call counts, besides the day's total: one value per dimension. Every call
-/// reported so far is a model call (`llm`).
+/// Where one call counts, besides the day's total: one value per dimension. A use that
+/// is not a model call counts under the model `(unattributed)` too, so that every
+/// dimension sums to the day's total.
 pub fn breakdown(a: &Attribution) -> Vec<(Dimension, String)> {
     let or_unattributed = |v: Option<&str>| v.unwrap_or(UNATTRIBUTED).to_owned();
     vec![
@@ -86,7 +90,8 @@ pub fn breakdown(a: &Attribution) -> Vec<(Dimension, String)> {
             Dimension::Model,
             or_unattributed(a.model.as_ref().map(|m| m.as_str())),
         ),
-        (Dimension::Kind, "llm".to_owned()),
+        (Dimension::Kind, a.consumable.as_str().to_owned()),
+        (Dimension::Feature, or_unattributed(a.feature.map(|f| f.as_str()))),
     ]
 }
 
@@ -123,6 +128,7 @@ mod tests {
                 (Dimension::ApiKey, UNATTRIBUTED.to_owned()),
                 (Dimension::Model, UNATTRIBUTED.to_owned()),
                 (Dimension::Kind, "llm".to_owned()),
+                (Dimension::Feature, UNATTRIBUTED.to_owned()),
             ]
         );
     }

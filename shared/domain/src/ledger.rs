@@ -113,6 +113,12 @@ pub struct Attribution {
     /// The model a call ran on, when the runtime named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<crate::pricing::ModelId>,
+    /// What the use consumed: a model call unless the runtime said otherwise.
+    #[serde(default)]
+    pub consumable: crate::consumables::Consumable,
+    /// The product feature it served, when the runtime named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature: Option<crate::consumables::Feature>,
 }
 
 /// Ids of the outside objects a change came from, kept on the entry for reconciliation.
@@ -197,6 +203,12 @@ impl LedgerEntry {
     /// The entry id shown to users: unique within the org, sorts in commit order.
     pub fn id(&self) -> String {
         format!("tx_{:020}", self.seq)
+    }
+
+    /// What a use (a usage, a capture, or the hold before one) consumed; `None` for an
+    /// entry that is not a use.
+    pub fn consumed(&self) -> Option<crate::consumables::Consumable> {
+        (self.kind.counts_as_spent() || self.kind == EntryKind::Hold).then_some(self.attribution.consumable)
     }
 }
 

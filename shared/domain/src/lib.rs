@@ -7,6 +7,7 @@ pub mod account;
 pub mod buckets;
 pub mod byok;
 pub mod change;
+pub mod consumables;
 pub mod daily;
 pub mod ids;
 pub mod keys;
@@ -30,6 +31,7 @@ pub use account::{
 pub use buckets::{Bucket, BucketDelta, Buckets};
 pub use byok::{KeyFormatError, ProviderKey};
 pub use change::{ChangeRequest, KindMismatch, Movement};
+pub use consumables::{Consumable, Feature, UnitRate};
 pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
 pub use ledger::{Attribution, Direction, EntryKind, ExternalRefs, LedgerEntry};
 pub use member::{CounterChange, MemberMonth, month_of};
@@ -43,11 +45,13 @@ pub use ports::{
     Clock, HistoryPage, KeySource, KeyStore, MemberLimits, MemberMonths, Notification, NotificationFeed,
     OrgDirectory, PageRequest, StoreError, Stored, SystemClock, WalletStore,
 };
-pub use pricing::{Markup, ModelId, ModelRate, PricingError, ProviderCost, RatePerMillion, TokenUsage};
+pub use pricing::{
+    Markup, ModelId, ModelRate, PricingError, ProviderCost, Quantity, RatePerMillion, TokenUsage, UnitPrice,
+};
 pub use recharge::{RechargeSettings, RechargeSettingsError};
 /// Keys and secrets: printed `[REDACTED]`, zeroed when dropped, read only by `expose_secret`.
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{BillingMode, RechargeTrigger, Setting, SettingChanged, SettingsChange, WalletSettings};
 pub use state::{NotificationKind, PauseReason, WalletState};
-pub use verdict::{Billing, Verdict, billing, billing_of_call, missing_byok_key, verdict};
+pub use verdict::{Billing, Verdict, billing, billing_for, billing_of_call, missing_byok_key, verdict};
 pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};

@@ -99,6 +99,23 @@ decimal_newtype!(
     /// USD per million tokens.
     RatePerMillion, "rate"
 );
+decimal_newtype!(
+    /// How much of a consumable one use took: calls, emails, messages, minutes, GB-days.
+    Quantity, "quantity"
+);
+decimal_newtype!(
+    /// USD per unit of a consumable, on the rate card.
+    UnitPrice, "unit_price"
+);
+
+impl ProviderCost {
+    /// `a × b` exactly, at whatever scale it reaches: the markup rounds it once.
+    pub(crate) fn product(a: Decimal, b: Decimal) -> Result<ProviderCost, PricingError> {
+        a.checked_mul(b)
+            .map(|p| ProviderCost(p.normalize()))
+            .ok_or(PricingError::Money(MoneyError::Overflow))
+    }
+}
 
 /// Billable = provider cost × markup. Configurable per org; the deployment default is 1.5.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

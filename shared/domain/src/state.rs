@@ -12,6 +12,9 @@ pub enum PauseReason {
     NoKeyConfigured,
     RechargeFailed,
     Disputed,
+    /// A consumable other than a model call, in an org that does not run on credits: a
+    /// provider key pays for model calls only, and its wallet stays empty.
+    CreditsRequired,
 }
 
 impl PauseReason {
@@ -22,6 +25,7 @@ impl PauseReason {
             PauseReason::NoKeyConfigured => "no_key_configured",
             PauseReason::RechargeFailed => "recharge_failed",
             PauseReason::Disputed => "disputed",
+            PauseReason::CreditsRequired => "credits_required",
         }
     }
 
@@ -32,6 +36,7 @@ impl PauseReason {
             PauseReason::NoKeyConfigured,
             PauseReason::RechargeFailed,
             PauseReason::Disputed,
+            PauseReason::CreditsRequired,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

@@ -8,11 +8,15 @@
 //!   and any other runtime may not run (its key is required: [`missing_byok_key`]). Its
 //!   wallet stays empty (nobody may buy for it), so at zero it is `no_key_configured`;
 //! - a deferred org runs on its own key only when it is the key its runtime needs;
-//!   otherwise on credits, and with neither it may not run (`no_key_configured`).
+//!   otherwise on credits, and with neither it may not run (`no_key_configured`);
+//! - a provider key pays for model calls only: every other consumable (email, SMS, ...)
+//!   is paid from credits in every mode, so a byok or deferred org, whose wallet stays
+//!   empty, may not use one (`credits_required`) until it switches to credits.
 
 use serde::{Deserialize, Serialize};
 
 use crate::account::{Provider, Runtime};
+use crate::consumables::Consumable;
 use crate::member::MemberMonth;
 use crate::money::{MoneyError, Usd};
 use crate::settings::BillingMode;
@@ -53,14 +57,31 @@ pub fn billing(mode: BillingMode, runtime: Runtime, keys: &[Provider]) -> Result
     }
 }
 
+/// Who pays for a use of `consumable`: [`billing`] for a model call, credits for
+/// anything else.
+pub fn billing_for(
+    consumable: Consumable,
+    mode: BillingMode,
+    runtime: Runtime,
+    keys: &[Provider],
+) -> Result<Billing, PauseReason> {
+    if consumable.is_model_call() {
+        billing(mode, runtime, keys)
+    } else {
+        Ok(Billing::Credits)
+    }
+}
+
 /// Who pays for a call already made, by a runtime of an org of `mode` that has keys for
 /// `keys` now: what the runtime says it ran on (the verdict it was given before the call),
 /// else who would pay now. A credits org always pays from its wallet. A call said to have
 /// run on the org's key is off the wallet only while the org has the key its runtime
 /// needs: a runtime's word (or its stale verdict) never makes the platform's key free, and
 /// a key deleted between the verdict and the report bills that call to the wallet. A call
-/// that ran although nobody could pay (no key) ran on the platform and is billed.
+/// that ran although nobody could pay (no key) ran on the platform and is billed. A use
+/// that is not a model call is always billed: no provider key pays for it.
 pub fn billing_of_call(
+    consumable: Consumable,
     mode: BillingMode,
     runtime: Runtime,
     keys: &[Provider],
@@ -68,6 +89,7 @@ pub fn billing_of_call(
 ) -> Billing {
     let has_its_key = runtime.has_key(keys);
     match (mode, said) {
+        _ if !consumable.is_model_call() => Billing::Credits,
         (BillingMode::Credits, _) => Billing::Credits,
         (_, Some(Billing::ProviderKey)) if has_its_key => Billing::ProviderKey,
         (_, Some(_)) => Billing::Credits,
@@ -104,11 +126,13 @@ pub struct Verdict {
     pub low_balance: bool,
 }
 
-/// The verdict for a call billed as `billing` (see [`billing`]), asked by `member` (their
-/// month, when they were named). A call on the org's own key runs whatever the wallet
-/// holds; one on credits needs credits, no pause but exhaustion, and the member's room.
+/// The verdict for a use of `consumable` billed as `billing` (see [`billing_for`]), asked
+/// by `member` (their month, when they were named). A call on the org's own key runs
+/// whatever the wallet holds; one on credits needs credits, no pause but exhaustion, and
+/// the member's room.
 pub fn verdict(
     mode: BillingMode,
+    consumable: Consumable,
     wallet: &Wallet,
     billing: Result<Billing, PauseReason>,
     member: Option<&MemberMonth>,
@@ -121,7 +145,11 @@ pub fn verdict(
             WalletState::Paused(r) if r != PauseReason::CreditsExhausted => Some(r),
             // A byok or deferred org's wallet stays empty (it is never topped up): without
             // its key it runs on credits only while it has some, then needs its key.
-            _ if available.is_zero() && mode != BillingMode::Credits => Some(PauseReason::NoKeyConfigured),
+            _ if available.is_zero() && mode != BillingMode::Credits => Some(if consumable.is_model_call() {
+                PauseReason::NoKeyConfigured
+            } else {
+                PauseReason::CreditsRequired
+            }),
             _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
             _ => match member {
                 Some(m) if m.limit_reached()? => Some(PauseReason::MemberLimitReached),
@@ -172,9 +200,23 @@ mod tests {
         );
         // Its wallet stays empty (never topped up): at zero it needs its key, where a
         // credits org would be told to top up.
-        let v = verdict(Byok, &wallet("0"), billing(Byok, ClaudeCode, &[]), None).unwrap();
+        let v = verdict(
+            Byok,
+            Consumable::Llm,
+            &wallet("0"),
+            billing(Byok, ClaudeCode, &[]),
+            None,
+        )
+        .unwrap();
         assert_eq!(v.reason, Some(PauseReason::NoKeyConfigured));
-        let v = verdict(Credits, &wallet("0"), billing(Credits, ClaudeCode, &[]), None).unwrap();
+        let v = verdict(
+            Credits,
+            Consumable::Llm,
+            &wallet("0"),
+            billing(Credits, ClaudeCode, &[]),
+            None,
+        )
+        .unwrap();
         assert_eq!(v.reason, Some(PauseReason::CreditsExhausted));
     }
 
@@ -184,9 +226,9 @@ mod tests {
         // An Anthropic key does not make a Codex org keyed.
         let b = billing(Deferred, Runtime::Codex, &[Provider::Anthropic]);
         assert_eq!(b, Ok(Billing::Credits));
-        let v = verdict(Deferred, &wallet("0"), b, None).unwrap();
+        let v = verdict(Deferred, Consumable::Llm, &wallet("0"), b, None).unwrap();
         assert_eq!(v.reason, Some(PauseReason::NoKeyConfigured));
-        let v = verdict(Deferred, &wallet("5"), b, None).unwrap();
+        let v = verdict(Deferred, Consumable::Llm, &wallet("5"), b, None).unwrap();
         assert!(v.allowed);
         assert_eq!(
             billing(Deferred, Runtime::Codex, &[Provider::OpenAi]),
@@ -203,6 +245,7 @@ mod tests {
         };
         let v = verdict(
             BillingMode::Credits,
+            Consumable::Llm,
             &wallet("50"),
             Ok(Billing::Credits),
             Some(&month),
@@ -216,6 +259,7 @@ mod tests {
         assert!(
             verdict(
                 BillingMode::Credits,
+                Consumable::Llm,
                 &wallet("50"),
                 Ok(Billing::Credits),
                 Some(&under)
@@ -232,33 +276,48 @@ mod tests {
         let anthropic = [Provider::Anthropic];
         // Ran on credits; the org added its key before the report: still billed.
         assert_eq!(
-            billing_of_call(Deferred, Runtime::ClaudeCode, &anthropic, Some(wallet)),
+            billing_of_call(
+                Consumable::Llm,
+                Deferred,
+                Runtime::ClaudeCode,
+                &anthropic,
+                Some(wallet)
+            ),
             wallet
         );
         // Ran on its own key, which is still there: never debited.
         assert_eq!(
-            billing_of_call(Byok, Runtime::ClaudeCode, &anthropic, Some(own)),
+            billing_of_call(Consumable::Llm, Byok, Runtime::ClaudeCode, &anthropic, Some(own)),
             own
         );
         // Says it ran on a key the org does not have (none, or another provider's): the
         // platform's key paid, so the wallet does.
         assert_eq!(
-            billing_of_call(Deferred, Runtime::ClaudeCode, &[], Some(own)),
+            billing_of_call(Consumable::Llm, Deferred, Runtime::ClaudeCode, &[], Some(own)),
             wallet
         );
         assert_eq!(
-            billing_of_call(Byok, Runtime::Codex, &anthropic, Some(own)),
+            billing_of_call(Consumable::Llm, Byok, Runtime::Codex, &anthropic, Some(own)),
             wallet
         );
         // A credits org pays whatever the runtime says.
         assert_eq!(
-            billing_of_call(BillingMode::Credits, Runtime::ClaudeCode, &anthropic, Some(own)),
+            billing_of_call(
+                Consumable::Llm,
+                BillingMode::Credits,
+                Runtime::ClaudeCode,
+                &anthropic,
+                Some(own)
+            ),
             wallet
         );
         // Not said: who would pay now, and the platform when nobody could.
-        assert_eq!(billing_of_call(Byok, Runtime::Codex, &[], None), wallet);
         assert_eq!(
-            billing_of_call(Deferred, Runtime::ClaudeCode, &anthropic, None),
+            billing_of_call(Consumable::Llm, Byok, Runtime::Codex, &[], None),
+            wallet
+        );
+        assert_eq!(
+            billing_of_call(Consumable::Llm, Deferred, Runtime::ClaudeCode, &anthropic, None),
             own
         );
 
@@ -277,7 +336,7 @@ mod tests {
                         .map(|(_, p)| *p)
                         .collect();
                     for said in claims {
-                        let free = billing_of_call(mode, runtime, &keys, said) == own;
+                        let free = billing_of_call(Consumable::Llm, mode, runtime, &keys, said) == own;
                         let may_be_free =
                             mode != BillingMode::Credits && runtime.has_key(&keys) && said != Some(wallet);
                         assert_eq!(free, may_be_free, "{mode:?} {runtime:?} {keys:?} {said:?}");
@@ -285,6 +344,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_provider_key_pays_for_model_calls_only() {
+        use BillingMode::*;
+        let anthropic = [Provider::Anthropic];
+        for kind in Consumable::ALL.into_iter().filter(|k| !k.is_model_call()) {
+            for mode in [Credits, Byok, Deferred] {
+                // Whatever the org's keys and whatever the runtime says.
+                assert_eq!(
+                    billing_for(kind, mode, Runtime::ClaudeCode, &anthropic),
+                    Ok(Billing::Credits)
+                );
+                let said = Some(Billing::ProviderKey);
+                assert_eq!(
+                    billing_of_call(kind, mode, Runtime::ClaudeCode, &anthropic, said),
+                    Billing::Credits,
+                    "{kind} {mode:?}"
+                );
+            }
+            // At zero a credits org tops up; a byok or deferred org (its wallet stays
+            // empty) needs credits, not a key.
+            let b = billing_for(kind, Byok, Runtime::ClaudeCode, &anthropic);
+            let v = verdict(Byok, kind, &wallet("0"), b, None).unwrap();
+            assert_eq!(v.reason, Some(PauseReason::CreditsRequired), "{kind}");
+            let v = verdict(Credits, kind, &wallet("0"), b, None).unwrap();
+            assert_eq!(v.reason, Some(PauseReason::CreditsExhausted), "{kind}");
+            assert!(verdict(Credits, kind, &wallet("0.01"), b, None).unwrap().allowed);
+        }
+        // The model call of the same byok org runs on its key at zero.
+        let b = billing_for(Consumable::Llm, Byok, Runtime::ClaudeCode, &anthropic);
+        assert!(
+            verdict(Byok, Consumable::Llm, &wallet("0"), b, None)
+                .unwrap()
+                .allowed
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use agent_credits_domain::{
-    Attribution, BillingMode, BucketDelta, EntryKind, ExternalRefs, HoldId, IdempotencyKey, LedgerEntry,
-    Markup, MemberId, MemberMonth, NotificationKind, OrgId, PauseReason, RechargeTrigger, StoreError, Usd,
-    Wallet, WalletSettings, WalletState,
+    Attribution, BillingMode, BucketDelta, Consumable, EntryKind, ExternalRefs, Feature, HoldId,
+    IdempotencyKey, LedgerEntry, Markup, MemberId, MemberMonth, NotificationKind, OrgId, PauseReason,
+    RechargeTrigger, StoreError, Usd, Wallet, WalletSettings, WalletState,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -249,6 +249,12 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
         ("api_key", a.api_key.as_ref().map(|m| m.as_str())),
         ("agent", a.agent.as_ref().map(|m| m.as_str())),
         ("model", a.model.as_ref().map(|m| m.as_str())),
+        // A model call is the default and is not written, as before kinds existed.
+        (
+            "consumable",
+            (!a.consumable.is_model_call()).then(|| a.consumable.as_str()),
+        ),
+        ("feature", a.feature.map(|f| f.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -284,6 +290,14 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             .map(|v| v.parse())
             .transpose()
             .map_err(|e| r.corrupt(format!("{e}")))?,
+        consumable: match r.opt_s("consumable")? {
+            Some(k) => Consumable::parse(k).ok_or_else(|| r.corrupt(format!("unknown consumable {k}")))?,
+            None => Consumable::Llm,
+        },
+        feature: r
+            .opt_s("feature")?
+            .map(|f| Feature::parse(f).ok_or_else(|| r.corrupt(format!("unknown feature {f}"))))
+            .transpose()?,
     };
     let mut external = ExternalRefs::default();
     if let Some(map) = r.map("ext")? {
@@ -561,6 +575,12 @@ pub fn unbilled_item(
         ("api_key", a.api_key.as_ref().map(|m| m.as_str())),
         ("agent", a.agent.as_ref().map(|m| m.as_str())),
         ("model", a.model.as_ref().map(|m| m.as_str())),
+        // A model call is the default and is not written, as before kinds existed.
+        (
+            "consumable",
+            (!a.consumable.is_model_call()).then(|| a.consumable.as_str()),
+        ),
+        ("feature", a.feature.map(|f| f.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -597,6 +617,8 @@ mod tests {
                 api_key: None,
                 agent: None,
                 model: None,
+                consumable: Consumable::Sms,
+                feature: Some(Feature::Rag),
             },
             idempotency_key: IdempotencyKey::parse("usage:req_1").unwrap(),
             external: ExternalRefs {

@@ -1,7 +1,9 @@
-//! Model rates: `RATE#<model>` / `FROM#<yyyy-mm-dd>`, USD per million tokens. The rate in
-//! force on a day is the one with the latest start on or before it: one Query.
+//! Model rates: `RATE#<model>` / `FROM#<yyyy-mm-dd>`, USD per million tokens; the rate
+//! card of the other consumables: `UNITRATE#<kind>` / `FROM#<yyyy-mm-dd>`, USD per unit.
+//! The rate in force on a day is the one with the latest start on or before it: one
+//! Query.
 
-use agent_credits_domain::{ModelId, ModelRate, RatePerMillion, StoreError};
+use agent_credits_domain::{Consumable, ModelId, ModelRate, RatePerMillion, StoreError, UnitPrice, UnitRate};
 use aws_sdk_dynamodb::Client;
 use chrono::NaiveDate;
 
@@ -17,6 +19,10 @@ pub struct RateStore {
 
 fn rate_pk(model: &ModelId) -> String {
     format!("RATE#{model}")
+}
+
+fn unit_pk(kind: Consumable) -> String {
+    format!("UNITRATE#{kind}")
 }
 
 fn from_sk(day: NaiveDate) -> String {
@@ -56,14 +62,14 @@ impl RateStore {
         Ok(())
     }
 
-    /// The rate of `model` in force on `day`; `None` for a model with no rate then.
-    pub async fn on(&self, model: &ModelId, day: NaiveDate) -> Result<Option<ModelRate>, StoreError> {
+    /// The latest item under `pk` that starts on or before `day`.
+    async fn in_force(&self, pk: String, day: NaiveDate) -> Result<Option<crate::attr::Item>, StoreError> {
         let out = self
             .client
             .query()
             .table_name(&*self.table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :day")
-            .expression_attribute_values(":pk", s(rate_pk(model)))
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":first", s("FROM#"))
             .expression_attribute_values(":day", s(from_sk(day)))
             .scan_index_forward(false)
@@ -71,10 +77,53 @@ impl RateStore {
             .send()
             .await
             .map_err(sdk_error)?;
-        let Some(item) = out.items().first() else {
+        Ok(out.items().first().cloned())
+    }
+
+    /// Adds (or corrects) a consumable's unit price from `rate.effective_from` on.
+    pub async fn put_unit(&self, rate: &UnitRate) -> Result<(), StoreError> {
+        let mut item = key(unit_pk(rate.kind), from_sk(rate.effective_from));
+        item.extend([
+            ("type".to_owned(), s("unit_rate")),
+            ("consumable".to_owned(), s(rate.kind.as_str())),
+            (
+                "effective_from".to_owned(),
+                s(rate.effective_from.format("%Y-%m-%d").to_string()),
+            ),
+            ("unit_price".to_owned(), n_dec(rate.unit_price.as_decimal())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    /// The unit price of `kind` in force on `day`; `None` when the card has none then.
+    pub async fn unit_on(&self, kind: Consumable, day: NaiveDate) -> Result<Option<UnitRate>, StoreError> {
+        let Some(item) = self.in_force(unit_pk(kind), day).await? else {
             return Ok(None);
         };
-        let r = Reader::new(item);
+        let r = Reader::new(&item);
+        let from = r.s("effective_from")?;
+        Ok(Some(UnitRate {
+            kind,
+            effective_from: NaiveDate::parse_from_str(from, "%Y-%m-%d")
+                .map_err(|e| r.corrupt(e.to_string()))?,
+            unit_price: UnitPrice::from_decimal(r.decimal("unit_price")?)
+                .map_err(|e| r.corrupt(e.to_string()))?,
+        }))
+    }
+
+    /// The rate of `model` in force on `day`; `None` for a model with no rate then.
+    pub async fn on(&self, model: &ModelId, day: NaiveDate) -> Result<Option<ModelRate>, StoreError> {
+        let Some(item) = self.in_force(rate_pk(model), day).await? else {
+            return Ok(None);
+        };
+        let r = Reader::new(&item);
         let rate = |name: &str| -> Result<RatePerMillion, StoreError> {
             RatePerMillion::from_decimal(r.decimal(name)?).map_err(|e| r.corrupt(e.to_string()))
         };

@@ -438,6 +438,8 @@ async fn history_pages_list_newest_first_with_running_balances_and_attribution()
         api_key: Some("key_1".parse().unwrap()),
         agent: Some("agent_7".parse().unwrap()),
         model: Some("claude-sonnet-4".parse().unwrap()),
+        consumable: agent_credits_domain::Consumable::Llm,
+        feature: Some(agent_credits_domain::Feature::AgentConversation),
     };
     for i in 0..4 {
         f.store

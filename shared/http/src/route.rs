@@ -113,6 +113,9 @@ impl PathParam for agent_credits_domain::HoldId {
 impl PathParam for agent_credits_domain::Provider {
     const INVALID: ErrorCode = ErrorCode::InvalidProvider;
 }
+impl PathParam for agent_credits_domain::Consumable {
+    const INVALID: ErrorCode = ErrorCode::UnknownKind;
+}
 impl PathParam for agent_credits_domain::ModelId {
     const INVALID: ErrorCode = ErrorCode::InvalidModel;
 }

@@ -262,6 +262,7 @@ pub fn sample(param: &str) -> &'static str {
         "model" => "claude-sonnet",
         "provider" => "open_ai",
         "agent" => "agent_7",
+        "kind" => "sms",
         other => panic!("no sample for path parameter {other}"),
     }
 }
