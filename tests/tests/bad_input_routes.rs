@@ -208,12 +208,17 @@ async fn bad_input_on_every_documented_route_is_a_4xx_with_a_code_and_writes_not
             ));
         }
     }
-    // Every operation is tried at least once.
+    // Every operation that takes any input is tried at least once (`GET /v1/me/balance`
+    // takes none: no path parameter, query or body).
     let ops = common::operations();
     for o in &ops {
         let route = format!("{} {}: ", o.method, o.path);
+        let takes_input = !params(&o.path).is_empty()
+            || !query_params(&doc, &o.op).is_empty()
+            || !o.op["requestBody"].is_null()
+            || o.tag == "webhooks";
         assert!(
-            cases.iter().any(|(what, ..)| what.starts_with(&route)),
+            !takes_input || cases.iter().any(|(what, ..)| what.starts_with(&route)),
             "no bad input for {route}"
         );
     }

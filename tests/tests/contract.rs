@@ -26,7 +26,9 @@ fn request(method: &str, path: &str, auth: Auth) -> Value {
     match auth {
         Auth::Runtime => common::runtime_event(method, &concrete, body.as_ref()),
         Auth::Operator => common::operator_event(method, &concrete, body.as_ref()),
-        Auth::User | Auth::Member(_) => common::dashboard_event(method, &concrete, "u_owner", body.as_ref()),
+        Auth::User | Auth::Member(_) | Auth::Personal => {
+            common::dashboard_event(method, &concrete, "u_owner", body.as_ref())
+        }
         Auth::Stripe => {
             let event = json!({
                 "id": "evt_contract", "object": "event", "api_version": "2026-09-30.endive",
@@ -51,7 +53,7 @@ async fn a_dashboard_route_without_a_token_is_401() {
     let app = App::start(None).await;
     let mut asked = 0;
     for (tag, method, path, auth) in common::route_table() {
-        if !matches!(auth, Auth::User | Auth::Member(_)) {
+        if !matches!(auth, Auth::User | Auth::Member(_) | Auth::Personal) {
             continue;
         }
         let mut e = request(&method, path, auth);

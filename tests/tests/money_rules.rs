@@ -649,6 +649,131 @@ async fn paid_before_the_rule(rig: &Rig, id: &str, mode: &str) {
     );
 }
 
+/// References 002-004: a person's own wallet is apart from every org's. `u_owner` buys
+/// for the org and for themself, each through Stripe; each payment (its events delivered
+/// twice, the personal one's first) credits the wallet it was bought for and no other; a
+/// use in the personal context is billed to the personal wallet alone, and the reverse.
+async fn personal_and_org_wallets_never_mix(rig: &Rig) {
+    rig.org("u_owner", "org_mine", "owners_only", &[("u_pal", "admin")])
+        .await;
+    let org_paid = rig.buy("org_mine", "u_owner", "40.00").await;
+    let (status, session) = rig
+        .dashboard(
+            "POST",
+            "/v1/me/checkout",
+            "u_owner",
+            Some(json!({ "custom": { "amount": "15.00" } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let mine = rig
+        .sim()
+        .complete_checkout(
+            session["session_id"].as_str().unwrap(),
+            stripe_sim::CompleteCheckout::card("pm_card_visa"),
+        )
+        .await
+        .unwrap();
+    rig.deliver_all(&mine).await;
+    rig.deliver_all(&mine).await;
+    rig.deliver_all(&org_paid).await;
+    let me = |sub: &'static str| async move {
+        let (status, card) = rig.dashboard("GET", "/v1/me/balance", sub, None).await;
+        assert_eq!(status, 200, "{card}");
+        card["balance"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        (rig.balance("org_mine").await, me("u_owner").await),
+        ("40.00".into(), "15.00".into())
+    );
+    assert_eq!(
+        me("u_pal").await,
+        "0.00",
+        "another member's own wallet is their own"
+    );
+
+    // The runtime names the context: personal bills the member's own wallet.
+    let personal =
+        json!({ "request_id": "r_personal", "context": "personal", "member": "u_owner", "cost": "2.00" });
+    let (status, body) = rig
+        .runtime("POST", "/v1/orgs/org_mine/usage", Some(personal))
+        .await;
+    assert_eq!((status, body["charged"].as_str()), (200, Some("3.00")), "{body}");
+    let (status, body) = rig.usage("org_mine", "r_org", "u_owner", "1.00").await;
+    assert_eq!((status, body["charged"].as_str()), (200, Some("1.50")), "{body}");
+    assert_eq!(
+        (rig.balance("org_mine").await, me("u_owner").await),
+        ("38.50".into(), "12.00".into())
+    );
+    let (_, v) = rig
+        .runtime(
+            "GET",
+            "/v1/orgs/org_mine/may-i-run?context=personal&member=u_pal",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (v["allowed"].as_bool(), v["reason"].as_str()),
+        (Some(false), Some("credits_exhausted")),
+        "{v}"
+    );
+    let (status, body) = rig
+        .runtime(
+            "POST",
+            "/v1/orgs/org_mine/usage",
+            Some(json!({ "request_id": "r_x", "context": "personal", "cost": "1" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("missing_member")),
+        "{body}"
+    );
+
+    // Nobody reaches a personal wallet through the org routes, its owner neither.
+    for sub in ["u_owner", "u_pal"] {
+        let (status, body) = rig.dashboard("GET", "/v1/orgs/@u_owner/balance", sub, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("invalid_org")),
+            "{body}"
+        );
+    }
+    let (status, body) = rig
+        .dashboard(
+            "PUT",
+            "/v1/orgs/@u_owner/members/u_pal",
+            "u_owner",
+            Some(json!({ "role": "owner" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_org")),
+        "{body}"
+    );
+    let (status, body) = rig
+        .runtime(
+            "POST",
+            "/v1/orgs/@u_owner/usage",
+            Some(json!({ "request_id": "r_y", "cost": "1" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_org")),
+        "{body}"
+    );
+    let body = json!({ "id": "@u_pal", "name": "mine", "runtime": "claude_code", "billing_mode": "credits" });
+    let (status, created) = rig.dashboard("POST", "/v1/orgs", "u_pal", Some(body)).await;
+    assert_eq!(
+        (status, created["error"]["code"].as_str()),
+        (400, Some("invalid_org")),
+        "{created}"
+    );
+    assert_eq!(me("u_owner").await, "12.00");
+}
+
 /// One test per rule in this process, each on its own table, so that each stands alone.
 macro_rules! in_process {
     ($($scenario:ident),* $(,)?) => {
@@ -672,6 +797,7 @@ in_process!(
     a_refund_that_failed_leaves_the_credits_in_either_order,
     byok_claude_code_without_its_key_is_billed_to_the_wallet,
     byok_and_deferred_wallets_stay_empty,
+    personal_and_org_wallets_never_mix,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -693,6 +819,7 @@ async fn money_rules_hold_under_cargo_lambda() {
     byok_claude_code_without_its_key_is_billed_to_the_wallet(&rig).await;
     byok_member_usage_shows_the_unbilled_cost(&rig).await;
     byok_and_deferred_wallets_stay_empty(&rig).await;
+    personal_and_org_wallets_never_mix(&rig).await;
 }
 
 /// Hole 7, the interleaving itself: `charge.refunded` handled with the refund's status as

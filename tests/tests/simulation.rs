@@ -171,6 +171,15 @@ struct Model {
     /// What the calls on the ledger cost (paid plus shortfall): usage by day must say the
     /// same, in total and by each dimension.
     billed: Decimal,
+    /// Members' personal wallets: what each bought for itself (Checkout Sessions) and the
+    /// calls billed to it (request ids), which no other wallet may hold.
+    personal: BTreeMap<String, Personal>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Personal {
+    sessions: BTreeSet<String>,
+    calls: BTreeSet<String>,
 }
 
 struct Run<'a> {
@@ -398,6 +407,8 @@ impl Run<'_> {
             81..=88 => self.membership().await,
             89..=90 => self.switch_to_credits().await,
             91..=93 => self.pay_plan().await,
+            94..=95 => self.buy_personal().await,
+            96..=97 => self.use_personal().await,
             _ => self.replay().await,
         }
     }
@@ -458,6 +469,108 @@ impl Run<'_> {
         }
         self.m.pending.extend(events);
         self.log.push(format!("  paid with {card}"));
+    }
+
+    /// A member buys credits for their own personal wallet: its events are queued with the
+    /// org's, to be delivered in any order and twice.
+    async fn buy_personal(&mut self) {
+        let buyer = self.member(true);
+        let amount = self.amount(1_000, 5_000);
+        let (status, session) = self
+            .dashboard(
+                "POST",
+                "/v1/me/checkout",
+                &buyer,
+                Some(json!({ "custom": { "amount": amount } })),
+            )
+            .await;
+        self.log
+            .push(format!("{buyer} checks out ${amount} for themself: {status}"));
+        if status != 201 {
+            self.fail(format!("a personal checkout answered {status}: {session}"));
+        }
+        let id = session["session_id"].as_str().unwrap().to_owned();
+        let Ok(paid) = self
+            .sim
+            .complete_checkout(&id, CompleteCheckout::card("pm_card_visa"))
+            .await
+        else {
+            return;
+        };
+        // Anchored on the session: another run's member of the same name buys for a wallet
+        // of the same id in its own table at the same time.
+        let events = self.events_of(&paid, &id);
+        self.m
+            .personal
+            .entry(buyer.clone())
+            .or_default()
+            .sessions
+            .insert(id);
+        self.m.pending.extend(events);
+    }
+
+    /// A member's call in their personal context: billed to their own wallet.
+    async fn use_personal(&mut self) {
+        let member = self.member(true);
+        let id = self.id("req_me_");
+        let report =
+            json!({ "request_id": id, "context": "personal", "member": member, "cost": self.amount(1, 800) });
+        let (status, body) = self
+            .runtime(
+                "POST",
+                &format!("/v1/orgs/{org}/usage", org = self.org),
+                Some(report.clone()),
+            )
+            .await;
+        self.log.push(format!("personal usage {report}: {status} {body}"));
+        if status != 200 || body["billed_to"] != "credits" {
+            self.fail(format!(
+                "a personal call was not billed to its wallet: {status} {body}"
+            ));
+        }
+        self.check_call(&body);
+        self.m.personal.entry(member).or_default().calls.insert(id);
+    }
+
+    /// No wallet holds another's purchase or call: each personal wallet's ledger holds
+    /// only what its owner bought for it and the calls of their personal context, and sums
+    /// to its balance.
+    async fn check_personal(&self) {
+        for (member, mine) in &self.m.personal {
+            let pk = format!("@{member}");
+            let mut sum = Decimal::ZERO;
+            for e in self.items_in(&pk, "begins_with(sk, :from)", "TX#", None).await {
+                sum += num(&e, "amount");
+                let s = |name: &str| {
+                    e.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let ours = match s("kind").as_str() {
+                    "purchase" => e
+                        .get("ext")
+                        .and_then(|x| x.as_m().ok())
+                        .and_then(|m| m.get("checkout_session"))
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|cs| mine.sessions.contains(cs)),
+                    "usage" => s("idempotency_key")
+                        .strip_prefix("usage:")
+                        .is_some_and(|id| mine.calls.contains(id)),
+                    _ => false,
+                };
+                if !ours {
+                    self.fail(format!("{member}'s own wallet holds what is not theirs: {e:?}"));
+                }
+            }
+            let wallet = self.raw(&format!("ORG#{pk}"), "WALLET").await;
+            let balance = wallet.as_ref().map_or(Decimal::ZERO, |w| num(w, "balance"));
+            if balance != sum {
+                self.fail(format!(
+                    "{member}'s own ledger sums to {sum}, its balance is {balance}"
+                ));
+            }
+        }
     }
 
     /// A period of the org's plan is paid ($40, or $0 in a trial): its events are queued.
@@ -1011,6 +1124,7 @@ impl Run<'_> {
 
     /// The invariants that hold after every operation.
     async fn check(&mut self) {
+        self.check_personal().await;
         let wallet = self.raw(&format!("ORG#{org}", org = self.org), "WALLET").await;
         let Some(w) = wallet else { return };
         let n = |name: &str| -> Decimal {
@@ -1099,6 +1213,22 @@ impl Run<'_> {
                 .and_then(|v| v.as_s().ok())
                 .cloned()
                 .unwrap_or_default();
+            // The org's wallet never holds what a member bought or spent for themself.
+            let session = e
+                .get("ext")
+                .and_then(|x| x.as_m().ok())
+                .and_then(|m| m.get("checkout_session"))
+                .and_then(|v| v.as_s().ok());
+            let key = e.get("idempotency_key").and_then(|v| v.as_s().ok());
+            for mine in self.m.personal.values() {
+                let bought = session.is_some_and(|cs| mine.sessions.contains(cs));
+                let called = key
+                    .and_then(|k| k.strip_prefix("usage:"))
+                    .is_some_and(|id| mine.calls.contains(id));
+                if bought || called {
+                    self.fail(format!("the org's wallet holds a personal {kind}: {e:?}"));
+                }
+            }
             let shortfall = num(e, "shortfall");
             if shortfall > Decimal::ZERO {
                 let left = match kind.as_str() {
@@ -1358,6 +1488,17 @@ impl Run<'_> {
         from: &str,
         to: Option<&str>,
     ) -> Vec<HashMap<String, AttributeValue>> {
+        self.items_in(&self.org, condition, from, to).await
+    }
+
+    /// Items of the account `org` (an org, or `@<member>`'s own).
+    async fn items_in(
+        &self,
+        org: &str,
+        condition: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Vec<HashMap<String, AttributeValue>> {
         let mut out = vec![];
         let mut start = None;
         loop {
@@ -1366,7 +1507,7 @@ impl Run<'_> {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression(format!("pk = :pk AND {condition}"))
-                .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{}", self.org)))
+                .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}")))
                 .expression_attribute_values(":from", AttributeValue::S(from.into()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start);

@@ -350,7 +350,7 @@ fn each_functions_route_table_is_its_template_routes_and_the_documents() {
             let (role, want) = match auth {
                 Auth::Runtime => (Some("runtime"), "[{\"iam\":[]}]"),
                 Auth::Operator => (Some("operator"), "[{\"iam\":[]}]"),
-                Auth::User | Auth::Member(_) => (None, "[{\"dashboardJwt\":[]}]"),
+                Auth::User | Auth::Member(_) | Auth::Personal => (None, "[{\"dashboardJwt\":[]}]"),
                 Auth::Stripe => (None, "[]"),
             };
             assert_eq!(op["x-iam-role"].as_str(), role, "{method} {path}: x-iam-role");

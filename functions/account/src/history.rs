@@ -165,7 +165,7 @@ pub(crate) async fn history(svc: &Account, org: &Org, req: &Request) -> Reply {
 pub(crate) async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Reply {
     let filters = Filters::of(req)?;
     let mut csv = String::from(
-        "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,model,consumable,feature,payment_intent,refund,dispute,invoice\n",
+        "id,created_at,kind,amount,balance_after,available_after,shortfall,member,api_key,agent,payment_intent,refund,dispute,invoice,model,consumable,feature\n",
     );
     let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
     loop {
@@ -194,6 +194,11 @@ pub(crate) async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Repl
                     .as_ref()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+                e.external.payment_intent.clone().unwrap_or_default(),
+                e.external.refund.clone().unwrap_or_default(),
+                e.external.dispute.clone().unwrap_or_default(),
+                e.external.invoice.clone().unwrap_or_default(),
+                // Added last: a reader of the earlier columns by position still reads them.
                 e.attribution
                     .model
                     .as_ref()
@@ -201,10 +206,6 @@ pub(crate) async fn history_csv(svc: &Account, org: &Org, req: &Request) -> Repl
                     .unwrap_or_default(),
                 e.consumed().map(|k| k.to_string()).unwrap_or_default(),
                 e.attribution.feature.map(|f| f.to_string()).unwrap_or_default(),
-                e.external.payment_intent.clone().unwrap_or_default(),
-                e.external.refund.clone().unwrap_or_default(),
-                e.external.dispute.clone().unwrap_or_default(),
-                e.external.invoice.clone().unwrap_or_default(),
             ];
             let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
             csv.push_str(&row.join(","));

@@ -70,6 +70,26 @@ pub fn routes() -> Vec<Route<Account>> {
         Route::user(M::POST, "/v1/orgs", |svc, c| {
             Box::pin(async move { orgs::create_org(svc, &c.who, c.body()?).await })
         }),
+        // The caller's own personal account (references 002-004), theirs alone: the same
+        // views as an org's wallet, apart from every org's.
+        Route::personal(M::GET, "/v1/me", |_, c| {
+            Box::pin(async move {
+                let view = views::OrgView {
+                    org: &c.who.org,
+                    role: c.who.member.role,
+                };
+                Ok(json_response(StatusCode::OK, &view))
+            })
+        }),
+        Route::personal(M::GET, "/v1/me/balance", |svc, c| {
+            Box::pin(async move { billing::balance(svc, &c.who.org).await })
+        }),
+        Route::personal(M::GET, "/v1/me/history", |svc, c| {
+            Box::pin(async move { history::history(svc, &c.who.org, c.req).await })
+        }),
+        Route::personal(M::GET, "/v1/me/usage/daily", |svc, c| {
+            Box::pin(async move { billing::daily_usage(svc, &c.who.org, c.req).await })
+        }),
         Route::member(M::GET, "/v1/orgs/{org}", ViewOrg, |_, c| {
             Box::pin(async move {
                 let view = views::OrgView {

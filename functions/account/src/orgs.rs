@@ -35,6 +35,12 @@ pub(crate) struct NewOrg {
 }
 
 pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
+    if body.id.is_personal() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidOrg,
+            "an id starting with @ is a person's own account, opened under /v1/me",
+        ));
+    }
     // Reference 000: Claude Code is the default runtime (the billing choice has none).
     let runtime = body.runtime.unwrap_or(Runtime::ClaudeCode);
     let Some(billing_mode) = body.billing_mode else {

@@ -57,6 +57,7 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
     } else {
         None
     };
+    crate::opened(svc, who).await?;
     match recharges
         .configure(org, &settings, card.as_ref(), me, chrono::Utc::now())
         .await?

@@ -107,6 +107,19 @@ pub fn routes() -> Vec<Route<Checkout>> {
             Action::ManageAutoRecharge,
             |svc, c| Box::pin(async move { autorecharge::put(svc, &c.who, c.body()?).await }),
         ),
+        // The caller's own personal account: bought for and recharged with their card.
+        Route::personal(Method::GET, "/v1/me/checkout", |svc, c| {
+            Box::pin(async move { offers(svc, &c.who) })
+        }),
+        Route::personal(Method::POST, "/v1/me/checkout", |svc, c| {
+            Box::pin(async move { create_session(svc, &c.who, c.body()?).await })
+        }),
+        Route::personal(Method::GET, "/v1/me/auto-recharge", |svc, c| {
+            Box::pin(async move { autorecharge::get(svc, &c.who.org.id).await })
+        }),
+        Route::personal(Method::PUT, "/v1/me/auto-recharge", |svc, c| {
+            Box::pin(async move { autorecharge::put(svc, &c.who, c.body()?).await })
+        }),
     ]
 }
 
@@ -142,6 +155,15 @@ fn credits_org(who: &Membership) -> Result<(), ApiError> {
         BillingMode::Credits => Ok(()),
         other => Err(not_credits(other)),
     }
+}
+
+/// A personal account is opened when its user first writes to it, once the request is
+/// known to be good: the buyer's customer and the recharge settings live in it.
+pub(crate) async fn opened(svc: &Checkout, who: &Membership) -> Result<(), ApiError> {
+    if who.org.id.is_personal() {
+        svc.orgs.personal(&who.member.id).await?;
+    }
+    Ok(())
 }
 
 fn forbidden() -> ApiError {
@@ -182,6 +204,7 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
     offer
         .price_cents()
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
+    opened(svc, who).await?;
     let customer = match member.stripe_customer.clone() {
         Some(c) => c,
         None => {
@@ -193,7 +216,12 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
             svc.orgs.keep_stripe_customer(org, me, &created).await?
         }
     };
-    let billing = format!("{}/orgs/{org}/billing", svc.dashboard_url.trim_end_matches('/'));
+    let dashboard = svc.dashboard_url.trim_end_matches('/');
+    let billing = if org.is_personal() {
+        format!("{dashboard}/me/billing")
+    } else {
+        format!("{dashboard}/orgs/{org}/billing")
+    };
     let session = svc
         .payments
         .create_checkout(&NewCheckout {

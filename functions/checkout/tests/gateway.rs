@@ -213,3 +213,112 @@ async fn auto_recharge_is_not_saved_when_stripe_cannot_show_the_card() {
         "nothing saved"
     );
 }
+
+/// A person's own account (`/v1/me/...`, references 002-004): opened on first use, bought
+/// for with their own customer of that account (never the org's), sent back to their own
+/// page, recharged from their own card, and answering 502 when Stripe fails as an org's.
+#[tokio::test]
+async fn a_persons_own_account_buys_and_recharges_apart_from_the_org() {
+    let app = app().await;
+    buy(&app).await;
+    let me = OrgId::personal(&MemberId::parse("u_owner").unwrap());
+    let (status, offers) = call(
+        &app,
+        &support::dashboard_event("GET", "/v1/me/checkout", "u_owner", None),
+    )
+    .await;
+    assert_eq!(
+        (status, offers["credits_per_usd"].as_u64()),
+        (200, Some(200)),
+        "{offers}"
+    );
+    let (status, body) = call(
+        &app,
+        &event("POST", "/v1/me/checkout", json!({"custom": {"amount": "30"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let Some(Asked::Checkout {
+        org,
+        customer,
+        success_url,
+        ..
+    }) = app.gateway.asked().last().cloned()
+    else {
+        panic!("no session asked for: {:?}", app.gateway.asked());
+    };
+    assert_eq!(org, me, "the session credits the person's own wallet");
+    assert_eq!(customer, "cus_fake_u_owner", "the fake names customers by member");
+    let customers = app
+        .gateway
+        .asked()
+        .iter()
+        .filter(|a| matches!(a, Asked::Customer { .. }))
+        .count();
+    assert_eq!(
+        customers, 2,
+        "one customer for the org's purchases, another for the person's"
+    );
+    assert!(
+        success_url.starts_with("http://127.0.0.1:3000/me/billing?checkout=success"),
+        "{success_url}"
+    );
+
+    app.gateway.set_card(Some("pm_mine"));
+    let enable = event(
+        "PUT",
+        "/v1/me/auto-recharge",
+        json!({"enabled": true, "threshold_usd": "5", "amount_usd": "20"}),
+    );
+    let (status, body) = call(&app, &enable).await;
+    assert_eq!(status, 200, "{body}");
+    let card = app
+        .svc
+        .recharges
+        .config(&me)
+        .await
+        .unwrap()
+        .unwrap()
+        .card
+        .unwrap();
+    assert_eq!(
+        (card.owner.as_str(), card.payment_method.as_str()),
+        ("u_owner", "pm_mine")
+    );
+    assert!(
+        app.svc.recharges.config(&app.org).await.unwrap().is_none(),
+        "the org's is untouched"
+    );
+    let (status, got) = call(
+        &app,
+        &support::dashboard_event("GET", "/v1/me/auto-recharge", "u_owner", None),
+    )
+    .await;
+    assert_eq!((status, got["enabled"].as_bool()), (200, Some(true)), "{got}");
+
+    app.gateway
+        .fail_with(Some(GatewayError::Unreachable("connection refused".into())));
+    for e in [
+        event("POST", "/v1/me/checkout", json!({"custom": {"amount": "30"}})),
+        enable,
+    ] {
+        let (status, body) = call(&app, &e).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (502, Some("stripe_error")),
+            "{body}"
+        );
+    }
+    // Another person's account is their own: nothing of u_owner's shows.
+    app.gateway.fail_with(None);
+    let (status, theirs) = call(
+        &app,
+        &support::dashboard_event("GET", "/v1/me/auto-recharge", "u_other", None),
+    )
+    .await;
+    assert_eq!(
+        (status, theirs["enabled"].as_bool()),
+        (200, Some(false)),
+        "{theirs}"
+    );
+}

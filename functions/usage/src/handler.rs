@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, Billing, BillingMode, Clock, Consumable, KeySource, MemberId, MemberMonths, OrgId, PauseReason,
-    Provider, Refusal, Runtime, Wallet, WalletStore,
+    AgentId, Billing, BillingMode, Clock, Consumable, Context, KeySource, MemberId, MemberMonths, OrgId,
+    PauseReason, Provider, Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Table, answer};
@@ -43,12 +43,16 @@ pub fn routes() -> Vec<Route<Usage>> {
             )
         }),
         Route::runtime(Method::POST, "/v1/orgs/{org}/holds/{hold}/release", |svc, c| {
-            Box::pin(async move { holds::release(svc, c.param("org")?, c.param("hold")?).await })
+            Box::pin(async move {
+                let member = c.query("member").map(member_id).transpose()?;
+                let org = wallet_in(c.param("org")?, context(c.query("context"))?, member.as_ref())?;
+                holds::release(svc, org, c.param("hold")?).await
+            })
         }),
         Route::runtime(Method::GET, "/v1/orgs/{org}/may-i-run", |svc, c| {
             Box::pin(async move {
-                let org = c.param("org")?;
                 let member = c.query("member").map(member_id).transpose()?;
+                let org = wallet_in(c.param("org")?, context(c.query("context"))?, member.as_ref())?;
                 let agent = c
                     .query("agent")
                     .map(|a| {
@@ -92,6 +96,25 @@ static ROUTER: Table<Usage> = Table::new(|| Router::new(routes()));
 /// Routes one request. Never fails: every error is an HTTP answer.
 pub async fn handle(svc: &Usage, req: Request) -> Response<Body> {
     answer(&ROUTER, svc, req).await
+}
+
+/// The context a query names (`?context=org|personal`; the org's by default).
+fn context(named: Option<String>) -> Result<Context, ApiError> {
+    named.map_or(Ok(Context::Org), |c| {
+        Context::parse(&c)
+            .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidRequest, "context is org or personal"))
+    })
+}
+
+/// The wallet a use in `context` is billed to: the path's org, or in the personal context
+/// the member's own account, whatever org the path names (reference 003).
+pub(crate) fn wallet_in(org: OrgId, context: Context, member: Option<&MemberId>) -> Result<OrgId, ApiError> {
+    context.wallet(org, member).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::MissingMember,
+            "a use in the personal context names its member, whose own wallet pays",
+        )
+    })
 }
 
 pub(crate) fn member_id(s: String) -> Result<MemberId, ApiError> {
@@ -141,9 +164,14 @@ pub(crate) async fn runtime_and_keys(
     Ok((runtime, keys.iter().map(|k| k.provider).collect()))
 }
 
-/// The org's settings; an org nobody created has no billing mode and is unknown here.
+/// The org's settings; an org nobody created has no billing mode and is unknown here. A
+/// personal account is opened on its first use.
 pub(crate) async fn wallet_of(svc: &Usage, org: &OrgId) -> Result<(Wallet, BillingMode), ApiError> {
-    let wallet = svc.store.wallet(org).await?;
+    let mut wallet = svc.store.wallet(org).await?;
+    if let (None, Some(owner)) = (wallet.settings.billing_mode, org.personal_owner()) {
+        svc.orgs.personal(&owner).await?;
+        wallet = svc.store.wallet(org).await?;
+    }
     match wallet.settings.billing_mode {
         Some(mode) => Ok((wallet, mode)),
         None => Err(ApiError::not_found(

@@ -1,15 +1,15 @@
 //! Holds: credits reserved before a call (`POST .../holds`) and released without one.
 
 use agent_credits_domain::{
-    AgentId, ApiKeyId, Applied, Attribution, Billing, ChangeRequest, HoldId, MemberId, OrgId, PositiveUsd,
-    Refusal, Usd, WalletStore, keys,
+    AgentId, ApiKeyId, Applied, Attribution, Billing, ChangeRequest, Context, HoldId, MemberId, OrgId,
+    PositiveUsd, Refusal, Usd, WalletStore, keys,
 };
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
-use crate::handler::{Usage, billing_of, paused, refused, wallet_of};
+use crate::handler::{Usage, billing_of, paused, refused, wallet_in, wallet_of};
 use crate::reported::{feature_named, kind_named};
 use crate::views;
 
@@ -32,11 +32,15 @@ pub(crate) struct HoldRequest {
     kind: Option<String>,
     #[serde(default)]
     feature: Option<String>,
+    /// Whose wallet pays: the org's (default) or, `personal`, the member's own.
+    #[serde(default)]
+    context: Context,
 }
 
 pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     let kind = kind_named(body.kind.as_deref())?;
     let feature = feature_named(body.feature.as_deref())?;
+    let org = wallet_in(org, body.context, body.member.as_ref())?;
     let (wallet, mode) = wallet_of(svc, &org).await?;
     match billing_of(svc, &org, mode, kind, body.agent.as_ref(), false)
         .await?

@@ -3,16 +3,16 @@
 //! Each request id is billed once, at its first price.
 
 use agent_credits_domain::{
-    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Consumable, Feature,
-    HoldId, IdempotencyKey, MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Quantity, Refusal,
-    TokenUsage, Usd, Wallet, WalletStore, keys,
+    AgentId, ApiKeyId, Applied, Attribution, Billing, BillingMode, ChangeRequest, Consumable, Context,
+    Feature, HoldId, IdempotencyKey, MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Quantity,
+    Refusal, TokenUsage, Usd, Wallet, WalletStore, keys,
 };
 use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
 use chrono::NaiveDate;
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
-use crate::handler::{Usage, refused, release_expired, runtime_and_keys, wallet_of};
+use crate::handler::{Usage, refused, release_expired, runtime_and_keys, wallet_in, wallet_of};
 use crate::views;
 
 /// What the runtime reports about one use: a model call, or another consumable.
@@ -28,6 +28,9 @@ pub(crate) struct CallReport {
     /// How much of a consumable other than a model call: priced from the rate card.
     #[serde(default)]
     quantity: Option<Quantity>,
+    /// Whose wallet pays: the org's (default) or, `personal`, the member's own.
+    #[serde(default)]
+    context: Context,
     #[serde(skip)]
     kind: Consumable,
     #[serde(skip)]
@@ -74,6 +77,28 @@ pub(crate) fn feature_named(name: Option<&str>) -> Result<Option<Feature>, ApiEr
 }
 
 impl CallReport {
+    /// The wallet the use is billed to, in its context.
+    pub(crate) fn wallet(&self, org: OrgId) -> Result<OrgId, ApiError> {
+        wallet_in(org, self.context, self.member.as_ref())
+    }
+
+    /// A capture of a hold: the use its hold was made for (its kind, and its feature when
+    /// the capture names none). A capture of another kind is a 400.
+    fn of_hold(mut self, kind: Consumable, feature: Option<Feature>) -> Result<CallReport, ApiError> {
+        match self.kind_named {
+            None => self.kind = kind,
+            Some(_) if self.kind != kind => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidRequest,
+                    format!("the hold was made for a {kind}: its capture is of the same kind"),
+                ));
+            }
+            Some(_) => {}
+        }
+        self.feature = self.feature.or(feature);
+        Ok(self)
+    }
+
     /// The report with its kind and feature read: unknown ones are a 400.
     pub(crate) fn checked(mut self) -> Result<CallReport, ApiError> {
         self.kind = kind_named(self.kind_named.as_deref())?;
@@ -140,6 +165,12 @@ pub(crate) async fn billable(
 /// A consumable other than a model call: its cost, or its quantity × its unit price.
 async fn unit_cost(svc: &Usage, report: &CallReport, today: NaiveDate) -> Result<ProviderCost, ApiError> {
     let kind = report.kind;
+    if report.model.is_some() {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidModel,
+            format!("model is for model calls (kind llm), not a {kind}"),
+        ));
+    }
     if report.tokens.is_some() {
         return Err(ApiError::bad_request(
             ErrorCode::InvalidTokens,
@@ -160,6 +191,12 @@ async fn unit_cost(svc: &Usage, report: &CallReport, today: NaiveDate) -> Result
             ErrorCode::InvalidQuantity,
             "quantity must be more than 0",
         )),
+        (None, Some(q)) if kind.whole_units() && !q.as_decimal().fract().is_zero() => {
+            Err(ApiError::bad_request(
+                ErrorCode::InvalidQuantity,
+                format!("a {kind} is counted in whole units"),
+            ))
+        }
         (None, Some(q)) => {
             let rate = svc.rates.unit_on(kind, today).await?.ok_or_else(|| {
                 ApiError::bad_request(
@@ -315,6 +352,7 @@ pub(crate) async fn settled(
 
 pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply {
     let report = report.checked()?;
+    let org = report.wallet(org)?;
     let request_id = report
         .request_id
         .clone()
@@ -344,10 +382,15 @@ pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply 
 /// (the call ran on the org's own key, or its hold was never made) follows who pays now.
 pub(crate) async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
     let report = report.checked()?;
+    let org = report.wallet(org)?;
     let key = keys::capture(&hold);
     let ((wallet, mode), made) = tokio::try_join!(wallet_of(svc, &org), async {
         Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)
     })?;
+    let report = match &made {
+        Some(h) => report.of_hold(h.consumable, h.feature)?,
+        None => report,
+    };
     let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
     if made.is_none() && pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
         return record_unbilled(svc, &org, &key, amount, &report).await;

@@ -37,9 +37,18 @@ impl Charged {
     /// The call charged by `entry` (now, or before when `replayed`).
     pub fn new(wallet: &Wallet, entry: &LedgerEntry, replayed: bool) -> Charged {
         let available = entry.available_after;
+        // At zero, what the org is told may-i-run would answer for this use: a byok or
+        // deferred org (its wallet stays empty) is not told to top up.
+        let mode = wallet.settings.billing_mode.unwrap_or(BillingMode::Credits);
         let (state, pause_reason) = match wallet.state {
             WalletState::Paused(r) if r != PauseReason::CreditsExhausted => (State::Paused, Some(r)),
-            _ if available.is_zero() => (State::Paused, Some(PauseReason::CreditsExhausted)),
+            _ if available.is_zero() => (
+                State::Paused,
+                Some(agent_credits_domain::reason_at_zero(
+                    mode,
+                    entry.attribution.consumable,
+                )),
+            ),
             _ => (State::Active, None),
         };
         let taken = entry.amount.magnitude();

@@ -1150,11 +1150,22 @@ async fn other_consumables_are_priced_from_the_rate_card_on_the_same_debit_path(
         (with(json!({ "feature": "chat" })), "unknown_feature"),
         (use_of("email", "1", "req_email"), "no_unit_rate"),
         (use_of("sms", "0", "req_zero"), "invalid_quantity"),
-        (with(json!({ "quantity": "2" })), "invalid_quantity"),
-        (with(json!({ "kind": "sms", "quantity": "2" })), "ambiguous_cost"),
-        (with(json!({ "kind": "sms", "cost": null })), "missing_cost"),
+        (use_of("sms", "1.5", "req_half"), "invalid_quantity"),
         (
-            with(json!({ "kind": "sms", "cost": null, "tokens": { "input": 5 } })),
+            with(json!({ "kind": "sms", "cost": "0.01", "model": "claude-sonnet-4" })),
+            "invalid_model",
+        ),
+        (with(json!({ "quantity": "2" })), "invalid_quantity"),
+        (
+            with(json!({ "kind": "sms", "quantity": "2", "model": null })),
+            "ambiguous_cost",
+        ),
+        (
+            with(json!({ "kind": "sms", "cost": null, "model": null })),
+            "missing_cost",
+        ),
+        (
+            with(json!({ "kind": "sms", "cost": null, "model": null, "tokens": { "input": 5 } })),
             "invalid_tokens",
         ),
         (unit_rate("llm", &today, "1"), "unknown_kind"),
@@ -1222,6 +1233,8 @@ async fn a_provider_key_pays_for_model_calls_only_and_every_kind_stops_at_zero()
         ),
         (Some("credits"), Some("0.00"), Some("0.003"))
     );
+    // It is told what may-i-run says, not to top up a wallet nobody may buy for.
+    assert_eq!(body["pause_reason"], "credits_required", "{body}");
     let hold = event_with("usage/hold.json", json!({ "kind": "email" }));
     let (status, body) = call(&byok.svc, &hold).await;
     assert_eq!(
@@ -1268,4 +1281,45 @@ async fn a_provider_key_pays_for_model_calls_only_and_every_kind_stops_at_zero()
             "{kind}: {v}"
         );
     }
+}
+
+/// A capture is the use its hold was made for: of its kind and feature when it names none,
+/// and never of another kind.
+#[tokio::test]
+async fn a_capture_is_of_its_holds_kind_and_feature() {
+    let app = app("10.00").await;
+    let today = app.clock.now().date_naive().to_string();
+    call(&app.svc, &unit_rate("voice_minute", &today, "0.02")).await;
+    let hold = event_with(
+        "usage/hold.json",
+        json!({ "kind": "voice_minute", "feature": "upskilling" }),
+    );
+    let (status, body) = call(&app.svc, &hold).await;
+    assert_eq!(status, 201, "{body}");
+    let capture = |report: Value| with_body(support::event("usage/capture.json"), report);
+    let (status, body) = call(&app.svc, &capture(json!({ "kind": "sms", "quantity": "1" }))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    // 2.5 minutes at $0.02, × 1.5; no kind named: the hold's.
+    let (status, body) = call(&app.svc, &capture(json!({ "quantity": "2.5" }))).await;
+    assert_eq!((status, body["billed"].as_str()), (200, Some("0.075")), "{body}");
+    let entry = &app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(1))
+        .await
+        .unwrap()
+        .entries[0];
+    assert_eq!(entry.kind, agent_credits_domain::EntryKind::Capture);
+    assert_eq!(
+        entry.attribution.consumable,
+        agent_credits_domain::Consumable::VoiceMinute
+    );
+    assert_eq!(
+        entry.attribution.feature,
+        Some(agent_credits_domain::Feature::Upskilling)
+    );
 }

@@ -295,7 +295,52 @@ pub struct Org {
 
 pub const DEFAULT_CREDITS_PER_USD: u32 = 200;
 
+/// Whose wallet a use is billed to (reference 003: "when you switch between personal and
+/// org contexts, the billing source switches too"): the org's, or the member's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Context {
+    #[default]
+    Org,
+    Personal,
+}
+
+impl Context {
+    pub fn parse(s: &str) -> Option<Context> {
+        match s {
+            "org" => Some(Context::Org),
+            "personal" => Some(Context::Personal),
+            _ => None,
+        }
+    }
+
+    /// The wallet a use in this context is billed to: `org`'s, or `member`'s personal
+    /// account. `None`: a personal use that names no member, whose wallet is unknown.
+    pub fn wallet(self, org: OrgId, member: Option<&MemberId>) -> Option<OrgId> {
+        match self {
+            Context::Org => Some(org),
+            Context::Personal => member.map(OrgId::personal),
+        }
+    }
+}
+
 impl Org {
+    /// `member`'s own account (references 002-004): a wallet on credits that only they
+    /// see and pay for, as its one owner, apart from every org's.
+    pub fn personal(member: &MemberId, now: DateTime<Utc>) -> Org {
+        Org {
+            id: OrgId::personal(member),
+            name: "Personal".to_owned(),
+            runtime: Runtime::ClaudeCode,
+            billing_mode: BillingMode::Credits,
+            purchase_policy: PurchasePolicy::OwnersOnly,
+            members_see_billing: false,
+            credits_per_usd: DEFAULT_CREDITS_PER_USD,
+            created_at: now,
+            revision: 0,
+        }
+    }
+
     /// The permission matrix above.
     pub fn allows(&self, role: Role, action: Action) -> bool {
         match action {

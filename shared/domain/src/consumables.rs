@@ -68,6 +68,15 @@ impl Consumable {
     pub fn priced_by_unit(self) -> bool {
         !self.is_model_call()
     }
+
+    /// Counted in whole units (calls, emails, messages); minutes and GB-days may be
+    /// fractions.
+    pub fn whole_units(self) -> bool {
+        matches!(
+            self,
+            Consumable::ApiCall | Consumable::McpCall | Consumable::Email | Consumable::Sms
+        )
+    }
 }
 
 impl std::str::FromStr for Consumable {

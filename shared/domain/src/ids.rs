@@ -37,6 +37,10 @@ macro_rules! typed_id {
         typed_id!($(#[$doc])* $name, $what, $max, ID_PUNCTUATION);
     };
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $extra:expr) => {
+        typed_id!($(#[$doc])* $name, $what, $max, $extra, |_: &str| false);
+    };
+    // `$also`: another form the id may take besides the grammar.
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $extra:expr, $also:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
@@ -46,7 +50,7 @@ macro_rules! typed_id {
 
             pub fn parse(s: impl Into<String>) -> Result<Self, IdError> {
                 let s = s.into();
-                if valid(&s, $max, $extra) {
+                if valid(&s, $max, $extra) || $also(&s) {
                     Ok(Self(s))
                 } else {
                     Err(IdError { what: $what, max: $max, chars: $extra })
@@ -89,8 +93,33 @@ macro_rules! typed_id {
 typed_id!(
     /// An organisation: the owner of one wallet. No `:`: an org id is part of its BYOK
     /// secrets' names, which Secrets Manager limits to letters, digits and `/_+=.@-`.
-    OrgId, "org id", 128, b"_-."
+    /// A person's own account (references 002-004) is the one other form:
+    /// [`OrgId::personal`], `@` then the member id with `+` for `:`, which no org can be.
+    OrgId, "org id", 128, b"_-.", is_personal_form
 );
+
+/// `@<member id with + for :>`: injective, since no member id holds `+` or `@`.
+fn is_personal_form(s: &str) -> bool {
+    s.strip_prefix('@')
+        .is_some_and(|m| valid(m, MemberId::MAX_LEN, b"_-.+"))
+}
+
+impl OrgId {
+    /// The personal account of `member`: their own wallet, purchases, auto top-up and
+    /// usage, apart from every org's (reference 003: "completely separate").
+    pub fn personal(member: &MemberId) -> OrgId {
+        OrgId(format!("@{}", member.as_str().replace(':', "+")))
+    }
+
+    pub fn is_personal(&self) -> bool {
+        self.0.starts_with('@')
+    }
+
+    /// Whose personal account this is; `None` for an org.
+    pub fn personal_owner(&self) -> Option<MemberId> {
+        self.0.strip_prefix('@').map(|m| MemberId(m.replace('+', ":")))
+    }
+}
 typed_id!(
     /// A member of an organisation (the identity provider's subject).
     MemberId, "member id", 128
@@ -140,5 +169,34 @@ mod tests {
         assert!(IdempotencyKey::parse("k".repeat(255)).is_ok());
         assert!(IdempotencyKey::parse("k".repeat(256)).is_err());
         assert!(serde_json::from_str::<MemberId>("\"m/1\"").is_err());
+    }
+
+    #[test]
+    fn a_personal_account_is_no_org_and_names_its_owner() {
+        for m in ["u_ana", "auth0:123", "a:b:c", &"m".repeat(128)] {
+            let member = MemberId::parse(m).unwrap();
+            let id = OrgId::personal(&member);
+            assert!(id.is_personal());
+            assert_eq!(OrgId::parse(id.as_str()), Ok(id.clone()), "read back as stored");
+            assert_eq!(id.personal_owner(), Some(member));
+        }
+        assert_ne!(
+            OrgId::personal(&MemberId::parse("a:b").unwrap()),
+            OrgId::personal(&MemberId::parse("a.b").unwrap())
+        );
+        // No org is a personal account, and only that one form holds `@` or `+`.
+        let org = OrgId::parse("org_1").unwrap();
+        assert!(!org.is_personal() && org.personal_owner().is_none());
+        for bad in [
+            "a@b",
+            "@",
+            "@@a",
+            "a+b",
+            "@a:b",
+            "@a b",
+            &format!("@{}", "m".repeat(129)),
+        ] {
+            assert!(OrgId::parse(bad).is_err(), "{bad}");
+        }
     }
 }

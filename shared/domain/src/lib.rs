@@ -25,7 +25,7 @@ pub mod verdict;
 pub mod wallet;
 
 pub use account::{
-    Action, Member, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, UnknownProvider,
+    Action, Context, Member, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, UnknownProvider,
     switch_billing_mode,
 };
 pub use buckets::{Bucket, BucketDelta, Buckets};
@@ -53,5 +53,7 @@ pub use recharge::{RechargeSettings, RechargeSettingsError};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use settings::{BillingMode, RechargeTrigger, Setting, SettingChanged, SettingsChange, WalletSettings};
 pub use state::{NotificationKind, PauseReason, WalletState};
-pub use verdict::{Billing, Verdict, billing, billing_for, billing_of_call, missing_byok_key, verdict};
+pub use verdict::{
+    Billing, Verdict, billing, billing_for, billing_of_call, missing_byok_key, reason_at_zero, verdict,
+};
 pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};

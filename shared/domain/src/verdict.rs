@@ -126,6 +126,17 @@ pub struct Verdict {
     pub low_balance: bool,
 }
 
+/// Why a use of `consumable` billed to an empty wallet may not run: a credits org tops up;
+/// a byok or deferred org's wallet stays empty (it is never topped up), so a model call
+/// needs its key and any other use needs the org to switch to credits.
+pub fn reason_at_zero(mode: BillingMode, consumable: Consumable) -> PauseReason {
+    match mode {
+        BillingMode::Credits => PauseReason::CreditsExhausted,
+        _ if consumable.is_model_call() => PauseReason::NoKeyConfigured,
+        _ => PauseReason::CreditsRequired,
+    }
+}
+
 /// The verdict for a use of `consumable` billed as `billing` (see [`billing_for`]), asked
 /// by `member` (their month, when they were named). A call on the org's own key runs
 /// whatever the wallet holds; one on credits needs credits, no pause but exhaustion, and
@@ -145,12 +156,7 @@ pub fn verdict(
             WalletState::Paused(r) if r != PauseReason::CreditsExhausted => Some(r),
             // A byok or deferred org's wallet stays empty (it is never topped up): without
             // its key it runs on credits only while it has some, then needs its key.
-            _ if available.is_zero() && mode != BillingMode::Credits => Some(if consumable.is_model_call() {
-                PauseReason::NoKeyConfigured
-            } else {
-                PauseReason::CreditsRequired
-            }),
-            _ if available.is_zero() => Some(PauseReason::CreditsExhausted),
+            _ if available.is_zero() => Some(reason_at_zero(mode, consumable)),
             _ => match member {
                 Some(m) if m.limit_reached()? => Some(PauseReason::MemberLimitReached),
                 _ => None,

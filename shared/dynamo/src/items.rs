@@ -268,6 +268,21 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
     item
 }
 
+/// What a use consumed, as its item says: a model call when it says nothing (items
+/// written before kinds existed).
+fn consumable_of(r: &Reader<'_>) -> Result<Consumable, StoreError> {
+    match r.opt_s("consumable")? {
+        Some(k) => Consumable::parse(k).ok_or_else(|| r.corrupt(format!("unknown consumable {k}"))),
+        None => Ok(Consumable::Llm),
+    }
+}
+
+fn feature_of(r: &Reader<'_>) -> Result<Option<Feature>, StoreError> {
+    r.opt_s("feature")?
+        .map(|f| Feature::parse(f).ok_or_else(|| r.corrupt(format!("unknown feature {f}"))))
+        .transpose()
+}
+
 pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreError> {
     let r = Reader::new(item);
     let kind = r.s("kind")?;
@@ -290,14 +305,8 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             .map(|v| v.parse())
             .transpose()
             .map_err(|e| r.corrupt(format!("{e}")))?,
-        consumable: match r.opt_s("consumable")? {
-            Some(k) => Consumable::parse(k).ok_or_else(|| r.corrupt(format!("unknown consumable {k}")))?,
-            None => Consumable::Llm,
-        },
-        feature: r
-            .opt_s("feature")?
-            .map(|f| Feature::parse(f).ok_or_else(|| r.corrupt(format!("unknown feature {f}"))))
-            .transpose()?,
+        consumable: consumable_of(&r)?,
+        feature: feature_of(&r)?,
     };
     let mut external = ExternalRefs::default();
     if let Some(map) = r.map("ext")? {
@@ -386,6 +395,9 @@ pub struct HoldRecord {
     pub counted_in: Option<String>,
     /// The wallet version it was made at.
     pub made_at: u64,
+    /// What the call it reserves for consumes, and the feature it serves: its capture's.
+    pub consumable: Consumable,
+    pub feature: Option<Feature>,
 }
 
 /// A hold as it is made.
@@ -399,6 +411,8 @@ pub struct NewHold<'a> {
     pub counted_in: Option<&'a str>,
     /// The wallet version it is made at.
     pub made_at: u64,
+    pub consumable: Consumable,
+    pub feature: Option<Feature>,
 }
 
 pub fn hold_item(org: &OrgId, h: &NewHold<'_>, now: DateTime<Utc>) -> Item {
@@ -409,6 +423,8 @@ pub fn hold_item(org: &OrgId, h: &NewHold<'_>, now: DateTime<Utc>) -> Item {
         member,
         counted_in,
         made_at,
+        consumable,
+        feature,
     } = *h;
     let mut item = key(org_pk(org), hold_sk(id));
     let expires_s = hold_time(expires);
@@ -430,6 +446,12 @@ pub fn hold_item(org: &OrgId, h: &NewHold<'_>, now: DateTime<Utc>) -> Item {
     }
     if let Some(month) = counted_in {
         item.insert("counted_in".to_owned(), s(month));
+    }
+    if !consumable.is_model_call() {
+        item.insert("consumable".to_owned(), s(consumable.as_str()));
+    }
+    if let Some(f) = feature {
+        item.insert("feature".to_owned(), s(f.as_str()));
     }
     item
 }
@@ -479,6 +501,8 @@ pub fn hold_from_item(item: &Item) -> Result<HoldRecord, StoreError> {
         expires: parse_time(&r, "hold_expires")?,
         counted_in: r.opt_s("counted_in")?.map(str::to_owned),
         made_at: if r.has("made_at") { r.u64("made_at")? } else { 0 },
+        consumable: consumable_of(&r)?,
+        feature: feature_of(&r)?,
     })
 }
 

@@ -311,6 +311,26 @@ impl OrgStore {
         Ok(m.zip(o).map(|(m, o)| (o, m)))
     }
 
+    /// `member`'s personal account and their membership of it (its one owner), opened as
+    /// an org is created the first time they use it: on credits, owners only. Two first
+    /// uses at once open it once.
+    pub async fn personal(&self, member: &MemberId) -> Result<(Org, Member), StoreError> {
+        let id = OrgId::personal(member);
+        for _ in 0..3 {
+            if let Some(found) = self.membership(&id, member).await? {
+                return Ok(found);
+            }
+            let settings = WalletSettings {
+                billing_mode: Some(BillingMode::Credits),
+                ..Default::default()
+            };
+            self.create(&Org::personal(member, Utc::now()), member, &settings)
+                .await?;
+        }
+        // Opened by another request of theirs that has not finished: retry.
+        Err(StoreError::Contention { attempts: 3 })
+    }
+
     pub async fn members(&self, org: &OrgId) -> Result<Vec<Member>, StoreError> {
         query_prefix(&self.client, &self.table, org_pk(org), "MEMBER#")
             .await?

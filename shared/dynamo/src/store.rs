@@ -380,6 +380,8 @@ impl DynamoWalletStore {
                         member: req.attribution().member.as_ref(),
                         counted_in,
                         made_at: p.entry.seq,
+                        consumable: req.attribution().consumable,
+                        feature: req.attribution().feature,
                     },
                     now,
                 );

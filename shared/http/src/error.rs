@@ -74,6 +74,7 @@ error_codes! {
     MethodNotAllowed = "method_not_allowed",
     MissingBody = "missing_body",
     MissingCost = "missing_cost",
+    MissingMember = "missing_member",
     MissingModel = "missing_model",
     MissingRequestId = "missing_request_id",
     MissingSignature = "missing_signature",

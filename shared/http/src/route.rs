@@ -31,6 +31,8 @@ pub enum Auth {
     /// A dashboard user who is a member of the path's `{org}` with a role that the org
     /// allows the action.
     Member(Action),
+    /// A dashboard user, on their own personal account (`/v1/me/...`), opened on first use.
+    Personal,
     /// Anyone: the handler verifies Stripe's signature over the raw body.
     Stripe,
 }
@@ -40,7 +42,7 @@ impl Auth {
     pub fn authorizer(self) -> &'static str {
         match self {
             Auth::Runtime | Auth::Operator => "AWS_IAM",
-            Auth::User | Auth::Member(_) => "DashboardJwt",
+            Auth::User | Auth::Member(_) | Auth::Personal => "DashboardJwt",
             Auth::Stripe => "NONE",
         }
     }
@@ -96,10 +98,23 @@ pub struct Call<'a, W> {
 /// A path parameter's type: parsed from the decoded segment, refused with its own code.
 pub trait PathParam: std::str::FromStr<Err: std::fmt::Display> {
     const INVALID: ErrorCode;
+
+    /// Why a value that parses is still not taken in a path; `None`: it is.
+    fn refused(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl PathParam for OrgId {
     const INVALID: ErrorCode = ErrorCode::InvalidOrg;
+
+    /// A personal account is nobody's org: `/v1/orgs/{org}` never reaches one (nobody may
+    /// add members to it, nor read it as an org), its owner included.
+    fn refused(&self) -> Option<&'static str> {
+        self.is_personal().then_some(
+            "a personal account is reached under /v1/me (the dashboard) or with context personal (the runtime)",
+        )
+    }
 }
 impl PathParam for MemberId {
     const INVALID: ErrorCode = ErrorCode::InvalidMember;
@@ -138,9 +153,14 @@ impl<'a, W> Call<'a, W> {
             .map(|(_, v)| v.as_deref())
             .ok_or_else(|| ApiError::internal(&format!("route has no parameter {name}")))?;
         let refused = |why: String| ApiError::bad_request(T::INVALID, format!("{name}: {why}"));
-        raw.ok_or_else(|| refused("not UTF-8 once %-decoded".to_owned()))?
+        let value: T = raw
+            .ok_or_else(|| refused("not UTF-8 once %-decoded".to_owned()))?
             .parse()
-            .map_err(|e: T::Err| refused(e.to_string()))
+            .map_err(|e: T::Err| refused(e.to_string()))?;
+        match value.refused() {
+            Some(why) => Err(refused(why.to_owned())),
+            None => Ok(value),
+        }
     }
 
     /// The JSON body as a `T` (see [`crate::parse_json`]).
@@ -158,6 +178,7 @@ enum Handle<S> {
     Iam(Principal, Handler<S, IamCaller>),
     User(Handler<S, MemberId>),
     Member(Action, Handler<S, Membership>),
+    Personal(Handler<S, Membership>),
     Open(Handler<S, ()>),
 }
 
@@ -207,6 +228,17 @@ impl<S> Route<S> {
         }
     }
 
+    /// A route on the caller's own personal account (`/v1/me/...`): theirs alone, where
+    /// they are the one owner. One never opened is shown empty; a route that writes opens
+    /// it ([`agent_credits_domain::OrgId::personal`]).
+    pub fn personal(method: Method, path: &'static str, handler: Handler<S, Membership>) -> Route<S> {
+        Route {
+            method,
+            path,
+            handle: Handle::Personal(handler),
+        }
+    }
+
     pub fn stripe(method: Method, path: &'static str, handler: Handler<S, ()>) -> Route<S> {
         Route {
             method,
@@ -221,6 +253,7 @@ impl<S> Route<S> {
             Handle::Iam(Principal::Operator, _) => Auth::Operator,
             Handle::User(_) => Auth::User,
             Handle::Member(action, _) => Auth::Member(action),
+            Handle::Personal(_) => Auth::Personal,
             Handle::Open(_) => Auth::Stripe,
         }
     }
@@ -354,6 +387,25 @@ impl<S: Edge> Router<S> {
                         None,
                     ));
                 }
+                handler(svc, call.with(Membership { org, member })).await
+            }
+            Handle::Personal(handler) => {
+                let me = dashboard_caller(req).map_err(|e| (e, None))?;
+                let id = OrgId::personal(&me);
+                // Read, never written here: one not opened yet is shown as it will open
+                // (empty), and the routes that write open it once the request is good.
+                let (org, member) = membership(svc, &id, &me)
+                    .await
+                    .map_err(|e| (e.into(), None))?
+                    .unwrap_or_else(|| {
+                        let member = Member {
+                            id: me.clone(),
+                            role: agent_credits_domain::Role::Owner,
+                            monthly_limit: None,
+                            stripe_customer: None,
+                        };
+                        (Org::personal(&me, chrono::Utc::now()), member)
+                    });
                 handler(svc, call.with(Membership { org, member })).await
             }
             Handle::Open(handler) => handler(svc, call).await,
