@@ -730,6 +730,47 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
         "{body}"
     );
 
+    // A hold is captured and released in the context it was made in.
+    let hold = json!({ "hold_id": "h_me", "amount": "1.00", "member": "u_owner", "context": "personal" });
+    let (status, body) = rig.runtime("POST", "/v1/orgs/org_mine/holds", Some(hold)).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = rig
+        .runtime(
+            "POST",
+            "/v1/orgs/org_mine/holds/h_me/capture",
+            Some(json!({ "member": "u_owner", "cost": "0.10" })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("wrong_context")),
+        "{body}"
+    );
+    let (status, body) = rig
+        .runtime(
+            "POST",
+            "/v1/orgs/org_mine/holds/h_me/release?member=u_owner",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("wrong_context")),
+        "{body}"
+    );
+    let (status, body) = rig
+        .runtime(
+            "POST",
+            "/v1/orgs/org_mine/holds/h_me/release?context=personal&member=u_owner",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, body["released"].as_str()), (200, Some("1.00")), "{body}");
+    assert_eq!(
+        (rig.balance("org_mine").await, me("u_owner").await),
+        ("38.50".into(), "12.00".into())
+    );
+
     // Nobody reaches a personal wallet through the org routes, its owner neither.
     for sub in ["u_owner", "u_pal"] {
         let (status, body) = rig.dashboard("GET", "/v1/orgs/@u_owner/balance", sub, None).await;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    AgentId, Billing, BillingMode, Clock, Consumable, Context, KeySource, MemberId, MemberMonths, OrgId,
-    PauseReason, Provider, Refusal, Runtime, Wallet, WalletStore,
+    AgentId, Billing, BillingMode, Clock, Consumable, Context, HoldId, KeySource, MemberId, MemberMonths,
+    OrgId, PauseReason, Provider, Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
 use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Table, answer};
@@ -45,8 +45,8 @@ pub fn routes() -> Vec<Route<Usage>> {
         Route::runtime(Method::POST, "/v1/orgs/{org}/holds/{hold}/release", |svc, c| {
             Box::pin(async move {
                 let member = c.query("member").map(member_id).transpose()?;
-                let org = wallet_in(c.param("org")?, context(c.query("context"))?, member.as_ref())?;
-                holds::release(svc, org, c.param("hold")?).await
+                let context = context(c.query("context"))?;
+                holds::release(svc, c.param("org")?, context, member, c.param("hold")?).await
             })
         }),
         Route::runtime(Method::GET, "/v1/orgs/{org}/may-i-run", |svc, c| {
@@ -165,20 +165,53 @@ pub(crate) async fn runtime_and_keys(
 }
 
 /// The org's settings; an org nobody created has no billing mode and is unknown here. A
-/// personal account is opened on its first use.
+/// personal account not opened yet is an empty wallet on credits: read, never written
+/// here ([`opened`] opens it before a use is written).
 pub(crate) async fn wallet_of(svc: &Usage, org: &OrgId) -> Result<(Wallet, BillingMode), ApiError> {
-    let mut wallet = svc.store.wallet(org).await?;
-    if let (None, Some(owner)) = (wallet.settings.billing_mode, org.personal_owner()) {
-        svc.orgs.personal(&owner).await?;
-        wallet = svc.store.wallet(org).await?;
-    }
+    let wallet = svc.store.wallet(org).await?;
     match wallet.settings.billing_mode {
         Some(mode) => Ok((wallet, mode)),
+        None if org.is_personal() => Ok((wallet, BillingMode::Credits)),
         None => Err(ApiError::not_found(
             ErrorCode::UnknownOrg,
             format!("no org {org}"),
         )),
     }
+}
+
+/// A capture or release that found no hold in its context's wallet, of a hold made in the
+/// other context (the path's org, or the member's own wallet): `409 wrong_context`, so
+/// that a hold is never captured as a call without one in the wrong wallet. Without the
+/// member, the org's context cannot see a personal hold.
+pub(crate) async fn held_elsewhere(
+    svc: &Usage,
+    path_org: &OrgId,
+    context: Context,
+    member: Option<&MemberId>,
+    hold: &HoldId,
+) -> Result<(), ApiError> {
+    let other = match context {
+        Context::Personal => Some(path_org.clone()),
+        Context::Org => member.map(OrgId::personal),
+    };
+    if let Some(other) = other
+        && svc.store.hold(&other, hold).await?.is_some()
+    {
+        return Err(ApiError::conflict(
+            ErrorCode::WrongContext,
+            format!("hold {hold} was made in the other context: capture or release it there"),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the personal account `wallet` belongs to if it is not yet: just before the first
+/// use of it is written, once the request is known to be good.
+pub(crate) async fn opened(svc: &Usage, wallet: &Wallet) -> Result<(), ApiError> {
+    if let (None, Some(owner)) = (wallet.settings.billing_mode, wallet.org.personal_owner()) {
+        svc.orgs.personal(&owner).await?;
+    }
+    Ok(())
 }
 
 /// A debit, capture or hold that was refused: nothing was written.
@@ -246,6 +279,8 @@ pub(crate) async fn runtime_of(
     match tokio::try_join!(own, svc.orgs.get(org))? {
         (Some(own), _) => Ok(own.runtime),
         (None, Some(profile)) => Ok(profile.runtime),
+        // A personal account not opened yet runs on the runtime it will open with.
+        (None, None) if org.is_personal() => Ok(Runtime::ClaudeCode),
         (None, None) => Err(ApiError::not_found(
             ErrorCode::UnknownOrg,
             format!("no org {org}"),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
-use crate::handler::{Usage, billing_of, paused, refused, wallet_in, wallet_of};
+use crate::handler::{Usage, billing_of, held_elsewhere, opened, paused, refused, wallet_in, wallet_of};
 use crate::reported::{feature_named, kind_named};
 use crate::views;
 
@@ -89,6 +89,7 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         keys::hold(&body.hold_id),
     )
     .attributed_to(attribution);
+    opened(svc, &wallet).await?;
     let mut outcome = svc.store.apply(req.clone()).await?;
     if matches!(outcome, Err(Refusal::InsufficientFunds { .. }))
         && !wallet.held.is_zero()
@@ -118,9 +119,23 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     ))
 }
 
-pub(crate) async fn release(svc: &Usage, org: OrgId, hold: HoldId) -> Reply {
+pub(crate) async fn release(
+    svc: &Usage,
+    path_org: OrgId,
+    context: Context,
+    member: Option<MemberId>,
+    hold: HoldId,
+) -> Reply {
+    let org = wallet_in(path_org.clone(), context, member.as_ref())?;
     let req = ChangeRequest::release(org, hold.clone(), keys::release(&hold));
-    let e = svc.store.apply(req).await?.map_err(refused)?.into_entry();
+    let e = match svc.store.apply(req).await? {
+        Ok(applied) => applied.into_entry(),
+        Err(Refusal::HoldNotFound) => {
+            held_elsewhere(svc, &path_org, context, member.as_ref(), &hold).await?;
+            return Err(refused(Refusal::HoldNotFound));
+        }
+        Err(other) => return Err(refused(other)),
+    };
     Ok(json_response(
         StatusCode::OK,
         &views::Released {

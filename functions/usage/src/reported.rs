@@ -12,7 +12,9 @@ use chrono::NaiveDate;
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
-use crate::handler::{Usage, refused, release_expired, runtime_and_keys, wallet_in, wallet_of};
+use crate::handler::{
+    Usage, held_elsewhere, opened, refused, release_expired, runtime_and_keys, wallet_in, wallet_of,
+};
 use crate::views;
 
 /// What the runtime reports about one use: a model call, or another consumable.
@@ -370,6 +372,7 @@ pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply 
         return Ok(json_response(StatusCode::OK, &views::NotCharged::free()));
     };
     release_expired(svc, &wallet).await?;
+    opened(svc, &wallet).await?;
     let req = ChangeRequest::usage(org.clone(), amount, key.clone())
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
@@ -380,22 +383,26 @@ pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply 
 /// The actual cost of a call against its hold. A hold that was made reserved credits, so
 /// its call is billed to the wallet whatever keys changed since; a capture with no hold
 /// (the call ran on the org's own key, or its hold was never made) follows who pays now.
-pub(crate) async fn capture(svc: &Usage, org: OrgId, hold: HoldId, report: CallReport) -> Reply {
+pub(crate) async fn capture(svc: &Usage, path_org: OrgId, hold: HoldId, report: CallReport) -> Reply {
     let report = report.checked()?;
-    let org = report.wallet(org)?;
+    let org = report.wallet(path_org.clone())?;
     let key = keys::capture(&hold);
     let ((wallet, mode), made) = tokio::try_join!(wallet_of(svc, &org), async {
         Ok::<_, ApiError>(svc.store.hold(&org, &hold).await?)
     })?;
     let report = match &made {
         Some(h) => report.of_hold(h.consumable, h.feature)?,
-        None => report,
+        None => {
+            held_elsewhere(svc, &path_org, report.context, report.member.as_ref(), &hold).await?;
+            report
+        }
     };
     let amount = billable(svc, &wallet, &report, svc.clock.now().date_naive()).await?;
     if made.is_none() && pays(svc, &org, mode, &report).await? == Billing::ProviderKey {
         return record_unbilled(svc, &org, &key, amount, &report).await;
     }
     release_expired(svc, &wallet).await?;
+    opened(svc, &wallet).await?;
     let req = ChangeRequest::capture(org.clone(), hold, amount, key.clone())
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());

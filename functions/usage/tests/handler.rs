@@ -1323,3 +1323,48 @@ async fn a_capture_is_of_its_holds_kind_and_feature() {
         Some(agent_credits_domain::Feature::Upskilling)
     );
 }
+
+/// The personal context (reference 003): asking about a member's own wallet never opens
+/// it; the first use billed to it does, and the org's wallet is untouched.
+#[tokio::test]
+async fn a_personal_wallet_is_read_without_being_opened_and_opened_by_its_first_use() {
+    let app = app("10.00").await;
+    let before = table_dump(&app).await;
+    let mut ask = support::event("usage/may-i-run.json");
+    ask["rawQueryString"] = json!("member=m_new&context=personal");
+    ask["queryStringParameters"] = json!({ "member": "m_new", "context": "personal" });
+    let (status, v) = call(&app.svc, &ask).await;
+    assert_eq!(
+        (status, v["allowed"].as_bool(), v["reason"].as_str()),
+        (200, Some(false), Some("credits_exhausted")),
+        "{v}"
+    );
+    ask["rawQueryString"] = json!("context=personal");
+    ask["queryStringParameters"] = json!({ "context": "personal" });
+    let (status, body) = call(&app.svc, &ask).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("missing_member")),
+        "{body}"
+    );
+    assert_eq!(table_dump(&app).await, before, "nothing opened by asking");
+
+    let used = event_with(
+        "usage/debit-cost.json",
+        json!({ "member": "m_new", "context": "personal", "request_id": "req_me" }),
+    );
+    let (status, body) = call(&app.svc, &used).await;
+    assert_eq!(
+        (status, body["shortfall"].as_str()),
+        (200, Some("0.01845")),
+        "{body}"
+    );
+    let me = OrgId::personal(&MemberId::parse("m_new").unwrap());
+    let wallet = app.svc.store.wallet(&me).await.unwrap();
+    assert_eq!(
+        wallet.settings.billing_mode,
+        Some(BillingMode::Credits),
+        "opened on credits"
+    );
+    assert_eq!(balance(&app).await, usd("10.00"), "the org's wallet is untouched");
+}

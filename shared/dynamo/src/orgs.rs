@@ -324,8 +324,15 @@ impl OrgStore {
                 billing_mode: Some(BillingMode::Credits),
                 ..Default::default()
             };
-            self.create(&Org::personal(member, Utc::now()), member, &settings)
-                .await?;
+            match self
+                .create(&Org::personal(member, Utc::now()), member, &settings)
+                .await
+            {
+                // Two first uses at once: the one that lost its condition reads the
+                // account the other opened.
+                Ok(_) | Err(StoreError::Unavailable(_) | StoreError::Contention { .. }) => {}
+                Err(other) => return Err(other),
+            }
         }
         // Opened by another request of theirs that has not finished: retry.
         Err(StoreError::Contention { attempts: 3 })

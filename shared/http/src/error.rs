@@ -101,6 +101,7 @@ error_codes! {
     UnknownModel = "unknown_model",
     UnknownOrg = "unknown_org",
     UnmatchedPayment = "unmatched_payment",
+    WrongContext = "wrong_context",
     ZeroAmount = "zero_amount",
 }
 
