@@ -206,6 +206,57 @@ async fn every_dashboard_route_allows_exactly_the_roles_the_matrix_names() {
     }
 }
 
+/// Every personal route (`/v1/me/...`) answers any signed-in user, on their own account
+/// only: one person's purchase and settings never show in another's.
+#[tokio::test]
+async fn every_personal_route_is_its_callers_own() {
+    let app = App::start(None).await;
+    let doc = common::openapi();
+    let personal: Vec<(String, &str)> = dashboard_routes()
+        .into_iter()
+        .filter(|(_, _, auth)| matches!(auth, Auth::Personal))
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert!(personal.len() >= 8, "{personal:?}");
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        let path = path.as_str().unwrap();
+        if path.starts_with("/v1/me") {
+            for method in item.as_mapping().unwrap().keys() {
+                let method = method.as_str().unwrap().to_uppercase();
+                assert!(
+                    personal.contains(&(method.clone(), path)),
+                    "{method} {path} is no personal route"
+                );
+            }
+        }
+    }
+    for sub in ["u_ana", "u_bo"] {
+        for (method, path) in &personal {
+            let example = &doc["paths"][*path][method.to_lowercase().as_str()]["requestBody"]["content"]["application/json"]
+                ["example"];
+            let body = (!example.is_null()).then(|| serde_json::to_value(example).unwrap());
+            let (status, answer) = app.dashboard(method, path, sub, body).await;
+            assert!(
+                status != 403 && status < 500,
+                "{sub} {method} {path}: {status} {answer}"
+            );
+        }
+    }
+    // u_ana's own top-up settings are hers: u_bo's stay off.
+    let on = json!({ "enabled": false, "threshold_usd": "7.00", "amount_usd": "30.00" });
+    let (status, _) = app
+        .dashboard("PUT", "/v1/me/auto-recharge", "u_ana", Some(on))
+        .await;
+    assert_eq!(status, 200);
+    let (_, hers) = app.dashboard("GET", "/v1/me/auto-recharge", "u_ana", None).await;
+    let (_, his) = app.dashboard("GET", "/v1/me/auto-recharge", "u_bo", None).await;
+    assert_eq!(
+        (hers["threshold_usd"].as_str(), his["threshold_usd"].as_str()),
+        (Some("7.00"), Some("20.00")),
+        "{hers} {his}"
+    );
+}
+
 /// Every IAM route, asked by the runtime's role, an operator's, another role of the same
 /// account, the runtime's role name in another account, an IAM user of that name and a
 /// caller with no IAM identity: only the route's own role gets past 403.
