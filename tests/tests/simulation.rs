@@ -1008,8 +1008,13 @@ impl Run<'_> {
         let enabled = self.rng.u8(..4) != 0;
         let threshold = self.amount(0, 15_000);
         let amount = self.amount(15_000, 30_000);
-        let body = json!({ "enabled": enabled, "threshold_usd": threshold, "amount_usd": amount,
+        let mut body = json!({ "enabled": enabled, "threshold_usd": threshold, "amount_usd": amount,
             "max_per_day": self.m.max_per_day, "max_usd_per_day": "1000" });
+        // A third of the time, to a target (issue 18): what is missing up to it.
+        if self.rng.u8(..3) == 0 {
+            let target = money(&json!(threshold)) + money(&json!(amount));
+            body["target_usd"] = json!(target.to_string());
+        }
         let (status, answer) = self
             .dashboard(
                 "PUT",

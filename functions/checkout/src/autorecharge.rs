@@ -21,6 +21,9 @@ pub struct Put {
     amount_usd: Option<Usd>,
     max_per_day: Option<u32>,
     max_usd_per_day: Option<Usd>,
+    /// Recharge to this balance instead of by `amount_usd` (`null` or absent: by the
+    /// amount).
+    target_usd: Option<Usd>,
 }
 
 pub async fn get(svc: &Checkout, org: &OrgId) -> Reply {
@@ -42,6 +45,7 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
         body.max_per_day.unwrap_or(recharge::DEFAULT_MAX_PER_DAY),
         body.max_usd_per_day.unwrap_or(recharge::DEFAULT_MAX_USD_PER_DAY),
     )
+    .and_then(|s| s.with_target(body.target_usd))
     .map_err(|e| ApiError::bad_request(ErrorCode::from(e.clone()), e.to_string()))?;
     // Enabling charges the caller's own card; disabling leaves the card on file with its
     // owner. A card never passes from one member to another.

@@ -33,6 +33,8 @@ pub struct AutoRecharge<'a> {
     pub amount_usd: Usd,
     pub max_per_day: u32,
     pub max_usd_per_day: Usd,
+    /// Recharging to this balance instead of by the amount; `null`: by the amount.
+    pub target_usd: Option<Usd>,
     pub payment_method: Option<&'a str>,
     pub card_owner: Option<&'a MemberId>,
     /// Why it is suspended (a declined charge, the card's owner left).
@@ -49,6 +51,7 @@ impl<'a> AutoRecharge<'a> {
                 amount_usd: recharge::DEFAULT_AMOUNT,
                 max_per_day: recharge::DEFAULT_MAX_PER_DAY,
                 max_usd_per_day: recharge::DEFAULT_MAX_USD_PER_DAY,
+                target_usd: None,
                 payment_method: None,
                 card_owner: None,
                 suspended: None,
@@ -61,6 +64,7 @@ impl<'a> AutoRecharge<'a> {
             amount_usd: s.amount.usd(),
             max_per_day: s.max_per_day,
             max_usd_per_day: s.max_usd_per_day,
+            target_usd: s.target,
             payment_method: c.card.as_ref().map(|card| card.payment_method.as_str()),
             card_owner: c.card.as_ref().map(|card| &card.owner),
             suspended: c.suspended.as_deref(),

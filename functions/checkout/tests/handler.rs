@@ -315,6 +315,24 @@ async fn auto_recharge_settings_are_checked_and_need_an_owner_with_a_saved_card(
             400,
             "invalid_request",
         ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "threshold_usd": "20", "target_usd": "20.49" }),
+            400,
+            "invalid_target",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "target_usd": "100000.01", "max_usd_per_day": "200000" }),
+            400,
+            "invalid_target",
+        ),
+        (
+            "u_owner",
+            json!({ "enabled": true, "target_usd": "2000" }),
+            400,
+            "invalid_target",
+        ),
         ("u_member", json!({ "enabled": true }), 403, "forbidden"),
         ("u_stranger", json!({ "enabled": true }), 403, "forbidden"),
     ] {
@@ -336,4 +354,17 @@ async fn auto_recharge_settings_are_checked_and_need_an_owner_with_a_saved_card(
     );
     let (_, read) = call(&app.svc, &auto_recharge("u_member", "GET", None)).await;
     assert_eq!(read, body, "members see what owners set");
+    assert_eq!(body["target_usd"], Value::Null, "by the amount");
+
+    // Recharge to a target instead: saved and shown; null goes back to the amount.
+    let target = json!({ "enabled": true, "threshold_usd": "25", "target_usd": "200" });
+    let (status, body) = call(&app.svc, &owner_put(target)).await;
+    assert_eq!(
+        (status, body["target_usd"].as_str()),
+        (200, Some("200.00")),
+        "{body}"
+    );
+    let back = json!({ "enabled": true, "target_usd": null });
+    let (status, body) = call(&app.svc, &owner_put(back)).await;
+    assert_eq!((status, body["target_usd"].clone()), (200, Value::Null), "{body}");
 }

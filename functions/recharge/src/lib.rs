@@ -177,7 +177,11 @@ pub async fn recharge_org(svc: &Recharge, due: &Due) -> Result<Step, StoreError>
         return Ok(Step::NotDue);
     }
     let attempt = new_attempt_id();
-    match svc.recharges.claim(org, &attempt, &config, now).await? {
+    match svc
+        .recharges
+        .claim(org, &attempt, &config, available, now)
+        .await?
+    {
         Claim::Claimed => match svc.recharges.attempt(org, &attempt).await? {
             Some(a) => send(svc, org, &a).await,
             None => Err(StoreError::Invalid(format!(
@@ -189,6 +193,8 @@ pub async fn recharge_org(svc: &Recharge, due: &Due) -> Result<Step, StoreError>
         Claim::CapReached => Ok(Step::CapReached),
         // The mark stays: the org is topped up once its disputes close.
         Claim::Disputed => Ok(Step::Disputed),
+        // The mark stays: the next sweep tops up what is missing then, if anything is.
+        Claim::Moved => Ok(Step::Pending),
         Claim::CardOwnerLeft => {
             svc.recharges.card_owner_left(org, &config, now).await?;
             Ok(Step::CardOwnerLeft)

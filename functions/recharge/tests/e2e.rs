@@ -110,7 +110,13 @@ fn a_crashed_sweep_is_settled_once_and_a_cap_of_two_allows_two_under_cargo_lambd
         let claim = app
             .svc
             .recharges
-            .claim(&app.org, "ra_died", &config, chrono::Utc::now())
+            .claim(
+                &app.org,
+                "ra_died",
+                &config,
+                agent_credits_domain::Usd::ZERO,
+                chrono::Utc::now(),
+            )
             .await;
         assert_eq!(claim.unwrap(), Claim::Claimed);
         let a = app

@@ -116,7 +116,13 @@ async fn a_sweep_stopped_after_stripes_success_is_credited_exactly_once_later() 
     assert_eq!(
         app.svc
             .recharges
-            .claim(&app.org, "ra_crashed", &config, now)
+            .claim(
+                &app.org,
+                "ra_crashed",
+                &config,
+                agent_credits_domain::Usd::ZERO,
+                now
+            )
             .await
             .unwrap(),
         Claim::Claimed
@@ -214,7 +220,13 @@ async fn a_resumed_attempt_charges_what_it_was_claimed_with_and_records_its_paym
     let claimed = app
         .svc
         .recharges
-        .claim(&app.org, "ra_claimed", &config, chrono::Utc::now())
+        .claim(
+            &app.org,
+            "ra_claimed",
+            &config,
+            agent_credits_domain::Usd::ZERO,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(claimed, Claim::Claimed);
@@ -250,7 +262,7 @@ async fn past_stripes_idempotency_window_an_attempt_is_looked_up_never_sent_agai
     let now = chrono::Utc::now();
     app.svc
         .recharges
-        .claim(&app.org, "ra_old", &config, now)
+        .claim(&app.org, "ra_old", &config, agent_credits_domain::Usd::ZERO, now)
         .await
         .unwrap();
     let a = app
@@ -282,7 +294,7 @@ async fn an_attempt_that_stripe_never_made_is_abandoned_and_the_org_stays_due() 
     let now = chrono::Utc::now();
     app.svc
         .recharges
-        .claim(&app.org, "ra_lost", &config, now)
+        .claim(&app.org, "ra_lost", &config, agent_credits_domain::Usd::ZERO, now)
         .await
         .unwrap();
     let tomorrow = Arc::new(support::TestClock::at(now + chrono::Duration::hours(25)));
@@ -410,4 +422,79 @@ async fn the_wallet_of_an_org_off_credits_is_never_charged_by_auto_recharge() {
 
     // Enabling again is refused by the store, in the write itself.
     assert_eq!(configure(&app, 3).await, Configured::NotCredits);
+}
+
+/// The owner turns on recharge to a target: below $20, back to $150.
+async fn enable_to_target(app: &App, target: &str) {
+    let settings = agent_credits_domain::RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000"))
+        .unwrap()
+        .with_target(Some(usd(target)))
+        .unwrap();
+    let card = owners_card(app);
+    let saved = app
+        .svc
+        .recharges
+        .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(saved, agent_credits_dynamo::Configured::Saved);
+}
+
+/// Issue 18: "when below X, bring the balance back to Y". A sweep charges what is missing
+/// from the target, rounded up to a cent, once; the settings read back as saved.
+#[tokio::test]
+async fn a_target_brings_the_balance_back_to_it() {
+    let app = app(120).await;
+    enable_to_target(&app, "150").await;
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    assert_eq!(config.settings.target, Some(usd("150")));
+    spend(&app, "10.005", "usage:1").await; // $19.995 left
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!((report.due, report.charged), (1, 1), "{report:?}");
+    assert_eq!(
+        balance(&app).await,
+        usd("150.005"),
+        "$130.01: never short of the target"
+    );
+    assert_eq!((charges(&app), top_ups(&app).await), (1, 1));
+}
+
+/// A top-up to a target is what was missing when the sweep read the wallet: if credits
+/// arrive before it is claimed (a purchase), the claim fails and nothing is charged, so
+/// the balance never passes the target; the org stays due for the next look.
+#[tokio::test]
+async fn a_target_top_up_is_not_claimed_once_the_wallet_gained_credits() {
+    let app = app(120).await;
+    enable_to_target(&app, "150").await;
+    spend(&app, "25", "usage:1").await; // $5 left
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    let seen = balance(&app).await;
+    let buy = ChangeRequest::credit(
+        app.org.clone(),
+        EntryKind::Purchase,
+        agent_credits_domain::Bucket::Purchased,
+        agent_credits_domain::PositiveUsd::parse("5").unwrap(),
+        IdempotencyKey::parse("purchase:meanwhile").unwrap(),
+    )
+    .unwrap();
+    app.svc.store.apply(buy).await.unwrap().unwrap();
+    let claim = app
+        .svc
+        .recharges
+        .claim(&app.org, "ra_stale", &config, seen, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(claim, agent_credits_dynamo::Claim::Moved);
+    assert!(
+        app.svc
+            .recharges
+            .attempt(&app.org, "ra_stale")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The next sweep reads $10 and brings it to $150.
+    let report = sweep(&app.svc).await.unwrap();
+    assert_eq!(report.charged, 1, "{report:?}");
+    assert_eq!(balance(&app).await, usd("150"));
 }

@@ -48,7 +48,13 @@ async fn claimed_and_sent(app: &App, attempt: &str) {
     let claim = app
         .svc
         .recharges
-        .claim(&app.org, attempt, &config, chrono::Utc::now())
+        .claim(
+            &app.org,
+            attempt,
+            &config,
+            agent_credits_domain::Usd::ZERO,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(claim, Claim::Claimed);

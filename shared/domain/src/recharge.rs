@@ -1,6 +1,8 @@
 //! Auto-recharge (references 000 and 002): off by default; when available credits fall
 //! below the threshold (default $20), the saved card is charged the top-up amount (default
-//! $100), at most so many times and so many dollars a day. A failed charge alerts and
+//! $100), or, with a target, what brings the available credits back to it ("when below X,
+//! bring the balance back to Y", as Anthropic's and Metronome's consoles offer), at most
+//! so many times and so many dollars a day. A failed charge alerts and
 //! suspends auto-recharge until the settings or the card change; it never retries on its
 //! own.
 
@@ -31,7 +33,13 @@ pub struct RechargeSettings {
     pub amount: PositiveUsd,
     pub max_per_day: u32,
     pub max_usd_per_day: Usd,
+    /// Recharge to a target: each top-up brings the available credits back to it (whole
+    /// cents, at least $0.50) instead of adding `amount`.
+    pub target: Option<Usd>,
 }
+
+/// The smallest charge Stripe makes.
+pub const MIN_TOP_UP_CENTS: i64 = 50;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RechargeSettingsError {
@@ -41,6 +49,10 @@ pub enum RechargeSettingsError {
     Amount,
     #[error("the daily cap must allow at least one top-up of the amount")]
     Cap,
+    #[error(
+        "the target must be whole cents, at least $0.50 above the threshold, at most $100,000, and the daily cap must allow a top-up from the threshold to it"
+    )]
+    Target,
 }
 
 impl RechargeSettings {
@@ -69,7 +81,38 @@ impl RechargeSettings {
             amount,
             max_per_day,
             max_usd_per_day,
+            target: None,
         })
+    }
+
+    /// The same settings recharging to `target` (`None`: by the amount). The target is
+    /// above the threshold by at least Stripe's smallest charge, within the amount limits,
+    /// and the daily cap allows the smallest top-up it makes (from the threshold to it).
+    pub fn with_target(mut self, target: Option<Usd>) -> Result<RechargeSettings, RechargeSettingsError> {
+        if let Some(t) = target {
+            let gap = t
+                .checked_sub(self.threshold)
+                .map_err(|_| RechargeSettingsError::Target)?;
+            let whole = t.to_cents().is_ok();
+            let gap_cents = gap.to_cents().unwrap_or(0);
+            if !whole || t > MAX_AMOUNT || gap_cents < MIN_TOP_UP_CENTS || self.max_usd_per_day < gap {
+                return Err(RechargeSettingsError::Target);
+            }
+        }
+        self.target = target;
+        Ok(self)
+    }
+
+    /// What one top-up charges while `available` credits are there: the amount, or what
+    /// brings them back to the target, rounded up to whole cents and at least $0.50.
+    pub fn top_up(&self, available: Usd) -> Result<PositiveUsd, crate::money::MoneyError> {
+        let Some(target) = self.target else {
+            return Ok(self.amount);
+        };
+        let short = target.saturating_sub(available).as_decimal() * rust_decimal::Decimal::ONE_HUNDRED;
+        let cents = rust_decimal::prelude::ToPrimitive::to_i64(&short.ceil())
+            .ok_or(crate::money::MoneyError::TooLarge)?;
+        PositiveUsd::new(Usd::from_cents(cents.max(MIN_TOP_UP_CENTS))?)
     }
 
     /// The amount in cents, as Stripe charges it (whole cents by construction).
@@ -203,6 +246,39 @@ mod tests {
         ] {
             assert_eq!(ChargeFailure::of(kind), ChargeFailure::Ours, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_target_tops_up_what_is_missing_in_whole_cents_and_at_least_fifty_cents() {
+        let s = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000"))
+            .unwrap()
+            .with_target(Some(usd("150")))
+            .unwrap();
+        let top = |available: &str| s.top_up(usd(available)).unwrap().usd().to_string();
+        assert_eq!(top("19.99"), "130.01");
+        assert_eq!(top("0"), "150.00");
+        assert_eq!(top("12.345678"), "137.66", "rounded up: never below the target");
+        assert_eq!(top("149.80"), "0.50", "Stripe's smallest charge");
+        assert_eq!(top("200"), "0.50");
+        // Without a target: the amount, whatever is there.
+        let fixed = s.with_target(None).unwrap();
+        assert_eq!(fixed.top_up(usd("19.99")).unwrap().usd().to_string(), "100.00");
+        use RechargeSettingsError as E;
+        for (target, cap) in [
+            ("20.49", "1000"),
+            ("20.499", "1000"),
+            ("100000.01", "1000000"),
+            ("150", "129.99"),
+        ] {
+            let base = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd(cap));
+            let refused = base.and_then(|b| b.with_target(Some(usd(target))));
+            assert!(
+                matches!(refused, Err(E::Target) | Err(E::Cap)),
+                "{target} {cap}: {refused:?}"
+            );
+        }
+        let low = RechargeSettings::new(true, usd("20"), usd("100"), 3, usd("1000")).unwrap();
+        assert!(low.with_target(Some(usd("20.50"))).is_ok());
     }
 
     #[test]

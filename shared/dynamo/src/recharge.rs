@@ -107,6 +107,9 @@ pub enum Claim {
     InFlight(String, DateTime<Utc>),
     /// The day's cap is reached.
     CapReached,
+    /// The wallet gained credits since it was read (a top-up to a target is computed from
+    /// what it held): nothing claimed, the next sweep looks again.
+    Moved,
     /// Auto-recharge is off or suspended, or there is no card.
     Off,
     /// The card's owner is no longer a member with a role that may use it.
@@ -246,6 +249,7 @@ pub(crate) async fn read_config(
 fn config_from_item(item: &Item) -> Result<RechargeConfig, StoreError> {
     let r = Reader::new(item);
     let invalid = |e: agent_credits_domain::RechargeSettingsError| r.corrupt(e.to_string());
+    let target = r.opt_usd("target")?;
     let settings = RechargeSettings::new(
         r.opt_bool("enabled")?.unwrap_or(false),
         r.usd("threshold")?,
@@ -253,6 +257,7 @@ fn config_from_item(item: &Item) -> Result<RechargeConfig, StoreError> {
         u32::try_from(r.u64("max_per_day")?).map_err(|_| r.corrupt("max_per_day"))?,
         r.usd("max_usd_per_day")?,
     )
+    .and_then(|s| s.with_target(target))
     .map_err(invalid)?;
     let in_flight = match r.opt_s("in_flight")? {
         Some(a) => Some((a.to_owned(), items::parse_time(&r, "in_flight_since")?)),
@@ -313,6 +318,10 @@ impl RechargeStore {
         config.set("amount", n_usd(settings.amount.usd()));
         config.set("max_per_day", n_u64(u64::from(settings.max_per_day)));
         config.set("max_usd_per_day", n_usd(settings.max_usd_per_day));
+        match settings.target {
+            Some(target) => config.set("target", n_usd(target)),
+            None => config.remove("target"),
+        }
         if let Some(card) = card {
             config.set("customer", s(card.customer.as_str()));
             config.set("payment_method", s(card.payment_method.as_str()));
@@ -439,12 +448,17 @@ impl RechargeStore {
         org: &OrgId,
         attempt: &str,
         config: &RechargeConfig,
+        available: Usd,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
         let Some(card) = config.card.as_ref() else {
             return Ok(Claim::Off);
         };
-        let amount = config.settings.amount.usd();
+        let amount = config
+            .settings
+            .top_up(available)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?
+            .usd();
         let mut c = UpdateExpr::default();
         c.set("in_flight", s(attempt));
         c.set("in_flight_since", timestamp(now));
@@ -485,15 +499,23 @@ impl RechargeStore {
             ("tries".to_owned(), n_u64(0)),
             ("created_at".to_owned(), timestamp(now)),
         ]);
-        // Only a credits org's wallet is topped up; one with an open dispute waits.
-        let undisputed = ConditionCheck::builder()
+        // Only a credits org's wallet is topped up; one with an open dispute waits. A top-up
+        // to a target is what was missing from `available`: claimed only while the wallet
+        // holds no more than that, so it never lifts the balance past the target.
+        let mut undisputed = ConditionCheck::builder()
             .table_name(&*self.table)
             .set_key(Some(key(org_pk(org), WALLET_SK)))
-            .condition_expression("attribute_not_exists(open_disputes) AND #billing_mode = :credits")
             .expression_attribute_names("#billing_mode", "billing_mode")
-            .expression_attribute_values(":credits", s(BillingMode::Credits.as_str()))
-            .build()
-            .map_err(unbuilt)?;
+            .expression_attribute_values(":credits", s(BillingMode::Credits.as_str()));
+        let base = "attribute_not_exists(open_disputes) AND #billing_mode = :credits";
+        undisputed = match config.settings.target {
+            Some(_) => undisputed
+                .condition_expression(format!("{base} AND #available <= :seen"))
+                .expression_attribute_names("#available", "available")
+                .expression_attribute_values(":seen", n_usd(available)),
+            None => undisputed.condition_expression(base),
+        };
+        let undisputed = undisputed.build().map_err(unbuilt)?;
         let sent = self
             .client
             .transact_write_items()
@@ -530,7 +552,8 @@ impl RechargeStore {
         if failed(4) {
             let wallet = self.wallet(org).await?;
             return Ok(match wallet.settings.billing_mode {
-                Some(BillingMode::Credits) => Claim::Disputed,
+                Some(BillingMode::Credits) if !wallet.open_disputes.is_empty() => Claim::Disputed,
+                Some(BillingMode::Credits) => Claim::Moved,
                 _ => Claim::Off,
             });
         }

@@ -62,6 +62,7 @@ error_codes! {
     InvalidProvider = "invalid_provider",
     InvalidRequest = "invalid_request",
     InvalidSignature = "invalid_signature",
+    InvalidTarget = "invalid_target",
     InvalidTokens = "invalid_tokens",
     InvalidTtl = "invalid_ttl",
     KeyInUse = "key_in_use",
@@ -138,6 +139,7 @@ impl From<agent_credits_domain::RechargeSettingsError> for ErrorCode {
             RechargeSettingsError::ThresholdAboveAmount => ErrorCode::ThresholdAboveAmount,
             RechargeSettingsError::Amount => ErrorCode::InvalidAmount,
             RechargeSettingsError::Cap => ErrorCode::InvalidDailyCap,
+            RechargeSettingsError::Target => ErrorCode::InvalidTarget,
         }
     }
 }
