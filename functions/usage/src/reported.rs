@@ -278,7 +278,7 @@ pub(crate) async fn record_unbilled(
     {
         Ok(recorded) => recorded,
         // Billed to the wallet when it was first reported: that answer stands.
-        Err(Refusal::Superseded) => return billed_before(svc, org, key).await,
+        Err(Refusal::Superseded) => return billed_before(svc, org, key, report).await,
         Err(other) => return Err(refused(other)),
     };
     Ok(json_response(
@@ -312,21 +312,40 @@ pub(crate) async fn pays(
     ))
 }
 
-/// The answer of a call billed to the wallet under `key` before.
-pub(crate) async fn billed_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+/// The answer of a call billed to the wallet under `key` before, when this report is the
+/// same call (else `409 idempotency_key_reused`, as on one path).
+pub(crate) async fn billed_before(
+    svc: &Usage,
+    org: &OrgId,
+    key: &IdempotencyKey,
+    report: &CallReport,
+) -> Reply {
     let wallet = svc.store.wallet(org).await?;
-    match svc.store.entry_for_key(org, key).await? {
-        Some(entry) => answered(&wallet, Applied::Replayed(entry)),
+    match svc.store.billed_under(org, key).await? {
+        Some((_, promised)) if promised != report.fingerprint() => {
+            Err(refused(Refusal::IdempotencyKeyReused))
+        }
+        Some((entry, _)) => answered(&wallet, Applied::Replayed(entry)),
         None => Err(ApiError::internal(&format!(
             "{key} yielded to an entry that is not there"
         ))),
     }
 }
 
-/// The answer of a call recorded off the wallet under `key` before.
-pub(crate) async fn unbilled_before(svc: &Usage, org: &OrgId, key: &IdempotencyKey) -> Reply {
+/// The answer of a call recorded off the wallet under `key` before, when this report is
+/// the same call (else `409 idempotency_key_reused`: a request id recorded on the org's
+/// own key never makes another use free).
+pub(crate) async fn unbilled_before(
+    svc: &Usage,
+    org: &OrgId,
+    key: &IdempotencyKey,
+    report: &CallReport,
+) -> Reply {
     match svc.store.unbilled(org, key).await? {
-        Some(cost) => Ok(json_response(
+        Some((_, promised)) if promised != report.fingerprint() => {
+            Err(refused(Refusal::IdempotencyKeyReused))
+        }
+        Some((cost, _)) => Ok(json_response(
             StatusCode::OK,
             &views::NotCharged::on_own_key(cost, true),
         )),
@@ -343,11 +362,12 @@ pub(crate) async fn settled(
     wallet: &Wallet,
     org: &OrgId,
     key: &IdempotencyKey,
+    report: &CallReport,
     outcome: Outcome,
 ) -> Reply {
     match outcome {
         Ok(applied) => answered(wallet, applied),
-        Err(Refusal::Superseded) => unbilled_before(svc, org, key).await,
+        Err(Refusal::Superseded) => unbilled_before(svc, org, key, report).await,
         Err(other) => Err(refused(other)),
     }
 }
@@ -377,7 +397,7 @@ pub(crate) async fn debit(svc: &Usage, org: OrgId, report: CallReport) -> Reply 
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
     let outcome = svc.store.apply(req).await?;
-    settled(svc, &wallet, &org, &key, outcome).await
+    settled(svc, &wallet, &org, &key, &report, outcome).await
 }
 
 /// The actual cost of a call against its hold. A hold that was made reserved credits, so
@@ -407,5 +427,5 @@ pub(crate) async fn capture(svc: &Usage, path_org: OrgId, hold: HoldId, report: 
         .attributed_to(report.attribution())
         .with_fingerprint(report.fingerprint());
     let outcome = svc.store.apply(req).await?;
-    settled(svc, &wallet, &org, &key, outcome).await
+    settled(svc, &wallet, &org, &key, &report, outcome).await
 }

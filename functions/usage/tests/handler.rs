@@ -1248,6 +1248,31 @@ async fn a_provider_key_pays_for_model_calls_only_and_every_kind_stops_at_zero()
         (200, Some("provider_key")),
         "{body}"
     );
+    // A request id recorded on the org's own key never makes another use free: the same
+    // id reported as an email is another request, and the reverse.
+    let own = event_with("usage/debit-cost.json", json!({ "request_id": "req_shared" }));
+    let (status, body) = call(&byok.svc, &own).await;
+    assert_eq!(
+        (status, body["billed_to"].as_str()),
+        (200, Some("provider_key")),
+        "{body}"
+    );
+    let (status, body) = call(&byok.svc, &use_of("email", "1", "req_shared")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused")),
+        "{body}"
+    );
+    let mut own_again = event_with("usage/debit-cost.json", json!({ "request_id": "req_email" }));
+    let mut report = body_of(&own_again);
+    report["billed_to"] = json!("provider_key");
+    own_again = with_body(own_again, report);
+    let (status, body) = call(&byok.svc, &own_again).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused")),
+        "{body}"
+    );
 
     // A credits org: every kind runs while there are credits, and none at zero.
     let credits = app("0.01").await;

@@ -218,14 +218,25 @@ impl DynamoWalletStore {
     }
 
     /// The cost a call was recorded with off the wallet (BYOK), if it was.
-    pub async fn unbilled(&self, org: &OrgId, key_: &IdempotencyKey) -> Result<Option<Usd>, StoreError> {
+    /// A call recorded off the wallet under `key_`: its cost and what its report promised
+    /// (its fingerprint).
+    pub async fn unbilled(
+        &self,
+        org: &OrgId,
+        key_: &IdempotencyKey,
+    ) -> Result<Option<(Usd, String)>, StoreError> {
         let item = crate::store::get_consistent(
             self.client(),
             self.table(),
             key(org_pk(org), items::unbilled_sk(key_)),
         )
         .await?;
-        item.as_ref().map(|i| Reader::new(i).usd("cost")).transpose()
+        item.as_ref()
+            .map(|i| {
+                let r = Reader::new(i);
+                Ok((r.usd("cost")?, r.s("fingerprint")?.to_owned()))
+            })
+            .transpose()
     }
 }
 

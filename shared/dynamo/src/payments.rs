@@ -272,12 +272,22 @@ impl DynamoWalletStore {
         org: &OrgId,
         key_: &IdempotencyKey,
     ) -> Result<Option<LedgerEntry>, StoreError> {
+        Ok(self.billed_under(org, key_).await?.map(|(entry, _)| entry))
+    }
+
+    /// The entry made under `key_` and what its request promised (its fingerprint).
+    pub async fn billed_under(
+        &self,
+        org: &OrgId,
+        key_: &IdempotencyKey,
+    ) -> Result<Option<(LedgerEntry, String)>, StoreError> {
         let Some(item) = get_consistent(self.client(), self.table(), key(org_pk(org), idem_sk(key_))).await?
         else {
             return Ok(None);
         };
         let idem = idem_from_item(&item)?;
-        self.entry_of(org, key_, &idem).await.map(Some)
+        let entry = self.entry_of(org, key_, &idem).await?;
+        Ok(Some((entry, idem.fingerprint)))
     }
 
     /// Whether an event was handled before.
