@@ -153,13 +153,14 @@ impl Rig {
     /// `sub` buys `amount` of credits with Stripe's visa test card, which saves it for
     /// auto-recharge; Stripe's events are delivered.
     async fn buy(&self, org: &str, sub: &str, amount: &str) -> stripe_sim::Outcome {
+        self.buy_at(&format!("/v1/orgs/{org}/checkout"), sub, amount)
+            .await
+    }
+
+    /// `sub` buys `amount` through the checkout route `path` (an org's, or `/v1/me`'s).
+    async fn buy_at(&self, path: &str, sub: &str, amount: &str) -> stripe_sim::Outcome {
         let (status, session) = self
-            .dashboard(
-                "POST",
-                &format!("/v1/orgs/{org}/checkout"),
-                sub,
-                Some(json!({ "custom": { "amount": amount } })),
-            )
+            .dashboard("POST", path, sub, Some(json!({ "custom": { "amount": amount } })))
             .await;
         assert_eq!(status, 201, "{session}");
         let paid = self
@@ -657,24 +658,7 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     rig.org("u_owner", "org_mine", "owners_only", &[("u_pal", "admin")])
         .await;
     let org_paid = rig.buy("org_mine", "u_owner", "40.00").await;
-    let (status, session) = rig
-        .dashboard(
-            "POST",
-            "/v1/me/checkout",
-            "u_owner",
-            Some(json!({ "custom": { "amount": "15.00" } })),
-        )
-        .await;
-    assert_eq!(status, 201, "{session}");
-    let mine = rig
-        .sim()
-        .complete_checkout(
-            session["session_id"].as_str().unwrap(),
-            stripe_sim::CompleteCheckout::card("pm_card_visa"),
-        )
-        .await
-        .unwrap();
-    rig.deliver_all(&mine).await;
+    let mine = rig.buy_at("/v1/me/checkout", "u_owner", "15.00").await;
     rig.deliver_all(&mine).await;
     rig.deliver_all(&org_paid).await;
     let me = |sub: &'static str| async move {
@@ -734,30 +718,20 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     let hold = json!({ "hold_id": "h_me", "amount": "1.00", "member": "u_owner", "context": "personal" });
     let (status, body) = rig.runtime("POST", "/v1/orgs/org_mine/holds", Some(hold)).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = rig
-        .runtime(
-            "POST",
+    for (path, body) in [
+        (
             "/v1/orgs/org_mine/holds/h_me/capture",
-            Some(json!({ "member": "u_owner", "cost": "0.10" })),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("wrong_context")),
-        "{body}"
-    );
-    let (status, body) = rig
-        .runtime(
-            "POST",
-            "/v1/orgs/org_mine/holds/h_me/release?member=u_owner",
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (409, Some("wrong_context")),
-        "{body}"
-    );
+            json!({ "member": "u_owner", "cost": "0.10" }),
+        ),
+        ("/v1/orgs/org_mine/holds/h_me/release?member=u_owner", json!({})),
+    ] {
+        let (status, body) = rig.runtime("POST", path, Some(body)).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("wrong_context")),
+            "{path}: {body}"
+        );
+    }
     let (status, body) = rig
         .runtime(
             "POST",

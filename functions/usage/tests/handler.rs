@@ -105,6 +105,20 @@ async fn app_on(settings: WalletSettings, runtime: Runtime, keys: &[Provider], c
     }
 }
 
+/// A byok org on Claude Code with its Anthropic key, with `credits` bought.
+async fn byok_on_claude(credits: &str) -> App {
+    app_on(
+        WalletSettings {
+            billing_mode: Some(BillingMode::Byok),
+            ..Default::default()
+        },
+        Runtime::ClaudeCode,
+        &[Provider::Anthropic],
+        credits,
+    )
+    .await
+}
+
 async fn app(credits: &str) -> App {
     app_with(
         WalletSettings {
@@ -162,6 +176,17 @@ async fn pause_for_dispute(app: &App) {
         .unwrap();
 }
 
+/// The org's newest ledger entry.
+async fn last_entry(app: &App) -> agent_credits_domain::LedgerEntry {
+    let page = app
+        .svc
+        .store
+        .history(&app.org, PageRequest::first(1))
+        .await
+        .unwrap();
+    page.entries[0].clone()
+}
+
 async fn balance(app: &App) -> Usd {
     app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap()
 }
@@ -195,13 +220,7 @@ async fn a_reported_cost_is_billed_at_the_markup() {
     assert_eq!(body["available"], "9.98155");
     assert_eq!(body["state"], "active");
     assert_eq!(balance(&app).await, usd("9.98155"));
-    let entry = &app
-        .svc
-        .store
-        .history(&app.org, PageRequest::first(1))
-        .await
-        .unwrap()
-        .entries[0];
+    let entry = &last_entry(&app).await;
     assert_eq!(entry.attribution.member, Some(MemberId::parse("m_ana").unwrap()));
     assert_eq!(entry.attribution.api_key.as_ref().unwrap().as_str(), "key_ci");
     assert_eq!(entry.attribution.agent.as_ref().unwrap().as_str(), "agent_7");
@@ -569,16 +588,7 @@ async fn a_hold_beyond_available_is_refused_and_an_expired_hold_is_released() {
 
 #[tokio::test]
 async fn byok_usage_is_recorded_but_never_debits_the_wallet() {
-    let app = app_on(
-        WalletSettings {
-            billing_mode: Some(BillingMode::Byok),
-            ..Default::default()
-        },
-        Runtime::ClaudeCode,
-        &[Provider::Anthropic],
-        "5.00",
-    )
-    .await;
+    let app = byok_on_claude("5.00").await;
     let (status, body) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["billed_to"], "provider_key");
@@ -1108,13 +1118,7 @@ async fn other_consumables_are_priced_from_the_rate_card_on_the_same_debit_path(
         (status, other["error"]["code"].as_str()),
         (409, Some("idempotency_key_reused"))
     );
-    let entry = &app
-        .svc
-        .store
-        .history(&app.org, PageRequest::first(1))
-        .await
-        .unwrap()
-        .entries[0];
+    let entry = &last_entry(&app).await;
     assert_eq!(
         entry.attribution.consumable,
         agent_credits_domain::Consumable::Sms
@@ -1189,16 +1193,7 @@ async fn other_consumables_are_priced_from_the_rate_card_on_the_same_debit_path(
 /// stays empty) may not use one.
 #[tokio::test]
 async fn a_provider_key_pays_for_model_calls_only_and_every_kind_stops_at_zero() {
-    let byok = app_on(
-        WalletSettings {
-            billing_mode: Some(BillingMode::Byok),
-            ..Default::default()
-        },
-        Runtime::ClaudeCode,
-        &[Provider::Anthropic],
-        "0",
-    )
-    .await;
+    let byok = byok_on_claude("0").await;
     let today = byok.clock.now().date_naive().to_string();
     call(&byok.svc, &unit_rate("email", &today, "0.001")).await;
     let (_, llm) = call(&byok.svc, &may_i_run_for("llm")).await;
@@ -1331,13 +1326,7 @@ async fn a_capture_is_of_its_holds_kind_and_feature() {
     // 2.5 minutes at $0.02, × 1.5; no kind named: the hold's.
     let (status, body) = call(&app.svc, &capture(json!({ "quantity": "2.5" }))).await;
     assert_eq!((status, body["billed"].as_str()), (200, Some("0.075")), "{body}");
-    let entry = &app
-        .svc
-        .store
-        .history(&app.org, PageRequest::first(1))
-        .await
-        .unwrap()
-        .entries[0];
+    let entry = &last_entry(&app).await;
     assert_eq!(entry.kind, agent_credits_domain::EntryKind::Capture);
     assert_eq!(
         entry.attribution.consumable,

@@ -39,19 +39,18 @@ impl RateStore {
 
     /// Adds (or corrects) the rate that takes effect on `rate.effective_from`.
     pub async fn put(&self, rate: &ModelRate) -> Result<(), StoreError> {
-        let mut item = key(rate_pk(&rate.model), from_sk(rate.effective_from));
+        let mut item = Self::dated(rate_pk(&rate.model), rate.effective_from, "rate");
         item.extend([
-            ("type".to_owned(), s("rate")),
             ("model".to_owned(), s(rate.model.as_str())),
-            (
-                "effective_from".to_owned(),
-                s(rate.effective_from.format("%Y-%m-%d").to_string()),
-            ),
             ("input".to_owned(), n_dec(rate.input.as_decimal())),
             ("output".to_owned(), n_dec(rate.output.as_decimal())),
             ("cache_read".to_owned(), n_dec(rate.cache_read.as_decimal())),
             ("cache_write".to_owned(), n_dec(rate.cache_write.as_decimal())),
         ]);
+        self.put_item(item).await
+    }
+
+    async fn put_item(&self, item: crate::attr::Item) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&*self.table)
@@ -60,6 +59,18 @@ impl RateStore {
             .await
             .map_err(sdk_error)?;
         Ok(())
+    }
+
+    fn dated(pk: String, from: NaiveDate, kind: &str) -> crate::attr::Item {
+        let mut item = key(pk, from_sk(from));
+        item.extend([
+            ("type".to_owned(), s(kind)),
+            (
+                "effective_from".to_owned(),
+                s(from.format("%Y-%m-%d").to_string()),
+            ),
+        ]);
+        item
     }
 
     /// The latest item under `pk` that starts on or before `day`.
@@ -82,24 +93,12 @@ impl RateStore {
 
     /// Adds (or corrects) a consumable's unit price from `rate.effective_from` on.
     pub async fn put_unit(&self, rate: &UnitRate) -> Result<(), StoreError> {
-        let mut item = key(unit_pk(rate.kind), from_sk(rate.effective_from));
+        let mut item = Self::dated(unit_pk(rate.kind), rate.effective_from, "unit_rate");
         item.extend([
-            ("type".to_owned(), s("unit_rate")),
             ("consumable".to_owned(), s(rate.kind.as_str())),
-            (
-                "effective_from".to_owned(),
-                s(rate.effective_from.format("%Y-%m-%d").to_string()),
-            ),
             ("unit_price".to_owned(), n_dec(rate.unit_price.as_decimal())),
         ]);
-        self.client
-            .put_item()
-            .table_name(&*self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.put_item(item).await
     }
 
     /// The unit price of `kind` in force on `day`; `None` when the card has none then.
