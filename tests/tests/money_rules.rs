@@ -658,7 +658,7 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     rig.org("u_owner", "org_mine", "owners_only", &[("u_pal", "admin")])
         .await;
     let org_paid = rig.buy("org_mine", "u_owner", "40.00").await;
-    let mine = rig.buy_at("/v1/me/checkout", "u_owner", "15.00").await;
+    let mine = rig.buy_at("/v1/me/checkout", "u_owner", "25.00").await;
     rig.deliver_all(&mine).await;
     rig.deliver_all(&org_paid).await;
     let me = |sub: &'static str| async move {
@@ -668,7 +668,7 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     };
     assert_eq!(
         (rig.balance("org_mine").await, me("u_owner").await),
-        ("40.00".into(), "15.00".into())
+        ("40.00".into(), "25.00".into())
     );
     assert_eq!(
         me("u_pal").await,
@@ -678,16 +678,16 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
 
     // The runtime names the context: personal bills the member's own wallet.
     let personal =
-        json!({ "request_id": "r_personal", "context": "personal", "member": "u_owner", "cost": "2.00" });
+        json!({ "request_id": "r_personal", "context": "personal", "member": "u_owner", "cost": "4.00" });
     let (status, body) = rig
         .runtime("POST", "/v1/orgs/org_mine/usage", Some(personal))
         .await;
-    assert_eq!((status, body["charged"].as_str()), (200, Some("3.00")), "{body}");
+    assert_eq!((status, body["charged"].as_str()), (200, Some("6.00")), "{body}");
     let (status, body) = rig.usage("org_mine", "r_org", "u_owner", "1.00").await;
     assert_eq!((status, body["charged"].as_str()), (200, Some("1.50")), "{body}");
     assert_eq!(
         (rig.balance("org_mine").await, me("u_owner").await),
-        ("38.50".into(), "12.00".into())
+        ("38.50".into(), "19.00".into())
     );
     let (_, v) = rig
         .runtime(
@@ -713,6 +713,31 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
         (400, Some("missing_member")),
         "{body}"
     );
+
+    // The person's own alerts are theirs: the personal wallet fell below $20.
+    let (status, mine) = rig
+        .dashboard("GET", "/v1/me/notifications", "u_owner", None)
+        .await;
+    let kinds: Vec<&str> = mine["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!((status, kinds), (200, vec!["credit_balance_low"]), "{mine}");
+    let (_, theirs) = rig.dashboard("GET", "/v1/me/notifications", "u_pal", None).await;
+    assert_eq!(theirs["notifications"], json!([]), "{theirs}");
+    let (status, read) = rig
+        .dashboard(
+            "POST",
+            "/v1/me/notifications/read",
+            "u_owner",
+            Some(json!({ "all": true })),
+        )
+        .await;
+    assert_eq!((status, read["marked"].as_u64()), (200, Some(1)), "{read}");
+    let (status, _) = rig.dashboard("GET", "/v1/me/history.csv", "u_owner", None).await;
+    assert_eq!(status, 200);
 
     // A hold is captured and released in the context it was made in.
     let hold = json!({ "hold_id": "h_me", "amount": "1.00", "member": "u_owner", "context": "personal" });
@@ -742,7 +767,7 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     assert_eq!((status, body["released"].as_str()), (200, Some("1.00")), "{body}");
     assert_eq!(
         (rig.balance("org_mine").await, me("u_owner").await),
-        ("38.50".into(), "12.00".into())
+        ("38.50".into(), "19.00".into())
     );
 
     // Nobody reaches a personal wallet through the org routes, its owner neither.
@@ -786,7 +811,7 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
         (400, Some("invalid_org")),
         "{created}"
     );
-    assert_eq!(me("u_owner").await, "12.00");
+    assert_eq!(me("u_owner").await, "19.00");
 }
 
 /// One test per rule in this process, each on its own table, so that each stands alone.

@@ -90,6 +90,15 @@ pub fn routes() -> Vec<Route<Account>> {
         Route::personal(M::GET, "/v1/me/usage/daily", |svc, c| {
             Box::pin(async move { billing::daily_usage(svc, &c.who.org, c.req).await })
         }),
+        Route::personal(M::GET, "/v1/me/history.csv", |svc, c| {
+            Box::pin(async move { history::history_csv(svc, &c.who.org, c.req).await })
+        }),
+        Route::personal(M::GET, "/v1/me/notifications", |svc, c| {
+            Box::pin(async move { notifications::notifications(svc, &c.who.org).await })
+        }),
+        Route::personal(M::POST, "/v1/me/notifications/read", |svc, c| {
+            Box::pin(async move { notifications::mark_read(svc, &c.who.org, c.body()?).await })
+        }),
         Route::member(M::GET, "/v1/orgs/{org}", ViewOrg, |_, c| {
             Box::pin(async move {
                 let view = views::OrgView {
