@@ -269,6 +269,12 @@ impl Run<'_> {
         self.send(function, &e).await
     }
 
+    /// A usage report, as the runtime sends it to the run's org.
+    async fn report_usage(&self, report: &Value) -> (u16, Value) {
+        let path = format!("/v1/orgs/{org}/usage", org = self.org);
+        self.runtime("POST", &path, Some(report.clone())).await
+    }
+
     async fn runtime(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut e = support::event("usage/may-i-run.json");
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
@@ -515,13 +521,7 @@ impl Run<'_> {
         let id = self.id("req_me_");
         let report =
             json!({ "request_id": id, "context": "personal", "member": member, "cost": self.amount(1, 800) });
-        let (status, body) = self
-            .runtime(
-                "POST",
-                &format!("/v1/orgs/{org}/usage", org = self.org),
-                Some(report.clone()),
-            )
-            .await;
+        let (status, body) = self.report_usage(&report).await;
         self.log.push(format!("personal usage {report}: {status} {body}"));
         if status != 200 || body["billed_to"] != "credits" {
             self.fail(format!(
@@ -715,13 +715,7 @@ impl Run<'_> {
                 self.amount(1, 800)
             });
         }
-        let (status, body) = self
-            .runtime(
-                "POST",
-                &format!("/v1/orgs/{org}/usage", org = self.org),
-                Some(report.clone()),
-            )
-            .await;
+        let (status, body) = self.report_usage(&report).await;
         self.log.push(format!("usage {report}: {status} {body}"));
         if status != 200 {
             self.fail(format!("a call already made was not recorded: {status} {body}"));

@@ -3,7 +3,7 @@
 use agent_credits_domain::{
     Consumable, EntryKind, Feature, LedgerEntry, MemberId, Org, PageRequest, WalletStore,
 };
-use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, query_param};
+use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, named, query_param};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -33,18 +33,8 @@ impl Filters {
                     .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidKind, format!("no kind {k}")))
             })
             .transpose()?;
-        let consumable = query_param(req, "consumable")
-            .map(|k| {
-                k.parse()
-                    .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownKind, e))
-            })
-            .transpose()?;
-        let feature = query_param(req, "feature")
-            .map(|f| {
-                f.parse()
-                    .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownFeature, e))
-            })
-            .transpose()?;
+        let consumable = named(query_param(req, "consumable").as_deref())?;
+        let feature = named(query_param(req, "feature").as_deref())?;
         let member = query_param(req, "member")
             .map(|m| {
                 MemberId::parse(m).map_err(|e| ApiError::bad_request(ErrorCode::InvalidMember, e.to_string()))

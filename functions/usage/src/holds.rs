@@ -10,7 +10,7 @@ use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
 use crate::handler::{Usage, billing_of, held_elsewhere, opened, paused, refused, wallet_in, wallet_of};
-use crate::reported::{feature_named, kind_named};
+use crate::reported::kind_named;
 use crate::views;
 
 #[derive(Debug, Deserialize)]
@@ -39,7 +39,7 @@ pub(crate) struct HoldRequest {
 
 pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
     let kind = kind_named(body.kind.as_deref())?;
-    let feature = feature_named(body.feature.as_deref())?;
+    let feature = agent_credits_http::named(body.feature.as_deref())?;
     let org = wallet_in(org, body.context, body.member.as_ref())?;
     let (wallet, mode) = wallet_of(svc, &org).await?;
     match billing_of(svc, &org, mode, kind, body.agent.as_ref(), false)

@@ -7,7 +7,7 @@ use agent_credits_domain::{
     Feature, HoldId, IdempotencyKey, MemberId, ModelId, OrgId, Outcome, PositiveUsd, ProviderCost, Quantity,
     Refusal, TokenUsage, Usd, Wallet, WalletStore, keys,
 };
-use agent_credits_http::{ApiError, ErrorCode, Reply, json_response};
+use agent_credits_http::{ApiError, ErrorCode, Reply, json_response, named};
 use chrono::NaiveDate;
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
@@ -61,21 +61,10 @@ pub(crate) struct CallReport {
     tokens: Option<TokenUsage>,
 }
 
-/// A consumable's kind as a request names it: `400 unknown_kind` otherwise.
+/// A consumable's kind as a request names it (a model call when it names none): `400
+/// unknown_kind` otherwise.
 pub(crate) fn kind_named(name: Option<&str>) -> Result<Consumable, ApiError> {
-    name.map_or(Ok(Consumable::Llm), |k| {
-        k.parse()
-            .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownKind, e))
-    })
-}
-
-/// A feature as a request names it: `400 unknown_feature` otherwise.
-pub(crate) fn feature_named(name: Option<&str>) -> Result<Option<Feature>, ApiError> {
-    name.map(|f| {
-        f.parse()
-            .map_err(|e: String| ApiError::bad_request(ErrorCode::UnknownFeature, e))
-    })
-    .transpose()
+    Ok(named(name)?.unwrap_or(Consumable::Llm))
 }
 
 impl CallReport {
@@ -104,7 +93,7 @@ impl CallReport {
     /// The report with its kind and feature read: unknown ones are a 400.
     pub(crate) fn checked(mut self) -> Result<CallReport, ApiError> {
         self.kind = kind_named(self.kind_named.as_deref())?;
-        self.feature = feature_named(self.feature_named.as_deref())?;
+        self.feature = named(self.feature_named.as_deref())?;
         Ok(self)
     }
 

@@ -7,7 +7,9 @@ pub mod route;
 pub mod strict;
 
 pub use error::{ApiError, Details, ErrorCode};
-pub use route::{Auth, BoxFuture, Call, Edge, Membership, PathParam, Reply, Route, Router, Table, answer};
+pub use route::{
+    Auth, BoxFuture, Call, Edge, Membership, PathParam, Reply, Route, Router, Table, answer, named,
+};
 
 use lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizer;
 use lambda_http::http::StatusCode;

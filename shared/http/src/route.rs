@@ -131,8 +131,22 @@ impl PathParam for agent_credits_domain::Provider {
 impl PathParam for agent_credits_domain::Consumable {
     const INVALID: ErrorCode = ErrorCode::UnknownKind;
 }
+impl PathParam for agent_credits_domain::Feature {
+    const INVALID: ErrorCode = ErrorCode::UnknownFeature;
+}
 impl PathParam for agent_credits_domain::ModelId {
     const INVALID: ErrorCode = ErrorCode::InvalidModel;
+}
+
+/// A value a request names outside its path (a query parameter, a field read as text) as
+/// a `T`, refused as a path parameter of that type would be: a 400 with `T`'s code.
+pub fn named<T: PathParam>(value: Option<&str>) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| {
+            v.parse()
+                .map_err(|e: T::Err| ApiError::bad_request(T::INVALID, e.to_string()))
+        })
+        .transpose()
 }
 
 impl<'a, W> Call<'a, W> {
