@@ -1,12 +1,14 @@
 //! Test support: the real emulators (dynoxide over HTTP), SDK clients pointed at them,
 //! and tables created from `infra/template.yaml`.
 
+pub mod bus;
 pub mod contract;
 pub mod dynoxide;
 pub mod events;
 pub mod fake_gateway;
 pub mod moto;
 pub mod server;
+pub mod streams;
 pub mod table;
 pub mod watch;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml::Value;
 
@@ -18,6 +18,8 @@ pub struct TableDefinition {
     pub keys: Vec<KeySchemaElement>,
     pub indexes: Vec<GlobalSecondaryIndex>,
     pub ttl_attribute: Option<String>,
+    /// The stream's view type (`NEW_AND_OLD_IMAGES`), when the table has a stream.
+    pub stream_view: Option<String>,
 }
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -117,15 +119,21 @@ impl TableDefinition {
             }
             _ => None,
         };
+        let stream_view = match props.get("StreamSpecification") {
+            Some(spec) => Some(text(spec, "StreamViewType")?.to_owned()),
+            None => None,
+        };
         Ok(TableDefinition {
             attributes,
             keys: key_schema(props)?,
             indexes,
             ttl_attribute,
+            stream_view,
         })
     }
 
-    /// Creates the table under `name` (on-demand, as in the template) and turns on TTL.
+    /// Creates the table under `name` (on-demand, with its stream, as in the template) and
+    /// turns on TTL.
     pub async fn create(&self, client: &Client, name: &str) -> Result<(), Error> {
         client
             .create_table()
@@ -134,6 +142,17 @@ impl TableDefinition {
             .set_attribute_definitions(Some(self.attributes.clone()))
             .set_key_schema(Some(self.keys.clone()))
             .set_global_secondary_indexes((!self.indexes.is_empty()).then(|| self.indexes.clone()))
+            .set_stream_specification(
+                self.stream_view
+                    .as_deref()
+                    .map(|view| {
+                        StreamSpecification::builder()
+                            .stream_enabled(true)
+                            .stream_view_type(StreamViewType::from(view))
+                            .build()
+                    })
+                    .transpose()?,
+            )
             .send()
             .await?;
         if let Some(attr) = &self.ttl_attribute {

@@ -4,8 +4,10 @@
 //!
 //! The debit that takes an org's available credits below its threshold marks the wallet
 //! due in the same transaction (sparse `gsi1`, `DUE#RECHARGE`), so a sweep reads only the
-//! marked wallets, never the table. The schedule is the only trigger: a due org waits at
-//! most a minute, and the debit path stays free of Stripe calls and their latency.
+//! marked wallets, never the table. The same function also consumes the table's stream
+//! ([`on_stream`]): the wallet's change that sets the mark starts that org's recharge
+//! within seconds, and the schedule stays as the backstop for anything the stream path
+//! missed. Either way the debit path stays free of Stripe calls and their latency.
 //!
 //! For each due org:
 //! 1. Off, suspended, without a card, or no longer below the threshold: the mark is
@@ -36,13 +38,14 @@
 
 use std::sync::Arc;
 
+use agent_credits_aws::stream::{BatchResponse, Image, StreamEvent, StreamRecord, string};
 use agent_credits_domain::recharge::{self, Decline};
 use agent_credits_domain::{
     ChargeGateway, Clock, EntryKind, GatewayError, Intent, IntentStatus, OffSessionCharge, OrgId, StoreError,
     Usd,
 };
 use agent_credits_dynamo::{
-    Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore,
+    Attempt, Claim, Due, DynamoWalletStore, Expired, Gate, PaymentRecord, RechargeStore, items,
 };
 use serde::Serialize;
 
@@ -117,6 +120,50 @@ pub enum Step {
     /// Stripe never made the attempt's PaymentIntent and it is no longer sent: nothing
     /// was charged, and the org stays due.
     Abandoned,
+}
+
+/// The wallet that a stream record shows newly marked due (the mark set, or set afresh by
+/// a top-up that left it below its threshold), as the sweep would read it.
+pub fn newly_due(record: &StreamRecord) -> Option<Due> {
+    let (pk, sk) = record.key()?;
+    if sk != items::WALLET_SK {
+        return None;
+    }
+    let mark = due_mark(record.dynamodb.new_image.as_ref()?)?;
+    if record.dynamodb.old_image.as_ref().and_then(due_mark) == Some(mark) {
+        return None;
+    }
+    Some(Due {
+        org: OrgId::parse(pk.strip_prefix("ORG#")?).ok()?,
+        mark: mark.to_owned(),
+    })
+}
+
+/// The due mark an image of a wallet carries, if any.
+fn due_mark(image: &Image) -> Option<&str> {
+    (string(image, "gsi1pk") == Some(items::RECHARGE_DUE_PK))
+        .then(|| string(image, "gsi1sk"))
+        .flatten()
+}
+
+/// The stream path: each org newly marked due in the batch is recharged at once, through
+/// the same [`recharge_org`] as the sweep (one claim per attempt, so the two never charge
+/// twice). Nothing is delivered again: an org whose recharge fails here keeps its mark,
+/// and the minute's sweep is the backstop.
+pub async fn on_stream(svc: &Recharge, event: &StreamEvent) -> BatchResponse {
+    let mut seen = std::collections::HashSet::new();
+    for due in event.records.iter().filter_map(newly_due) {
+        if !seen.insert(due.org.clone()) {
+            continue;
+        }
+        match recharge_org(svc, &due).await {
+            Ok(step) => tracing::info!(org = %due.org, ?step, "recharge on crossing"),
+            Err(e) => {
+                tracing::error!(org = %due.org, error = %e, "recharge on crossing failed; the sweep retries")
+            }
+        }
+    }
+    BatchResponse::default()
 }
 
 /// One sweep: expired holds, then every due org.

@@ -1,14 +1,15 @@
 //! Wires the recharge function: settings and clients once per cold start, then one sweep
-//! per scheduled event (EventBridge Scheduler).
+//! per scheduled event (EventBridge Scheduler), or one batch of the table's stream.
 
 use std::sync::Arc;
 
+use agent_credits_aws::stream::StreamEvent;
 use agent_credits_aws::{StripeKeys, dynamodb, sdk_config, settings::FromEnv};
 use agent_credits_domain::SystemClock;
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 use agent_credits_stripe::StripeGateway;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use recharge::{Recharge, Settings, sweep};
+use recharge::{Recharge, Settings, on_stream, sweep};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -27,7 +28,13 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         resume_after: settings.resume_after,
     };
-    run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
+    // A batch of the table's stream (the RechargeOnCrossing function), or the schedule's
+    // tick (anything else).
+    run(service_fn(|e: LambdaEvent<serde_json::Value>| async {
+        if e.payload.get("Records").is_some() {
+            let batch: StreamEvent = serde_json::from_value(e.payload)?;
+            return Ok::<_, Error>(serde_json::to_value(on_stream(&svc, &batch).await)?);
+        }
         Ok::<_, Error>(serde_json::to_value(sweep(&svc).await?)?)
     }))
     .await

@@ -15,6 +15,7 @@ pub mod event;
 pub mod jwt;
 pub mod routes;
 pub mod sigv4;
+pub mod streams;
 mod upstream;
 
 use std::sync::Arc;

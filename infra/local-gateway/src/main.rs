@@ -1,5 +1,6 @@
-//! `local-gateway serve` runs the local HTTP API; `local-gateway token SUB` prints a
-//! dashboard token for the dev user SUB, signed by the local issuer.
+//! `local-gateway serve` runs the local HTTP API; `local-gateway streams` runs the table
+//! stream's event source mappings ([`local_gateway::streams`]); `local-gateway token SUB`
+//! prints a dashboard token for the dev user SUB, signed by the local issuer.
 //!
 //! Settings come from the environment (`infra/local/up` writes them to `.local/env`):
 //!
@@ -16,6 +17,8 @@
 //! | `RUNTIME_ROLE_ARNS`, `OPERATOR_ROLE_ARNS` | | the roles those pairs act as (the first of each) |
 //! | `AWS_REGION` | us-east-1 | the region signatures are scoped to |
 //! | `DASHBOARD_ORIGINS` | | origins allowed by CORS, comma separated (the template's `DashboardOrigins`) |
+//! | `DYNAMODB_ENDPOINT`, `TABLE_NAME` | | `streams`: the table whose stream is read |
+//! | `STREAM_DUPLICATES` | | `streams`: `1` delivers every batch twice |
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,6 +103,26 @@ async fn serve() -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The table's stream mappings (`local-gateway streams`), until the process ends.
+async fn streams() -> Result<(), String> {
+    let template = PathBuf::from(var("TEMPLATE").unwrap_or_else(|| "infra/template.yaml".into()));
+    let mappings = local_gateway::streams::from_template(&template)?;
+    let source = local_gateway::streams::Source {
+        dynamodb: var("DYNAMODB_ENDPOINT").ok_or("DYNAMODB_ENDPOINT is required")?,
+        table: var("TABLE_NAME").ok_or("TABLE_NAME is required")?,
+        upstream: format!("http://127.0.0.1:{}", port("WATCH_PORT", 9000)?),
+        duplicate: var("STREAM_DUPLICATES").is_some_and(|v| v == "1"),
+        poll: std::time::Duration::from_millis(250),
+    };
+    for m in &mappings {
+        println!(
+            "local-gateway: stream of {} -> {} ({})",
+            source.table, m.function, m.name
+        );
+    }
+    local_gateway::streams::run_all(source, mappings, Default::default()).await
+}
+
 fn token(args: &[String]) -> Result<(), String> {
     let usage = "usage: local-gateway token SUB [--ttl SECONDS]";
     let sub = args.first().ok_or(usage)?;
@@ -124,7 +147,11 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve().await,
         Some("token") => token(&args[1..]),
-        _ => Err("usage: local-gateway serve | local-gateway token SUB [--ttl SECONDS]".into()),
+        Some("streams") => streams().await,
+        _ => Err(
+            "usage: local-gateway serve | local-gateway streams | local-gateway token SUB [--ttl SECONDS]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

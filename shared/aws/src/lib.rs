@@ -13,6 +13,7 @@
 
 mod keys;
 pub mod settings;
+pub mod stream;
 pub mod tls;
 
 pub use keys::KeyVault;

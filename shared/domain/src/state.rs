@@ -61,6 +61,9 @@ pub enum NotificationKind {
     /// Auto-recharge stopped for a reason other than a failed charge (the member whose
     /// card it charged left the org or lost the role): for the owners.
     CreditAutoRechargeSuspended,
+    /// The balance climbed back to the low-balance threshold or over it, after being
+    /// below it: the counterpart of `credit_balance_low`, once per climb.
+    CreditBalanceRecovered,
 }
 
 impl NotificationKind {
@@ -71,6 +74,7 @@ impl NotificationKind {
             NotificationKind::CreditAutoRechargeTriggered => "credit_auto_recharge_triggered",
             NotificationKind::CreditPurchaseFailed => "credit_purchase_failed",
             NotificationKind::CreditAutoRechargeSuspended => "credit_auto_recharge_suspended",
+            NotificationKind::CreditBalanceRecovered => "credit_balance_recovered",
         }
     }
 }

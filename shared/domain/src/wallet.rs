@@ -316,6 +316,11 @@ impl Wallet {
         if crossed_low {
             notifications.push(NotificationKind::CreditBalanceLow);
         }
+        // Back over the threshold after being below it; an org's first credits, which
+        // were never above it, are no recovery.
+        if balance < threshold && after_balance >= threshold && !self.lifetime_added.is_zero() {
+            notifications.push(NotificationKind::CreditBalanceRecovered);
+        }
         let depleted =
             ran_dry && state != self.state && state == WalletState::Paused(PauseReason::CreditsExhausted);
         if depleted {
@@ -748,6 +753,37 @@ mod tests {
             .unwrap();
         assert!(second.notifications.is_empty(), "once per crossing");
         assert_eq!(second.due, DueMark::Keep);
+    }
+
+    #[test]
+    fn climbing_back_over_the_threshold_notifies_recovered_once() {
+        let mut w = wallet("0", "0", "20.05");
+        w.lifetime_added = usd("20.05");
+        let low = w.plan(&debit("0.10"), &PlanContext::at(Utc::now())).unwrap();
+        assert_eq!(low.notifications, vec![NotificationKind::CreditBalanceLow]);
+        // A credit that stays below the threshold is no recovery.
+        let still_low = low
+            .after
+            .plan(&credit(Bucket::Purchased, "0.01"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert!(still_low.notifications.is_empty());
+        let back = still_low
+            .after
+            .plan(&credit(Bucket::Purchased, "0.04"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(back.notifications, vec![NotificationKind::CreditBalanceRecovered]);
+        let above = back
+            .after
+            .plan(&credit(Bucket::Purchased, "5"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert!(above.notifications.is_empty(), "once per climb");
+        let first = wallet("0", "0", "0")
+            .plan(&credit(Bucket::Purchased, "25"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert!(
+            first.notifications.is_empty(),
+            "an org's first credits are no recovery"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub use agents::AgentRuntime;
 pub use daily::{UsageByDay, Used};
 pub use holds::Expired;
 pub use members::{MonthRow, Unbilled};
+pub use notifications::Outgoing;
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};
 pub use payments::{EVENT_RECEIPT_DAYS, InvoiceGrant, InvoiceRecord, PaymentRecord};
 pub use rates::RateStore;
