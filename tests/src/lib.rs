@@ -143,12 +143,27 @@ pub fn request(event: &serde_json::Value) -> lambda_http::Request {
         .unwrap_or_else(|e| panic!("not an API Gateway event: {e}"))
 }
 
-/// A fresh dynoxide server with the template's table created under `table`.
+/// A fresh dynoxide server with the template's table created under `table`, without its
+/// stream: dynoxide finds each stream record's sequence number by reading every earlier
+/// record, so a long test on a streaming table slows with every write. Tests that consume
+/// the stream use [`fresh_table_with_stream`].
 pub async fn fresh_table(table: &str) -> (dynoxide::Dynoxide, aws_sdk_dynamodb::Client) {
+    fresh(table, false).await
+}
+
+/// [`fresh_table`] with the template's stream, for the tests of its consumers.
+pub async fn fresh_table_with_stream(table: &str) -> (dynoxide::Dynoxide, aws_sdk_dynamodb::Client) {
+    fresh(table, true).await
+}
+
+async fn fresh(table: &str, stream: bool) -> (dynoxide::Dynoxide, aws_sdk_dynamodb::Client) {
     let server = dynoxide::Dynoxide::start();
     let client = dynamodb_client(server.endpoint(), None);
-    let definition =
+    let mut definition =
         table::TableDefinition::from_repo().unwrap_or_else(|e| panic!("infra/template.yaml: {e}"));
+    if !stream {
+        definition = definition.without_stream();
+    }
     definition
         .create(&client, table)
         .await

@@ -132,6 +132,12 @@ impl TableDefinition {
         })
     }
 
+    /// The same table without its stream (see `support::fresh_table`).
+    pub fn without_stream(mut self) -> TableDefinition {
+        self.stream_view = None;
+        self
+    }
+
     /// Creates the table under `name` (on-demand, with its stream, as in the template) and
     /// turns on TTL.
     pub async fn create(&self, client: &Client, name: &str) -> Result<(), Error> {

@@ -25,6 +25,7 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
     rt.block_on(async {
         TableDefinition::from_repo()
             .unwrap()
+            .without_stream()
             .create(&client, "e2e")
             .await
             .unwrap();

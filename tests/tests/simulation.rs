@@ -1554,6 +1554,7 @@ async fn run(seed: u64, steps: usize, endpoint: &str, sim: &StripeSim) -> usize 
     let table = format!("sim_{seed}");
     support::table::TableDefinition::from_repo()
         .unwrap()
+        .without_stream()
         .create(&client, &table)
         .await
         .unwrap();

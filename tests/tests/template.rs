@@ -14,9 +14,10 @@ use agent_credits_http::{Auth, Router};
 
 /// Read by the code, set only outside AWS: emulator endpoints and the keys a local run
 /// passes directly (in AWS the keys come from `STRIPE_SECRET_ARN`).
-const LOCAL_ONLY: [&str; 5] = [
+const LOCAL_ONLY: [&str; 6] = [
     "DYNAMODB_ENDPOINT",
     "SECRETSMANAGER_ENDPOINT",
+    "EVENTBRIDGE_ENDPOINT",
     "STRIPE_API_BASE",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
@@ -126,7 +127,7 @@ fn every_function_has_a_binary_and_every_binary_a_function() {
     let in_template: BTreeSet<String> = functions().into_keys().collect();
     let built: BTreeSet<String> = binaries().into_keys().collect();
     assert_eq!(in_template, built);
-    assert_eq!(built.len(), 6, "{built:?}");
+    assert_eq!(built.len(), 8, "{built:?}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ struct App {
 }
 
 async fn app(bus_name: &str) -> App {
-    let (db, client) = support::fresh_table(TABLE).await;
+    let (db, client) = support::fresh_table_with_stream(TABLE).await;
     let moto = support::moto::Moto::start();
     let bus = Bus::create(moto.endpoint(), "agent-credits-test").await;
     let org = OrgId::parse("org_1").unwrap();

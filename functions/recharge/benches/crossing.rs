@@ -26,7 +26,7 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    let app = app(120).await;
+    let app = app_streaming(120).await;
     // $100 below $20, as many times a day as the benchmark crosses.
     let settings = RechargeSettings::new(true, usd("20"), usd("100"), 1_000, usd("100000")).unwrap();
     let card = owners_card(&app);

@@ -101,7 +101,7 @@ fn all_published(rt: &tokio::runtime::Runtime, app: &App) -> bool {
 #[test]
 fn crossings_are_topped_up_by_the_stream_and_each_alert_reaches_the_bus_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let app = rt.block_on(app(120));
+    let app = rt.block_on(app_streaming(120));
     rt.block_on(enable(&app, 3));
     let stack = stack(&rt, &app);
     // The first invocation of each function builds it: done before anything is timed.
@@ -164,7 +164,7 @@ fn crossings_are_topped_up_by_the_stream_and_each_alert_reaches_the_bus_once() {
 #[test]
 fn a_declined_card_is_alerted_once_through_duplicates_and_a_concurrent_sweep() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let app = rt.block_on(app(120));
+    let app = rt.block_on(app_streaming(120));
     rt.block_on(enable(&app, 3));
     app.sim.set_card(&app.card, "pm_card_chargeDeclined").unwrap();
     let stack = stack(&rt, &app);

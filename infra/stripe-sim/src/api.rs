@@ -542,13 +542,14 @@ async fn list_invoice_payments(State(sim): State<Arc<Shared>>, RawQuery(query): 
     })
 }
 
-/// `GET /v1/payment_intents?customer=cus_...&created[gte]=...`: newest first, as Stripe
-/// lists them (by `created`, then id).
+/// `GET /v1/payment_intents?customer=cus_...&created[gte]=...&starting_after=pi_...`:
+/// newest first, as Stripe lists them (by `created`, then id), a page at a time.
 async fn list_intents(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
     read(&sim, query, |store, form| {
         let limit = limit(form)?;
         let customer = form.text("customer")?;
-        let since = form.int("created[gte]")?;
+        let since = form.child("created").int("gte")?;
+        let after = form.text("starting_after")?;
         let mut intents: Vec<_> = store
             .intents
             .values()
@@ -556,10 +557,18 @@ async fn list_intents(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery)
             .filter(|i| since.is_none_or(|s| i.created >= s))
             .collect();
         intents.sort_by_key(|i| std::cmp::Reverse((i.created, i.id.clone())));
-        let has_more = intents.len() > limit;
+        // The page after `starting_after` (Stripe's cursor: the last id of the page before).
+        let from = match after {
+            Some(id) => intents
+                .iter()
+                .position(|i| i.id == id)
+                .map_or(intents.len(), |p| p + 1),
+            None => 0,
+        };
+        let rest = &intents[from..];
         Ok(list(
-            intents.iter().take(limit).map(|i| i.to_json()).collect(),
-            has_more,
+            rest.iter().take(limit).map(|i| i.to_json()).collect(),
+            rest.len() > limit,
             "/v1/payment_intents",
         ))
     })

@@ -136,16 +136,7 @@ impl DynamoWalletStore {
         else {
             return Ok(None);
         };
-        let r = Reader::new(&item);
-        let kind = r.s("kind")?;
-        Ok(Some(PaymentRecord {
-            payment_intent: payment_intent.to_owned(),
-            org: OrgId::parse(r.s("org")?).map_err(|e| r.corrupt(e.to_string()))?,
-            kind: EntryKind::parse(kind).ok_or_else(|| r.corrupt(format!("unknown kind {kind}")))?,
-            credits: r.usd("credits")?,
-            charged_cents: r.u64("charged_cents")?,
-            credit_key: r.s("credit_key")?.to_owned(),
-        }))
+        payment_from_item(payment_intent, &item).map(Some)
     }
 
     /// Remembers a paid invoice: whether it is a plan's of ours, and what it granted.
@@ -319,4 +310,21 @@ impl DynamoWalletStore {
             .map_err(sdk_error)?;
         Ok(())
     }
+}
+
+/// A credited payment's record, read back.
+pub(crate) fn payment_from_item(
+    payment_intent: &str,
+    item: &crate::attr::Item,
+) -> Result<PaymentRecord, StoreError> {
+    let r = Reader::new(item);
+    let kind = r.s("kind")?;
+    Ok(PaymentRecord {
+        payment_intent: payment_intent.to_owned(),
+        org: OrgId::parse(r.s("org")?).map_err(|e| r.corrupt(e.to_string()))?,
+        kind: EntryKind::parse(kind).ok_or_else(|| r.corrupt(format!("unknown kind {kind}")))?,
+        credits: r.usd("credits")?,
+        charged_cents: r.u64("charged_cents")?,
+        credit_key: r.s("credit_key")?.to_owned(),
+    })
 }

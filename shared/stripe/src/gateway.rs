@@ -328,3 +328,64 @@ pub fn intent(pi: &PaymentIntent) -> Intent {
         attempt: metadata::attempt_of(&pi.metadata).map(str::to_owned),
     }
 }
+
+/// A PaymentIntent as reconciliation compares it with the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentSeen {
+    pub id: String,
+    pub succeeded: bool,
+    pub status: String,
+    pub amount_received: i64,
+    /// The org its metadata names (ours); `None` for another's, or a plan invoice's.
+    pub org: Option<String>,
+    /// Its latest charge, whose refunds are listed.
+    pub charge: Option<String>,
+    /// Seconds since the epoch, as Stripe gives it.
+    pub created: i64,
+}
+
+fn seen(pi: &PaymentIntent) -> PaymentSeen {
+    PaymentSeen {
+        id: pi.id.to_string(),
+        succeeded: pi.status == PaymentIntentStatus::Succeeded,
+        status: pi.status.to_string(),
+        amount_received: pi.amount_received,
+        org: metadata::org_of(&pi.metadata).map(|o| o.to_string()),
+        charge: pi.latest_charge.as_ref().map(|c| c.id().to_string()),
+        created: pi.created,
+    }
+}
+
+impl StripeGateway {
+    /// Every PaymentIntent of the account created since `since`, newest first.
+    pub async fn payments_since(&self, since: DateTime<Utc>) -> Result<Vec<PaymentSeen>, GatewayError> {
+        let mut seen_so_far = vec![];
+        let mut after: Option<String> = None;
+        loop {
+            let mut list = ListPaymentIntent::new()
+                .created(RangeQueryTs::Bounds(RangeBoundsTs {
+                    gte: Some(since.timestamp()),
+                    ..Default::default()
+                }))
+                .limit(100);
+            if let Some(after) = after {
+                list = list.starting_after(after);
+            }
+            let page = list.send(&self.client).await.map_err(failed)?;
+            seen_so_far.extend(page.data.iter().map(seen));
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.to_string()),
+                _ => return Ok(seen_so_far),
+            }
+        }
+    }
+
+    /// One PaymentIntent, or `None` when Stripe has no such one.
+    pub async fn payment_seen(&self, id: &str) -> Result<Option<PaymentSeen>, GatewayError> {
+        match RetrievePaymentIntent::new(id).send(&self.client).await {
+            Ok(pi) => Ok(Some(seen(&pi))),
+            Err(StripeError::Stripe(_, 404)) => Ok(None),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}

@@ -8,5 +8,5 @@ pub mod events;
 mod gateway;
 pub mod metadata;
 
-pub use gateway::{StripeGateway, card_decline, intent};
+pub use gateway::{PaymentSeen, StripeGateway, card_decline, intent};
 pub use metadata::{Bought, MetadataError, PaymentMetadata};

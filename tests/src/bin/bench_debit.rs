@@ -27,7 +27,10 @@ async fn main() -> Result<(), Error> {
     let server = Dynoxide::start();
     let counter = RequestCounter::default();
     let client = support::dynamodb_client(server.endpoint(), Some(counter.clone()));
-    TableDefinition::from_repo()?.create(&client, "bench").await?;
+    TableDefinition::from_repo()?
+        .without_stream()
+        .create(&client, "bench")
+        .await?;
     let store = DynamoWalletStore::new(client, "bench", Arc::new(SystemClock));
     let org = OrgId::parse("org_bench")?;
     let amount = PositiveUsd::parse("0.07")?;

@@ -158,7 +158,10 @@ async fn main() -> Result<(), Error> {
     let server = Dynoxide::start();
     let counter = RequestCounter::default();
     let client = support::dynamodb_client(server.endpoint(), Some(counter.clone()));
-    TableDefinition::from_repo()?.create(&client, TABLE).await?;
+    TableDefinition::from_repo()?
+        .without_stream()
+        .create(&client, TABLE)
+        .await?;
     let store = DynamoWalletStore::new(client.clone(), TABLE, Arc::new(SystemClock));
     let org = OrgId::parse("org_bench")?;
     store

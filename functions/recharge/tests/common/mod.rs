@@ -31,7 +31,19 @@ pub fn usd(s: &str) -> Usd {
 
 /// An org with $30 of credits and a card saved at checkout.
 pub async fn app(resume_after_seconds: i64) -> App {
-    let (db, client) = support::fresh_table("credits").await;
+    app_on(support::fresh_table("credits").await, resume_after_seconds).await
+}
+
+/// [`app`] on a table with the template's stream, for the stream's consumers.
+pub async fn app_streaming(resume_after_seconds: i64) -> App {
+    app_on(
+        support::fresh_table_with_stream("credits").await,
+        resume_after_seconds,
+    )
+    .await
+}
+
+async fn app_on((db, client): (Dynoxide, aws_sdk_dynamodb::Client), resume_after_seconds: i64) -> App {
     let sim = StripeSim::start().await.unwrap();
     let stripe = stripe::ClientBuilder::new("sk_test_recharge")
         .url(sim.base_url())

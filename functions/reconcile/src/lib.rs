@@ -1,0 +1,415 @@
+//! The reconcile function: checks the money the table holds against itself and against
+//! Stripe, per org or for the whole table, and publishes each mismatch to the alerts bus
+//! as `reconciliation_mismatch` with its evidence. It never changes money: it reads the
+//! table and Stripe, and writes only events.
+//!
+//! Per wallet (every wallet of the table, or one org's):
+//! - `ledger_gap`: the entries are `TX#1..n` with `n` the wallet's version, none missing;
+//! - `ledger_sum`: each entry's `balance_after` is the running sum of the amounts, and the
+//!   sum is the stored balance;
+//! - `buckets`: base + rollover + purchased is the stored balance, held is within it, and
+//!   the stored available is balance less held.
+//!
+//! Against Stripe (the PaymentIntents of the last `RECONCILE_WINDOW_DAYS`, listed once):
+//! - `payment_mismatch`: a credited payment (its `STRIPE#<pi>` record) whose PaymentIntent
+//!   is not a succeeded one of the amount recorded, or whose credit entry is missing or of
+//!   another amount;
+//! - `payment_not_credited`: a succeeded PaymentIntent of ours (its metadata names an
+//!   org) older than `RECONCILE_GRACE_SECONDS` that no entry credited; `payment_unrecorded`
+//!   when it was credited but its record is missing (refunds could not find the org);
+//! - `refund_not_taken`, `refund_amount`: a refund Stripe counts whose take-back is
+//!   missing or is not the payment's share (taken plus shortfall); `refund_unknown`: a
+//!   take-back of a refund Stripe does not have, or that failed and was not given back.
+//!
+//! Plan invoices' PaymentIntents carry no metadata of ours; they are not listed here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use agent_credits_domain::{Clock, EntryKind, LedgerEntry, OrgId, PaymentLookup, SignedUsd, StoreError};
+use agent_credits_dynamo::{DynamoWalletStore, PaymentRecord, StoredWallet};
+use agent_credits_stripe::{PaymentSeen, StripeGateway};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The reconcile function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table: String,
+    /// Where mismatches go (`EVENT_BUS_NAME`); absent: reported only.
+    pub bus: Option<String>,
+    pub stripe_api_base: Option<String>,
+    /// How far back Stripe's PaymentIntents are listed (`RECONCILE_WINDOW_DAYS`, 35).
+    pub window: chrono::Duration,
+    /// How old a PaymentIntent must be before its credit is expected
+    /// (`RECONCILE_GRACE_SECONDS`, 600: the webhook and the recharge settle it in seconds).
+    pub grace: chrono::Duration,
+}
+
+impl agent_credits_aws::settings::FromEnv for Settings {
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        use agent_credits_aws::settings::{required, seconds};
+        let days = seconds(&get, "RECONCILE_WINDOW_DAYS", 35, 1..=400)?;
+        let grace = seconds(&get, "RECONCILE_GRACE_SECONDS", 600, 0..=86_400)?;
+        Ok(Settings {
+            table: required(&get, "TABLE_NAME")?,
+            bus: get("EVENT_BUS_NAME").filter(|b| !b.is_empty()),
+            stripe_api_base: get("STRIPE_API_BASE"),
+            window: chrono::Duration::days(days),
+            grace: chrono::Duration::seconds(grace),
+        })
+    }
+}
+
+pub struct Reconciler {
+    pub store: DynamoWalletStore,
+    pub stripe: Arc<StripeGateway>,
+    /// The EventBridge client and bus mismatches are published to.
+    pub publish_to: Option<(aws_sdk_eventbridge::Client, String)>,
+    pub clock: Arc<dyn Clock>,
+    pub window: chrono::Duration,
+    pub grace: chrono::Duration,
+}
+
+/// One thing that does not add up, with what shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mismatch {
+    pub check: &'static str,
+    pub org: Option<String>,
+    pub evidence: Value,
+}
+
+/// What one run looked at and found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub run: String,
+    pub org: Option<String>,
+    pub wallets: usize,
+    pub entries: usize,
+    pub payments: usize,
+    pub refunds: usize,
+    pub intents: usize,
+    pub mismatches: Vec<Mismatch>,
+    /// Mismatches published to the bus.
+    pub published: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("Stripe: {0}")]
+    Stripe(String),
+    #[error("EventBridge: {0}")]
+    Bus(String),
+}
+
+fn mismatch(check: &'static str, org: &OrgId, evidence: Value) -> Mismatch {
+    Mismatch {
+        check,
+        org: Some(org.to_string()),
+        evidence,
+    }
+}
+
+/// The checks of one wallet against its own ledger.
+pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismatch> {
+    let org = &wallet.org;
+    let mut found = vec![];
+    let mut sum = SignedUsd::ZERO;
+    for (i, e) in ledger.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if e.seq != expected {
+            found.push(mismatch(
+                "ledger_gap",
+                org,
+                json!({"expected_seq": expected, "found_seq": e.seq}),
+            ));
+            break;
+        }
+        sum = match sum.checked_add(e.amount) {
+            Ok(s) => s,
+            Err(_) => return vec![mismatch("ledger_sum", org, json!({"overflow_at_seq": e.seq}))],
+        };
+        if SignedUsd::credit(e.balance_after) != sum {
+            found.push(mismatch(
+                "ledger_sum",
+                org,
+                json!({"seq": e.seq, "balance_after": e.balance_after, "sum_of_amounts": sum}),
+            ));
+            break;
+        }
+    }
+    let last = ledger.last().map_or(0, |e| e.seq);
+    if last != wallet.version {
+        found.push(mismatch(
+            "ledger_gap",
+            org,
+            json!({"last_seq": last, "wallet_version": wallet.version}),
+        ));
+    }
+    if sum != SignedUsd::credit(wallet.balance) {
+        found.push(mismatch(
+            "ledger_sum",
+            org,
+            json!({"sum_of_amounts": sum, "balance": wallet.balance, "entries": ledger.len()}),
+        ));
+    }
+    let buckets = wallet
+        .base
+        .checked_add(wallet.rollover)
+        .and_then(|b| b.checked_add(wallet.purchased));
+    let available = wallet.balance.saturating_sub(wallet.held);
+    if buckets.ok() != Some(wallet.balance) || wallet.held > wallet.balance || wallet.available != available {
+        found.push(mismatch(
+            "buckets",
+            org,
+            json!({
+                "base": wallet.base, "rollover": wallet.rollover, "purchased": wallet.purchased,
+                "balance": wallet.balance, "held": wallet.held, "available": wallet.available,
+            }),
+        ));
+    }
+    found
+}
+
+/// One run: every wallet (or `only`'s), then the payments against Stripe; mismatches
+/// published when a bus is set.
+pub async fn reconcile(r: &Reconciler, only: Option<&OrgId>) -> Result<Report, ReconcileError> {
+    let now = r.clock.now();
+    let mut report = Report {
+        run: format!("rc_{}_{:08x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u32(..)),
+        org: only.map(ToString::to_string),
+        ..Default::default()
+    };
+    let orgs = match only {
+        Some(org) => vec![org.clone()],
+        None => r.store.wallet_orgs().await?,
+    };
+    let mut ledgers: HashMap<OrgId, Vec<LedgerEntry>> = HashMap::new();
+    for org in orgs {
+        let Some(wallet) = r.store.stored_wallet(&org).await? else {
+            continue;
+        };
+        let ledger = r.store.ledger(&org).await?;
+        report.wallets += 1;
+        report.entries += ledger.len();
+        report.mismatches.extend(check_wallet(&wallet, &ledger));
+        ledgers.insert(org, ledger);
+    }
+    payments(r, only, &ledgers, &mut report).await?;
+    if let Some((events, bus)) = &r.publish_to {
+        report.published = publish(events, bus, &report).await?;
+    }
+    for m in &report.mismatches {
+        tracing::error!(alarm = "reconciliation_mismatch", check = m.check, org = ?m.org, evidence = %m.evidence);
+    }
+    Ok(report)
+}
+
+/// The entry of `ledger` made under idempotency key `key`.
+fn entry<'a>(ledger: &'a [LedgerEntry], key: &str) -> Option<&'a LedgerEntry> {
+    ledger.iter().find(|e| e.idempotency_key.as_str() == key)
+}
+
+async fn payments(
+    r: &Reconciler,
+    only: Option<&OrgId>,
+    ledgers: &HashMap<OrgId, Vec<LedgerEntry>>,
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    let now = r.clock.now();
+    let intents: BTreeMap<String, PaymentSeen> = r
+        .stripe
+        .payments_since(now - r.window)
+        .await
+        .map_err(|e| ReconcileError::Stripe(e.to_string()))?
+        .into_iter()
+        .filter(|p| only.is_none_or(|o| p.org.as_deref() == Some(o.as_str())))
+        .map(|p| (p.id.clone(), p))
+        .collect();
+    report.intents = intents.len();
+    let records: Vec<PaymentRecord> = match only {
+        None => r.store.payment_records().await?,
+        Some(org) => {
+            let mut records = vec![];
+            for e in ledgers.get(org).into_iter().flatten() {
+                if let Some(pi) = e.idempotency_key.as_str().strip_prefix("stripe:payment:")
+                    && let Some(record) = r.store.payment(pi).await?
+                {
+                    records.push(record);
+                }
+            }
+            records
+        }
+    };
+    // Credited payments against Stripe.
+    for record in &records {
+        let Some(ledger) = ledgers.get(&record.org) else {
+            report.mismatches.push(mismatch(
+                "payment_mismatch",
+                &record.org,
+                json!({"payment_intent": record.payment_intent, "why": "its org has no wallet"}),
+            ));
+            continue;
+        };
+        report.payments += 1;
+        let credited = entry(ledger, &record.credit_key);
+        let seen = match intents.get(&record.payment_intent) {
+            Some(p) => Some(p.clone()),
+            // Older than the window: looked up only when its credit is recent.
+            None if credited.is_none_or(|e| e.created_at >= now - r.window) => r
+                .stripe
+                .payment_seen(&record.payment_intent)
+                .await
+                .map_err(|e| ReconcileError::Stripe(e.to_string()))?,
+            None => continue,
+        };
+        let evidence = json!({
+            "payment_intent": record.payment_intent,
+            "recorded_cents": record.charged_cents,
+            "recorded_credits": record.credits,
+            "stripe_status": seen.as_ref().map(|p| p.status.clone()),
+            "stripe_amount_received": seen.as_ref().map(|p| p.amount_received),
+            "credit_entry": credited.map(|e| json!({"seq": e.seq, "amount": e.amount})),
+        });
+        let amount_ok = seen.as_ref().is_some_and(|p| {
+            p.succeeded && u64::try_from(p.amount_received).ok() == Some(record.charged_cents)
+        });
+        let credit_ok = credited.is_some_and(|e| e.amount == SignedUsd::credit(record.credits));
+        if !amount_ok || !credit_ok {
+            report
+                .mismatches
+                .push(mismatch("payment_mismatch", &record.org, evidence));
+        }
+        if let Some(charge) = seen.as_ref().and_then(|p| p.charge.as_deref()) {
+            refunds(r, record, charge, ledger, report).await?;
+        }
+    }
+    // Stripe's succeeded payments of ours against the credits.
+    let recorded: HashMap<&str, &PaymentRecord> =
+        records.iter().map(|p| (p.payment_intent.as_str(), p)).collect();
+    for p in intents.values() {
+        let Some(org) = p.org.as_deref().and_then(|o| OrgId::parse(o).ok()) else {
+            continue;
+        };
+        if !p.succeeded || recorded.contains_key(p.id.as_str()) || p.created > (now - r.grace).timestamp() {
+            continue;
+        }
+        let key = format!("stripe:payment:{}", p.id);
+        let credited = ledgers.get(&org).and_then(|l| entry(l, &key));
+        let evidence = json!({
+            "payment_intent": p.id, "amount_received": p.amount_received, "created": p.created,
+            "credit_entry": credited.map(|e| json!({"seq": e.seq, "amount": e.amount})),
+        });
+        let check = if credited.is_some() {
+            "payment_unrecorded"
+        } else {
+            "payment_not_credited"
+        };
+        report.mismatches.push(mismatch(check, &org, evidence));
+    }
+    Ok(())
+}
+
+/// A credited payment's refunds at Stripe against its take-backs.
+async fn refunds(
+    r: &Reconciler,
+    record: &PaymentRecord,
+    charge: &str,
+    ledger: &[LedgerEntry],
+    report: &mut Report,
+) -> Result<(), ReconcileError> {
+    let org = &record.org;
+    let seen = r
+        .stripe
+        .refunds(charge)
+        .await
+        .map_err(|e| ReconcileError::Stripe(e.to_string()))?;
+    let whole = i64::try_from(record.charged_cents).unwrap_or(i64::MAX);
+    for refund in &seen {
+        report.refunds += 1;
+        let taken = entry(ledger, &format!("stripe:refund:{}", refund.id));
+        let given_back = entry(ledger, &format!("stripe:refund:{}:failed", refund.id)).is_some();
+        let share = record
+            .credits
+            .pro_rata(refund.amount_cents, whole)
+            .map_err(|e| ReconcileError::Stripe(e.to_string()))?;
+        let evidence = json!({
+            "payment_intent": record.payment_intent, "refund": refund.id,
+            "refund_cents": refund.amount_cents, "failed": refund.failed, "share": share,
+            "take_back": taken.map(|e| json!({"seq": e.seq, "amount": e.amount, "shortfall": e.shortfall})),
+        });
+        match (refund.counts(), taken) {
+            (true, None) => report
+                .mismatches
+                .push(mismatch("refund_not_taken", org, evidence)),
+            (true, Some(e)) if e.amount.magnitude().checked_add(e.shortfall).ok() != Some(share) => {
+                report.mismatches.push(mismatch("refund_amount", org, evidence));
+            }
+            (false, Some(_)) if !given_back => {
+                report.mismatches.push(mismatch("refund_unknown", org, evidence))
+            }
+            _ => {}
+        }
+    }
+    // Take-backs of this payment's refunds that Stripe does not have.
+    for e in ledger.iter().filter(|e| e.kind == EntryKind::Refund) {
+        if e.external.payment_intent.as_deref() != Some(record.payment_intent.as_str()) {
+            continue;
+        }
+        let Some(id) = e.external.refund.as_deref() else {
+            continue;
+        };
+        if !seen.iter().any(|s| s.id == id) {
+            report.mismatches.push(mismatch(
+                "refund_unknown",
+                org,
+                json!({"payment_intent": record.payment_intent, "refund": id, "take_back": {"seq": e.seq, "amount": e.amount}}),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each mismatch as a `reconciliation_mismatch` event, ten to a `PutEvents`.
+async fn publish(
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    report: &Report,
+) -> Result<usize, ReconcileError> {
+    let mut published = 0;
+    for (chunk_no, chunk) in report.mismatches.chunks(10).enumerate() {
+        let mut entries = vec![];
+        for (i, m) in chunk.iter().enumerate() {
+            let detail = json!({
+                "event_id": format!("{}/{}", report.run, chunk_no * 10 + i),
+                "run": report.run, "check": m.check, "org": m.org, "evidence": m.evidence,
+            });
+            entries.push(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(bus)
+                    .source(notifier::SOURCE)
+                    .detail_type("reconciliation_mismatch")
+                    .detail(detail.to_string())
+                    .build(),
+            );
+        }
+        let out = events
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                ReconcileError::Bus(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string())
+            })?;
+        if out.failed_entry_count() > 0 {
+            return Err(ReconcileError::Bus(format!(
+                "{} entries refused",
+                out.failed_entry_count()
+            )));
+        }
+        published += chunk.len();
+    }
+    Ok(published)
+}
