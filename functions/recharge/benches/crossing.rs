@@ -68,6 +68,9 @@ async fn main() {
         // $30 to start, then $115 after each top-up: down to $15 each time, and back to
         // $115 once the top-up is credited.
         let amount = if i == 0 { "15" } else { "100" };
+        // A crossing comes at any moment of the mapping's poll, not right after the last
+        // one's records: a random pause, longer than the poll, before each.
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(250..600))).await;
         let start = Instant::now();
         spend(&app, amount, &format!("bench:{i}")).await;
         while balance(&app).await < usd("115") {

@@ -226,7 +226,7 @@ pub async fn recharge_org(svc: &Recharge, due: &Due) -> Result<Step, StoreError>
     let attempt = new_attempt_id();
     match svc
         .recharges
-        .claim(org, &attempt, &config, available, now)
+        .claim(due, &attempt, &config, available, now)
         .await?
     {
         Claim::Claimed => match svc.recharges.attempt(org, &attempt).await? {

@@ -111,7 +111,7 @@ fn a_crashed_sweep_is_settled_once_and_a_cap_of_two_allows_two_under_cargo_lambd
             .svc
             .recharges
             .claim(
-                &app.org,
+                &due(&app).await,
                 "ra_died",
                 &config,
                 agent_credits_domain::Usd::ZERO,

@@ -117,7 +117,7 @@ async fn a_sweep_stopped_after_stripes_success_is_credited_exactly_once_later() 
         app.svc
             .recharges
             .claim(
-                &app.org,
+                &due(&app).await,
                 "ra_crashed",
                 &config,
                 agent_credits_domain::Usd::ZERO,
@@ -221,7 +221,7 @@ async fn a_resumed_attempt_charges_what_it_was_claimed_with_and_records_its_paym
         .svc
         .recharges
         .claim(
-            &app.org,
+            &due(&app).await,
             "ra_claimed",
             &config,
             agent_credits_domain::Usd::ZERO,
@@ -262,7 +262,13 @@ async fn past_stripes_idempotency_window_an_attempt_is_looked_up_never_sent_agai
     let now = chrono::Utc::now();
     app.svc
         .recharges
-        .claim(&app.org, "ra_old", &config, agent_credits_domain::Usd::ZERO, now)
+        .claim(
+            &due(&app).await,
+            "ra_old",
+            &config,
+            agent_credits_domain::Usd::ZERO,
+            now,
+        )
         .await
         .unwrap();
     let a = app
@@ -294,7 +300,13 @@ async fn an_attempt_that_stripe_never_made_is_abandoned_and_the_org_stays_due() 
     let now = chrono::Utc::now();
     app.svc
         .recharges
-        .claim(&app.org, "ra_lost", &config, agent_credits_domain::Usd::ZERO, now)
+        .claim(
+            &due(&app).await,
+            "ra_lost",
+            &config,
+            agent_credits_domain::Usd::ZERO,
+            now,
+        )
         .await
         .unwrap();
     let tomorrow = Arc::new(support::TestClock::at(now + chrono::Duration::hours(25)));
@@ -481,7 +493,7 @@ async fn a_target_top_up_is_not_claimed_once_the_wallet_gained_credits() {
     let claim = app
         .svc
         .recharges
-        .claim(&app.org, "ra_stale", &config, seen, chrono::Utc::now())
+        .claim(&due(&app).await, "ra_stale", &config, seen, chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(claim, agent_credits_dynamo::Claim::Moved);
@@ -497,4 +509,37 @@ async fn a_target_top_up_is_not_claimed_once_the_wallet_gained_credits() {
     let report = sweep(&app.svc).await.unwrap();
     assert_eq!(report.charged, 1, "{report:?}");
     assert_eq!(balance(&app).await, usd("150"));
+}
+
+#[tokio::test]
+async fn a_claim_read_before_another_run_topped_the_org_up_charges_nothing() {
+    let app = app(120).await;
+    enable(&app, 3).await;
+    spend(&app, "15", "usage:1").await; // $15: due
+    // One run (the stream path, say) reads what it claims on...
+    let read = due(&app).await;
+    let config = app.svc.recharges.config(&app.org).await.unwrap().unwrap();
+    let available = app
+        .svc
+        .recharges
+        .wallet(&app.org)
+        .await
+        .unwrap()
+        .available()
+        .unwrap();
+    // ...while another (the sweep) tops the org up, from claim to credit.
+    assert_eq!(
+        recharge::recharge_org(&app.svc, &read).await.unwrap(),
+        recharge::Step::Charged
+    );
+    // The first run's claim comes late: the crossing it read was topped up already.
+    let late = app
+        .svc
+        .recharges
+        .claim(&read, "ra_late", &config, available, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(late, Claim::Moved);
+    assert_eq!(charges(&app), 1);
+    assert_eq!(balance(&app).await, usd("115"));
 }

@@ -49,7 +49,7 @@ async fn claimed_and_sent(app: &App, attempt: &str) {
         .svc
         .recharges
         .claim(
-            &app.org,
+            &due(app).await,
             attempt,
             &config,
             agent_credits_domain::Usd::ZERO,

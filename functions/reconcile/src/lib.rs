@@ -21,6 +21,9 @@
 //!   missing or is not the payment's share (taken plus shortfall); `refund_unknown`: a
 //!   take-back of a refund Stripe does not have, or that failed and was not given back.
 //!
+//! And alerts: `notification_unpublished`, a notification of the last two days (older than
+//! an hour) that the notifier never marked published.
+//!
 //! Plan invoices' PaymentIntents carry no metadata of ours; they are not listed here.
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +95,8 @@ pub struct Report {
     pub mismatches: Vec<Mismatch>,
     /// Mismatches published to the bus.
     pub published: usize,
+    /// Why the payments were not reconciled (Stripe out of reach), when they were not.
+    pub incomplete: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +122,7 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
     let org = &wallet.org;
     let mut found = vec![];
     let mut sum = SignedUsd::ZERO;
+    let mut buckets_moved = [SignedUsd::ZERO; 3];
     for (i, e) in ledger.iter().enumerate() {
         let expected = i as u64 + 1;
         if e.seq != expected {
@@ -127,7 +133,14 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
             ));
             break;
         }
-        sum = match sum.checked_add(e.amount) {
+        let moved = [e.buckets.base, e.buckets.rollover, e.buckets.purchased];
+        let added = sum.checked_add(e.amount).and_then(|total| {
+            for (b, m) in buckets_moved.iter_mut().zip(moved) {
+                *b = b.checked_add(m)?;
+            }
+            Ok(total)
+        });
+        sum = match added {
             Ok(s) => s,
             Err(_) => return vec![mismatch("ledger_sum", org, json!({"overflow_at_seq": e.seq}))],
         };
@@ -155,18 +168,26 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
             json!({"sum_of_amounts": sum, "balance": wallet.balance, "entries": ledger.len()}),
         ));
     }
-    let buckets = wallet
+    // The buckets as stored: each the sum of what the entries moved in it, together the
+    // balance, and held within it.
+    let stored = [wallet.base, wallet.rollover, wallet.purchased].map(SignedUsd::credit);
+    let total = wallet
         .base
         .checked_add(wallet.rollover)
         .and_then(|b| b.checked_add(wallet.purchased));
     let available = wallet.balance.saturating_sub(wallet.held);
-    if buckets.ok() != Some(wallet.balance) || wallet.held > wallet.balance || wallet.available != available {
+    if buckets_moved != stored
+        || total.ok() != Some(wallet.balance)
+        || wallet.held > wallet.balance
+        || wallet.available != available
+    {
         found.push(mismatch(
             "buckets",
             org,
             json!({
                 "base": wallet.base, "rollover": wallet.rollover, "purchased": wallet.purchased,
                 "balance": wallet.balance, "held": wallet.held, "available": wallet.available,
+                "entries_moved": {"base": buckets_moved[0], "rollover": buckets_moved[1], "purchased": buckets_moved[2]},
             }),
         ));
     }
@@ -191,18 +212,43 @@ pub async fn reconcile(r: &Reconciler, only: Option<&OrgId>) -> Result<Report, R
         let Some(wallet) = r.store.stored_wallet(&org).await? else {
             continue;
         };
-        let ledger = r.store.ledger(&org).await?;
+        // The entries up to the version read: a change committed meanwhile is the next
+        // run's, so a busy wallet is never reported for being busy.
+        let ledger = r.store.ledger_through(&org, wallet.version).await?;
         report.wallets += 1;
         report.entries += ledger.len();
         report.mismatches.extend(check_wallet(&wallet, &ledger));
         ledgers.insert(org, ledger);
     }
-    payments(r, only, &ledgers, &mut report).await?;
-    if let Some((events, bus)) = &r.publish_to {
-        report.published = publish(events, bus, &report).await?;
+    // Alerts the notifier never published (the bus refused them through every retry, or
+    // they left the stream's 24 hours unread): written between two days and an hour ago,
+    // so each is reported by a daily run once or twice, and one in flight never is.
+    for (org, id, kind, created_at) in r
+        .store
+        .unpublished_notifications(
+            only,
+            now - chrono::Duration::days(2),
+            now - chrono::Duration::hours(1),
+        )
+        .await?
+    {
+        report.mismatches.push(mismatch(
+            "notification_unpublished",
+            &org,
+            json!({"notification": id, "kind": kind, "created_at": created_at}),
+        ));
+    }
+    // Stripe out of reach (or refusing) leaves the run incomplete, never silent: what the
+    // table's own checks found is still logged and published.
+    if let Err(e) = payments(r, only, &ledgers, &mut report).await {
+        tracing::error!(alarm = "reconciliation_incomplete", error = %e, "payments not reconciled");
+        report.incomplete = Some(e.to_string());
     }
     for m in &report.mismatches {
         tracing::error!(alarm = "reconciliation_mismatch", check = m.check, org = ?m.org, evidence = %m.evidence);
+    }
+    if let Some((events, bus)) = &r.publish_to {
+        report.published = publish(events, bus, &report).await?;
     }
     Ok(report)
 }
@@ -265,6 +311,13 @@ async fn payments(
                 .map_err(|e| ReconcileError::Stripe(e.to_string()))?,
             None => continue,
         };
+        // Paid moments ago: its credit may have committed after its ledger was read.
+        if seen
+            .as_ref()
+            .is_some_and(|p| p.created > (now - r.grace).timestamp())
+        {
+            continue;
+        }
         let evidence = json!({
             "payment_intent": record.payment_intent,
             "recorded_cents": record.charged_cents,
@@ -276,7 +329,11 @@ async fn payments(
         let amount_ok = seen.as_ref().is_some_and(|p| {
             p.succeeded && u64::try_from(p.amount_received).ok() == Some(record.charged_cents)
         });
-        let credit_ok = credited.is_some_and(|e| e.amount == SignedUsd::credit(record.credits));
+        // A plan's renewal grants the base and, in the same entry, expires what passed the
+        // rollover cap: its amount is not the grant, so only its presence is checked.
+        let credit_ok = credited.is_some_and(|e| {
+            e.amount == SignedUsd::credit(record.credits) || record.kind == EntryKind::PlanGrant
+        });
         if !amount_ok || !credit_ok {
             report
                 .mismatches
@@ -286,14 +343,40 @@ async fn payments(
             refunds(r, record, charge, ledger, report).await?;
         }
     }
-    // Stripe's succeeded payments of ours against the credits.
+    // Credits of Stripe payments whose record is missing (refunds could not find them).
     let recorded: HashMap<&str, &PaymentRecord> =
         records.iter().map(|p| (p.payment_intent.as_str(), p)).collect();
+    let mut unrecorded = std::collections::HashSet::new();
+    for (org, ledger) in ledgers {
+        for e in ledger {
+            let Some(pi) = e.idempotency_key.as_str().strip_prefix("stripe:payment:") else {
+                continue;
+            };
+            if recorded.contains_key(pi) || e.created_at > now - r.grace {
+                continue;
+            }
+            unrecorded.insert(pi.to_owned());
+            report.mismatches.push(mismatch(
+                "payment_unrecorded",
+                org,
+                json!({"payment_intent": pi, "credit_entry": {"seq": e.seq, "amount": e.amount}}),
+            ));
+        }
+    }
+    // Stripe's succeeded payments of ours against the credits.
     for p in intents.values() {
         let Some(org) = p.org.as_deref().and_then(|o| OrgId::parse(o).ok()) else {
             continue;
         };
-        if !p.succeeded || recorded.contains_key(p.id.as_str()) || p.created > (now - r.grace).timestamp() {
+        // An org this table has no wallet of: another deployment's on the same account.
+        if !ledgers.contains_key(&org) {
+            continue;
+        }
+        if !p.succeeded
+            || recorded.contains_key(p.id.as_str())
+            || unrecorded.contains(&p.id)
+            || p.created > (now - r.grace).timestamp()
+        {
             continue;
         }
         let key = format!("stripe:payment:{}", p.id);
@@ -347,8 +430,10 @@ async fn refunds(
             (true, Some(e)) if e.amount.magnitude().checked_add(e.shortfall).ok() != Some(share) => {
                 report.mismatches.push(mismatch("refund_amount", org, evidence));
             }
-            (false, Some(_)) if !given_back => {
-                report.mismatches.push(mismatch("refund_unknown", org, evidence))
+            // A failed refund that had taken nothing (the credits were spent) has nothing to
+            // give back, and no entry says so.
+            (false, Some(e)) if !given_back && !e.amount.is_zero() => {
+                report.mismatches.push(mismatch("refund_unknown", org, evidence));
             }
             _ => {}
         }

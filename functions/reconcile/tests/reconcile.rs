@@ -308,3 +308,50 @@ async fn a_ledger_that_does_not_sum_to_its_balance_is_reported() {
         "the credit entry is not the payment's: {report:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_the_notifier_never_published_is_reported_until_it_is() {
+    let app = app().await;
+    let one = org("org_1");
+    // Written three hours ago, by a change that crossed the threshold.
+    let then = chrono::Utc::now() - chrono::Duration::hours(3);
+    let past = DynamoWalletStore::new(
+        app.svc.store.client().clone(),
+        TABLE,
+        Arc::new(support::TestClock::at(then)),
+    );
+    past.apply(support::purchase(&one, "25", "buy:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let spend = agent_credits_domain::ChangeRequest::usage(
+        one.clone(),
+        PositiveUsd::parse("10").unwrap(),
+        agent_credits_domain::IdempotencyKey::parse("use:1").unwrap(),
+    );
+    past.apply(spend).await.unwrap().unwrap();
+    let feed = app.svc.store.notifications(&one, 10).await.unwrap();
+    assert_eq!(feed.len(), 1);
+
+    let report = reconcile(&app.svc, Some(&one)).await.unwrap();
+    let found: Vec<_> = report
+        .mismatches
+        .iter()
+        .filter(|m| m.check == "notification_unpublished")
+        .collect();
+    assert_eq!(found.len(), 1, "{report:#?}");
+    assert_eq!(found[0].evidence["kind"], "credit_balance_low");
+    assert_eq!(found[0].evidence["notification"], feed[0].id.as_str());
+    assert_eq!(checks(&reconcile(&app.svc, None).await.unwrap()).len(), 1);
+
+    // Published (by the notifier's retry, say): no longer reported.
+    assert!(
+        app.svc
+            .store
+            .mark_published(&one, &feed[0].id, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    let report = reconcile(&app.svc, None).await.unwrap();
+    assert!(report.mismatches.is_empty(), "{report:#?}");
+}

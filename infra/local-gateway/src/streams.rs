@@ -35,6 +35,9 @@ pub struct Mapping {
     pub filters: Vec<Value>,
     pub bisect: bool,
     pub max_retries: u32,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`: a `batchItemFailures` answer is
+    /// read; without it, any answer is a success, as in AWS.
+    pub report_failures: bool,
 }
 
 /// The stream mappings of the template at `path`.
@@ -109,6 +112,10 @@ pub fn from_template(path: &Path) -> Result<Vec<Mapping>, String> {
                     .and_then(Yaml::as_bool)
                     .unwrap_or(false),
                 max_retries: u32::try_from(number("MaximumRetryAttempts", 10)).unwrap_or(10),
+                report_failures: props
+                    .get("FunctionResponseTypes")
+                    .and_then(Yaml::as_sequence)
+                    .is_some_and(|t| t.iter().any(|v| v.as_str() == Some("ReportBatchItemFailures"))),
             });
         }
     }
@@ -205,7 +212,12 @@ async fn iterator(source: &Source, position: &str) -> Result<String, String> {
     .await?;
     let arn = table["Table"]["LatestStreamArn"]
         .as_str()
-        .ok_or_else(|| format!("table {} has no stream", source.table))?
+        .ok_or_else(|| {
+            format!(
+                "table {} has no stream (made before the template had one? `rm -rf .local` and start again)",
+                source.table
+            )
+        })?
         .to_owned();
     let stream = call(
         source,
@@ -237,12 +249,21 @@ async fn run(
     counters: Arc<Counters>,
 ) -> Result<(), String> {
     loop {
-        let got = call(
+        let got = match call(
             &source,
             "DynamoDBStreams_20120810.GetRecords",
             &json!({"ShardIterator": it, "Limit": mapping.batch_size}),
         )
-        .await?;
+        .await
+        {
+            Ok(got) => got,
+            // dynoxide busy or restarting: the same iterator again, as Lambda retries a poll.
+            Err(e) => {
+                eprintln!("streams: {}: {e}; polling again", mapping.name);
+                tokio::time::sleep(source.poll).await;
+                continue;
+            }
+        };
         let records = got["Records"].as_array().cloned().unwrap_or_default();
         if let Some(next) = got["NextShardIterator"].as_str() {
             it = next.to_owned();
@@ -282,6 +303,7 @@ async fn deliver(source: &Source, mapping: &Mapping, counters: &Counters, batch:
         let answer = crate::upstream::invoke(&source.upstream, &mapping.function, &event).await;
         counters.delivered.fetch_add(batch.len(), Ordering::Relaxed);
         let again: Vec<Vec<Value>> = match answer {
+            Ok(_) if !mapping.report_failures => vec![],
             Ok(answer) => {
                 let failed = answer["batchItemFailures"]
                     .as_array()
@@ -378,7 +400,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
         let mappings = from_template(&root).unwrap();
         let notifier = mappings.iter().find(|m| m.function == "notifier").unwrap();
-        assert!(notifier.bisect);
+        assert!(notifier.bisect && notifier.report_failures);
         let insert = |sk: &str| json!({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "ORG#o"}, "sk": {"S": sk}}}});
         assert!(matches(&notifier.filters[0], &insert("NOTIF#2026")).unwrap());
         assert!(!matches(&notifier.filters[0], &insert("WALLET")).unwrap());

@@ -39,9 +39,12 @@ pub struct Change {
 /// An item in DynamoDB's JSON form.
 pub type Image = HashMap<String, serde_json::Value>;
 
+/// DynamoDB's JSON tag of a string attribute.
+const STRING_TAG: &str = "S";
+
 /// The string attribute `name` of an image, if it has one.
 pub fn string<'a>(image: &'a Image, name: &str) -> Option<&'a str> {
-    image.get(name)?.get("S")?.as_str()
+    image.get(name)?.get(STRING_TAG)?.as_str()
 }
 
 impl StreamRecord {
@@ -92,8 +95,7 @@ mod tests {
             "dynamodb": {
                 "Keys": {"pk": {"S": "ORG#org_1"}, "sk": {"S": "NOTIF#x"}},
                 "NewImage": {"pk": {"S": "ORG#org_1"}, "seq": {"N": "3"}},
-                "SequenceNumber": "100000000000000000001", "SizeBytes": 10,
-                "StreamViewType": "NEW_AND_OLD_IMAGES"
+                "SequenceNumber": "100000000000000000001", "SizeBytes": 10
             }
         }]}))
         .unwrap();

@@ -44,6 +44,9 @@ pub struct Wallet {
     pub forgiven: Usd,
     /// The version of the last take-back that shrank the holds.
     pub forgiven_at: u64,
+    /// A `credit_balance_low` was sent and no `credit_balance_recovered` since: the one
+    /// that answers it is sent when the balance is back at the threshold or over it.
+    pub low: bool,
     pub version: u64,
     pub settings: WalletSettings,
 }
@@ -179,6 +182,7 @@ impl Wallet {
             open_disputes: BTreeSet::new(),
             forgiven: Usd::ZERO,
             forgiven_at: 0,
+            low: false,
             version: 0,
             settings: WalletSettings::default(),
         }
@@ -316,11 +320,14 @@ impl Wallet {
         if crossed_low {
             notifications.push(NotificationKind::CreditBalanceLow);
         }
-        // Back over the threshold after being below it; an org's first credits, which
-        // were never above it, are no recovery.
-        if balance < threshold && after_balance >= threshold && !self.lifetime_added.is_zero() {
+        // Back at the threshold or over it after a low that was sent: its answer, once.
+        // (Credits that were never above the threshold, an org's first ones say, are no
+        // recovery: nobody was told they were low.)
+        let recovered = self.low && after_balance >= threshold;
+        if recovered {
             notifications.push(NotificationKind::CreditBalanceRecovered);
         }
+        let low = (self.low || crossed_low) && !recovered;
         let depleted =
             ran_dry && state != self.state && state == WalletState::Paused(PauseReason::CreditsExhausted);
         if depleted {
@@ -361,6 +368,7 @@ impl Wallet {
             open_disputes,
             forgiven,
             forgiven_at,
+            low,
             version: self.version + 1,
             settings: self.settings,
         };
@@ -756,9 +764,39 @@ mod tests {
     }
 
     #[test]
+    fn recovered_only_answers_a_low_that_was_sent() {
+        // Bought $5, then $20: never above the threshold before, never told it was low.
+        let w = wallet("0", "0", "0");
+        let five = w
+            .plan(&credit(Bucket::Purchased, "5"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        let more = five
+            .after
+            .plan(&credit(Bucket::Purchased, "20"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert!(
+            more.notifications.is_empty(),
+            "no low was sent: {:?}",
+            more.notifications
+        );
+        // Low, then back: once each, and the flag goes with them.
+        let low = more
+            .after
+            .plan(&debit("10"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(low.notifications, vec![NotificationKind::CreditBalanceLow]);
+        assert!(low.after.low);
+        let back = low
+            .after
+            .plan(&credit(Bucket::Purchased, "10"), &PlanContext::at(Utc::now()))
+            .unwrap();
+        assert_eq!(back.notifications, vec![NotificationKind::CreditBalanceRecovered]);
+        assert!(!back.after.low);
+    }
+
+    #[test]
     fn climbing_back_over_the_threshold_notifies_recovered_once() {
-        let mut w = wallet("0", "0", "20.05");
-        w.lifetime_added = usd("20.05");
+        let w = wallet("0", "0", "20.05");
         let low = w.plan(&debit("0.10"), &PlanContext::at(Utc::now())).unwrap();
         assert_eq!(low.notifications, vec![NotificationKind::CreditBalanceLow]);
         // A credit that stays below the threshold is no recovery.

@@ -123,6 +123,7 @@ pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> 
     } else {
         0
     };
+    wallet.low = r.opt_bool("low")?.unwrap_or(false);
     wallet.version = r.u64("version")?;
     if let Some(ids) = r.opt_s("open_disputes")? {
         wallet.open_disputes = ids.split_whitespace().map(str::to_owned).collect();

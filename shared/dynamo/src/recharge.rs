@@ -445,12 +445,13 @@ impl RechargeStore {
     /// exactly what it will charge.
     pub async fn claim(
         &self,
-        org: &OrgId,
+        due: &Due,
         attempt: &str,
         config: &RechargeConfig,
         available: Usd,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
+        let org = &due.org;
         let Some(card) = config.card.as_ref() else {
             return Ok(Claim::Off);
         };
@@ -499,15 +500,20 @@ impl RechargeStore {
             ("tries".to_owned(), n_u64(0)),
             ("created_at".to_owned(), timestamp(now)),
         ]);
-        // Only a credits org's wallet is topped up; one with an open dispute waits. A top-up
-        // to a target is what was missing from `available`: claimed only while the wallet
-        // holds no more than that, so it never lifts the balance past the target.
+        // Only a credits org's wallet is topped up; one with an open dispute waits. It must
+        // still carry the due mark that was read: a top-up that another run (the sweep and
+        // the stream path run side by side) charged and credited since then cleared or
+        // renewed it, so a claim read before that charges nothing. A top-up to a target is
+        // what was missing from `available`: claimed only while the wallet holds no more
+        // than that, so it never lifts the balance past the target.
         let mut undisputed = ConditionCheck::builder()
             .table_name(&*self.table)
             .set_key(Some(key(org_pk(org), WALLET_SK)))
             .expression_attribute_names("#billing_mode", "billing_mode")
-            .expression_attribute_values(":credits", s(BillingMode::Credits.as_str()));
-        let base = "attribute_not_exists(open_disputes) AND #billing_mode = :credits";
+            .expression_attribute_names("#gsi1sk", "gsi1sk")
+            .expression_attribute_values(":credits", s(BillingMode::Credits.as_str()))
+            .expression_attribute_values(":mark", s(due.mark.as_str()));
+        let base = "attribute_not_exists(open_disputes) AND #billing_mode = :credits AND #gsi1sk = :mark";
         undisputed = match config.settings.target {
             Some(_) => undisputed
                 .condition_expression(format!("{base} AND #available <= :seen"))

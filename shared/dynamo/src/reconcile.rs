@@ -3,9 +3,10 @@
 //! org's wallet as stored, field by field, and its whole ledger.
 
 use agent_credits_domain::{LedgerEntry, OrgId, StoreError, Usd};
+use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, s};
-use crate::items::{self, WALLET_SK, key, org_pk};
+use crate::items::{self, WALLET_SK, key, org_pk, timestamp};
 use crate::payments::{PaymentRecord, payment_from_item};
 use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
 
@@ -56,6 +57,76 @@ impl DynamoWalletStore {
             .collect()
     }
 
+    /// The notifications (of `org`, or of every org) created in `from..to` that the notifier
+    /// never marked published: `(org, notification id, kind, created_at)`.
+    pub async fn unpublished_notifications(
+        &self,
+        org: Option<&OrgId>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(OrgId, String, String, String)>, StoreError> {
+        let filter = "begins_with(sk, :notif) AND attribute_not_exists(published_at) \
+                      AND created_at BETWEEN :from AND :to";
+        let mut found = vec![];
+        let mut start = None;
+        loop {
+            let page = match org {
+                Some(org) => {
+                    let out = self
+                        .client()
+                        .query()
+                        .table_name(self.table())
+                        .key_condition_expression("pk = :pk AND begins_with(sk, :notif)")
+                        .filter_expression(
+                            "attribute_not_exists(published_at) AND created_at BETWEEN :from AND :to",
+                        )
+                        .expression_attribute_values(":pk", s(org_pk(org)))
+                        .expression_attribute_values(":notif", s("NOTIF#"))
+                        .expression_attribute_values(":from", timestamp(from))
+                        .expression_attribute_values(":to", timestamp(to))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(sdk_error)?;
+                    (out.items.unwrap_or_default(), out.last_evaluated_key)
+                }
+                None => {
+                    let out = self
+                        .client()
+                        .scan()
+                        .table_name(self.table())
+                        .filter_expression(filter)
+                        .expression_attribute_values(":notif", s("NOTIF#"))
+                        .expression_attribute_values(":from", timestamp(from))
+                        .expression_attribute_values(":to", timestamp(to))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(sdk_error)?;
+                    (out.items.unwrap_or_default(), out.last_evaluated_key)
+                }
+            };
+            for item in &page.0 {
+                let r = Reader::new(item);
+                let owner = r
+                    .s(items::PK)?
+                    .strip_prefix("ORG#")
+                    .and_then(|o| OrgId::parse(o).ok())
+                    .ok_or_else(|| r.corrupt("a notification outside an org"))?;
+                found.push((
+                    owner,
+                    r.s(items::SK)?.trim_start_matches("NOTIF#").to_owned(),
+                    r.s("kind")?.to_owned(),
+                    r.s("created_at")?.to_owned(),
+                ));
+            }
+            match page.1 {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+
     /// The org's wallet as stored, or `None` when it has none.
     pub async fn stored_wallet(&self, org: &OrgId) -> Result<Option<StoredWallet>, StoreError> {
         let Some(item) = get_consistent(self.client(), self.table(), key(org_pk(org), WALLET_SK)).await?
@@ -78,6 +149,23 @@ impl DynamoWalletStore {
 
     /// The org's whole ledger, oldest first.
     pub async fn ledger(&self, org: &OrgId) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.entries_between(org, "TX#".to_owned(), "TX#~".to_owned())
+            .await
+    }
+
+    /// The org's ledger up to entry `version` (the wallet's version when it was read),
+    /// oldest first: entries committed after that read are left out.
+    pub async fn ledger_through(&self, org: &OrgId, version: u64) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.entries_between(org, "TX#".to_owned(), items::entry_sk(version))
+            .await
+    }
+
+    async fn entries_between(
+        &self,
+        org: &OrgId,
+        from: String,
+        to: String,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let mut entries = vec![];
         let mut start = None;
         loop {
@@ -87,8 +175,8 @@ impl DynamoWalletStore {
                 .table_name(self.table())
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":pk", s(org_pk(org)))
-                .expression_attribute_values(":from", s("TX#"))
-                .expression_attribute_values(":to", s("TX#~"))
+                .expression_attribute_values(":from", s(from.as_str()))
+                .expression_attribute_values(":to", s(to.as_str()))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()

@@ -475,6 +475,9 @@ impl DynamoWalletStore {
         if after.forgiven_at != before.forgiven_at {
             x.set("forgiven_at", n_u64(after.forgiven_at));
         }
+        if after.low != before.low {
+            x.set("low", aws_sdk_dynamodb::types::AttributeValue::Bool(after.low));
+        }
         x.set("type", s("wallet"));
         x.set("version", n_u64(after.version));
         if before.version == 0 {

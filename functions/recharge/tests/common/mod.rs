@@ -9,7 +9,7 @@ pub use agent_credits_domain::{
     BillingMode, ChangeRequest, EntryKind, IdempotencyKey, MemberId, OrgId, PageRequest, PauseReason,
     PositiveUsd, RechargeSettings, SystemClock, Usd, WalletSettings, WalletState, WalletStore,
 };
-pub use agent_credits_dynamo::{Card, Claim, Configured, DynamoWalletStore, RechargeStore};
+pub use agent_credits_dynamo::{Card, Claim, Configured, Due, DynamoWalletStore, RechargeStore};
 pub use recharge::{Recharge, send_intent, sweep};
 pub use stripe::StripeRequest;
 pub use stripe_core::customer::CreateCustomer;
@@ -179,4 +179,16 @@ pub async fn notifications(app: &App, kind: &str) -> usize {
 
 pub async fn balance(app: &App) -> Usd {
     app.svc.store.wallet(&app.org).await.unwrap().balance().unwrap()
+}
+
+/// The org's due mark, as a sweep reads it before claiming.
+pub async fn due(app: &App) -> Due {
+    app.svc
+        .recharges
+        .due()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.org == app.org)
+        .expect("the org is due")
 }

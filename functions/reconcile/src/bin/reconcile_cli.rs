@@ -54,6 +54,9 @@ async fn run(args: &[String]) -> Result<bool, String> {
         "{}",
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
     );
+    if let Some(why) = &report.incomplete {
+        return Err(format!("payments not reconciled: {why}"));
+    }
     Ok(report.mismatches.is_empty())
 }
 
