@@ -57,16 +57,17 @@ pub struct Checkout {
 }
 
 /// The catalog from the environment: `CHECKOUT_BULK_USD` (default 100),
-/// `CHECKOUT_PACKAGES` (JSON list of `{"id", "name", "price", "credits"}`, default none),
+/// `CHECKOUT_PACKAGES` (JSON list of `{"id", "name", "price", "credits"}`; unset or empty:
+/// reference 001's packages, [`agent_credits_domain::default_packages`]; `[]`: none),
 /// `CHECKOUT_CUSTOM_MIN_USD` / `CHECKOUT_CUSTOM_MAX_USD` (default 10 and 10000).
 pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, String> {
     let usd = |name: &str, default: &str| -> Result<Usd, String> {
         let v = get(name).unwrap_or_else(|| default.to_owned());
         Usd::parse(&v).map_err(|e| format!("{name}: {e}"))
     };
-    let packages: Vec<Package> = match get("CHECKOUT_PACKAGES") {
+    let packages: Vec<Package> = match get("CHECKOUT_PACKAGES").filter(|v| !v.trim().is_empty()) {
         Some(json) => serde_json::from_str(&json).map_err(|e| format!("CHECKOUT_PACKAGES: {e}"))?,
-        None => vec![],
+        None => agent_credits_domain::default_packages(),
     };
     let catalog = Catalog {
         bulk: usd("CHECKOUT_BULK_USD", "100")?,
@@ -95,6 +96,9 @@ pub fn routes() -> Vec<Route<Checkout>> {
             Action::Purchase,
             |svc, c| Box::pin(async move { create_session(svc, &c.who, c.body()?).await }),
         ),
+        Route::member(Method::GET, "/v1/orgs/{org}/offers", Action::ViewOrg, |svc, c| {
+            Box::pin(async move { offers_page(svc, &c.who) })
+        }),
         Route::member(
             Method::GET,
             "/v1/orgs/{org}/auto-recharge",
@@ -187,6 +191,43 @@ fn offers(svc: &Checkout, who: &Membership) -> Reply {
             custom_min_usd: catalog.custom_min,
             custom_max_usd: catalog.custom_max,
             credits_per_usd: who.org.credits_per_usd,
+        },
+    ))
+}
+
+/// What the billing page shows, for any member: each offer's price, its credits in
+/// dollars and as credits at the org's rate, a package's bonus, and whether the caller
+/// may buy (the org runs on credits and its `purchase_policy` lets their role).
+fn offers_page(svc: &Checkout, who: &Membership) -> Reply {
+    let catalog = &svc.catalog;
+    let per_usd = who.org.credits_per_usd;
+    let packages = catalog
+        .packages
+        .iter()
+        .map(|p| views::PackageOffer {
+            id: &p.id,
+            name: &p.name,
+            price_usd: p.price,
+            credits_usd: p.credits,
+            bonus_usd: p.credits.checked_sub(p.price).unwrap_or(Usd::ZERO),
+            credits: agent_credits_domain::shown_credits(p.credits, per_usd),
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &views::OffersPage {
+            credits_per_usd: per_usd,
+            can_purchase: who.org.billing_mode == BillingMode::Credits
+                && who.org.allows(who.member.role, Action::Purchase),
+            bulk: views::BulkOffer {
+                price_usd: catalog.bulk,
+                credits: agent_credits_domain::shown_credits(catalog.bulk, per_usd),
+            },
+            packages,
+            custom: views::CustomOffer {
+                min_usd: catalog.custom_min,
+                max_usd: catalog.custom_max,
+            },
         },
     ))
 }

@@ -15,6 +15,42 @@ pub struct Offers<'a> {
     pub credits_per_usd: u32,
 }
 
+/// What the billing page shows (`GET /v1/orgs/{org}/offers`).
+#[derive(Debug, Serialize)]
+pub struct OffersPage<'a> {
+    pub credits_per_usd: u32,
+    pub can_purchase: bool,
+    pub bulk: BulkOffer,
+    pub packages: Vec<PackageOffer<'a>>,
+    pub custom: CustomOffer,
+}
+
+/// One bulk: its price buys as many dollars of credits.
+#[derive(Debug, Serialize)]
+pub struct BulkOffer {
+    pub price_usd: Usd,
+    pub credits: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PackageOffer<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub price_usd: Usd,
+    pub credits_usd: Usd,
+    /// What the package gives beyond its price.
+    pub bonus_usd: Usd,
+    /// `credits_usd` as credits at the org's rate, rounded down.
+    pub credits: u64,
+}
+
+/// Any amount in this range, a dollar of credits for each dollar paid.
+#[derive(Debug, Serialize)]
+pub struct CustomOffer {
+    pub min_usd: Usd,
+    pub max_usd: Usd,
+}
+
 /// A Checkout Session made: where to send the buyer, and what they buy.
 #[derive(Debug, Serialize)]
 pub struct Session<'a> {

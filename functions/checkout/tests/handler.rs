@@ -368,3 +368,67 @@ async fn auto_recharge_settings_are_checked_and_need_an_owner_with_a_saved_card(
     let (status, body) = call(&app.svc, &owner_put(back)).await;
     assert_eq!((status, body["target_usd"].clone()), (200, Value::Null), "{body}");
 }
+
+fn offers_page(sub: &str) -> Value {
+    let mut e = support::event("checkout/offers-page.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    e
+}
+
+#[tokio::test]
+async fn every_member_sees_the_offers_as_credits_at_the_orgs_rate_and_whether_they_may_buy() {
+    let mut app = app(PurchasePolicy::OwnersOnly, "sk_test_checkout").await;
+    // The deployment's default catalog: reference 001's packages.
+    app.svc.catalog = catalog_from(|_| None).unwrap();
+    let (status, owner) = call(&app.svc, &offers_page("u_owner")).await;
+    assert_eq!(status, 200, "{owner}");
+    assert_eq!(owner["can_purchase"], true);
+    assert_eq!(owner["bulk"], json!({"price_usd": "100.00", "credits": 20000}));
+    let packages: Vec<(String, String, String, u64)> = owner["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["price_usd"].as_str().unwrap().to_owned(),
+                p["bonus_usd"].as_str().unwrap().to_owned(),
+                p["credits"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        packages,
+        vec![
+            ("starter".into(), "50.00".into(), "0.00".into(), 10_000),
+            ("professional".into(), "100.00".into(), "11.11".into(), 22_222),
+            ("club_800".into(), "800.00".into(), "311.11".into(), 222_222),
+        ]
+    );
+    assert_eq!(
+        owner["custom"],
+        json!({"min_usd": "10.00", "max_usd": "10000.00"})
+    );
+
+    // A member of an org where owners alone buy sees the same, and that they may not buy.
+    let (status, member) = call(&app.svc, &offers_page("u_member")).await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!(member["can_purchase"], false);
+    assert_eq!(member["packages"], owner["packages"]);
+
+    // Somebody else's org: nothing.
+    let (status, body) = call(&app.svc, &offers_page("u_stranger")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+
+    // A package of the default catalog is what checkout sells.
+    let (status, body) = call(&app.svc, &buy("u_owner", json!({"package": {"id": "club_800"}}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["price"].as_str(), body["credits"].as_str()),
+        (Some("800.00"), Some("1111.11"))
+    );
+}

@@ -36,7 +36,7 @@ pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgI
 pub use ledger::{Attribution, Direction, EntryKind, ExternalRefs, LedgerEntry};
 pub use member::{CounterChange, MemberMonth, month_of};
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
-pub use offers::{Catalog, Choice, Offer, OfferError, Package};
+pub use offers::{Catalog, Choice, Offer, OfferError, Package, default_packages, shown_credits};
 pub use payments::{
     ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout,
     OffSessionCharge, PaidInvoice, PaymentLookup, RefundSeen,

@@ -128,8 +128,83 @@ impl Catalog {
     }
 }
 
+/// The packages a deployment sells when it names none (`CHECKOUT_PACKAGES` unset):
+/// reference 001's examples. 001 counts 4,500 credits for $50, 10,000 for $100 and 100,000
+/// for $800, at a lower rate than reference 003's 200 credits = $1. At 003's rate each
+/// package keeps 001's value relative to the Starter (90 credits a dollar there): the
+/// Starter is at par, the Professional gives 100/90 of its price, the 800 Club 125/90, and
+/// the bonus carries the difference.
+pub fn default_packages() -> Vec<Package> {
+    let package = |id: &str, name: &str, price: u32, credits_cents: i64| Package {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        price: Usd::from_whole_dollars(price),
+        credits: Usd::from_cents(credits_cents).unwrap_or(Usd::from_whole_dollars(price)),
+    };
+    vec![
+        package("starter", "Starter", 50, 5_000),
+        package("professional", "Professional", 100, 11_111),
+        package("club_800", "800 Club", 800, 111_111),
+    ]
+}
+
+/// `usd` of credits as the page counts them: whole credits at `per_usd` (003: 200 a
+/// dollar), rounded down.
+pub fn shown_credits(usd: Usd, per_usd: u32) -> u64 {
+    use rust_decimal::prelude::ToPrimitive;
+    (usd.as_decimal() * rust_decimal::Decimal::from(per_usd))
+        .floor()
+        .to_u64()
+        .unwrap_or(u64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reference_001s_packages_at_reference_003s_rate_carry_their_value_as_bonus() {
+        let packages = super::default_packages();
+        let shown: Vec<(String, u64, u64)> = packages
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    super::shown_credits(p.price, 200),
+                    super::shown_credits(p.credits, 200),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("starter".to_owned(), 10_000, 10_000),
+                ("professional".to_owned(), 20_000, 22_222),
+                ("club_800".to_owned(), 160_000, 222_222),
+            ]
+        );
+        // 001's proportions: 4,500 : 10,000 : 100,000 is 10,000 : 22,222 : 222,222.
+        assert_eq!(
+            (4_500u64 * 22_222 / 10_000, 4_500u64 * 222_222 / 10_000),
+            (9_999, 99_999)
+        );
+        // Every package is a real offer: bought for its whole-cent price.
+        let catalog = super::Catalog {
+            bulk: Usd::from_whole_dollars(100),
+            packages,
+            custom_min: Usd::from_whole_dollars(10),
+            custom_max: Usd::from_whole_dollars(10_000),
+        };
+        let club = catalog
+            .offer(&super::Choice::Package {
+                id: "club_800".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            (club.price_cents().unwrap(), club.credits),
+            (80_000, Usd::parse("1111.11").unwrap())
+        );
+    }
+
     use super::*;
 
     fn catalog() -> Catalog {

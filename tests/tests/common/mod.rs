@@ -196,10 +196,11 @@ impl App {
     }
 }
 
-/// The function that serves a dashboard path: checkout (sessions, auto-recharge) or account.
+/// The function that serves a dashboard path: checkout (offers, sessions, auto-recharge) or
+/// account.
 pub fn dashboard_function(path_and_query: &str) -> &'static str {
     let route = path_and_query.split('?').next().unwrap_or(path_and_query);
-    if route.ends_with("/checkout") || route.ends_with("/auto-recharge") {
+    if route.ends_with("/checkout") || route.ends_with("/auto-recharge") || route.ends_with("/offers") {
         "checkout"
     } else {
         "account"
