@@ -16,53 +16,39 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use local_gateway::streams;
-use support::bus::Bus;
-use support::watch::Watch;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let crossings: usize = std::env::var("CROSSINGS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(200);
-    let app = app_streaming(120).await;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let app = rt.block_on(app_streaming(120));
     // $100 below $20, as many times a day as the benchmark crosses.
     let settings = RechargeSettings::new(true, usd("20"), usd("100"), 1_000, usd("100000")).unwrap();
     let card = owners_card(&app);
-    let saved = app
-        .svc
-        .recharges
-        .configure(&app.org, &settings, Some(&card), &card.owner, chrono::Utc::now())
-        .await
+    let saved = rt
+        .block_on(app.svc.recharges.configure(
+            &app.org,
+            &settings,
+            Some(&card),
+            &card.owner,
+            chrono::Utc::now(),
+        ))
         .unwrap();
     assert_eq!(saved, Configured::Saved);
-
-    let moto = support::moto::Moto::start();
-    let _bus = Bus::create(moto.endpoint(), "agent-credits-bench").await;
-    let mut env = support::watch::local_env("credits", app._db.endpoint());
-    env.extend([
-        ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
-        ("STRIPE_API_BASE", app.sim.base_url().to_owned()),
-        ("EVENTBRIDGE_ENDPOINT", moto.endpoint().to_owned()),
-        ("EVENT_BUS_NAME", "agent-credits-bench".to_owned()),
-    ]);
-    let watch = Watch::start(&env);
+    let stack = Stack::start(&rt, &app, false);
     // Built before anything is timed (the first invocation compiles each function).
-    let _ = watch.invoke("recharge", &serde_json::json!({"Records": []}));
-    let _ = watch.invoke("notifier", &serde_json::json!({"Records": []}));
-    let mappings = streams::from_template(&support::repo_root().join("infra/template.yaml")).unwrap();
-    let source = streams::Source {
-        dynamodb: app._db.endpoint().to_owned(),
-        table: "credits".to_owned(),
-        upstream: format!("http://127.0.0.1:{}", watch.port()),
-        duplicate: false,
-        poll: Duration::from_millis(250),
-    };
-    let _mappings = streams::start(source, mappings, Default::default())
-        .await
-        .unwrap();
+    let _ = stack
+        .watch
+        .invoke("recharge", &serde_json::json!({"Records": []}));
+    let _ = stack
+        .watch
+        .invoke("notifier", &serde_json::json!({"Records": []}));
+    rt.block_on(crossings_timed(&app, crossings));
+}
 
+async fn crossings_timed(app: &App, crossings: usize) {
     let mut times = Vec::with_capacity(crossings);
     for i in 0..crossings {
         // $30 to start, then $115 after each top-up: down to $15 each time, and back to
@@ -72,8 +58,8 @@ async fn main() {
         // one's records: a random pause, longer than the poll, before each.
         tokio::time::sleep(Duration::from_millis(fastrand::u64(250..600))).await;
         let start = Instant::now();
-        spend(&app, amount, &format!("bench:{i}")).await;
-        while balance(&app).await < usd("115") {
+        spend(app, amount, &format!("bench:{i}")).await;
+        while balance(app).await < usd("115") {
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "crossing {i}: no top-up in 2 minutes"
@@ -82,8 +68,8 @@ async fn main() {
         }
         times.push(start.elapsed());
     }
-    assert_eq!(charges(&app), crossings, "one charge per crossing");
-    assert_eq!(balance(&app).await, usd("115"));
+    assert_eq!(charges(app), crossings, "one charge per crossing");
+    assert_eq!(balance(app).await, usd("115"));
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let at = |q: f64| {

@@ -13,57 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use local_gateway::streams;
 use serde_json::json;
-use support::bus::Bus;
-use support::watch::Watch;
-
-const BUS: &str = "agent-credits-e2e";
-
-struct Stack {
-    watch: Watch,
-    bus: Bus,
-    _moto: support::moto::Moto,
-    counters: Arc<streams::Counters>,
-    // The mappings' tasks run on this runtime's workers until the stack is dropped.
-    _mappings: tokio::task::JoinSet<Result<(), String>>,
-    _streams: tokio::runtime::Runtime,
-}
 
 fn stack(rt: &tokio::runtime::Runtime, app: &App) -> Stack {
-    let moto = support::moto::Moto::start();
-    let bus = rt.block_on(Bus::create(moto.endpoint(), BUS));
-    let mut env = support::watch::local_env("credits", app._db.endpoint());
-    env.extend([
-        ("STRIPE_SECRET_KEY", "sk_test_e2e".to_owned()),
-        ("STRIPE_API_BASE", app.sim.base_url().to_owned()),
-        ("RECHARGE_RESUME_AFTER_SECONDS", "120".to_owned()),
-        ("EVENTBRIDGE_ENDPOINT", moto.endpoint().to_owned()),
-        ("EVENT_BUS_NAME", BUS.to_owned()),
-    ]);
-    let watch = Watch::start(&env);
-    let mappings = streams::from_template(&support::repo_root().join("infra/template.yaml")).unwrap();
-    assert_eq!(mappings.len(), 2, "the notifier's and recharge on crossing's");
-    let source = streams::Source {
-        dynamodb: app._db.endpoint().to_owned(),
-        table: "credits".to_owned(),
-        upstream: format!("http://127.0.0.1:{}", watch.port()),
-        duplicate: true,
-        poll: Duration::from_millis(250),
-    };
-    let counters = Arc::new(streams::Counters::default());
-    let streams_rt = tokio::runtime::Runtime::new().unwrap();
-    let mappings = streams_rt
-        .block_on(streams::start(source, mappings, counters.clone()))
-        .unwrap();
-    Stack {
-        watch,
-        bus,
-        _moto: moto,
-        counters,
-        _mappings: mappings,
-        _streams: streams_rt,
-    }
+    Stack::start(rt, app, true)
 }
 
 /// A model call billed $`billed` (cost × the default markup of 1.5) through the usage

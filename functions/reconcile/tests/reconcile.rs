@@ -124,6 +124,23 @@ async fn deliver_refund(app: &App) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// An item of org_1 changed by hand, outside every rule: `update` with `:v` the number `v`.
+async fn tamper(app: &App, sk: &str, update: &str, v: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    app.svc
+        .store
+        .client()
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", AttributeValue::S("ORG#org_1".into()))
+        .key("sk", AttributeValue::S(sk.to_owned()))
+        .update_expression(update)
+        .expression_attribute_values(":v", AttributeValue::N(v.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn checks(report: &Report) -> BTreeSet<(&'static str, String)> {
     report
         .mismatches
@@ -178,21 +195,7 @@ async fn each_broken_item_is_reported_with_its_evidence_and_no_money_moves() {
     let (wrong, _) = pay(&app, &two, 4_000).await;
     credit(&app, &two, &wrong, "40", 4_500).await;
     // A wallet whose purchased bucket moved outside any entry.
-    app.svc
-        .store
-        .client()
-        .update_item()
-        .table_name(TABLE)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_1".into()),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("WALLET".into()))
-        .update_expression("SET purchased = purchased + :one")
-        .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
-        .send()
-        .await
-        .unwrap();
+    tamper(&app, "WALLET", "SET purchased = purchased + :v", "1").await;
     let before = (
         app.svc.store.stored_wallet(&one).await.unwrap(),
         app.svc.store.stored_wallet(&two).await.unwrap(),
@@ -282,24 +285,7 @@ async fn a_ledger_that_does_not_sum_to_its_balance_is_reported() {
     let (paid, _) = pay(&app, &one, 5_000).await;
     credit(&app, &one, &paid, "50", 5_000).await;
     // The entry's amount rewritten: its running balance and the sum no longer agree.
-    app.svc
-        .store
-        .client()
-        .update_item()
-        .table_name(TABLE)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("ORG#org_1".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("TX#{:020}", 1)),
-        )
-        .update_expression("SET amount = :a")
-        .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::N("49".into()))
-        .send()
-        .await
-        .unwrap();
+    tamper(&app, &format!("TX#{:020}", 1), "SET amount = :v", "49").await;
     let report = reconcile(&app.svc, Some(&one)).await.unwrap();
     let found: BTreeSet<&str> = report.mismatches.iter().map(|m| m.check).collect();
     assert!(found.contains("ledger_sum"), "{report:#?}");

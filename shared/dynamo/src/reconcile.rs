@@ -65,25 +65,28 @@ impl DynamoWalletStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(OrgId, String, String, String)>, StoreError> {
-        let filter = "begins_with(sk, :notif) AND attribute_not_exists(published_at) \
-                      AND created_at BETWEEN :from AND :to";
+        let unpublished = "attribute_not_exists(published_at) AND created_at BETWEEN :from AND :to";
+        let mut values = std::collections::HashMap::from([
+            (":notif".to_owned(), s("NOTIF#")),
+            (":from".to_owned(), timestamp(from)),
+            (":to".to_owned(), timestamp(to)),
+        ]);
+        if let Some(org) = org {
+            values.insert(":pk".to_owned(), s(org_pk(org)));
+        }
         let mut found = vec![];
         let mut start = None;
         loop {
+            // One org's: a Query of its partition; every org's: a Scan.
             let page = match org {
-                Some(org) => {
+                Some(_) => {
                     let out = self
                         .client()
                         .query()
                         .table_name(self.table())
                         .key_condition_expression("pk = :pk AND begins_with(sk, :notif)")
-                        .filter_expression(
-                            "attribute_not_exists(published_at) AND created_at BETWEEN :from AND :to",
-                        )
-                        .expression_attribute_values(":pk", s(org_pk(org)))
-                        .expression_attribute_values(":notif", s("NOTIF#"))
-                        .expression_attribute_values(":from", timestamp(from))
-                        .expression_attribute_values(":to", timestamp(to))
+                        .filter_expression(unpublished)
+                        .set_expression_attribute_values(Some(values.clone()))
                         .set_exclusive_start_key(start)
                         .send()
                         .await
@@ -95,10 +98,8 @@ impl DynamoWalletStore {
                         .client()
                         .scan()
                         .table_name(self.table())
-                        .filter_expression(filter)
-                        .expression_attribute_values(":notif", s("NOTIF#"))
-                        .expression_attribute_values(":from", timestamp(from))
-                        .expression_attribute_values(":to", timestamp(to))
+                        .filter_expression(format!("begins_with(sk, :notif) AND {unpublished}"))
+                        .set_expression_attribute_values(Some(values.clone()))
                         .set_exclusive_start_key(start)
                         .send()
                         .await

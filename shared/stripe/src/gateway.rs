@@ -172,34 +172,15 @@ impl ChargeGateway for StripeGateway {
         since: DateTime<Utc>,
     ) -> Pending<'a, Option<Intent>> {
         Box::pin(async move {
-            let page = |after: Option<String>| {
-                let mut list = ListPaymentIntent::new()
-                    .customer(customer)
-                    .created(RangeQueryTs::Bounds(RangeBoundsTs {
-                        gte: Some(since.timestamp()),
-                        ..Default::default()
-                    }))
-                    .limit(100);
-                if let Some(after) = after {
-                    list = list.starting_after(after);
+            let mut found = None;
+            self.intents_since(Some(customer), since, |pi| {
+                if metadata::attempt_of(&pi.metadata) == Some(attempt) {
+                    found = Some(intent(pi));
                 }
-                list
-            };
-            let mut after = None;
-            loop {
-                let list = page(after).send(&self.client).await.map_err(failed)?;
-                let found = list
-                    .data
-                    .iter()
-                    .find(|pi| metadata::attempt_of(&pi.metadata) == Some(attempt));
-                if let Some(pi) = found {
-                    return Ok(Some(intent(pi)));
-                }
-                match (list.has_more, list.data.last()) {
-                    (true, Some(last)) => after = Some(last.id.to_string()),
-                    _ => return Ok(None),
-                }
-            }
+                found.is_some()
+            })
+            .await?;
+            Ok(found)
         })
     }
 }
@@ -357,9 +338,14 @@ fn seen(pi: &PaymentIntent) -> PaymentSeen {
 }
 
 impl StripeGateway {
-    /// Every PaymentIntent of the account created since `since`, newest first.
-    pub async fn payments_since(&self, since: DateTime<Utc>) -> Result<Vec<PaymentSeen>, GatewayError> {
-        let mut seen_so_far = vec![];
+    /// The PaymentIntents created since `since` (of `customer` alone, when named), newest
+    /// first, page after page, each given to `stop` until it answers `true`.
+    async fn intents_since(
+        &self,
+        customer: Option<&str>,
+        since: DateTime<Utc>,
+        mut stop: impl FnMut(&PaymentIntent) -> bool,
+    ) -> Result<(), GatewayError> {
         let mut after: Option<String> = None;
         loop {
             let mut list = ListPaymentIntent::new()
@@ -368,16 +354,32 @@ impl StripeGateway {
                     ..Default::default()
                 }))
                 .limit(100);
+            if let Some(customer) = customer {
+                list = list.customer(customer);
+            }
             if let Some(after) = after {
                 list = list.starting_after(after);
             }
             let page = list.send(&self.client).await.map_err(failed)?;
-            seen_so_far.extend(page.data.iter().map(seen));
+            if page.data.iter().any(&mut stop) {
+                return Ok(());
+            }
             match (page.has_more, page.data.last()) {
                 (true, Some(last)) => after = Some(last.id.to_string()),
-                _ => return Ok(seen_so_far),
+                _ => return Ok(()),
             }
         }
+    }
+
+    /// Every PaymentIntent of the account created since `since`, newest first.
+    pub async fn payments_since(&self, since: DateTime<Utc>) -> Result<Vec<PaymentSeen>, GatewayError> {
+        let mut all = vec![];
+        self.intents_since(None, since, |pi| {
+            all.push(seen(pi));
+            false
+        })
+        .await?;
+        Ok(all)
     }
 
     /// One PaymentIntent, or `None` when Stripe has no such one.

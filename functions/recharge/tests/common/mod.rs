@@ -192,3 +192,57 @@ pub async fn due(app: &App) -> Due {
         .find(|d| d.org == app.org)
         .expect("the org is due")
 }
+
+/// The local stack of the events tests and the crossing benchmark: moto's EventBridge with
+/// the alerts bus and a queue on it, the functions under `cargo lambda watch`, and the
+/// template's stream mappings (`local_gateway::streams`) started before anything is
+/// written, each batch delivered twice when `duplicate`.
+pub struct Stack {
+    pub watch: support::watch::Watch,
+    pub bus: support::bus::Bus,
+    _moto: support::moto::Moto,
+    pub counters: Arc<local_gateway::streams::Counters>,
+    // The mappings' tasks run on this runtime's workers until the stack is dropped.
+    _mappings: tokio::task::JoinSet<Result<(), String>>,
+    _streams: tokio::runtime::Runtime,
+}
+
+impl Stack {
+    pub fn start(rt: &tokio::runtime::Runtime, app: &App, duplicate: bool) -> Stack {
+        use local_gateway::streams;
+        const BUS: &str = "agent-credits-e2e";
+        let moto = support::moto::Moto::start();
+        let bus = rt.block_on(support::bus::Bus::create(moto.endpoint(), BUS));
+        let mut env = support::watch::local_env("credits", app._db.endpoint());
+        env.extend([
+            ("STRIPE_SECRET_KEY", "sk_test_e2e".to_owned()),
+            ("STRIPE_API_BASE", app.sim.base_url().to_owned()),
+            ("RECHARGE_RESUME_AFTER_SECONDS", "120".to_owned()),
+            ("EVENTBRIDGE_ENDPOINT", moto.endpoint().to_owned()),
+            ("EVENT_BUS_NAME", BUS.to_owned()),
+        ]);
+        let watch = support::watch::Watch::start(&env);
+        let mappings = streams::from_template(&support::repo_root().join("infra/template.yaml")).unwrap();
+        assert_eq!(mappings.len(), 2, "the notifier's and recharge on crossing's");
+        let source = streams::Source {
+            dynamodb: app._db.endpoint().to_owned(),
+            table: "credits".to_owned(),
+            upstream: format!("http://127.0.0.1:{}", watch.port()),
+            duplicate,
+            poll: std::time::Duration::from_millis(250),
+        };
+        let counters = Arc::new(streams::Counters::default());
+        let streams_rt = tokio::runtime::Runtime::new().unwrap();
+        let mappings = streams_rt
+            .block_on(streams::start(source, mappings, counters.clone()))
+            .unwrap();
+        Stack {
+            watch,
+            bus,
+            _moto: moto,
+            counters,
+            _mappings: mappings,
+            _streams: streams_rt,
+        }
+    }
+}
