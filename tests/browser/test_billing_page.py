@@ -165,6 +165,24 @@ def test_auto_recharge_shows_the_servers_errors_inline_then_saves(page: Page):
     form.get_by_role("button", name="Save auto top-up").click()
     expect(page.locator("[data-ar-state]")).to_have_text("On")
     expect(page.locator("[data-notice]")).to_contain_text("Auto top-up saved")
+    expect(page.locator("[data-ar-target]")).to_have_count(0)
+    # To a target instead of by an amount: a target too close to the threshold is refused
+    # inline, a good one saved and shown, and emptied it goes back to the amount.
+    form = page.locator("form[data-form=recharge]")
+    form.get_by_label("Or bring the balance back to (USD)").fill("20.10")
+    form.get_by_role("button", name="Save auto top-up").click()
+    expect(page.locator("[data-error=recharge]")).to_contain_text("target")
+    form.get_by_label("Or bring the balance back to (USD)").fill("150")
+    form.get_by_role("button", name="Save auto top-up").click()
+    expect(page.locator("[data-ar-target]")).to_have_text("it is brought back to $150.00")
+    status, saved = api("GET", f"/v1/orgs/{org}/auto-recharge", "u_ar")
+    assert (status, saved["target_usd"]) == (200, "150.00"), saved
+    form = page.locator("form[data-form=recharge]")
+    form.get_by_label("Or bring the balance back to (USD)").fill("")
+    form.get_by_role("button", name="Save auto top-up").click()
+    expect(page.locator("[data-ar-target]")).to_have_count(0)
+    status, saved = api("GET", f"/v1/orgs/{org}/auto-recharge", "u_ar")
+    assert (status, saved["target_usd"]) == (200, None), saved
 
 
 def test_usage_to_zero_shows_the_low_badge_first_then_the_exhausted_state(page: Page):

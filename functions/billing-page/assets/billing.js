@@ -272,7 +272,8 @@ class Billing extends HTMLElement {
       : failed ? `<p class="warn" data-failed>A top-up charge failed on ${when(failed.created_at)}: ${esc(failed.reason || "unknown reason")}.</p>` : "";
     return `<section class="card" aria-labelledby="ar-h"><h2 id="ar-h">Auto top-up</h2>
       <p>${r.enabled ? `<strong data-ar-state>On</strong>: when the balance falls to ${usd(r.threshold_usd)},
-        ${usd(r.amount_usd)} is charged to ${r.payment_method ? `the saved card${r.card_owner ? ` of ${esc(r.card_owner)}` : ""}` : "no card"}.`
+        ${r.target_usd ? `<span data-ar-target>it is brought back to ${usd(r.target_usd)}</span>, charged` : `${usd(r.amount_usd)} is charged`}
+        to ${r.payment_method ? `the saved card${r.card_owner ? ` of ${esc(r.card_owner)}` : ""}` : "no card"}.`
         : `<strong data-ar-state>Off</strong>.`} At most ${esc(r.max_per_day)} top-ups and ${usd(r.max_usd_per_day)} a day.</p>
       ${state}
       <form data-form="recharge" class="grid-form">
@@ -280,6 +281,8 @@ class Billing extends HTMLElement {
         <label>When the balance is at or below (USD)
           <input name="threshold" value="${esc(r.threshold_usd)}" inputmode="decimal" ${dis}></label>
         <label>Top up by (USD) <input name="amount" value="${esc(r.amount_usd)}" inputmode="decimal" ${dis}></label>
+        <label>Or bring the balance back to (USD)
+          <input name="target" value="${esc(r.target_usd || "")}" placeholder="empty: top up by the amount" inputmode="decimal" ${dis}></label>
         <label>At most per day <input name="max_per_day" value="${esc(r.max_per_day)}" inputmode="numeric" ${dis}></label>
         <label>USD per day at most <input name="max_usd" value="${esc(r.max_usd_per_day)}" inputmode="decimal" ${dis}></label>
         ${edit ? `<button type="submit">Save auto top-up</button>` : `<p class="muted">Owners and admins change these.</p>`}
@@ -558,6 +561,7 @@ class Billing extends HTMLElement {
         const body = { enabled: !!f.enabled, threshold_usd: f.threshold.trim(), amount_usd: f.amount.trim() };
         if (f.max_per_day) body.max_per_day = Number.parseInt(f.max_per_day, 10);
         if (f.max_usd) body.max_usd_per_day = f.max_usd.trim();
+        body.target_usd = (f.target || "").trim() === "" ? null : f.target.trim();
         const r = await this.call("PUT", `${o}/auto-recharge`, body);
         if (!r.ok) { this.error("recharge", this.message(r)); return; }
         this.notice = "Auto top-up saved.";
