@@ -177,6 +177,14 @@ def test_auto_recharge_shows_the_servers_errors_inline_then_saves(page: Page):
     expect(page.locator("[data-ar-target]")).to_have_text("it is brought back to $150.00")
     status, saved = api("GET", f"/v1/orgs/{org}/auto-recharge", "u_ar")
     assert (status, saved["target_usd"]) == (200, "150.00"), saved
+    # Saving another setting keeps the target: the field shows what is saved.
+    form = page.locator("form[data-form=recharge]")
+    expect(form.get_by_label("Or bring the balance back to (USD)")).to_have_value("150.00")
+    form.get_by_label("At most per day").fill("4")
+    form.get_by_role("button", name="Save auto top-up").click()
+    expect(page.locator("[data-notice]")).to_contain_text("Auto top-up saved")
+    status, saved = api("GET", f"/v1/orgs/{org}/auto-recharge", "u_ar")
+    assert (status, saved["target_usd"], saved["max_per_day"]) == (200, "150.00", 4), saved
     form = page.locator("form[data-form=recharge]")
     form.get_by_label("Or bring the balance back to (USD)").fill("")
     form.get_by_role("button", name="Save auto top-up").click()
@@ -221,6 +229,7 @@ def test_a_member_sees_read_only_billing_and_a_stranger_an_error(page: Page):
     expect(page.locator("[data-no-purchase]")).to_contain_text("Only owners")
     expect(page.get_by_role("button", name="Save auto top-up")).to_have_count(0)
     expect(page.get_by_label("Auto top-up on")).to_be_disabled()
+    expect(page.get_by_label("Or bring the balance back to (USD)")).to_be_disabled()
     shot(page, "member-view")
     open_billing(page, org, "u_stranger")
     expect(page.get_by_role("alert")).to_contain_text(f"You are not a member of {org}")

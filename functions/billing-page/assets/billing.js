@@ -282,7 +282,8 @@ class Billing extends HTMLElement {
           <input name="threshold" value="${esc(r.threshold_usd)}" inputmode="decimal" ${dis}></label>
         <label>Top up by (USD) <input name="amount" value="${esc(r.amount_usd)}" inputmode="decimal" ${dis}></label>
         <label>Or bring the balance back to (USD)
-          <input name="target" value="${esc(r.target_usd || "")}" placeholder="empty: top up by the amount" inputmode="decimal" ${dis}></label>
+          <input name="target_usd" value="${esc(r.target_usd || "")}" placeholder="empty: top up by the amount" inputmode="decimal" ${dis}></label>
+        <p class="muted">With a target, the amount still bounds the threshold and counts against the day's cap.</p>
         <label>At most per day <input name="max_per_day" value="${esc(r.max_per_day)}" inputmode="numeric" ${dis}></label>
         <label>USD per day at most <input name="max_usd" value="${esc(r.max_usd_per_day)}" inputmode="decimal" ${dis}></label>
         ${edit ? `<button type="submit">Save auto top-up</button>` : `<p class="muted">Owners and admins change these.</p>`}
@@ -561,7 +562,7 @@ class Billing extends HTMLElement {
         const body = { enabled: !!f.enabled, threshold_usd: f.threshold.trim(), amount_usd: f.amount.trim() };
         if (f.max_per_day) body.max_per_day = Number.parseInt(f.max_per_day, 10);
         if (f.max_usd) body.max_usd_per_day = f.max_usd.trim();
-        body.target_usd = (f.target || "").trim() === "" ? null : f.target.trim();
+        body.target_usd = (f.target_usd || "").trim() === "" ? null : f.target_usd.trim();
         const r = await this.call("PUT", `${o}/auto-recharge`, body);
         if (!r.ok) { this.error("recharge", this.message(r)); return; }
         this.notice = "Auto top-up saved.";

@@ -78,6 +78,19 @@ pub fn catalog_from(get: impl Fn(&str) -> Option<String>) -> Result<Catalog, Str
     if catalog.custom_min > catalog.custom_max || catalog.bulk.is_zero() {
         return Err("checkout catalog: the custom range is empty or the bulk is zero".into());
     }
+    // Every package listed is one checkout sells: a unique id, a card charge of whole cents
+    // (Stripe's smallest is $0.50), and at least as many credits as it costs.
+    let mut ids = std::collections::BTreeSet::new();
+    for p in &catalog.packages {
+        let cents = p.price.to_cents().ok().filter(|c| *c >= 50);
+        if !ids.insert(p.id.as_str()) || p.id.is_empty() || cents.is_none() || p.credits < p.price {
+            return Err(format!(
+                "CHECKOUT_PACKAGES: package {:?} needs a unique id, a price of whole cents from 0.50, \
+                 and credits of at least its price",
+                p.id
+            ));
+        }
+    }
     Ok(catalog)
 }
 

@@ -432,3 +432,26 @@ async fn every_member_sees_the_offers_as_credits_at_the_orgs_rate_and_whether_th
         (Some("800.00"), Some("1111.11"))
     );
 }
+
+#[test]
+fn packages_that_checkout_could_not_sell_are_refused_at_start_up() {
+    let with =
+        |packages: &str| catalog_from(|name| (name == "CHECKOUT_PACKAGES").then(|| packages.to_owned()));
+    let good = r#"[{"id":"a","name":"A","price":"50","credits":"55"},{"id":"b","name":"B","price":"0.50","credits":"0.50"}]"#;
+    assert_eq!(with(good).unwrap().packages.len(), 2);
+    for bad in [
+        // The same id twice.
+        r#"[{"id":"a","name":"A","price":"50","credits":"55"},{"id":"a","name":"B","price":"60","credits":"60"}]"#,
+        // A fraction of a cent, below Stripe's smallest charge, fewer credits than its price.
+        r#"[{"id":"a","name":"A","price":"50.001","credits":"55"}]"#,
+        r#"[{"id":"a","name":"A","price":"0.49","credits":"1"}]"#,
+        r#"[{"id":"a","name":"A","price":"50","credits":"49.99"}]"#,
+        r#"[{"id":"","name":"A","price":"50","credits":"50"}]"#,
+    ] {
+        let refused = with(bad).unwrap_err();
+        assert!(refused.contains("CHECKOUT_PACKAGES"), "{bad}: {refused}");
+    }
+    // `[]`: none; empty: reference 001's.
+    assert!(with("[]").unwrap().packages.is_empty());
+    assert_eq!(with("").unwrap().packages.len(), 3);
+}
