@@ -164,3 +164,97 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
         assert_eq!(entries[0].attribution.consumable.as_str(), "sms");
     });
 }
+
+/// Grants through `cargo lambda watch`: an operator's dated and earned grants over HTTP,
+/// once per request; then the recharge function's scheduled sweep expires what a lot past
+/// its date has left, once, and leaves the rest.
+#[test]
+fn grants_through_cargo_lambda_and_the_scheduled_sweep_expires_them() {
+    use agent_credits_dynamo::OrgStore;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = Dynoxide::start();
+    let client = support::dynamodb_client(db.endpoint(), None);
+    let store = DynamoWalletStore::new(client.clone(), "e2e", Arc::new(SystemClock));
+    let org = OrgId::parse("org_demo").unwrap();
+    rt.block_on(async {
+        TableDefinition::from_repo()
+            .unwrap()
+            .without_stream()
+            .create(&client, "e2e")
+            .await
+            .unwrap();
+        let settings = WalletSettings {
+            billing_mode: Some(BillingMode::Credits),
+            ..Default::default()
+        };
+        let owner = agent_credits_domain::MemberId::parse("u_owner").unwrap();
+        assert!(
+            OrgStore::new(client.clone(), "e2e")
+                .create(&support::credits_org(&org), &owner, &settings)
+                .await
+                .unwrap()
+        );
+        store.put_settings(&org, &settings).await.unwrap();
+        // A lot whose date has passed (the route only takes dates to come).
+        let past = ChangeRequest::grant(
+            org.clone(),
+            agent_credits_domain::GrantKind::Promotional,
+            PositiveUsd::parse("4.00").unwrap(),
+            Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+            IdempotencyKey::parse("grant:old_promo").unwrap(),
+        )
+        .unwrap();
+        store.apply(past).await.unwrap().unwrap();
+    });
+    let mut env = support::watch::local_env("e2e", db.endpoint());
+    env.extend([
+        ("STRIPE_SECRET_KEY", "sk_test_unused".to_owned()),
+        ("STRIPE_API_BASE", "http://127.0.0.1:9/".to_owned()),
+    ]);
+    let watch = Watch::start(&env);
+
+    let (status, granted) = watch.call("usage", &support::event("usage/grant.json"));
+    assert_eq!(
+        (status, granted["bucket"].as_str()),
+        (201, Some("expiring")),
+        "{granted}"
+    );
+    let (status, again) = watch.call("usage", &support::event("usage/grant.json"));
+    assert_eq!(
+        (status, again["replayed"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
+    let mut referral = support::event("usage/grant.json");
+    referral["body"] =
+        json!(json!({ "kind": "referral", "amount_usd": "3.00", "request_id": "ref_1" }).to_string());
+    let (status, earned) = watch.call("usage", &referral);
+    assert_eq!(
+        (status, earned["withdrawable"].as_str()),
+        (201, Some("3.00")),
+        "{earned}"
+    );
+
+    let tick = support::event("recharge/scheduled.json");
+    let report = watch.invoke("recharge", &tick);
+    assert_eq!(
+        (
+            report["lots"]["orgs"].as_u64(),
+            report["lots"]["expired"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    let report = watch.invoke("recharge", &tick);
+    assert_eq!(report["lots"]["orgs"], 0, "{report}");
+
+    rt.block_on(async {
+        let wallet = store.wallet(&org).await.unwrap();
+        // 4 expired; the $25 dated a month on and the $3 earned stay.
+        assert_eq!(wallet.balance().unwrap(), Usd::parse("28").unwrap());
+        assert_eq!(wallet.lifetime_expired, Usd::parse("4").unwrap());
+        let entries = store.history(&org, PageRequest::first(10)).await.unwrap().entries;
+        let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["expired", "referral", "promotional", "promotional"]);
+    });
+}

@@ -393,7 +393,7 @@ impl Run<'_> {
     }
 
     async fn step(&mut self) {
-        let roll = self.rng.u32(..100);
+        let roll = self.rng.u32(..104);
         match roll {
             0..=9 => self.buy().await,
             10..=21 => self.deliver_some().await,
@@ -415,7 +415,8 @@ impl Run<'_> {
             91..=93 => self.pay_plan().await,
             94..=95 => self.buy_personal().await,
             96..=97 => self.use_personal().await,
-            _ => self.replay().await,
+            98..=99 => self.replay().await,
+            _ => self.grant().await,
         }
     }
 
@@ -919,6 +920,42 @@ impl Run<'_> {
         }
     }
 
+    /// An operator grants credits: any kind, some dated (seconds to minutes ahead: sweeps
+    /// within the run expire them), sometimes the same request twice.
+    async fn grant(&mut self) {
+        let kind = ["referral", "creator_earnings", "support", "promotional"][self.rng.usize(..4)];
+        let id = if self.rng.u8(..5) == 0 && self.next > 0 {
+            format!("grant_{}", self.rng.u64(1..=self.next))
+        } else {
+            self.id("grant_")
+        };
+        let amount = self.amount(1, 3_000);
+        let dated = !kind.ends_with("earnings") && kind != "referral" && self.rng.bool();
+        let mut body = json!({ "kind": kind, "amount_usd": amount, "request_id": id });
+        if dated {
+            let at = self.clock.now() + chrono::Duration::seconds(self.rng.i64(1..600));
+            body["expires_at"] = json!(at.to_rfc3339());
+        }
+        let path = format!("/v1/orgs/{org}/grants", org = self.org);
+        let event = support::event("usage/grant.json").tap(|e| {
+            e["body"] = json!(body.to_string());
+            e["rawPath"] = json!(path);
+            e["requestContext"]["http"]["path"] = json!(path);
+        });
+        let (status, answer) = self.send("usage", &event).await;
+        self.log.push(format!("grant {body}: {status} {answer}"));
+        let expected = match self.m.billing_mode.as_str() {
+            "credits" => [200, 201, 409],
+            _ => [409, 409, 409],
+        };
+        if !expected.contains(&status) {
+            self.fail(format!(
+                "a grant to a {} org answered {status}: {answer}",
+                self.m.billing_mode
+            ));
+        }
+    }
+
     async fn sweep(&mut self) {
         let which = self.rng.u8(..10);
         let svc = match which {
@@ -1138,12 +1175,17 @@ impl Run<'_> {
             "base",
             "rollover",
             "purchased",
+            "expiring",
+            "earned",
             "held",
             "balance",
             "available",
             "lifetime_added",
             "lifetime_granted",
             "lifetime_spent",
+            "lifetime_expired",
+            "lifetime_taken_back",
+            "lifetime_withdrawn",
             "forgiven",
         ] {
             if n(field) < Decimal::ZERO {
@@ -1151,13 +1193,48 @@ impl Run<'_> {
             }
         }
         let (balance, held) = (n("balance"), n("held"));
-        if n("base") + n("rollover") + n("purchased") != balance {
+        let buckets = ["base", "rollover", "purchased", "expiring", "earned"];
+        if buckets.iter().map(|b| n(b)).sum::<Decimal>() != balance {
             self.fail(format!(
-                "buckets {} + {} + {} != balance {balance}",
-                n("base"),
-                n("rollover"),
-                n("purchased")
+                "buckets {:?} do not sum to the balance {balance}",
+                buckets.map(|b| (b, n(b)))
             ));
+        }
+        // Every credit that came in is still there, was spent, expired, withdrawn or went
+        // back to the card: nothing else.
+        let accounted = balance + n("lifetime_spent") + n("lifetime_expired") + n("lifetime_withdrawn");
+        if n("lifetime_added") - n("lifetime_taken_back") != accounted {
+            self.fail(format!(
+                "added {} - taken back {} != balance {balance} + spent {} + expired {} + withdrawn {}",
+                n("lifetime_added"),
+                n("lifetime_taken_back"),
+                n("lifetime_spent"),
+                n("lifetime_expired"),
+                n("lifetime_withdrawn")
+            ));
+        }
+        // The dated lots are the expiring bucket, and each has its marker for the sweep.
+        let lots: Vec<(String, Decimal)> = w
+            .get("lots")
+            .and_then(|v| v.as_s().ok())
+            .map(|s| {
+                s.split_whitespace()
+                    .map(|l| {
+                        let parts: Vec<&str> = l.split('|').collect();
+                        (parts[0].to_owned(), Decimal::from_str_exact(parts[2]).unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if lots.iter().map(|(_, left)| *left).sum::<Decimal>() != n("expiring") {
+            self.fail(format!(
+                "lots {lots:?} are not the expiring bucket {}",
+                n("expiring")
+            ));
+        }
+        let markers = self.query("LOT#").await.len();
+        if markers != lots.len() {
+            self.fail(format!("{} lots but {markers} markers", lots.len()));
         }
         if n("available") != (balance - held).max(Decimal::ZERO) {
             self.fail(format!(

@@ -50,6 +50,13 @@ pub(crate) async fn balance(svc: &Account, org: &Org) -> Reply {
             .map_err(|e| ApiError::internal(&e))?,
         lifetime_granted: wallet.lifetime_granted,
         lifetime_spent: wallet.lifetime_spent,
+        lifetime_expired: wallet.lifetime_expired,
+        lifetime_withdrawn: wallet.lifetime_withdrawn,
+        withdrawable: wallet.withdrawable().map_err(|e| ApiError::internal(&e))?,
+        next_expiry: wallet.lots.next_expiry().map(|at| views::NextExpiry {
+            expires_at: at,
+            amount: wallet.lots.due(at).unwrap_or(Usd::ZERO),
+        }),
         recent: recent
             .entries
             .iter()

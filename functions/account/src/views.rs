@@ -116,6 +116,9 @@ pub struct Entry<'a> {
     /// The product feature a usage entry served, when the runtime named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature: Option<agent_credits_domain::Feature>,
+    /// What an operator wrote on a grant or a payout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'a str>,
     pub created_at: DateTime<Utc>,
     pub external: &'a ExternalRefs,
 }
@@ -135,6 +138,7 @@ impl<'a> From<&'a LedgerEntry> for Entry<'a> {
             model: e.attribution.model.as_ref(),
             consumable: e.consumed(),
             feature: e.attribution.feature,
+            note: e.note.as_deref(),
             created_at: e.created_at,
             external: &e.external,
         }
@@ -182,8 +186,22 @@ pub struct Balance<'a> {
     /// Credits granted (plans' base credits, grants), shown apart.
     pub lifetime_granted: Usd,
     pub lifetime_spent: Usd,
+    /// Dated credits that reached their date, and plans' base beyond the rollover cap.
+    pub lifetime_expired: Usd,
+    /// Earned credits paid out or waiting to be.
+    pub lifetime_withdrawn: Usd,
+    /// Earned credits an owner may withdraw now: not spent, not reserved by holds.
+    pub withdrawable: Usd,
+    /// The soonest dated credits, if any: when, and how much then expires.
+    pub next_expiry: Option<NextExpiry>,
     pub recent: Vec<Entry<'a>>,
     pub auto_recharge: AutoRechargeSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NextExpiry {
+    pub expires_at: DateTime<Utc>,
+    pub amount: Usd,
 }
 
 #[derive(Debug, Serialize)]

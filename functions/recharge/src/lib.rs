@@ -88,6 +88,9 @@ pub struct Recharge {
 pub struct SweepReport {
     /// Expired holds released first.
     pub holds: Expired,
+    /// Then dated credits past their date expired (before the due orgs are read, so an
+    /// org that an expiry took below its threshold is topped up in the same sweep).
+    pub lots: agent_credits_dynamo::LotsExpired,
     pub due: usize,
     pub charged: usize,
     pub failed: usize,
@@ -166,12 +169,14 @@ pub async fn on_stream(svc: &Recharge, event: &StreamEvent) -> BatchResponse {
     BatchResponse::default()
 }
 
-/// One sweep: expired holds, then every due org.
+/// One sweep: expired holds, dated credits past their date, then every due org.
 pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
     let holds = svc.store.sweep_expired_holds().await?;
+    let lots = svc.store.sweep_expired_lots().await?;
     let due = svc.recharges.due().await?;
     let mut report = SweepReport {
         holds,
+        lots,
         due: due.len(),
         ..Default::default()
     };

@@ -29,7 +29,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use agent_credits_domain::{Clock, EntryKind, LedgerEntry, OrgId, PaymentLookup, SignedUsd, StoreError};
+use agent_credits_domain::{
+    Bucket, BucketDelta, Clock, EntryKind, LedgerEntry, OrgId, PaymentLookup, SignedUsd, StoreError,
+};
 use agent_credits_dynamo::{DynamoWalletStore, PaymentRecord, StoredWallet};
 use agent_credits_stripe::{PaymentSeen, StripeGateway};
 use serde::Serialize;
@@ -122,7 +124,7 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
     let org = &wallet.org;
     let mut found = vec![];
     let mut sum = SignedUsd::ZERO;
-    let mut buckets_moved = [SignedUsd::ZERO; 3];
+    let mut buckets_moved = BucketDelta::default();
     for (i, e) in ledger.iter().enumerate() {
         let expected = i as u64 + 1;
         if e.seq != expected {
@@ -133,11 +135,14 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
             ));
             break;
         }
-        let moved = [e.buckets.base, e.buckets.rollover, e.buckets.purchased];
         let added = sum.checked_add(e.amount).and_then(|total| {
-            for (b, m) in buckets_moved.iter_mut().zip(moved) {
-                *b = b.checked_add(m)?;
-            }
+            buckets_moved = BucketDelta {
+                base: buckets_moved.base.checked_add(e.buckets.base)?,
+                rollover: buckets_moved.rollover.checked_add(e.buckets.rollover)?,
+                purchased: buckets_moved.purchased.checked_add(e.buckets.purchased)?,
+                expiring: buckets_moved.expiring.checked_add(e.buckets.expiring)?,
+                earned: buckets_moved.earned.checked_add(e.buckets.earned)?,
+            };
             Ok(total)
         });
         sum = match added {
@@ -170,13 +175,12 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
     }
     // The buckets as stored: each the sum of what the entries moved in it, together the
     // balance, and held within it.
-    let stored = [wallet.base, wallet.rollover, wallet.purchased].map(SignedUsd::credit);
-    let total = wallet
-        .base
-        .checked_add(wallet.rollover)
-        .and_then(|b| b.checked_add(wallet.purchased));
+    let matches_moves = Bucket::DEBIT_ORDER
+        .iter()
+        .all(|b| SignedUsd::credit(wallet.buckets.get(*b)) == buckets_moved.get(*b));
+    let total = wallet.buckets.total();
     let available = wallet.balance.saturating_sub(wallet.held);
-    if buckets_moved != stored
+    if !matches_moves
         || total.ok() != Some(wallet.balance)
         || wallet.held > wallet.balance
         || wallet.available != available
@@ -185,9 +189,9 @@ pub fn check_wallet(wallet: &StoredWallet, ledger: &[LedgerEntry]) -> Vec<Mismat
             "buckets",
             org,
             json!({
-                "base": wallet.base, "rollover": wallet.rollover, "purchased": wallet.purchased,
+                "buckets": wallet.buckets,
                 "balance": wallet.balance, "held": wallet.held, "available": wallet.available,
-                "entries_moved": {"base": buckets_moved[0], "rollover": buckets_moved[1], "purchased": buckets_moved[2]},
+                "entries_moved": buckets_moved,
             }),
         ));
     }

@@ -12,7 +12,7 @@ use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Tabl
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use crate::{Settings, holds, markup, provider_key, rates, reported, verdict};
+use crate::{Settings, grants, holds, markup, provider_key, rates, reported, verdict};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
@@ -66,6 +66,9 @@ pub fn routes() -> Vec<Route<Usage>> {
         }),
         Route::operator(Method::PUT, "/v1/orgs/{org}/markup", |svc, c| {
             Box::pin(async move { markup::put(svc, c.param("org")?, &c.who.arn, c.body()?).await })
+        }),
+        Route::operator(Method::POST, "/v1/orgs/{org}/grants", |svc, c| {
+            Box::pin(async move { grants::grant(svc, c.param("org")?, c.body()?).await })
         }),
         Route::operator(Method::PUT, "/v1/rates/{model}", |svc, c| {
             Box::pin(async move { rates::put_rate(svc, c.param("model")?, c.body()?).await })
@@ -247,7 +250,10 @@ pub(crate) fn refused(refusal: Refusal) -> ApiError {
             "the hold is already closed",
         ),
         Refusal::Paused(reason) => paused(reason),
-        Refusal::Superseded | Refusal::Money(_) => ApiError::internal(&refusal),
+        Refusal::Superseded
+        | Refusal::Money(_)
+        | Refusal::NothingToExpire
+        | Refusal::NotWithdrawable { .. } => ApiError::internal(&refusal),
     }
 }
 

@@ -7,7 +7,9 @@
 //! - `POST /v1/orgs/{org}/holds/{hold}/release`: drop a hold without a charge
 //! - `GET  /v1/orgs/{org}/may-i-run?member=`: allowed, or paused with a reason
 //! - `PUT  /v1/rates/{model}`: set a model's token prices from a date on (operators)
+//! - `POST /v1/orgs/{org}/grants`: grant credits of a kind, maybe dated (operators)
 
+mod grants;
 mod handler;
 mod holds;
 mod markup;

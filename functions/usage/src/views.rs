@@ -172,3 +172,51 @@ pub struct MarkupSet<'a> {
     pub billed_at: String,
     pub changed: bool,
 }
+
+/// A grant made (`201`) or found made before under its `request_id` (`200`).
+#[derive(Debug, Serialize)]
+pub struct Granted<'a> {
+    pub org: &'a OrgId,
+    pub request_id: &'a HoldId,
+    pub entry_id: String,
+    pub kind: agent_credits_domain::EntryKind,
+    pub amount_usd: Usd,
+    /// Where the credits went: `earned`, `expiring` or `purchased`.
+    pub bucket: &'static str,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub note: Option<&'a str>,
+    pub balance: Usd,
+    pub available: Usd,
+    pub withdrawable: Usd,
+    pub replayed: bool,
+}
+
+impl<'a> Granted<'a> {
+    pub fn new(
+        org: &'a OrgId,
+        request_id: &'a HoldId,
+        expires_at: Option<DateTime<Utc>>,
+        wallet: &Wallet,
+        entry: &'a LedgerEntry,
+        replayed: bool,
+    ) -> Granted<'a> {
+        let bucket = agent_credits_domain::Bucket::DEBIT_ORDER
+            .into_iter()
+            .find(|b| !entry.buckets.get(*b).is_zero())
+            .map_or("purchased", |b| b.as_str());
+        Granted {
+            org,
+            request_id,
+            entry_id: entry.id(),
+            kind: entry.kind,
+            amount_usd: entry.amount.magnitude(),
+            bucket,
+            expires_at,
+            note: entry.note.as_deref(),
+            balance: wallet.balance().unwrap_or(Usd::ZERO),
+            available: wallet.available().unwrap_or(Usd::ZERO),
+            withdrawable: wallet.withdrawable().unwrap_or(Usd::ZERO),
+            replayed,
+        }
+    }
+}

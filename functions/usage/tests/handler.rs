@@ -1382,3 +1382,149 @@ async fn a_personal_wallet_is_read_without_being_opened_and_opened_by_its_first_
     );
     assert_eq!(balance(&app).await, usd("10.00"), "the org's wallet is untouched");
 }
+
+/// An operator's grant, from the sample event with some body fields replaced.
+fn grant_of(changes: Value) -> Value {
+    event_with("usage/grant.json", changes)
+}
+
+#[tokio::test]
+async fn an_operator_grants_once_per_request_and_dated_credits_are_spent_first() {
+    let app = app("10.00").await;
+    let (status, body) = call(&app.svc, &support::event("usage/grant.json")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["kind"], "promotional");
+    assert_eq!(body["bucket"], "expiring");
+    assert_eq!(body["amount_usd"], "25.00");
+    assert_eq!(body["expires_at"], "2027-01-31T00:00:00Z");
+    assert_eq!(body["note"], "Holiday promotion");
+    assert_eq!(body["balance"], "35.00");
+    assert_eq!(body["replayed"], false);
+    let granted = last_entry(&app).await;
+    assert_eq!(granted.kind, agent_credits_domain::EntryKind::Promotional);
+    assert_eq!(granted.note.as_deref(), Some("Holiday promotion"));
+
+    // The same request again (a retry, a double click): the first grant, nothing more.
+    let (status, again) = call(&app.svc, &support::event("usage/grant.json")).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (again["replayed"].clone(), again["entry_id"].clone()),
+        (json!(true), body["entry_id"].clone())
+    );
+    assert_eq!(balance(&app).await, usd("35"));
+    // The same request id for another grant is refused.
+    let (status, other) = call(&app.svc, &grant_of(json!({ "amount_usd": "26.00" }))).await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused"))
+    );
+
+    // Earned credits go to the earned bucket and are withdrawable.
+    let (status, earned) = call(
+        &app.svc,
+        &grant_of(
+            json!({ "kind": "referral", "request_id": "ref_1", "expires_at": null, "amount_usd": "5" }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{earned}");
+    assert_eq!(
+        (earned["bucket"].as_str(), earned["withdrawable"].as_str()),
+        (Some("earned"), Some("5.00"))
+    );
+    // An undated support grant sits with purchased credits.
+    let (status, support_) = call(
+        &app.svc,
+        &grant_of(json!({ "kind": "support", "request_id": "sup_1", "expires_at": null, "note": null })),
+    )
+    .await;
+    assert_eq!(status, 201, "{support_}");
+    assert_eq!(support_["bucket"], "purchased");
+
+    // A call draws the dated grant before anything else.
+    let (status, charged) = call(&app.svc, &support::event("usage/debit-cost.json")).await;
+    assert_eq!(status, 200, "{charged}");
+    let used = last_entry(&app).await;
+    assert!(!used.buckets.expiring.is_zero(), "{used:?}");
+    assert!(
+        used.buckets.purchased.is_zero() && used.buckets.earned.is_zero(),
+        "{used:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_grants_get_a_4xx_code_and_write_nothing() {
+    let app = app("10.00").await;
+    let before = table_dump(&app).await;
+    let cases = [
+        (json!({ "kind": "purchase" }), 400, "invalid_kind"),
+        (json!({ "kind": null }), 400, "invalid_kind"),
+        (json!({ "amount_usd": "0" }), 400, "zero_amount"),
+        (json!({ "amount_usd": "-5" }), 400, "negative_amount"),
+        (json!({ "amount_usd": "1.0000001" }), 400, "too_many_decimals"),
+        (json!({ "amount_usd": 25 }), 400, "invalid_request"),
+        (json!({ "amount_usd": null }), 400, "invalid_amount"),
+        (json!({ "request_id": null }), 400, "missing_request_id"),
+        (json!({ "request_id": "a b" }), 400, "invalid_request"),
+        (
+            json!({ "expires_at": "2026-11-22T11:59:59Z" }),
+            400,
+            "expiry_in_the_past",
+        ),
+        (json!({ "expires_at": "next week" }), 400, "invalid_date"),
+        (
+            json!({ "kind": "creator_earnings" }),
+            400,
+            "earned_credits_do_not_expire",
+        ),
+        (json!({ "note": "x".repeat(501) }), 400, "invalid_request"),
+        (json!({ "surprise": true }), 400, "invalid_request"),
+    ];
+    for (changes, status, code) in cases {
+        let (got, body) = call(&app.svc, &grant_of(changes.clone())).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{changes} → {body}"
+        );
+    }
+    // A body that is an array, and an org nobody created.
+    let array = with_body(
+        support::event("usage/grant.json"),
+        json!([body_of(&support::event("usage/grant.json"))]),
+    );
+    let (got, body) = call(&app.svc, &array).await;
+    assert_eq!(got, 400, "{body}");
+    let mut nobody = support::event("usage/grant.json");
+    for path in ["/rawPath", "/requestContext/http/path"] {
+        *nobody.pointer_mut(path).unwrap() = json!("/v1/orgs/org_nobody/grants");
+    }
+    let (got, body) = call(&app.svc, &nobody).await;
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (404, Some("unknown_org")),
+        "{body}"
+    );
+    // A runtime's role is no operator.
+    let runtime = support::runtime_event(
+        "POST",
+        "/v1/orgs/org_demo/grants",
+        Some(&body_of(&support::event("usage/grant.json"))),
+    );
+    let (got, body) = call(&app.svc, &runtime).await;
+    assert_eq!(got, 403, "{body}");
+    assert_eq!(table_dump(&app).await, before);
+}
+
+#[tokio::test]
+async fn a_byok_org_takes_no_grant_until_it_is_on_credits() {
+    let app = byok_on_claude("0").await;
+    let before = table_dump(&app).await;
+    let (status, body) = call(&app.svc, &support::event("usage/grant.json")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_a_credits_org")),
+        "{body}"
+    );
+    assert_eq!(table_dump(&app).await, before);
+}

@@ -1,9 +1,19 @@
-//! Where credits live: the three buckets of reference 003 and the signed change of each
-//! bucket one ledger entry makes.
+//! Where credits live: the three buckets of reference 003 (base, rollover, purchased),
+//! granted credits that expire on a date, and earned credits (referrals, creator
+//! earnings), with the signed change of each bucket one ledger entry makes.
 //!
-//! Debits draw base, then rollover, then purchased (reference 003). A take-back (a refund,
-//! a lost dispute) draws first the bucket the payment filled, then the others in debit
-//! order: a refunded purchase takes purchased credits, a refunded plan invoice base.
+//! Debits draw expiring grants (soonest date first), then base, rollover and purchased as
+//! reference 003 orders them, and earned credits last:
+//! - a dated grant is lost on its date, so it goes before anything that lasts longer;
+//!   base is lost at the period's end only beyond the rollover cap;
+//! - earned credits are the only ones an owner can withdraw, so they are kept for last.
+//!
+//! Grants without a date that nobody earned (support, promotional) sit with purchased
+//! credits: they last and cannot be withdrawn, like bought ones.
+//!
+//! A take-back (a refund, a lost dispute) draws first the bucket the payment filled, then
+//! the others in debit order, expiring grants last: a refunded purchase takes purchased
+//! credits, a refunded plan invoice base.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,22 +23,42 @@ use crate::money::{MoneyError, SignedUsd, Usd};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Bucket {
+    /// Granted with an expiry date; spent soonest date first (see [`crate::lots`]).
+    Expiring,
     /// Included with the org's plan each month.
     Base,
     /// Unused base credits carried over, up to the plan's cap.
     Rollover,
-    /// Bought (checkout, auto-recharge) or granted.
+    /// Bought (checkout, auto-recharge), or granted without a date (support, promotional).
     Purchased,
+    /// Earned (referrals, creator earnings): the only credits an owner may withdraw.
+    Earned,
 }
 
 impl Bucket {
-    pub const DEBIT_ORDER: [Bucket; 3] = [Bucket::Base, Bucket::Rollover, Bucket::Purchased];
+    pub const DEBIT_ORDER: [Bucket; 5] = [
+        Bucket::Expiring,
+        Bucket::Base,
+        Bucket::Rollover,
+        Bucket::Purchased,
+        Bucket::Earned,
+    ];
 
-    /// `first`, then the others in debit order: the order a take-back draws.
-    pub fn take_order(first: Bucket) -> [Bucket; 3] {
-        let mut order = [first; 3];
+    /// After the bucket a payment filled, the order a take-back draws: expiring grants
+    /// last, since nobody paid for them.
+    const TAKE_ORDER: [Bucket; 5] = [
+        Bucket::Base,
+        Bucket::Rollover,
+        Bucket::Purchased,
+        Bucket::Earned,
+        Bucket::Expiring,
+    ];
+
+    /// `first`, then the others in take order: the order a take-back draws.
+    pub fn take_order(first: Bucket) -> [Bucket; 5] {
+        let mut order = [first; 5];
         let mut i = 1;
-        for b in Bucket::DEBIT_ORDER {
+        for b in Bucket::TAKE_ORDER {
             if b != first {
                 order[i] = b;
                 i += 1;
@@ -39,9 +69,11 @@ impl Bucket {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Bucket::Expiring => "expiring",
             Bucket::Base => "base",
             Bucket::Rollover => "rollover",
             Bucket::Purchased => "purchased",
+            Bucket::Earned => "earned",
         }
     }
 }
@@ -51,27 +83,37 @@ pub struct Buckets {
     pub base: Usd,
     pub rollover: Usd,
     pub purchased: Usd,
+    #[serde(default)]
+    pub expiring: Usd,
+    #[serde(default)]
+    pub earned: Usd,
 }
 
 impl Buckets {
     pub fn get(&self, bucket: Bucket) -> Usd {
         match bucket {
+            Bucket::Expiring => self.expiring,
             Bucket::Base => self.base,
             Bucket::Rollover => self.rollover,
             Bucket::Purchased => self.purchased,
+            Bucket::Earned => self.earned,
         }
     }
 
     fn slot(&mut self, bucket: Bucket) -> &mut Usd {
         match bucket {
+            Bucket::Expiring => &mut self.expiring,
             Bucket::Base => &mut self.base,
             Bucket::Rollover => &mut self.rollover,
             Bucket::Purchased => &mut self.purchased,
+            Bucket::Earned => &mut self.earned,
         }
     }
 
     pub fn total(&self) -> Result<Usd, MoneyError> {
-        self.base.checked_add(self.rollover)?.checked_add(self.purchased)
+        Bucket::DEBIT_ORDER
+            .iter()
+            .try_fold(Usd::ZERO, |sum, b| sum.checked_add(self.get(*b)))
     }
 
     /// Splits a debit across the buckets in [`Bucket::DEBIT_ORDER`]. `None` when the
@@ -87,7 +129,7 @@ impl Buckets {
         self.split_in(amount, Bucket::take_order(first))
     }
 
-    fn split_in(&self, amount: Usd, order: [Bucket; 3]) -> (BucketDelta, Usd) {
+    fn split_in(&self, amount: Usd, order: [Bucket; 5]) -> (BucketDelta, Usd) {
         let mut left = amount;
         let mut delta = BucketDelta::default();
         for bucket in order {
@@ -104,15 +146,16 @@ impl Buckets {
     pub fn renewal(&self, grant: Usd, rollover_cap: Usd, held: Usd) -> Result<BucketDelta, MoneyError> {
         let moved = self.base.min(rollover_cap.saturating_sub(self.rollover));
         let expired = self.base.checked_sub(moved)?;
-        let after = grant
-            .checked_add(self.rollover)?
-            .checked_add(moved)?
-            .checked_add(self.purchased)?;
+        let after = self
+            .total()?
+            .checked_sub(self.base)?
+            .checked_add(grant)?
+            .checked_add(moved)?;
         let kept = held.saturating_sub(after).min(expired);
         Ok(BucketDelta {
             base: self.base.delta_to(grant.checked_add(kept)?),
             rollover: SignedUsd::credit(moved),
-            purchased: SignedUsd::ZERO,
+            ..BucketDelta::default()
         })
     }
 
@@ -132,22 +175,30 @@ pub struct BucketDelta {
     pub base: SignedUsd,
     pub rollover: SignedUsd,
     pub purchased: SignedUsd,
+    #[serde(default)]
+    pub expiring: SignedUsd,
+    #[serde(default)]
+    pub earned: SignedUsd,
 }
 
 impl BucketDelta {
     pub fn get(&self, bucket: Bucket) -> SignedUsd {
         match bucket {
+            Bucket::Expiring => self.expiring,
             Bucket::Base => self.base,
             Bucket::Rollover => self.rollover,
             Bucket::Purchased => self.purchased,
+            Bucket::Earned => self.earned,
         }
     }
 
     fn slot(&mut self, bucket: Bucket) -> &mut SignedUsd {
         match bucket {
+            Bucket::Expiring => &mut self.expiring,
             Bucket::Base => &mut self.base,
             Bucket::Rollover => &mut self.rollover,
             Bucket::Purchased => &mut self.purchased,
+            Bucket::Earned => &mut self.earned,
         }
     }
 
@@ -164,6 +215,8 @@ impl BucketDelta {
             base: flip(self.base),
             rollover: flip(self.rollover),
             purchased: flip(self.purchased),
+            expiring: flip(self.expiring),
+            earned: flip(self.earned),
         }
     }
 
@@ -180,7 +233,9 @@ impl BucketDelta {
 
     /// The change of the balance: the sum over the buckets.
     pub fn total(&self) -> Result<SignedUsd, MoneyError> {
-        self.base.checked_add(self.rollover)?.checked_add(self.purchased)
+        Bucket::DEBIT_ORDER
+            .iter()
+            .try_fold(SignedUsd::ZERO, |sum, b| sum.checked_add(self.get(*b)))
     }
 }
 
@@ -196,9 +251,11 @@ mod tests {
 
     fn bucket() -> impl Strategy<Value = Bucket> {
         prop_oneof![
+            Just(Bucket::Expiring),
             Just(Bucket::Base),
             Just(Bucket::Rollover),
-            Just(Bucket::Purchased)
+            Just(Bucket::Purchased),
+            Just(Bucket::Earned)
         ]
     }
 
@@ -206,14 +263,30 @@ mod tests {
     fn a_take_back_starts_with_the_bucket_the_payment_filled() {
         assert_eq!(
             Bucket::take_order(Bucket::Purchased),
-            [Bucket::Purchased, Bucket::Base, Bucket::Rollover]
+            [
+                Bucket::Purchased,
+                Bucket::Base,
+                Bucket::Rollover,
+                Bucket::Earned,
+                Bucket::Expiring
+            ]
         );
-        assert_eq!(Bucket::take_order(Bucket::Base), Bucket::DEBIT_ORDER);
+        assert_eq!(
+            Bucket::take_order(Bucket::Base),
+            [
+                Bucket::Base,
+                Bucket::Rollover,
+                Bucket::Purchased,
+                Bucket::Earned,
+                Bucket::Expiring
+            ]
+        );
         let usd = |s: &str| Usd::parse(s).unwrap();
         let b = Buckets {
             base: usd("50"),
             rollover: usd("10"),
             purchased: usd("30"),
+            ..Buckets::default()
         };
         let (delta, left) = b.split_take(usd("40"), Bucket::Purchased);
         assert_eq!(delta.purchased, SignedUsd::debit(usd("30")));
@@ -229,9 +302,10 @@ mod tests {
         #[test]
         fn split_creates_or_loses_nothing_and_respects_the_order(
             base in micros(50_000_000), rollover in micros(50_000_000), purchased in micros(50_000_000),
-            amount in micros(200_000_000),
+            expiring in micros(50_000_000), earned in micros(50_000_000),
+            amount in micros(300_000_000),
         ) {
-            let buckets = Buckets { base, rollover, purchased };
+            let buckets = Buckets { base, rollover, purchased, expiring, earned };
             let total = buckets.total().unwrap();
             match buckets.split_debit(amount) {
                 None => prop_assert!(amount > total),
@@ -246,8 +320,13 @@ mod tests {
                         prop_assert!(after.get(b) <= buckets.get(b));
                     }
                     // A later bucket is touched only once every earlier one is empty.
-                    if !delta.rollover.is_zero() { prop_assert!(after.base.is_zero()); }
-                    if !delta.purchased.is_zero() { prop_assert!(after.base.is_zero() && after.rollover.is_zero()); }
+                    for (i, b) in Bucket::DEBIT_ORDER.iter().enumerate() {
+                        if !delta.get(*b).is_zero() {
+                            for earlier in &Bucket::DEBIT_ORDER[..i] {
+                                prop_assert!(after.get(*earlier).is_zero());
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -255,9 +334,10 @@ mod tests {
         #[test]
         fn a_take_back_takes_what_is_there_first_bucket_first_and_reverses_exactly(
             base in micros(50_000_000), rollover in micros(50_000_000), purchased in micros(50_000_000),
-            amount in micros(200_000_000), first in bucket(),
+            expiring in micros(50_000_000), earned in micros(50_000_000),
+            amount in micros(300_000_000), first in bucket(),
         ) {
-            let buckets = Buckets { base, rollover, purchased };
+            let buckets = Buckets { base, rollover, purchased, expiring, earned };
             let total = buckets.total().unwrap();
             let (delta, left) = buckets.split_take(amount, first);
             let taken = delta.total().unwrap().magnitude();

@@ -18,8 +18,19 @@ pub enum Movement {
     /// A call already made: take what is available up to the amount and record the rest
     /// as the entry's shortfall. Never below zero.
     DebitUpTo(PositiveUsd),
-    /// Add the amount to one bucket.
+    /// Add the amount to one bucket (never the expiring one: see `CreditUntil`).
     Credit { bucket: Bucket, amount: PositiveUsd },
+    /// Add the amount as a lot of expiring credits that expires at `expires_at`.
+    CreditUntil {
+        amount: PositiveUsd,
+        expires_at: DateTime<Utc>,
+    },
+    /// Expire what the lots that reached their date have left, never what open holds
+    /// reserve (see [`crate::lots`]).
+    Expire,
+    /// Earned credits leave for a payout: all or nothing, only from the earned bucket and
+    /// only what holds do not reserve.
+    Withdraw(PositiveUsd),
     /// Give back exactly what an earlier entry took, into the buckets it took it from (a
     /// refund that failed at the bank).
     Restore(BucketDelta),
@@ -56,13 +67,26 @@ impl fmt::Display for Movement {
             Movement::Debit(a) => write!(f, "debit:{a}"),
             Movement::DebitUpTo(a) => write!(f, "debit_up_to:{a}"),
             Movement::Credit { bucket, amount } => write!(f, "credit:{}:{amount}", bucket.as_str()),
-            Movement::Restore(d) => write!(
-                f,
-                "restore:{}:{}:{}",
-                d.base.magnitude(),
-                d.rollover.magnitude(),
-                d.purchased.magnitude()
-            ),
+            Movement::Restore(d) => {
+                write!(
+                    f,
+                    "restore:{}:{}:{}",
+                    d.base.magnitude(),
+                    d.rollover.magnitude(),
+                    d.purchased.magnitude()
+                )?;
+                // Written only when there is something, so the keys of restores made
+                // before these buckets existed still promise what they promised.
+                if !(d.expiring.is_zero() && d.earned.is_zero()) {
+                    write!(f, ":{}:{}", d.expiring.magnitude(), d.earned.magnitude())?;
+                }
+                Ok(())
+            }
+            Movement::CreditUntil { amount, expires_at } => {
+                write!(f, "credit_until:{amount}:{}", expires_at.timestamp_millis())
+            }
+            Movement::Expire => write!(f, "expire"),
+            Movement::Withdraw(a) => write!(f, "withdraw:{a}"),
             Movement::TakeBack { amount, first } => write!(f, "take_back:{}:{amount}", first.as_str()),
             Movement::Hold { amount, .. } => write!(f, "hold:{amount}"),
             Movement::Capture { actual } => write!(f, "capture:{actual}"),
@@ -93,6 +117,7 @@ pub struct ChangeRequest {
     attribution: Attribution,
     external: ExternalRefs,
     hold: Option<HoldId>,
+    note: Option<String>,
     fingerprint: Option<String>,
     notify: Option<NotificationKind>,
     ends_recharge_due: bool,
@@ -122,6 +147,12 @@ impl ChangeRequest {
         amount: PositiveUsd,
         key: IdempotencyKey,
     ) -> Result<ChangeRequest, KindMismatch> {
+        if bucket == Bucket::Expiring {
+            return Err(KindMismatch {
+                kind,
+                action: "add expiring credits without a date",
+            });
+        }
         if !matches!(kind.direction(), Direction::In | Direction::Either) {
             return Err(KindMismatch {
                 kind,
@@ -166,6 +197,49 @@ impl ChangeRequest {
         let nothing = back.total().map_or(true, |t| t.is_zero());
         (back.only_adds() && !nothing)
             .then(|| ChangeRequest::new(org, EntryKind::Adjustment, Movement::Restore(back), key))
+    }
+
+    /// A grant of `kind` (see [`crate::grants`]): earned credits to the earned bucket,
+    /// dated ones as a lot that expires, the rest beside purchased credits.
+    pub fn grant(
+        org: OrgId,
+        kind: crate::grants::GrantKind,
+        amount: PositiveUsd,
+        expires_at: Option<DateTime<Utc>>,
+        key: IdempotencyKey,
+    ) -> Result<ChangeRequest, crate::grants::GrantRefused> {
+        let movement = match (expires_at, kind.earned()) {
+            (Some(_), true) => return Err(crate::grants::GrantRefused::EarnedCreditsDoNotExpire),
+            (Some(expires_at), false) => Movement::CreditUntil { amount, expires_at },
+            (None, _) => Movement::Credit {
+                bucket: kind.bucket(),
+                amount,
+            },
+        };
+        Ok(ChangeRequest::new(org, kind.entry_kind(), movement, key))
+    }
+
+    /// Expires what dated grants have left past their date (see [`Movement::Expire`]).
+    pub fn expire(org: OrgId, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(org, EntryKind::Expired, Movement::Expire, key)
+    }
+
+    /// Earned credits leave the wallet for a payout (see [`Movement::Withdraw`]).
+    pub fn withdraw(org: OrgId, amount: PositiveUsd, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(org, EntryKind::Withdrawal, Movement::Withdraw(amount), key)
+    }
+
+    /// A failed payout's credits come back to the earned bucket.
+    pub fn withdrawal_returned(org: OrgId, amount: PositiveUsd, key: IdempotencyKey) -> ChangeRequest {
+        ChangeRequest::new(
+            org,
+            EntryKind::WithdrawalReturned,
+            Movement::Credit {
+                bucket: Bucket::Earned,
+                amount,
+            },
+            key,
+        )
     }
 
     /// Records under `key` that something happened, moving nothing.
@@ -232,6 +306,7 @@ impl ChangeRequest {
             attribution: Attribution::default(),
             external: ExternalRefs::default(),
             hold: None,
+            note: None,
             fingerprint: None,
             notify: None,
             ends_recharge_due: false,
@@ -275,6 +350,16 @@ impl ChangeRequest {
     pub fn attributed_to(mut self, attribution: Attribution) -> ChangeRequest {
         self.attribution = attribution;
         self
+    }
+
+    /// What an operator wrote about the change, kept on its entry.
+    pub fn with_note(mut self, note: String) -> ChangeRequest {
+        self.note = Some(note);
+        self
+    }
+
+    pub fn note_text(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     pub fn with_external(mut self, external: ExternalRefs) -> ChangeRequest {

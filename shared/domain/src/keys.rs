@@ -31,6 +31,17 @@ pub fn expiry(hold: &HoldId) -> IdempotencyKey {
     IdempotencyKey::joined("expire", hold.as_str())
 }
 
+/// An operator's grant `grant` (its `request_id`).
+pub fn grant(grant: &HoldId) -> IdempotencyKey {
+    IdempotencyKey::joined("grant", grant.as_str())
+}
+
+/// The expiry of dated credits past their date, planned from wallet version `version`:
+/// two sweeps that read the same version write one entry between them.
+pub fn lots_expired(version: u64) -> IdempotencyKey {
+    IdempotencyKey::joined("expired", &format!("v{version}"))
+}
+
 fn stripe(kind: &str, id: &str, step: &str) -> Result<IdempotencyKey, IdError> {
     IdempotencyKey::parse(format!("stripe:{kind}:{id}{step}"))
 }

@@ -28,6 +28,22 @@ pub enum EntryKind {
     Refund,
     Dispute,
     Adjustment,
+    /// Granted: a referral's reward (earned, withdrawable).
+    Referral,
+    /// Granted: a creator's share of a call made with their agent (earned, withdrawable).
+    CreatorEarnings,
+    /// Granted by support.
+    Support,
+    /// Granted as a promotion.
+    Promotional,
+    /// Dated granted credits that reached their date unspent.
+    Expired,
+    /// Earned credits an owner asked to be paid out: they left the wallet.
+    Withdrawal,
+    /// A withdrawal was paid out: nothing moves, history shows the payout.
+    WithdrawalPaid,
+    /// A withdrawal failed: its credits came back, once.
+    WithdrawalReturned,
 }
 
 /// Which way a kind may move the balance.
@@ -41,7 +57,7 @@ pub enum Direction {
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 12] = [
+    pub const ALL: [EntryKind; 20] = [
         EntryKind::Purchase,
         EntryKind::AutoTopUp,
         EntryKind::Usage,
@@ -54,6 +70,14 @@ impl EntryKind {
         EntryKind::Refund,
         EntryKind::Dispute,
         EntryKind::Adjustment,
+        EntryKind::Referral,
+        EntryKind::CreatorEarnings,
+        EntryKind::Support,
+        EntryKind::Promotional,
+        EntryKind::Expired,
+        EntryKind::Withdrawal,
+        EntryKind::WithdrawalPaid,
+        EntryKind::WithdrawalReturned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +94,14 @@ impl EntryKind {
             EntryKind::Refund => "refund",
             EntryKind::Dispute => "dispute",
             EntryKind::Adjustment => "adjustment",
+            EntryKind::Referral => "referral",
+            EntryKind::CreatorEarnings => "creator_earnings",
+            EntryKind::Support => "support",
+            EntryKind::Promotional => "promotional",
+            EntryKind::Expired => "expired",
+            EntryKind::Withdrawal => "withdrawal",
+            EntryKind::WithdrawalPaid => "withdrawal_paid",
+            EntryKind::WithdrawalReturned => "withdrawal_returned",
         }
     }
 
@@ -79,12 +111,25 @@ impl EntryKind {
 
     pub fn direction(self) -> Direction {
         match self {
-            EntryKind::Purchase | EntryKind::AutoTopUp | EntryKind::Grant | EntryKind::PlanGrant => {
-                Direction::In
-            }
-            EntryKind::Usage | EntryKind::Capture | EntryKind::Refund | EntryKind::Dispute => Direction::Out,
+            EntryKind::Purchase
+            | EntryKind::AutoTopUp
+            | EntryKind::Grant
+            | EntryKind::PlanGrant
+            | EntryKind::Referral
+            | EntryKind::CreatorEarnings
+            | EntryKind::Support
+            | EntryKind::Promotional
+            | EntryKind::WithdrawalReturned => Direction::In,
+            EntryKind::Usage
+            | EntryKind::Capture
+            | EntryKind::Refund
+            | EntryKind::Dispute
+            | EntryKind::Expired
+            | EntryKind::Withdrawal => Direction::Out,
             EntryKind::Adjustment => Direction::Either,
-            EntryKind::Hold | EntryKind::Release | EntryKind::Rollover => Direction::Neither,
+            EntryKind::Hold | EntryKind::Release | EntryKind::Rollover | EntryKind::WithdrawalPaid => {
+                Direction::Neither
+            }
         }
     }
 
@@ -196,6 +241,9 @@ pub struct LedgerEntry {
     pub attribution: Attribution,
     pub idempotency_key: IdempotencyKey,
     pub external: ExternalRefs,
+    /// What an operator wrote about the change (a grant's reason, a payout's reference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

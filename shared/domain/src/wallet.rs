@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::buckets::{BucketDelta, Buckets};
+use crate::buckets::{Bucket, BucketDelta, Buckets};
 use crate::change::{ChangeRequest, Movement};
 use crate::ids::{MemberId, OrgId};
 use crate::ledger::{Attribution, EntryKind, LedgerEntry};
+use crate::lots::{Lot, Lots};
 use crate::member::{CounterChange, MemberMonth, month_of};
 use crate::money::{MoneyError, SignedUsd, Usd};
 use crate::settings::WalletSettings;
@@ -26,6 +27,8 @@ use crate::state::{NotificationKind, PauseReason, WalletState};
 pub struct Wallet {
     pub org: OrgId,
     pub buckets: Buckets,
+    /// The dated grants the expiring bucket holds: they sum to `buckets.expiring`.
+    pub lots: Lots,
     pub held: Usd,
     /// Every credit in: purchases, auto top-ups, and what was granted.
     pub lifetime_added: Usd,
@@ -34,6 +37,14 @@ pub struct Wallet {
     /// so grants are shown apart.
     pub lifetime_granted: Usd,
     pub lifetime_spent: Usd,
+    /// Dated credits that reached their date, and plans' base credits beyond the rollover
+    /// cap at a new period.
+    pub lifetime_expired: Usd,
+    /// What went back to the card (refunds, lost disputes, operators' debits), less what
+    /// a failed refund gave back.
+    pub lifetime_taken_back: Usd,
+    /// Earned credits paid out or waiting to be, less what failed payouts gave back.
+    pub lifetime_withdrawn: Usd,
     pub state: WalletState,
     /// The disputes that paused the org and have not closed (their Stripe ids): a
     /// `disputed` pause is lifted only when the last of them closes.
@@ -70,6 +81,12 @@ pub enum Refusal {
     /// be reserved or spent ahead; calls already made are still charged.
     #[error("the org is paused: {}", .0.as_str())]
     Paused(PauseReason),
+    /// An expiry found nothing past its date that holds leave free: nothing to write.
+    #[error("nothing to expire")]
+    NothingToExpire,
+    /// A withdrawal asked for more earned credits than are free to leave.
+    #[error("only {withdrawable} of earned credits can be withdrawn")]
+    NotWithdrawable { withdrawable: Usd },
     /// The key this change yields to ([`ChangeRequest::unless`]) was used first.
     #[error("overtaken by the change it yields to")]
     Superseded,
@@ -117,6 +134,56 @@ pub struct HoldState {
     pub counted_in: Option<String>,
     /// The wallet version its reservation was made at.
     pub made_at: u64,
+}
+
+/// A lifetime total that may also go down: what undoes an earlier move (a failed
+/// refund's restore, a failed payout's return) takes it back. Never below zero (a wallet
+/// from before the total was kept may undo more than it counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Net {
+    up: Usd,
+    down: Usd,
+}
+
+impl Net {
+    fn apply_to_lifetime(self, total: Usd) -> Result<Usd, MoneyError> {
+        Ok(total.checked_add(self.up)?.saturating_sub(self.down))
+    }
+}
+
+/// Where one change's amount goes among the lifetime totals, so that always
+/// `added − taken_back = balance + spent + expired + withdrawn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Flows {
+    added: Usd,
+    spent: Usd,
+    expired: Usd,
+    taken_back: Net,
+    withdrawn: Net,
+}
+
+impl Flows {
+    fn of(req: &ChangeRequest, amount: SignedUsd) -> Result<Flows, MoneyError> {
+        let moved = amount.magnitude();
+        let mut f = Flows::default();
+        match req.movement() {
+            // The whole grant came in; what the base lost beyond the rollover cap expired.
+            Movement::Renew { grant, .. } => {
+                f.added = grant;
+                f.expired = Usd::try_from_decimal(grant.as_decimal() - amount.as_decimal())?;
+            }
+            Movement::Restore(_) => f.taken_back.down = moved,
+            Movement::TakeBack { .. } => f.taken_back.up = moved,
+            Movement::Expire => f.expired = moved,
+            Movement::Withdraw(_) => f.withdrawn.up = moved,
+            _ if req.kind() == EntryKind::WithdrawalReturned => f.withdrawn.down = moved,
+            _ if !amount.is_negative() => f.added = moved,
+            _ if req.kind().counts_as_spent() => f.spent = moved,
+            // An operator's debit: money taken back by hand.
+            _ => f.taken_back.up = moved,
+        }
+        Ok(f)
+    }
 }
 
 /// What the plan needs besides the wallet.
@@ -174,10 +241,14 @@ impl Wallet {
         Wallet {
             org,
             buckets: Buckets::default(),
+            lots: Lots::default(),
             held: Usd::ZERO,
             lifetime_added: Usd::ZERO,
             lifetime_granted: Usd::ZERO,
             lifetime_spent: Usd::ZERO,
+            lifetime_expired: Usd::ZERO,
+            lifetime_taken_back: Usd::ZERO,
+            lifetime_withdrawn: Usd::ZERO,
             state: WalletState::Active,
             open_disputes: BTreeSet::new(),
             forgiven: Usd::ZERO,
@@ -212,6 +283,11 @@ impl Wallet {
         Ok(self.balance()?.saturating_sub(self.held))
     }
 
+    /// Earned credits that may leave now: not spent, and not reserved by open holds.
+    pub fn withdrawable(&self) -> Result<Usd, MoneyError> {
+        Ok(self.buckets.earned.min(self.available()?))
+    }
+
     /// At or below the low-balance threshold: the dashboard's Low Balance badge.
     pub fn is_low(&self) -> Result<bool, MoneyError> {
         Ok(self.available()? <= self.settings.low_threshold())
@@ -236,8 +312,10 @@ impl Wallet {
                 .split_debit(take)
                 .ok_or(Refusal::InsufficientFunds { available })
         };
-        if let (WalletState::Paused(reason), Movement::Debit(_) | Movement::Hold { .. }) =
-            (self.state, req.movement())
+        if let (
+            WalletState::Paused(reason),
+            Movement::Debit(_) | Movement::Hold { .. } | Movement::Withdraw(_),
+        ) = (self.state, req.movement())
             && reason != PauseReason::CreditsExhausted
         {
             return Err(Refusal::Paused(reason));
@@ -254,6 +332,28 @@ impl Wallet {
             }
             Movement::DebitUpTo(amount) => take_up_to(amount.usd(), held, &mut shortfall)?,
             Movement::Credit { bucket, amount } => BucketDelta::credit(bucket, amount.usd()),
+            Movement::CreditUntil { amount, .. } => BucketDelta::credit(Bucket::Expiring, amount.usd()),
+            Movement::Expire => {
+                // Never what open holds reserve: that waits for the next sweep.
+                let expire = self.lots.due(ctx.now)?.min(available);
+                if expire.is_zero() {
+                    return Err(Refusal::NothingToExpire);
+                }
+                BucketDelta {
+                    expiring: SignedUsd::debit(expire),
+                    ..BucketDelta::default()
+                }
+            }
+            Movement::Withdraw(amount) => {
+                let withdrawable = self.withdrawable()?;
+                if amount.usd() > withdrawable {
+                    return Err(Refusal::NotWithdrawable { withdrawable });
+                }
+                BucketDelta {
+                    earned: SignedUsd::debit(amount.usd()),
+                    ..BucketDelta::default()
+                }
+            }
             Movement::Restore(back) => back,
             Movement::TakeBack { amount, first } => {
                 let (delta, left) = self.buckets.split_take(amount.usd(), first);
@@ -290,6 +390,10 @@ impl Wallet {
         let amount = delta.total()?;
         let buckets = self.buckets.apply(&delta)?;
         let after_balance = buckets.total()?;
+        let lots = self.lots_after(req, &delta, ctx.now)?;
+        if lots.total()? != buckets.expiring {
+            return Err(Refusal::Money(MoneyError::Negative));
+        }
         // Nothing stays held that is no longer there: money that went back to the card
         // (a take-back) shrinks the holds open now, and their captures come up short.
         let mut forgiven_at = self.forgiven_at;
@@ -299,14 +403,7 @@ impl Wallet {
             held = after_balance;
         }
         let after_available = after_balance.saturating_sub(held);
-        // Lifetime added counts money in; a restore undoes a take-back that never
-        // counted. Lifetime spent counts consumption only.
-        let (added, spent) = match (amount.is_negative(), req.kind().counts_as_spent()) {
-            (false, _) if matches!(req.movement(), Movement::Restore(_)) => (Usd::ZERO, Usd::ZERO),
-            (false, _) => (amount.magnitude(), Usd::ZERO),
-            (true, true) => (Usd::ZERO, amount.magnitude()),
-            (true, false) => (Usd::ZERO, Usd::ZERO),
-        };
+        let flows = Flows::of(req, amount)?;
         // Pauses, notifications and the recharge mark follow the balance, not holds: a
         // hold that reserves everything is answered by may-I-run, and its capture or
         // release must not pause, notify or mark anything twice.
@@ -357,13 +454,17 @@ impl Wallet {
         let after = Wallet {
             org: self.org.clone(),
             buckets,
+            lots,
             held,
-            lifetime_added: self.lifetime_added.checked_add(added)?,
+            lifetime_added: self.lifetime_added.checked_add(flows.added)?,
             lifetime_granted: match req.kind() {
                 EntryKind::Purchase | EntryKind::AutoTopUp => self.lifetime_granted,
-                _ => self.lifetime_granted.checked_add(added)?,
+                _ => self.lifetime_granted.checked_add(flows.added)?,
             },
-            lifetime_spent: self.lifetime_spent.checked_add(spent)?,
+            lifetime_spent: self.lifetime_spent.checked_add(flows.spent)?,
+            lifetime_expired: self.lifetime_expired.checked_add(flows.expired)?,
+            lifetime_taken_back: flows.taken_back.apply_to_lifetime(self.lifetime_taken_back)?,
+            lifetime_withdrawn: flows.withdrawn.apply_to_lifetime(self.lifetime_withdrawn)?,
             state,
             open_disputes,
             forgiven,
@@ -386,6 +487,7 @@ impl Wallet {
             attribution,
             idempotency_key: req.key().clone(),
             external: req.external().clone(),
+            note: req.note_text().map(str::to_owned),
             created_at: ctx.now,
         };
         Ok(Planned {
@@ -395,6 +497,32 @@ impl Wallet {
             notifications,
             due,
             counters,
+        })
+    }
+
+    /// The lots after `delta`: what it draws from the expiring bucket leaves the soonest
+    /// lots; what it adds is a new lot (see [`crate::lots`]).
+    fn lots_after(
+        &self,
+        req: &ChangeRequest,
+        delta: &BucketDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Lots, Refusal> {
+        let change = delta.expiring;
+        if change.is_zero() {
+            return Ok(self.lots.clone());
+        }
+        if change.is_negative() {
+            return Ok(self.lots.take(change.magnitude())?);
+        }
+        let seq = self.version + 1;
+        Ok(match req.movement() {
+            Movement::CreditUntil { amount, expires_at } => self.lots.with(Lot {
+                seq,
+                expires_at,
+                left: amount.usd(),
+            }),
+            _ => self.lots.given_back(seq, change.magnitude(), now),
         })
     }
 
@@ -516,7 +644,6 @@ impl Wallet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::Bucket;
     use crate::ids::{HoldId, IdempotencyKey};
     use crate::money::PositiveUsd;
     use proptest::prelude::*;
@@ -532,6 +659,7 @@ mod tests {
             base: usd(base),
             rollover: usd(rollover),
             purchased: usd(purchased),
+            ..Buckets::default()
         };
         w.version = 7;
         w
@@ -573,7 +701,8 @@ mod tests {
             Buckets {
                 base: usd("0"),
                 rollover: usd("0.50"),
-                purchased: usd("3.00")
+                purchased: usd("3.00"),
+                ..Buckets::default()
             }
         );
         assert_eq!(p.entry.amount, SignedUsd::debit(usd("2.50")));
@@ -843,7 +972,8 @@ mod tests {
             Buckets {
                 base: usd("50"),
                 rollover: usd("100"),
-                purchased: usd("5")
+                purchased: usd("5"),
+                ..Buckets::default()
             }
         );
         assert_eq!(p.entry.amount, SignedUsd::credit(usd("40")));
@@ -1298,6 +1428,216 @@ mod tests {
                     prop_assert_eq!(p.entry.balance_after, p.after.balance().unwrap());
                     prop_assert!(p.after.balance().unwrap() >= p.after.held);
                     prop_assert_eq!(p.after.version, w.version + 1);
+                }
+            }
+        }
+    }
+
+    fn org() -> OrgId {
+        OrgId::parse("org_1").unwrap()
+    }
+
+    fn key(k: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(k).unwrap()
+    }
+
+    fn day(d: i64) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 1, 0, 0, 0).unwrap() + chrono::Duration::days(d)
+    }
+
+    fn grant(kind: crate::grants::GrantKind, amount: &str, expires: Option<i64>, k: &str) -> ChangeRequest {
+        ChangeRequest::grant(
+            org(),
+            kind,
+            PositiveUsd::parse(amount).unwrap(),
+            expires.map(day),
+            key(k),
+        )
+        .unwrap()
+    }
+
+    /// added − taken back = balance + spent + expired + withdrawn, and the lots hold the
+    /// expiring bucket.
+    fn assert_lifetimes_add_up(w: &Wallet) {
+        let d = |u: Usd| u.as_decimal();
+        assert_eq!(
+            d(w.lifetime_added) - d(w.lifetime_taken_back),
+            d(w.balance().unwrap()) + d(w.lifetime_spent) + d(w.lifetime_expired) + d(w.lifetime_withdrawn),
+            "{w:?}"
+        );
+        assert_eq!(w.lots.total().unwrap(), w.buckets.expiring);
+        assert!(w.held <= w.balance().unwrap());
+    }
+
+    #[test]
+    fn dated_grants_go_first_soonest_first_and_expire_on_their_date_but_never_from_under_a_hold() {
+        use crate::grants::GrantKind::*;
+        let mut w = wallet("0", "0", "10");
+        w.lifetime_added = usd("10");
+        for (req, at) in [
+            (grant(Promotional, "5", Some(20), "g1"), 0),
+            (grant(Support, "3", Some(10), "g2"), 0),
+            (grant(Referral, "7", None, "g3"), 0),
+        ] {
+            w = w.plan(&req, &PlanContext::at(day(at))).unwrap().after;
+        }
+        assert_eq!(
+            (w.buckets.expiring, w.buckets.earned, w.buckets.purchased),
+            (usd("8"), usd("7"), usd("10"))
+        );
+        // A debit takes the lot of day 10 first, then the one of day 20.
+        let p = w.plan(&debit("4"), &PlanContext::at(day(1))).unwrap();
+        assert_eq!(p.entry.buckets.expiring, SignedUsd::debit(usd("4")));
+        w = p.after;
+        assert_eq!(
+            w.lots.iter().map(|l| (l.expires_at, l.left)).collect::<Vec<_>>(),
+            vec![(day(20), usd("4"))]
+        );
+        // Nothing is due before day 20.
+        let expire = ChangeRequest::expire(org(), key("expire:1"));
+        assert_eq!(
+            w.plan(&expire, &PlanContext::at(day(19))),
+            Err(Refusal::NothingToExpire)
+        );
+        // A hold reserving all but 1 of the balance keeps 3 of the 4 from expiring.
+        w.held = usd("20");
+        let p = w.plan(&expire, &PlanContext::at(day(20))).unwrap();
+        assert_eq!(p.entry.kind, EntryKind::Expired);
+        assert_eq!(p.entry.amount, SignedUsd::debit(usd("1")));
+        assert_eq!(p.after.lots.due(day(20)).unwrap(), usd("3"));
+        assert_lifetimes_add_up(&p.after);
+        // Earned credits never carry a date.
+        assert_eq!(
+            ChangeRequest::grant(
+                org(),
+                Referral,
+                PositiveUsd::parse("1").unwrap(),
+                Some(day(3)),
+                key("g")
+            ),
+            Err(crate::grants::GrantRefused::EarnedCreditsDoNotExpire)
+        );
+    }
+
+    #[test]
+    fn only_earned_credits_that_holds_leave_free_can_be_withdrawn() {
+        use crate::grants::GrantKind::*;
+        let mut w = wallet("0", "0", "10");
+        w.lifetime_added = usd("10");
+        w = w
+            .plan(&grant(CreatorEarnings, "6", None, "g"), &PlanContext::at(day(0)))
+            .unwrap()
+            .after;
+        let withdraw = |a: &str| ChangeRequest::withdraw(org(), PositiveUsd::parse(a).unwrap(), key("w"));
+        assert_eq!(
+            w.plan(&withdraw("6.01"), &PlanContext::at(day(0))),
+            Err(Refusal::NotWithdrawable {
+                withdrawable: usd("6")
+            })
+        );
+        w.held = usd("12");
+        assert_eq!(
+            w.plan(&withdraw("5"), &PlanContext::at(day(0))),
+            Err(Refusal::NotWithdrawable {
+                withdrawable: usd("4")
+            })
+        );
+        let p = w.plan(&withdraw("4"), &PlanContext::at(day(0))).unwrap();
+        assert_eq!(p.entry.buckets.earned, SignedUsd::debit(usd("4")));
+        assert_eq!(p.after.lifetime_withdrawn, usd("4"));
+        let back = ChangeRequest::withdrawal_returned(org(), PositiveUsd::parse("4").unwrap(), key("wr"));
+        let p2 = p.after.plan(&back, &PlanContext::at(day(0))).unwrap();
+        assert_eq!(
+            (p2.after.buckets.earned, p2.after.lifetime_withdrawn),
+            (usd("6"), Usd::ZERO)
+        );
+        assert_lifetimes_add_up(&p2.after);
+        let mut disputed = p2.after.clone();
+        disputed.state = WalletState::Paused(PauseReason::Disputed);
+        assert_eq!(
+            disputed.plan(&withdraw("1"), &PlanContext::at(day(0))),
+            Err(Refusal::Paused(PauseReason::Disputed))
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Buy(u32),
+        Grant(u8, u32, Option<i64>),
+        Use(u32),
+        TakeBack(u32, u8),
+        RestoreLast,
+        Renew(u32, u32),
+        Expire,
+        Withdraw(u32),
+        ReturnLast,
+        Tick(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1u32..5_000).prop_map(Op::Buy),
+            (0u8..4, 1u32..5_000, proptest::option::of(0i64..30)).prop_map(|(k, a, d)| Op::Grant(k, a, d)),
+            (1u32..5_000).prop_map(Op::Use),
+            (1u32..5_000, 0u8..5).prop_map(|(a, b)| Op::TakeBack(a, b)),
+            Just(Op::RestoreLast),
+            (0u32..3_000, 0u32..3_000).prop_map(|(g, c)| Op::Renew(g, c)),
+            Just(Op::Expire),
+            (1u32..5_000).prop_map(Op::Withdraw),
+            Just(Op::ReturnLast),
+            (0i64..10).prop_map(Op::Tick),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Every kind of change, in any order, keeps the lifetime totals adding up, the
+        /// lots equal to the expiring bucket and nothing below zero.
+        #[test]
+        fn the_lifetime_totals_add_up_whatever_happens(ops in proptest::collection::vec(op(), 1..60)) {
+            use crate::grants::GrantKind;
+            let cents = |c: u32| PositiveUsd::new(Usd::from_cents(i64::from(c)).unwrap()).unwrap();
+            let mut w = wallet("0", "0", "0");
+            let mut now = 0;
+            let mut last_take: Option<BucketDelta> = None;
+            let mut last_withdrawal: Option<PositiveUsd> = None;
+            for (i, op) in ops.into_iter().enumerate() {
+                let k = key(&format!("k{i}"));
+                let req = match op {
+                    Op::Buy(c) => ChangeRequest::credit(org(), EntryKind::Purchase, Bucket::Purchased, cents(c), k).unwrap(),
+                    Op::Grant(kind, c, d) => {
+                        let kind = GrantKind::ALL[usize::from(kind)];
+                        let d = d.filter(|_| !kind.earned()).map(|d| day(now + d));
+                        ChangeRequest::grant(org(), kind, cents(c), d, k).unwrap()
+                    }
+                    Op::Use(c) => ChangeRequest::usage(org(), cents(c), k),
+                    Op::TakeBack(c, b) => ChangeRequest::take_back(org(), EntryKind::Refund, cents(c), Bucket::DEBIT_ORDER[usize::from(b)], k).unwrap(),
+                    Op::RestoreLast => match last_take.take().and_then(|t| ChangeRequest::restore(org(), &t, k)) {
+                        Some(r) => r,
+                        None => continue,
+                    },
+                    Op::Renew(g, c) => ChangeRequest::renew_plan(org(), Usd::from_cents(i64::from(g)).unwrap(), Usd::from_cents(i64::from(c)).unwrap(), k),
+                    Op::Expire => ChangeRequest::expire(org(), k),
+                    Op::Withdraw(c) => ChangeRequest::withdraw(org(), cents(c), k),
+                    Op::ReturnLast => match last_withdrawal.take() {
+                        Some(a) => ChangeRequest::withdrawal_returned(org(), a, k),
+                        None => continue,
+                    },
+                    Op::Tick(d) => { now += d; continue; }
+                };
+                match w.plan(&req, &PlanContext::at(day(now))) {
+                    Ok(p) => {
+                        if p.entry.kind == EntryKind::Refund { last_take = Some(p.entry.buckets); }
+                        if let Movement::Withdraw(a) = req.movement() { last_withdrawal = Some(a); }
+                        if req.movement() == Movement::Expire {
+                            prop_assert!(p.after.lots.due(day(now)).unwrap().is_zero() || p.after.available().unwrap().is_zero());
+                        }
+                        w = p.after;
+                        assert_lifetimes_add_up(&w);
+                    }
+                    Err(Refusal::InsufficientFunds { .. } | Refusal::NothingToExpire | Refusal::NotWithdrawable { .. }) => {}
+                    Err(e) => prop_assert!(false, "{e}"),
                 }
             }
         }

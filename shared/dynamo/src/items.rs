@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use agent_credits_domain::{
     Attribution, BillingMode, BucketDelta, Consumable, EntryKind, ExternalRefs, Feature, HoldId,
-    IdempotencyKey, LedgerEntry, Markup, MemberId, MemberMonth, NotificationKind, OrgId, PauseReason,
-    RechargeTrigger, StoreError, Usd, Wallet, WalletSettings, WalletState,
+    IdempotencyKey, LedgerEntry, Lot, Lots, Markup, MemberId, MemberMonth, NotificationKind, OrgId,
+    PauseReason, RechargeTrigger, SignedUsd, StoreError, Usd, Wallet, WalletSettings, WalletState,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -75,6 +75,71 @@ pub fn hold_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// `gsi1pk` of the markers of dated grants: the expiry sweep's one query, by date.
+pub const LOTS_DUE_PK: &str = "DUE#EXPIRY";
+
+/// The marker of one lot of a wallet's expiring credits: `gsi1sk` is its date, then the
+/// org and the lot, so the sweep reads the lots past their date in date order.
+pub fn lot_sk(seq: u64) -> String {
+    format!("LOT#{seq:020}")
+}
+
+pub fn lot_marker_item(org: &OrgId, lot: &Lot) -> Item {
+    let mut item = key(org_pk(org), lot_sk(lot.seq));
+    item.extend([
+        ("type".to_owned(), s("lot")),
+        ("org".to_owned(), s(org.as_str())),
+        ("gsi1pk".to_owned(), s(LOTS_DUE_PK)),
+        (
+            "gsi1sk".to_owned(),
+            s(format!("{}#{org}#{}", hold_time(lot.expires_at), lot.seq)),
+        ),
+    ]);
+    item
+}
+
+/// The lots as one attribute, `<seq>|<expires_at>|<left>` space-separated; `None` (the
+/// attribute removed) for none.
+pub fn lots_attr(lots: &Lots) -> Option<AttributeValue> {
+    (!lots.is_empty()).then(|| {
+        s(lots
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}|{}|{}",
+                    l.seq,
+                    hold_time(l.expires_at),
+                    l.left.as_decimal().normalize()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "))
+    })
+}
+
+fn lots_from(r: &Reader<'_>) -> Result<Lots, StoreError> {
+    let Some(text) = r.opt_s("lots")? else {
+        return Ok(Lots::default());
+    };
+    let lot = |part: &str| -> Option<Lot> {
+        let mut it = part.split('|');
+        let seq = it.next()?.parse().ok()?;
+        let expires_at = DateTime::parse_from_rfc3339(it.next()?).ok()?.with_timezone(&Utc);
+        let left = rust_decimal::Decimal::from_str_exact(it.next()?).ok()?;
+        let left = Usd::from_stored(left).ok()?;
+        it.next().is_none().then_some(Lot {
+            seq,
+            expires_at,
+            left,
+        })
+    };
+    let lots = text
+        .split_whitespace()
+        .map(|p| lot(p).ok_or_else(|| r.corrupt(format!("unreadable lot {p}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Lots::from_stored(lots))
+}
+
 pub fn key(pk: String, sk: impl Into<String>) -> Item {
     Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
@@ -113,10 +178,16 @@ pub fn wallet_from_item(org: &OrgId, item: &Item) -> Result<Wallet, StoreError> 
     wallet.buckets.base = money("base")?;
     wallet.buckets.rollover = money("rollover")?;
     wallet.buckets.purchased = money("purchased")?;
+    wallet.buckets.expiring = money("expiring")?;
+    wallet.buckets.earned = money("earned")?;
+    wallet.lots = lots_from(&r)?;
     wallet.held = money("held")?;
     wallet.lifetime_added = money("lifetime_added")?;
     wallet.lifetime_granted = money("lifetime_granted")?;
     wallet.lifetime_spent = money("lifetime_spent")?;
+    wallet.lifetime_expired = money("lifetime_expired")?;
+    wallet.lifetime_taken_back = money("lifetime_taken_back")?;
+    wallet.lifetime_withdrawn = money("lifetime_withdrawn")?;
     wallet.forgiven = money("forgiven")?;
     wallet.forgiven_at = if r.has("forgiven_at") {
         r.u64("forgiven_at")?
@@ -196,12 +267,17 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
         ("base".to_owned(), n_usd(w.buckets.base)),
         ("rollover".to_owned(), n_usd(w.buckets.rollover)),
         ("purchased".to_owned(), n_usd(w.buckets.purchased)),
+        ("expiring".to_owned(), n_usd(w.buckets.expiring)),
+        ("earned".to_owned(), n_usd(w.buckets.earned)),
         ("held".to_owned(), n_usd(w.held)),
         ("balance".to_owned(), n_usd(balance)),
         ("available".to_owned(), n_usd(available)),
         ("lifetime_added".to_owned(), n_usd(w.lifetime_added)),
         ("lifetime_granted".to_owned(), n_usd(w.lifetime_granted)),
         ("lifetime_spent".to_owned(), n_usd(w.lifetime_spent)),
+        ("lifetime_expired".to_owned(), n_usd(w.lifetime_expired)),
+        ("lifetime_taken_back".to_owned(), n_usd(w.lifetime_taken_back)),
+        ("lifetime_withdrawn".to_owned(), n_usd(w.lifetime_withdrawn)),
         ("forgiven".to_owned(), n_usd(w.forgiven)),
         ("forgiven_at".to_owned(), n_u64(w.forgiven_at)),
         ("state".to_owned(), state),
@@ -213,6 +289,9 @@ pub fn wallet_item(w: &Wallet, now: DateTime<Utc>) -> Result<Item, StoreError> {
     }
     if let Some(ids) = disputes_attr(&w.open_disputes) {
         item.insert("open_disputes".to_owned(), ids);
+    }
+    if let Some(lots) = lots_attr(&w.lots) {
+        item.insert("lots".to_owned(), lots);
     }
     for (name, value) in settings_attrs(&w.settings) {
         if let Some(v) = value {
@@ -243,6 +322,15 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
     ]);
     if let Some(hold) = &e.hold {
         item.insert("hold".to_owned(), s(hold.as_str()));
+    }
+    // Written only when they moved, as before these buckets existed.
+    for (name, d) in [("d_expiring", e.buckets.expiring), ("d_earned", e.buckets.earned)] {
+        if !d.is_zero() {
+            item.insert(name.to_owned(), n_signed(d));
+        }
+    }
+    if let Some(note) = &e.note {
+        item.insert("note".to_owned(), s(note.as_str()));
     }
     let a = &e.attribution;
     for (name, v) in [
@@ -329,6 +417,16 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             base: r.signed("d_base")?,
             rollover: r.signed("d_rollover")?,
             purchased: r.signed("d_purchased")?,
+            expiring: if r.has("d_expiring") {
+                r.signed("d_expiring")?
+            } else {
+                SignedUsd::ZERO
+            },
+            earned: if r.has("d_earned") {
+                r.signed("d_earned")?
+            } else {
+                SignedUsd::ZERO
+            },
         },
         held_change: r.signed("held_change")?,
         shortfall: r.usd("shortfall")?,
@@ -343,6 +441,7 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
         idempotency_key: IdempotencyKey::parse(r.s("idempotency_key")?)
             .map_err(|e| r.corrupt(e.to_string()))?,
         external,
+        note: r.opt_s("note")?.map(str::to_owned),
         created_at: parse_time(&r, "created_at")?,
     })
 }
@@ -620,6 +719,37 @@ mod tests {
     use agent_credits_domain::{MemberId, SignedUsd, Usd};
 
     #[test]
+    fn a_wallet_with_lots_survives_the_round_trip_through_an_item() {
+        let org = OrgId::parse("org_1").unwrap();
+        let mut w = Wallet::empty(org.clone());
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        w.lots = Lots::from_stored(vec![
+            Lot {
+                seq: 3,
+                expires_at: at("2026-12-24T00:00:00.500Z"),
+                left: Usd::parse("2.5").unwrap(),
+            },
+            Lot {
+                seq: 1,
+                expires_at: at("2026-12-20T00:00:00Z"),
+                left: Usd::parse("0.000001").unwrap(),
+            },
+        ]);
+        w.buckets.expiring = Usd::parse("2.500001").unwrap();
+        w.buckets.earned = Usd::parse("4").unwrap();
+        w.lifetime_added = Usd::parse("6.500001").unwrap();
+        w.lifetime_withdrawn = Usd::parse("1").unwrap();
+        w.lifetime_expired = Usd::parse("0.5").unwrap();
+        w.lifetime_taken_back = Usd::parse("0.25").unwrap();
+        w.version = 4;
+        let item = wallet_item(&w, Utc::now()).unwrap();
+        assert_eq!(wallet_from_item(&org, &item).unwrap(), w);
+        let mut bad = item.clone();
+        bad.insert("lots".into(), s("3|2026-12-24T00:00:00Z"));
+        assert!(wallet_from_item(&org, &bad).is_err());
+    }
+
+    #[test]
     fn an_entry_survives_the_round_trip_through_an_item() {
         let org = OrgId::parse("org_1").unwrap();
         let entry = LedgerEntry {
@@ -631,6 +761,8 @@ mod tests {
                 base: SignedUsd::debit(Usd::parse("0.01").unwrap()),
                 rollover: SignedUsd::ZERO,
                 purchased: SignedUsd::debit(Usd::parse("0.00845").unwrap()),
+                expiring: SignedUsd::debit(Usd::parse("0.001").unwrap()),
+                earned: SignedUsd::ZERO,
             },
             held_change: SignedUsd::ZERO,
             shortfall: Usd::parse("0.001").unwrap(),
@@ -650,6 +782,7 @@ mod tests {
                 charge: Some("ch_1".into()),
                 ..Default::default()
             },
+            note: Some("a note".into()),
             created_at: DateTime::parse_from_rfc3339("2026-11-22T05:00:00.123Z")
                 .unwrap()
                 .with_timezone(&Utc),

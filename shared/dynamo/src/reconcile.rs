@@ -2,7 +2,7 @@
 //! credited payment (Scans: a reconciliation looks at the whole table, on a schedule), an
 //! org's wallet as stored, field by field, and its whole ledger.
 
-use agent_credits_domain::{LedgerEntry, OrgId, StoreError, Usd};
+use agent_credits_domain::{Bucket, Buckets, LedgerEntry, OrgId, StoreError, Usd};
 use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, s};
@@ -14,9 +14,7 @@ use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWallet {
     pub org: OrgId,
-    pub base: Usd,
-    pub rollover: Usd,
-    pub purchased: Usd,
+    pub buckets: Buckets,
     pub held: Usd,
     /// The stored `balance` (the buckets' sum, if all is well).
     pub balance: Usd,
@@ -136,11 +134,20 @@ impl DynamoWalletStore {
         };
         let r = Reader::new(&item);
         let usd = |name: &str| Ok::<_, StoreError>(r.opt_usd(name)?.unwrap_or(Usd::ZERO));
+        let mut buckets = Buckets::default();
+        for b in Bucket::DEBIT_ORDER {
+            let stored = usd(b.as_str())?;
+            match b {
+                Bucket::Expiring => buckets.expiring = stored,
+                Bucket::Base => buckets.base = stored,
+                Bucket::Rollover => buckets.rollover = stored,
+                Bucket::Purchased => buckets.purchased = stored,
+                Bucket::Earned => buckets.earned = stored,
+            }
+        }
         Ok(Some(StoredWallet {
             org: org.clone(),
-            base: usd("base")?,
-            rollover: usd("rollover")?,
-            purchased: usd("purchased")?,
+            buckets,
             held: usd("held")?,
             balance: usd("balance")?,
             available: usd("available")?,

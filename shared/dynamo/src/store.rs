@@ -412,6 +412,28 @@ impl DynamoWalletStore {
             }
             _ => {}
         }
+        // Each lot of expiring credits has a marker the expiry sweep finds by its date: put
+        // with the lot, deleted with it, in the same transaction.
+        for lot in p.after.lots.iter() {
+            if !p.before.lots.iter().any(|l| l.seq == lot.seq) {
+                items.push(put(
+                    &self.table,
+                    items::lot_marker_item(req.org(), lot),
+                    None,
+                    false,
+                )?);
+            }
+        }
+        for lot in p.before.lots.iter() {
+            if !p.after.lots.iter().any(|l| l.seq == lot.seq) {
+                let delete = aws_sdk_dynamodb::types::Delete::builder()
+                    .table_name(&*self.table)
+                    .set_key(Some(key(org_pk(req.org()), items::lot_sk(lot.seq))))
+                    .build()
+                    .map_err(unbuilt)?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        }
         for (i, kind) in p.notifications.iter().enumerate() {
             let item = items::notification_item(&p.after, *kind, p.entry.seq, i, now)?;
             items.push(put(&self.table, item, None, false)?);
@@ -450,6 +472,14 @@ impl DynamoWalletStore {
         x.delta("base", e.buckets.base);
         x.delta("rollover", e.buckets.rollover);
         x.delta("purchased", e.buckets.purchased);
+        x.delta("expiring", e.buckets.expiring);
+        x.delta("earned", e.buckets.earned);
+        if before.lots != after.lots {
+            match items::lots_attr(&after.lots) {
+                Some(lots) => x.set("lots", lots),
+                None => x.remove("lots"),
+            }
+        }
         x.delta("held", e.held_change);
         x.delta("balance", e.amount);
         x.delta(
@@ -471,6 +501,25 @@ impl DynamoWalletStore {
             "lifetime_spent",
             before.lifetime_spent.delta_to(after.lifetime_spent),
         );
+        for (name, from, to) in [
+            (
+                "lifetime_expired",
+                before.lifetime_expired,
+                after.lifetime_expired,
+            ),
+            (
+                "lifetime_taken_back",
+                before.lifetime_taken_back,
+                after.lifetime_taken_back,
+            ),
+            (
+                "lifetime_withdrawn",
+                before.lifetime_withdrawn,
+                after.lifetime_withdrawn,
+            ),
+        ] {
+            x.delta(name, from.delta_to(to));
+        }
         x.delta("forgiven", before.forgiven.delta_to(after.forgiven));
         if after.forgiven_at != before.forgiven_at {
             x.set("forgiven_at", n_u64(after.forgiven_at));

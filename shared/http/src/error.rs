@@ -31,6 +31,8 @@ error_codes! {
     AmbiguousCost = "ambiguous_cost",
     AmountOutOfRange = "amount_out_of_range",
     BillingModeRequired = "billing_mode_required",
+    EarnedCreditsDoNotExpire = "earned_credits_do_not_expire",
+    ExpiryInThePast = "expiry_in_the_past",
     Forbidden = "forbidden",
     FractionOfACent = "fraction_of_a_cent",
     HoldClosed = "hold_closed",
