@@ -172,7 +172,14 @@ pub async fn on_stream(svc: &Recharge, event: &StreamEvent) -> BatchResponse {
 /// One sweep: expired holds, dated credits past their date, then every due org.
 pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
     let holds = svc.store.sweep_expired_holds().await?;
-    let lots = svc.store.sweep_expired_lots().await?;
+    // Dated credits' trouble must not stop the top-ups: logged, and tried next sweep.
+    let lots = svc.store.sweep_expired_lots().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "expiring dated credits failed; retried next sweep");
+        agent_credits_dynamo::LotsExpired {
+            errors: 1,
+            ..Default::default()
+        }
+    });
     let due = svc.recharges.due().await?;
     let mut report = SweepReport {
         holds,

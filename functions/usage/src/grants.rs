@@ -43,7 +43,9 @@ struct Grant {
     note: Option<String>,
 }
 
-fn read(body: GrantBody, now: DateTime<Utc>) -> Result<Grant, ApiError> {
+/// The grant as asked, its date unchecked: a retry of a grant made before is answered
+/// even once its date has passed.
+fn read(body: GrantBody) -> Result<Grant, ApiError> {
     let kind = body
         .kind
         .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidKind, "kind is required"))?;
@@ -68,12 +70,6 @@ fn read(body: GrantBody, now: DateTime<Utc>) -> Result<Grant, ApiError> {
                 .map_err(|_| ApiError::bad_request(ErrorCode::InvalidDate, "expires_at is an RFC 3339 time"))
         })
         .transpose()?;
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(ApiError::bad_request(
-            ErrorCode::ExpiryInThePast,
-            "expires_at must be in the future",
-        ));
-    }
     let note = body.note.filter(|n| !n.trim().is_empty());
     if note.as_ref().is_some_and(|n| n.chars().count() > NOTE_MAX_CHARS) {
         return Err(ApiError::bad_request(
@@ -91,7 +87,7 @@ fn read(body: GrantBody, now: DateTime<Utc>) -> Result<Grant, ApiError> {
 }
 
 pub(crate) async fn grant(svc: &Usage, org: OrgId, body: GrantBody) -> Reply {
-    let grant = read(body, svc.clock.now())?;
+    let grant = read(body)?;
     let req = ChangeRequest::grant(
         org.clone(),
         grant.kind,
@@ -109,24 +105,15 @@ pub(crate) async fn grant(svc: &Usage, org: OrgId, body: GrantBody) -> Reply {
         Some(note) => req.with_note(note),
         None => req,
     };
-    let Some(profile) = svc.orgs.get(&org).await? else {
-        return Err(ApiError::not_found(
-            ErrorCode::UnknownOrg,
-            format!("no org {org}"),
-        ));
+    // A retry of a grant made before is answered as it was, whatever changed since.
+    let outcome = match svc.store.made_before(&req).await? {
+        Some(outcome) => outcome,
+        None => {
+            check_now(svc, &org, grant.expires_at).await?;
+            svc.store.apply(req).await?
+        }
     };
-    // A byok or deferred org's wallet is not used (reference 000): credits granted there
-    // would sit unseen. Its owners switch it to credits first.
-    if profile.billing_mode != BillingMode::Credits {
-        return Err(ApiError::conflict(
-            ErrorCode::NotACreditsOrg,
-            format!(
-                "this org's billing mode is {}: its wallet is not used; it takes grants once it is on credits",
-                profile.billing_mode.as_str()
-            ),
-        ));
-    }
-    let applied = svc.store.apply(req).await?.map_err(|r| match r {
+    let applied = outcome.map_err(|r| match r {
         Refusal::IdempotencyKeyReused => ApiError::conflict(
             ErrorCode::IdempotencyKeyReused,
             "this request_id was used for a different grant",
@@ -150,4 +137,32 @@ pub(crate) async fn grant(svc: &Usage, org: OrgId, body: GrantBody) -> Reply {
             applied.replayed(),
         ),
     ))
+}
+
+/// What a new grant needs now: a date still to come, an org on credits.
+async fn check_now(svc: &Usage, org: &OrgId, expires_at: Option<DateTime<Utc>>) -> Result<(), ApiError> {
+    if expires_at.is_some_and(|t| t <= svc.clock.now()) {
+        return Err(ApiError::bad_request(
+            ErrorCode::ExpiryInThePast,
+            "expires_at must be in the future",
+        ));
+    }
+    let Some(profile) = svc.orgs.get(org).await? else {
+        return Err(ApiError::not_found(
+            ErrorCode::UnknownOrg,
+            format!("no org {org}"),
+        ));
+    };
+    // A byok or deferred org's wallet is not used (reference 000): credits granted there
+    // would sit unseen. Its owners switch it to credits first.
+    if profile.billing_mode != BillingMode::Credits {
+        return Err(ApiError::conflict(
+            ErrorCode::NotACreditsOrg,
+            format!(
+                "this org's billing mode is {}: its wallet is not used; it takes grants once it is on credits",
+                profile.billing_mode.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -8,8 +8,8 @@ use agent_credits_domain::{
     OrgId, PauseReason, Provider, Refusal, Runtime, Wallet, WalletStore,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
-use agent_credits_http::{ApiError, Details, Edge, ErrorCode, Route, Router, Table, answer};
-use lambda_http::http::{Method, StatusCode};
+use agent_credits_http::{ApiError, Edge, ErrorCode, Route, Router, Table, answer};
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
 use crate::{Settings, grants, holds, markup, provider_key, rates, reported, verdict};
@@ -217,56 +217,13 @@ pub(crate) async fn opened(svc: &Usage, wallet: &Wallet) -> Result<(), ApiError>
     Ok(())
 }
 
-/// A debit, capture or hold that was refused: nothing was written.
+/// A change that was refused: nothing was written (see [`ApiError::refused`]).
 pub(crate) fn refused(refusal: Refusal) -> ApiError {
-    match refusal {
-        Refusal::InsufficientFunds { available } => ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            ErrorCode::InsufficientCredits,
-            format!("{available} available"),
-        )
-        .with_details(Details {
-            available: Some(available),
-            ..Default::default()
-        }),
-        Refusal::MemberLimitReached { limit } => ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::MemberLimitReached,
-            format!("the member's monthly limit of {limit} is reached"),
-        )
-        .with_details(Details {
-            limit: Some(limit),
-            ..Default::default()
-        }),
-        Refusal::IdempotencyKeyReused => ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::IdempotencyKeyReused,
-            "this request id was used for a different request",
-        ),
-        Refusal::HoldNotFound => ApiError::not_found(ErrorCode::HoldNotFound, "no such hold"),
-        Refusal::HoldClosed => ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::HoldClosed,
-            "the hold is already closed",
-        ),
-        Refusal::Paused(reason) => paused(reason),
-        Refusal::Superseded
-        | Refusal::Money(_)
-        | Refusal::NothingToExpire
-        | Refusal::NotWithdrawable { .. } => ApiError::internal(&refusal),
-    }
+    ApiError::refused(refusal)
 }
 
 pub(crate) fn paused(reason: PauseReason) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::OrgPaused,
-        format!("the org is paused: {}", reason.as_str()),
-    )
-    .with_details(Details {
-        reason: Some(reason),
-        ..Default::default()
-    })
+    ApiError::paused(reason)
 }
 
 /// The agent's own runtime, else the org's.

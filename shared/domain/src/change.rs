@@ -118,6 +118,7 @@ pub struct ChangeRequest {
     external: ExternalRefs,
     hold: Option<HoldId>,
     note: Option<String>,
+    payout: Option<crate::withdrawals::PayoutStep>,
     fingerprint: Option<String>,
     notify: Option<NotificationKind>,
     ends_recharge_due: bool,
@@ -307,6 +308,7 @@ impl ChangeRequest {
             external: ExternalRefs::default(),
             hold: None,
             note: None,
+            payout: None,
             fingerprint: None,
             notify: None,
             ends_recharge_due: false,
@@ -350,6 +352,17 @@ impl ChangeRequest {
     pub fn attributed_to(mut self, attribution: Attribution) -> ChangeRequest {
         self.attribution = attribution;
         self
+    }
+
+    /// Writes the payout's record with the change, under the step's condition (see
+    /// [`crate::withdrawals`]).
+    pub fn with_payout(mut self, step: crate::withdrawals::PayoutStep) -> ChangeRequest {
+        self.payout = Some(step);
+        self
+    }
+
+    pub fn payout(&self) -> Option<&crate::withdrawals::PayoutStep> {
+        self.payout.as_ref()
     }
 
     /// What an operator wrote about the change, kept on its entry.

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod state;
 pub mod verdict;
 pub mod wallet;
+pub mod withdrawals;
 
 pub use account::{
     Action, Context, Member, Org, Provider, PurchasePolicy, Role, Runtime, SwitchRefused, UnknownProvider,
@@ -61,3 +62,4 @@ pub use verdict::{
     Billing, Verdict, billing, billing_for, billing_of_call, missing_byok_key, reason_at_zero, verdict,
 };
 pub use wallet::{Applied, DueMark, HoldState, Outcome, PlanContext, Planned, Refusal, Wallet};
+pub use withdrawals::{Payout, PayoutState, PayoutStep};

@@ -24,7 +24,12 @@ pub struct Lot {
     pub left: Usd,
 }
 
-/// A wallet's lots, soonest date first (then oldest first). None is ever empty.
+/// The most lots a wallet keeps: a change touches every lot it draws or expires in one
+/// transaction, which DynamoDB caps at 100 items. Grants of the same date share a lot.
+pub const MAX_LOTS: usize = 25;
+
+/// A wallet's lots, soonest date first (then oldest first). None is ever empty, and no
+/// two have the same date.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Lots(Vec<Lot>);
 
@@ -82,15 +87,22 @@ impl Lots {
         Ok(Lots(out))
     }
 
-    /// Adds a lot (nothing for a zero amount).
-    pub fn with(&self, lot: Lot) -> Lots {
+    /// Adds a lot, or adds to the lot of the same date.
+    pub fn with(&self, lot: Lot) -> Result<Lots, MoneyError> {
         let mut lots = self.0.clone();
-        lots.push(lot);
-        Lots::from_stored(lots)
+        match lots.iter_mut().find(|l| l.expires_at == lot.expires_at) {
+            Some(same) => same.left = same.left.checked_add(lot.left)?,
+            None => lots.push(lot),
+        }
+        Ok(Lots::from_stored(lots))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Adds credits given back without a lot of their own: see the module.
-    pub fn given_back(&self, seq: u64, amount: Usd, now: DateTime<Utc>) -> Lots {
+    pub fn given_back(&self, seq: u64, amount: Usd, now: DateTime<Utc>) -> Result<Lots, MoneyError> {
         let expires_at = self.0.iter().map(|l| l.expires_at).max().unwrap_or(now);
         self.with(Lot {
             seq,
@@ -150,10 +162,11 @@ mod tests {
             expires_at: at(10),
             left: usd("3"),
         }]);
-        let back = lots.given_back(5, usd("2"), at(2));
+        let back = lots.given_back(5, usd("2"), at(2)).unwrap();
         assert_eq!(back.total().unwrap(), usd("5"));
+        assert_eq!(back.len(), 1, "the same date: the same lot");
         assert_eq!(back.due(at(10)).unwrap(), usd("5"));
-        let none = Lots::default().given_back(5, usd("2"), at(2));
+        let none = Lots::default().given_back(5, usd("2"), at(2)).unwrap();
         assert_eq!(none.due(at(2)).unwrap(), usd("2"));
     }
 

@@ -64,6 +64,8 @@ pub enum NotificationKind {
     /// The balance climbed back to the low-balance threshold or over it, after being
     /// below it: the counterpart of `credit_balance_low`, once per climb.
     CreditBalanceRecovered,
+    /// An owner asked for earned credits to be paid out: for the operators who pay.
+    CreditWithdrawalRequested,
 }
 
 impl NotificationKind {
@@ -75,6 +77,7 @@ impl NotificationKind {
             NotificationKind::CreditPurchaseFailed => "credit_purchase_failed",
             NotificationKind::CreditAutoRechargeSuspended => "credit_auto_recharge_suspended",
             NotificationKind::CreditBalanceRecovered => "credit_balance_recovered",
+            NotificationKind::CreditWithdrawalRequested => "credit_withdrawal_requested",
         }
     }
 }

@@ -84,6 +84,13 @@ pub enum Refusal {
     /// An expiry found nothing past its date that holds leave free: nothing to write.
     #[error("nothing to expire")]
     NothingToExpire,
+    /// A dated grant of a new date when the wallet has the most lots it keeps.
+    #[error("the wallet has the most dated grants it keeps: grant with a date it has, or none")]
+    TooManyLots,
+    /// The payout a settlement names is not pending (settled before, or never made), or
+    /// a new one's id is taken.
+    #[error("the payout is not pending")]
+    PayoutNotPending,
     /// A withdrawal asked for more earned credits than are free to leave.
     #[error("only {withdrawable} of earned credits can be withdrawn")]
     NotWithdrawable { withdrawable: Usd },
@@ -516,14 +523,20 @@ impl Wallet {
             return Ok(self.lots.take(change.magnitude())?);
         }
         let seq = self.version + 1;
-        Ok(match req.movement() {
+        let lots = match req.movement() {
             Movement::CreditUntil { amount, expires_at } => self.lots.with(Lot {
                 seq,
                 expires_at,
                 left: amount.usd(),
-            }),
-            _ => self.lots.given_back(seq, change.magnitude(), now),
-        })
+            })?,
+            _ => self.lots.given_back(seq, change.magnitude(), now)?,
+        };
+        // A new date past the most lots a wallet keeps (money given back never makes one
+        // while a lot is left: it joins the latest).
+        if lots.len() > crate::lots::MAX_LOTS && lots.len() > self.lots.len() {
+            return Err(Refusal::TooManyLots);
+        }
+        Ok(lots)
     }
 
     /// Disputes pause by id: one that closes lifts the pause only if no other is open.
@@ -1517,6 +1530,32 @@ mod tests {
             ),
             Err(crate::grants::GrantRefused::EarnedCreditsDoNotExpire)
         );
+    }
+
+    #[test]
+    fn a_wallet_keeps_at_most_its_lots_and_grants_of_one_date_share_one() {
+        use crate::grants::GrantKind::*;
+        let mut w = wallet("0", "0", "0");
+        for d in 0..crate::lots::MAX_LOTS {
+            let req = grant(Promotional, "1", Some(d as i64 + 1), &format!("g{d}"));
+            w = w.plan(&req, &PlanContext::at(day(0))).unwrap().after;
+        }
+        assert_eq!(
+            w.plan(
+                &grant(Support, "1", Some(99), "new_date"),
+                &PlanContext::at(day(0))
+            ),
+            Err(Refusal::TooManyLots)
+        );
+        let same = w
+            .plan(
+                &grant(Support, "2", Some(1), "same_date"),
+                &PlanContext::at(day(0)),
+            )
+            .unwrap();
+        assert_eq!(same.after.lots.len(), crate::lots::MAX_LOTS);
+        assert_eq!(same.after.lots.due(day(1)).unwrap(), usd("3"));
+        assert_lifetimes_add_up(&same.after);
     }
 
     #[test]

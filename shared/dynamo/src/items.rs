@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use agent_credits_domain::{
     Attribution, BillingMode, BucketDelta, Consumable, EntryKind, ExternalRefs, Feature, HoldId,
     IdempotencyKey, LedgerEntry, Lot, Lots, Markup, MemberId, MemberMonth, NotificationKind, OrgId,
-    PauseReason, RechargeTrigger, SignedUsd, StoreError, Usd, Wallet, WalletSettings, WalletState,
+    PauseReason, Payout, PayoutState, RechargeTrigger, SignedUsd, StoreError, Usd, Wallet, WalletSettings,
+    WalletState,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -98,6 +99,11 @@ pub fn lot_marker_item(org: &OrgId, lot: &Lot) -> Item {
     item
 }
 
+/// When a retired lot marker disappears (TTL, epoch seconds): a day after.
+pub fn retired_marker_ttl(now: DateTime<Utc>) -> u64 {
+    u64::try_from((now + chrono::Duration::days(1)).timestamp()).unwrap_or(0)
+}
+
 /// The lots as one attribute, `<seq>|<expires_at>|<left>` space-separated; `None` (the
 /// attribute removed) for none.
 pub fn lots_attr(lots: &Lots) -> Option<AttributeValue> {
@@ -138,6 +144,32 @@ fn lots_from(r: &Reader<'_>) -> Result<Lots, StoreError> {
         .map(|p| lot(p).ok_or_else(|| r.corrupt(format!("unreadable lot {p}"))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Lots::from_stored(lots))
+}
+
+/// A payout's record (see `agent_credits_domain::withdrawals`).
+pub fn withdrawal_sk(id: &HoldId) -> String {
+    format!("WITHDRAWAL#{id}")
+}
+
+pub const WITHDRAWAL_SK_PREFIX: &str = "WITHDRAWAL#";
+
+pub fn payout_from_item(item: &Item) -> Result<Payout, StoreError> {
+    let r = Reader::new(item);
+    let state = r.s("state")?;
+    Ok(Payout {
+        id: HoldId::parse(r.s("id")?).map_err(|e| r.corrupt(e.to_string()))?,
+        amount: r.usd("amount")?,
+        state: PayoutState::parse(state).ok_or_else(|| r.corrupt(format!("unknown payout state {state}")))?,
+        requested_by: MemberId::parse(r.s("requested_by")?).map_err(|e| r.corrupt(e.to_string()))?,
+        requested_at: parse_time(&r, "requested_at")?,
+        settled_at: if r.has("settled_at") {
+            Some(parse_time(&r, "settled_at")?)
+        } else {
+            None
+        },
+        reference: r.opt_s("reference")?.map(str::to_owned),
+        reason: r.opt_s("reason")?.map(str::to_owned),
+    })
 }
 
 pub fn key(pk: String, sk: impl Into<String>) -> Item {

@@ -49,9 +49,17 @@ impl DynamoWalletStore {
                 .await
                 .map_err(sdk_error)?;
             for item in out.items() {
+                // One unreadable marker must not hide the others.
                 let r = Reader::new(item);
-                let org = r.s("org")?;
-                orgs.insert(OrgId::parse(org).map_err(|e| r.corrupt(e.to_string()))?);
+                match r
+                    .s("org")
+                    .and_then(|o| OrgId::parse(o).map_err(|e| r.corrupt(e.to_string())))
+                {
+                    Ok(org) => {
+                        orgs.insert(org);
+                    }
+                    Err(e) => tracing::error!(error = %e, "an unreadable lot marker"),
+                }
             }
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldState, IdempotencyKey,
-    LedgerEntry, MemberMonth, Movement, OrgId, Outcome, PageRequest, PlanContext, Planned, Refusal,
-    StoreError, Wallet, WalletSettings, WalletStore, month_of,
+    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldId, HoldState, IdempotencyKey,
+    LedgerEntry, MemberMonth, Movement, OrgId, Outcome, PageRequest, Payout, PayoutState, PayoutStep,
+    PlanContext, Planned, Refusal, StoreError, Wallet, WalletSettings, WalletStore, month_of,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -100,6 +100,7 @@ struct Transaction {
     unless_at: Vec<usize>,
     counter_at: Vec<(usize, CounterChange)>,
     hold_at: Option<usize>,
+    payout_at: Option<usize>,
 }
 
 const WALLET_AT: usize = 0;
@@ -246,7 +247,8 @@ impl DynamoWalletStore {
             Err(refusal) => return Ok(Some(Err(refusal))),
         };
         let tx = self.transaction(req, &planned, snap.hold.as_ref())?;
-        let (unless_at, counter_at, hold_at) = (tx.unless_at, tx.counter_at, tx.hold_at);
+        let (unless_at, counter_at, hold_at, payout_at) =
+            (tx.unless_at, tx.counter_at, tx.hold_at, tx.payout_at);
         let sent = self
             .client
             .transact_write_items()
@@ -273,6 +275,10 @@ impl DynamoWalletStore {
                 Some(item) => self.replay(req, idem_from_item(item)?).await.map(Some),
                 None => Ok(None),
             };
+        }
+        // A payout settled (or an id taken) is settled for good, whatever else moved.
+        if failed(payout_at) {
+            return Ok(Some(Err(Refusal::PayoutNotPending)));
         }
         // The wallet, the hold or the key it yields to moved on since they were read (or,
         // on real DynamoDB, another transaction held them): read afresh after the backoff.
@@ -412,8 +418,17 @@ impl DynamoWalletStore {
             }
             _ => {}
         }
+        let payout_at = match req.payout() {
+            Some(step) => {
+                items.push(self.payout_write(req.org(), step, now)?);
+                Some(items.len() - 1)
+            }
+            None => None,
+        };
         // Each lot of expiring credits has a marker the expiry sweep finds by its date: put
-        // with the lot, deleted with it, in the same transaction.
+        // with the lot and retired with it, in the same transaction. Retired, not deleted:
+        // out of the index at once, gone by TTL later (the functions' roles may update the
+        // table's items but not delete them).
         for lot in p.after.lots.iter() {
             if !p.before.lots.iter().any(|l| l.seq == lot.seq) {
                 items.push(put(
@@ -426,12 +441,11 @@ impl DynamoWalletStore {
         }
         for lot in p.before.lots.iter() {
             if !p.after.lots.iter().any(|l| l.seq == lot.seq) {
-                let delete = aws_sdk_dynamodb::types::Delete::builder()
-                    .table_name(&*self.table)
-                    .set_key(Some(key(org_pk(req.org()), items::lot_sk(lot.seq))))
-                    .build()
-                    .map_err(unbuilt)?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                let mut x = UpdateExpr::default();
+                x.remove("gsi1pk");
+                x.remove("gsi1sk");
+                x.set("expires_at", n_u64(items::retired_marker_ttl(now)));
+                items.push(x.update(&self.table, key(org_pk(req.org()), items::lot_sk(lot.seq)))?);
             }
         }
         for (i, kind) in p.notifications.iter().enumerate() {
@@ -461,7 +475,94 @@ impl DynamoWalletStore {
             unless_at,
             counter_at,
             hold_at,
+            payout_at,
         })
+    }
+
+    /// A payout's record, under its step's condition: a new one must not exist, a
+    /// settlement needs it pending.
+    fn payout_write(
+        &self,
+        org: &OrgId,
+        step: &PayoutStep,
+        now: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let at = key(org_pk(org), items::withdrawal_sk(step.id()));
+        let mut x = UpdateExpr::default();
+        match step {
+            PayoutStep::Requested { id, amount, by } => {
+                x.set("type", s("withdrawal"));
+                x.set("id", s(id.as_str()));
+                x.set("amount", n_usd(*amount));
+                x.set("state", s(PayoutState::Pending.as_str()));
+                x.set("requested_by", s(by.as_str()));
+                x.set("requested_at", timestamp(now));
+                x.condition("attribute_not_exists(#type)");
+            }
+            PayoutStep::Paid { reference, .. }
+            | PayoutStep::Failed {
+                reason: reference, ..
+            } => {
+                let (state, field) = match step {
+                    PayoutStep::Paid { .. } => (PayoutState::Paid, "reference"),
+                    _ => (PayoutState::Failed, "reason"),
+                };
+                x.set("state", s(state.as_str()));
+                x.set(field, s(reference.as_str()));
+                x.set("settled_at", timestamp(now));
+                x.condition("#state = :pending");
+                x.value(":pending", s(PayoutState::Pending.as_str()));
+            }
+        }
+        x.update(&self.table, at)
+    }
+
+    /// The answer to `req` if its key was used before (the original entry, or
+    /// `idempotency_key_reused`): for a route whose other checks (a date still to come, a
+    /// state that may change) must not refuse a retry of a change already made.
+    pub async fn made_before(&self, req: &ChangeRequest) -> Result<Option<Outcome>, StoreError> {
+        let out = get_consistent(
+            &self.client,
+            &self.table,
+            key(org_pk(req.org()), idem_sk(req.key())),
+        )
+        .await?;
+        match out.as_ref() {
+            Some(item) => Ok(Some(self.replay(req, idem_from_item(item)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The org's payout `id`, if any.
+    pub async fn payout(&self, org: &OrgId, id: &HoldId) -> Result<Option<Payout>, StoreError> {
+        let out = get_consistent(
+            &self.client,
+            &self.table,
+            key(org_pk(org), items::withdrawal_sk(id)),
+        )
+        .await?;
+        out.as_ref().map(items::payout_from_item).transpose()
+    }
+
+    /// The org's payouts, newest request first.
+    pub async fn payouts(&self, org: &OrgId) -> Result<Vec<Payout>, StoreError> {
+        let found = query_prefix(
+            &self.client,
+            &self.table,
+            org_pk(org),
+            items::WITHDRAWAL_SK_PREFIX,
+        )
+        .await?;
+        let mut payouts = found
+            .iter()
+            .map(items::payout_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        payouts.sort_by(|a, b| {
+            b.requested_at
+                .cmp(&a.requested_at)
+                .then(b.id.as_str().cmp(a.id.as_str()))
+        });
+        Ok(payouts)
     }
 
     /// The wallet update, by deltas that the database itself refuses when they would

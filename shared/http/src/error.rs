@@ -33,6 +33,7 @@ error_codes! {
     BillingModeRequired = "billing_mode_required",
     EarnedCreditsDoNotExpire = "earned_credits_do_not_expire",
     ExpiryInThePast = "expiry_in_the_past",
+    BelowMinimum = "below_minimum",
     Forbidden = "forbidden",
     FractionOfACent = "fraction_of_a_cent",
     HoldClosed = "hold_closed",
@@ -85,6 +86,7 @@ error_codes! {
     NoSavedCard = "no_saved_card",
     NoUnitRate = "no_unit_rate",
     NotACreditsOrg = "not_a_credits_org",
+    NotWithdrawable = "not_withdrawable",
     OrgChanged = "org_changed",
     OrgExists = "org_exists",
     OrgPaused = "org_paused",
@@ -96,6 +98,7 @@ error_codes! {
     StripeUnavailable = "stripe_unavailable",
     SwitchRefused = "switch_refused",
     ThresholdAboveAmount = "threshold_above_amount",
+    TooManyDatedGrants = "too_many_dated_grants",
     TooManyDecimals = "too_many_decimals",
     Unauthenticated = "unauthenticated",
     Unavailable = "unavailable",
@@ -104,6 +107,8 @@ error_codes! {
     UnknownModel = "unknown_model",
     UnknownOrg = "unknown_org",
     UnmatchedPayment = "unmatched_payment",
+    WithdrawalNotFound = "withdrawal_not_found",
+    WithdrawalSettled = "withdrawal_settled",
     WrongContext = "wrong_context",
     ZeroAmount = "zero_amount",
 }
@@ -228,6 +233,72 @@ impl ApiError {
     }
 
     /// A refused amount: a 400 with the amount's own code.
+    /// A change of a wallet that was refused: nothing was written.
+    pub fn refused(refusal: agent_credits_domain::Refusal) -> ApiError {
+        use agent_credits_domain::Refusal;
+        match refusal {
+            Refusal::InsufficientFunds { available } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                ErrorCode::InsufficientCredits,
+                format!("{available} available"),
+            )
+            .with_details(Details {
+                available: Some(available),
+                ..Default::default()
+            }),
+            Refusal::MemberLimitReached { limit } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::MemberLimitReached,
+                format!("the member's monthly limit of {limit} is reached"),
+            )
+            .with_details(Details {
+                limit: Some(limit),
+                ..Default::default()
+            }),
+            Refusal::IdempotencyKeyReused => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyReused,
+                "this request id was used for a different request",
+            ),
+            Refusal::HoldNotFound => ApiError::not_found(ErrorCode::HoldNotFound, "no such hold"),
+            Refusal::HoldClosed => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::HoldClosed,
+                "the hold is already closed",
+            ),
+            Refusal::Paused(reason) => ApiError::paused(reason),
+            Refusal::NotWithdrawable { withdrawable } => ApiError::conflict(
+                ErrorCode::NotWithdrawable,
+                format!("{withdrawable} of earned credits can be withdrawn now"),
+            )
+            .with_details(Details {
+                available: Some(withdrawable),
+                ..Default::default()
+            }),
+            Refusal::PayoutNotPending => ApiError::conflict(
+                ErrorCode::WithdrawalSettled,
+                "the withdrawal is no longer pending: it was settled before",
+            ),
+            Refusal::TooManyLots => ApiError::conflict(ErrorCode::TooManyDatedGrants, refusal.to_string()),
+            Refusal::Superseded | Refusal::Money(_) | Refusal::NothingToExpire => {
+                ApiError::internal(&refusal)
+            }
+        }
+    }
+
+    /// The org is paused for `reason`.
+    pub fn paused(reason: PauseReason) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::OrgPaused,
+            format!("the org is paused: {}", reason.as_str()),
+        )
+        .with_details(Details {
+            reason: Some(reason),
+            ..Default::default()
+        })
+    }
+
     pub fn money(e: agent_credits_domain::MoneyError) -> ApiError {
         ApiError::bad_request(ErrorCode::from(e.clone()), e.to_string())
     }
