@@ -165,9 +165,10 @@ fn usage_through_cargo_lambda_debits_holds_and_answers_may_i_run() {
     });
 }
 
-/// Grants through `cargo lambda watch`: an operator's dated and earned grants over HTTP,
-/// once per request; then the recharge function's scheduled sweep expires what a lot past
-/// its date has left, once, and leaves the rest.
+/// Grants and withdrawals through `cargo lambda watch`: an operator's dated and earned
+/// grants over HTTP, once per request; the recharge function's scheduled sweep expires
+/// what a lot past its date has left, once, and leaves the rest; the owner withdraws the
+/// earned credits and an operator settles the payout, once.
 #[test]
 fn grants_through_cargo_lambda_and_the_scheduled_sweep_expires_them() {
     use agent_credits_dynamo::OrgStore;
@@ -227,11 +228,11 @@ fn grants_through_cargo_lambda_and_the_scheduled_sweep_expires_them() {
     );
     let mut referral = support::event("usage/grant.json");
     referral["body"] =
-        json!(json!({ "kind": "referral", "amount_usd": "3.00", "request_id": "ref_1" }).to_string());
+        json!(json!({ "kind": "referral", "amount_usd": "30.00", "request_id": "ref_1" }).to_string());
     let (status, earned) = watch.call("usage", &referral);
     assert_eq!(
         (status, earned["withdrawable"].as_str()),
-        (201, Some("3.00")),
+        (201, Some("30.00")),
         "{earned}"
     );
 
@@ -248,13 +249,46 @@ fn grants_through_cargo_lambda_and_the_scheduled_sweep_expires_them() {
     let report = watch.invoke("recharge", &tick);
     assert_eq!(report["lots"]["orgs"], 0, "{report}");
 
+    // The owner withdraws the earned $30 (the account function), and an operator settles
+    // it as paid (the usage function); the same settlement again changes nothing.
+    let (status, asked) = watch.call("account", &support::event("account/withdraw.json"));
+    assert_eq!(
+        (status, asked["withdrawable"].as_str()),
+        (201, Some("0.00")),
+        "{asked}"
+    );
+    let paid = support::event("usage/withdrawal-paid.json");
+    let (status, settled) = watch.call("usage", &paid);
+    assert_eq!(
+        (status, settled["withdrawal"]["state"].as_str()),
+        (200, Some("paid")),
+        "{settled}"
+    );
+    let (status, again) = watch.call("usage", &paid);
+    assert_eq!(
+        (status, again["replayed"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
+
     rt.block_on(async {
         let wallet = store.wallet(&org).await.unwrap();
-        // 4 expired; the $25 dated a month on and the $3 earned stay.
-        assert_eq!(wallet.balance().unwrap(), Usd::parse("28").unwrap());
+        // 4 expired, 30 withdrawn; the $25 dated a month on stays.
+        assert_eq!(wallet.balance().unwrap(), Usd::parse("25").unwrap());
         assert_eq!(wallet.lifetime_expired, Usd::parse("4").unwrap());
+        assert_eq!(wallet.lifetime_withdrawn, Usd::parse("30").unwrap());
         let entries = store.history(&org, PageRequest::first(10)).await.unwrap().entries;
         let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["expired", "referral", "promotional", "promotional"]);
+        assert_eq!(
+            kinds,
+            [
+                "withdrawal_paid",
+                "withdrawal",
+                "expired",
+                "referral",
+                "promotional",
+                "promotional"
+            ]
+        );
     });
 }

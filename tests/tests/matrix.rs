@@ -31,7 +31,8 @@ fn who_may(action: Action) -> Who {
         | Action::ChangePlan
         | Action::SetMemberLimits
         | Action::ManageMembers
-        | Action::ChangeSettings => Who::Owner,
+        | Action::ChangeSettings
+        | Action::Withdraw => Who::Owner,
     }
 }
 
@@ -107,7 +108,11 @@ fn each_dashboard_routes_action_is_the_one_the_readme_names() {
             Auth::Member(Action::ViewBilling) => "who may view billing",
             Auth::Member(Action::Purchase) => "who may purchase",
             Auth::Member(
-                Action::ManageMembers | Action::SetMemberLimits | Action::ChangePlan | Action::ChangeSettings,
+                Action::ManageMembers
+                | Action::SetMemberLimits
+                | Action::ChangePlan
+                | Action::ChangeSettings
+                | Action::Withdraw,
             ) => "owner",
             Auth::Member(Action::ManageKeys | Action::ManageOrg | Action::ManageAutoRecharge) => {
                 "owner, admin"
@@ -295,7 +300,8 @@ async fn every_iam_route_answers_only_its_role() {
             .replace("{org}", "org_demo")
             .replace("{hold}", "h_1")
             .replace("{model}", "claude-sonnet")
-            .replace("{provider}", "anthropic");
+            .replace("{provider}", "anthropic")
+            .replace("{withdrawal}", "wd_1");
         for (who, arn) in callers {
             let mut e = common::iam_event(role, &op.method, &path, Some(&json!({})));
             match arn {

@@ -23,6 +23,7 @@ fn request(method: &str, path: &str, tag: &str) -> Value {
         ("{provider}", "openai"),
         ("{agent}", "agent_7"),
         ("{kind}", "sms"),
+        ("{withdrawal}", "wd_1"),
     ]);
     let mut raw = path.to_owned();
     for (param, value) in samples {

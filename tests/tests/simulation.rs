@@ -89,6 +89,7 @@ impl Functions {
                 store: store(),
                 feed: Arc::new(store()),
                 limits: Arc::new(store()),
+                withdrawal_minimum: account::DEFAULT_WITHDRAWAL_MINIMUM,
                 directory: Arc::new(OrgStore::new(client.clone(), table)),
                 orgs: OrgStore::new(client.clone(), table),
                 clock: clock.clone(),
@@ -150,6 +151,8 @@ struct Model {
     /// Disputes whose closing was delivered (handled).
     closed: BTreeSet<String>,
     holds: Vec<String>,
+    /// Withdrawals asked for (their ids), settled or not.
+    withdrawals: Vec<String>,
     /// Reported calls: request id → its report, for replays.
     calls: Vec<(String, Value)>,
     /// Stripe's events not delivered yet, and ones kept to deliver again.
@@ -393,7 +396,7 @@ impl Run<'_> {
     }
 
     async fn step(&mut self) {
-        let roll = self.rng.u32(..104);
+        let roll = self.rng.u32(..108);
         match roll {
             0..=9 => self.buy().await,
             10..=21 => self.deliver_some().await,
@@ -416,7 +419,9 @@ impl Run<'_> {
             94..=95 => self.buy_personal().await,
             96..=97 => self.use_personal().await,
             98..=99 => self.replay().await,
-            _ => self.grant().await,
+            100..=103 => self.grant().await,
+            104..=105 => self.withdraw().await,
+            _ => self.settle_withdrawal().await,
         }
     }
 
@@ -953,6 +958,71 @@ impl Run<'_> {
                 "a grant to a {} org answered {status}: {answer}",
                 self.m.billing_mode
             ));
+        }
+    }
+
+    /// The owner withdraws earned credits (sometimes more than there are, sometimes the
+    /// same request again).
+    async fn withdraw(&mut self) {
+        let id = match self.m.withdrawals.last() {
+            Some(id) if self.rng.u8(..4) == 0 => id.clone(),
+            _ => self.id("wd_"),
+        };
+        let amount = self.amount(2_500, 6_000);
+        let path = format!("/v1/orgs/{org}/withdrawals", org = self.org);
+        let (status, answer) = self
+            .dashboard(
+                "POST",
+                &path,
+                "u_owner",
+                Some(json!({ "amount_usd": amount, "request_id": id })),
+            )
+            .await;
+        self.log
+            .push(format!("withdraw ${amount} as {id}: {status} {answer}"));
+        match status {
+            201 => self.m.withdrawals.push(id),
+            200 | 409 => {}
+            403 if answer["error"]["code"] == "org_paused" => {}
+            _ => self.fail(format!("a withdrawal answered {status}: {answer}")),
+        }
+    }
+
+    /// An operator settles a withdrawal: paid, failed, or both at the same instant (one
+    /// of them wins), sometimes a step again.
+    async fn settle_withdrawal(&mut self) {
+        if self.m.withdrawals.is_empty() {
+            return;
+        }
+        let id = self.m.withdrawals[self.rng.usize(..self.m.withdrawals.len())].clone();
+        let path = |step: &str| format!("/v1/orgs/{org}/withdrawals/{id}/{step}", org = self.org);
+        let event = |step: &str, body: Value| {
+            support::event("usage/withdrawal-paid.json").tap(|e| {
+                e["body"] = json!(body.to_string());
+                e["rawPath"] = json!(path(step));
+                e["requestContext"]["http"]["path"] = json!(path(step));
+            })
+        };
+        let paid = event("paid", json!({ "payout_reference": format!("wire_{id}") }));
+        let failed = event("failed", json!({ "reason": "the bank refused" }));
+        let answers = match self.rng.u8(..3) {
+            0 => vec![self.send("usage", &paid).await],
+            1 => vec![self.send("usage", &failed).await],
+            _ => {
+                let (a, b) = tokio::join!(self.send("usage", &paid), self.send("usage", &failed));
+                if a.0 == 200 && b.0 == 200 && a.1["replayed"] == false && b.1["replayed"] == false {
+                    self.fail(format!(
+                        "withdrawal {id} settled both paid and failed: {a:?} {b:?}"
+                    ));
+                }
+                vec![a, b]
+            }
+        };
+        self.log.push(format!("settle {id}: {answers:?}"));
+        for (status, answer) in &answers {
+            if !(*status == 200 || (*status == 409 && answer["error"]["code"] == "withdrawal_settled")) {
+                self.fail(format!("settling {id} answered {status}: {answer}"));
+            }
         }
     }
 

@@ -17,6 +17,7 @@ mod notifications;
 mod orgs;
 mod settings;
 pub mod views;
+mod withdrawals;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct Settings {
     pub table: String,
     /// Where the orgs' BYOK keys are (`BYOK_SECRET_PREFIX`).
     pub byok_prefix: String,
+    /// The least an owner may withdraw (`WITHDRAWAL_MINIMUM_USD`, $25 by default).
+    pub withdrawal_minimum: agent_credits_domain::Usd,
 }
 
 impl agent_credits_aws::settings::FromEnv for Settings {
@@ -40,11 +43,21 @@ impl agent_credits_aws::settings::FromEnv for Settings {
         Ok(Settings {
             table: agent_credits_aws::settings::required(&get, "TABLE_NAME")?,
             byok_prefix: agent_credits_aws::settings::byok_prefix(get("BYOK_SECRET_PREFIX")),
+            withdrawal_minimum: match get("WITHDRAWAL_MINIMUM_USD").filter(|v| !v.trim().is_empty()) {
+                None => DEFAULT_WITHDRAWAL_MINIMUM,
+                Some(v) => agent_credits_domain::PositiveUsd::parse(v.trim())
+                    .map(|m| m.usd())
+                    .map_err(|e| format!("WITHDRAWAL_MINIMUM_USD {v:?}: {e}"))?,
+            },
         })
     }
 }
 
 /// What the account function's handlers use, wired once in `main.rs`.
+/// The least an owner may withdraw unless the deployment says otherwise.
+pub const DEFAULT_WITHDRAWAL_MINIMUM: agent_credits_domain::Usd =
+    agent_credits_domain::Usd::from_whole_dollars(25);
+
 pub struct Account {
     pub store: DynamoWalletStore,
     /// Orgs, members, roles, keys' metadata, agents.
@@ -58,6 +71,8 @@ pub struct Account {
     pub feed: Arc<dyn NotificationFeed>,
     /// Members' monthly limits.
     pub limits: Arc<dyn MemberLimits>,
+    /// The least an owner may withdraw (`WITHDRAWAL_MINIMUM_USD`).
+    pub withdrawal_minimum: agent_credits_domain::Usd,
 }
 
 /// Every route of the function: who may call it and what answers it. Each one on an org
@@ -139,6 +154,12 @@ pub fn routes() -> Vec<Route<Account>> {
                 )
             },
         ),
+        Route::member(M::GET, "/v1/orgs/{org}/withdrawals", ViewBilling, |svc, c| {
+            Box::pin(async move { withdrawals::list(svc, &c.who.org).await })
+        }),
+        Route::member(M::POST, "/v1/orgs/{org}/withdrawals", Withdraw, |svc, c| {
+            Box::pin(async move { withdrawals::request(svc, &c.who, c.body()?).await })
+        }),
         Route::member(M::GET, "/v1/orgs/{org}/balance", ViewBilling, |svc, c| {
             Box::pin(async move { billing::balance(svc, &c.who.org).await })
         }),

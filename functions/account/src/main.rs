@@ -26,6 +26,7 @@ async fn main() -> Result<(), Error> {
         feed: Arc::new(store.clone()),
         limits: Arc::new(store.clone()),
         store,
+        withdrawal_minimum: settings.withdrawal_minimum,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&account, req).await) }).await
 }

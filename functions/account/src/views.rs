@@ -388,3 +388,22 @@ impl DailyUsage {
         })
     }
 }
+
+/// A withdrawal asked for (`201`), or found asked before under its `request_id` (`200`).
+#[derive(Debug, Serialize)]
+pub struct WithdrawalMade<'a> {
+    pub withdrawal: &'a agent_credits_domain::Payout,
+    pub entry_id: String,
+    /// Earned credits that may still be withdrawn.
+    pub withdrawable: Usd,
+    pub replayed: bool,
+}
+
+/// The org's payouts, newest first, and what may be withdrawn now.
+#[derive(Debug, Serialize)]
+pub struct Withdrawals<'a> {
+    pub withdrawable: Usd,
+    pub earned: Usd,
+    pub minimum_usd: Usd,
+    pub withdrawals: &'a [agent_credits_domain::Payout],
+}

@@ -32,6 +32,7 @@ async fn app() -> App {
         )),
         feed: Arc::new(store.clone()),
         limits: Arc::new(store.clone()),
+        withdrawal_minimum: account::DEFAULT_WITHDRAWAL_MINIMUM,
         store,
     };
     App { _db: db, svc }

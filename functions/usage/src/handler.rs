@@ -12,7 +12,7 @@ use agent_credits_http::{ApiError, Edge, ErrorCode, Route, Router, Table, answer
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
-use crate::{Settings, grants, holds, markup, provider_key, rates, reported, verdict};
+use crate::{Settings, grants, holds, markup, payouts, provider_key, rates, reported, verdict};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Usage {
@@ -70,6 +70,24 @@ pub fn routes() -> Vec<Route<Usage>> {
         Route::operator(Method::POST, "/v1/orgs/{org}/grants", |svc, c| {
             Box::pin(async move { grants::grant(svc, c.param("org")?, c.body()?).await })
         }),
+        Route::operator(
+            Method::POST,
+            "/v1/orgs/{org}/withdrawals/{withdrawal}/paid",
+            |svc, c| {
+                Box::pin(async move {
+                    payouts::paid(svc, c.param("org")?, c.param("withdrawal")?, c.body()?).await
+                })
+            },
+        ),
+        Route::operator(
+            Method::POST,
+            "/v1/orgs/{org}/withdrawals/{withdrawal}/failed",
+            |svc, c| {
+                Box::pin(async move {
+                    payouts::failed(svc, c.param("org")?, c.param("withdrawal")?, c.body()?).await
+                })
+            },
+        ),
         Route::operator(Method::PUT, "/v1/rates/{model}", |svc, c| {
             Box::pin(async move { rates::put_rate(svc, c.param("model")?, c.body()?).await })
         }),

@@ -8,11 +8,13 @@
 //! - `GET  /v1/orgs/{org}/may-i-run?member=`: allowed, or paused with a reason
 //! - `PUT  /v1/rates/{model}`: set a model's token prices from a date on (operators)
 //! - `POST /v1/orgs/{org}/grants`: grant credits of a kind, maybe dated (operators)
+//! - `POST /v1/orgs/{org}/withdrawals/{withdrawal}/paid|failed`: settle a payout (operators)
 
 mod grants;
 mod handler;
 mod holds;
 mod markup;
+mod payouts;
 mod provider_key;
 mod rates;
 mod reported;

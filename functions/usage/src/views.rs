@@ -220,3 +220,11 @@ impl<'a> Granted<'a> {
         }
     }
 }
+
+/// A payout settled (or found settled so before, `replayed`).
+#[derive(Debug, Serialize)]
+pub struct Settled<'a> {
+    pub withdrawal: &'a agent_credits_domain::Payout,
+    pub entry_id: String,
+    pub replayed: bool,
+}

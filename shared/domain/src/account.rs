@@ -261,6 +261,8 @@ pub enum Action {
     ManageOrg,
     /// The org's policies and low-balance threshold: owners (reference 003's role table).
     ChangeSettings,
+    /// Cash earned credits out: owners (they own the org's money).
+    Withdraw,
 }
 
 /// A member of an org, with their role.
@@ -348,9 +350,11 @@ impl Org {
             Action::ViewBilling => role >= Role::Admin || self.members_see_billing,
             Action::Purchase => role >= self.purchase_policy.least_role(),
             Action::ManageAutoRecharge | Action::ManageKeys | Action::ManageOrg => role >= Role::Admin,
-            Action::ChangePlan | Action::SetMemberLimits | Action::ManageMembers | Action::ChangeSettings => {
-                role == Role::Owner
-            }
+            Action::ChangePlan
+            | Action::SetMemberLimits
+            | Action::ManageMembers
+            | Action::ChangeSettings
+            | Action::Withdraw => role == Role::Owner,
         }
     }
 }

@@ -137,6 +137,10 @@ typed_id!(
     HoldId, "hold id", 128
 );
 typed_id!(
+    /// A withdrawal of earned credits, named by the owner's request.
+    WithdrawalId, "withdrawal id", 128
+);
+typed_id!(
     /// Makes a change happen at most once: a usage request id, a Stripe event or object
     /// id, a recharge attempt id, each prefixed by its source.
     IdempotencyKey, "idempotency key", 255

@@ -4,7 +4,7 @@
 //! and changes the wallet once. Two crates writing the same key by hand would be one typo
 //! away from crediting a top-up twice.
 
-use crate::ids::{HoldId, IdError, IdempotencyKey};
+use crate::ids::{HoldId, IdError, IdempotencyKey, WithdrawalId};
 
 /// A usage report of the call `request`.
 pub fn usage(request: &HoldId) -> IdempotencyKey {
@@ -40,6 +40,21 @@ pub fn grant(grant: &HoldId) -> IdempotencyKey {
 /// two sweeps that read the same version write one entry between them.
 pub fn lots_expired(version: u64) -> IdempotencyKey {
     IdempotencyKey::joined("expired", &format!("v{version}"))
+}
+
+/// An owner's withdrawal `id`: its credits leave once.
+pub fn withdrawal(id: &WithdrawalId) -> IdempotencyKey {
+    IdempotencyKey::joined("withdrawal", id.as_str())
+}
+
+/// The payout of withdrawal `id` made.
+pub fn withdrawal_paid(id: &WithdrawalId) -> IdempotencyKey {
+    IdempotencyKey::joined("withdrawal_paid", id.as_str())
+}
+
+/// The payout of withdrawal `id` failed: its credits come back once.
+pub fn withdrawal_failed(id: &WithdrawalId) -> IdempotencyKey {
+    IdempotencyKey::joined("withdrawal_failed", id.as_str())
 }
 
 fn stripe(kind: &str, id: &str, step: &str) -> Result<IdempotencyKey, IdError> {

@@ -36,7 +36,7 @@ pub use byok::{KeyFormatError, ProviderKey};
 pub use change::{ChangeRequest, KindMismatch, Movement};
 pub use consumables::{Consumable, Feature, UnitRate};
 pub use grants::{GrantKind, GrantRefused};
-pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId};
+pub use ids::{AgentId, ApiKeyId, HoldId, IdError, IdempotencyKey, MemberId, OrgId, WithdrawalId};
 pub use ledger::{Attribution, Direction, EntryKind, ExternalRefs, LedgerEntry};
 pub use lots::{Lot, Lots};
 pub use member::{CounterChange, MemberMonth, month_of};

@@ -15,7 +15,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::ids::{HoldId, MemberId};
+use crate::ids::{MemberId, WithdrawalId};
 use crate::money::Usd;
 
 /// Where a payout is.
@@ -53,15 +53,19 @@ impl fmt::Display for PayoutState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PayoutStep {
     /// A new payout, pending: its record must not exist yet.
-    Requested { id: HoldId, amount: Usd, by: MemberId },
+    Requested {
+        id: WithdrawalId,
+        amount: Usd,
+        by: MemberId,
+    },
     /// The payout was made: its record must still be pending.
-    Paid { id: HoldId, reference: String },
+    Paid { id: WithdrawalId, reference: String },
     /// The payout failed: its record must still be pending; the credits come back.
-    Failed { id: HoldId, reason: String },
+    Failed { id: WithdrawalId, reason: String },
 }
 
 impl PayoutStep {
-    pub fn id(&self) -> &HoldId {
+    pub fn id(&self) -> &WithdrawalId {
         match self {
             PayoutStep::Requested { id, .. }
             | PayoutStep::Paid { id, .. }
@@ -73,7 +77,7 @@ impl PayoutStep {
 /// A payout as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payout {
-    pub id: HoldId,
+    pub id: WithdrawalId,
     pub amount: Usd,
     pub state: PayoutState,
     pub requested_by: MemberId,

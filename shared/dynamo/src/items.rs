@@ -7,7 +7,7 @@ use agent_credits_domain::{
     Attribution, BillingMode, BucketDelta, Consumable, EntryKind, ExternalRefs, Feature, HoldId,
     IdempotencyKey, LedgerEntry, Lot, Lots, Markup, MemberId, MemberMonth, NotificationKind, OrgId,
     PauseReason, Payout, PayoutState, RechargeTrigger, SignedUsd, StoreError, Usd, Wallet, WalletSettings,
-    WalletState,
+    WalletState, WithdrawalId,
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -147,7 +147,7 @@ fn lots_from(r: &Reader<'_>) -> Result<Lots, StoreError> {
 }
 
 /// A payout's record (see `agent_credits_domain::withdrawals`).
-pub fn withdrawal_sk(id: &HoldId) -> String {
+pub fn withdrawal_sk(id: &WithdrawalId) -> String {
     format!("WITHDRAWAL#{id}")
 }
 
@@ -157,7 +157,7 @@ pub fn payout_from_item(item: &Item) -> Result<Payout, StoreError> {
     let r = Reader::new(item);
     let state = r.s("state")?;
     Ok(Payout {
-        id: HoldId::parse(r.s("id")?).map_err(|e| r.corrupt(e.to_string()))?,
+        id: WithdrawalId::parse(r.s("id")?).map_err(|e| r.corrupt(e.to_string()))?,
         amount: r.usd("amount")?,
         state: PayoutState::parse(state).ok_or_else(|| r.corrupt(format!("unknown payout state {state}")))?,
         requested_by: MemberId::parse(r.s("requested_by")?).map_err(|e| r.corrupt(e.to_string()))?,

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldId, HoldState, IdempotencyKey,
+    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldState, IdempotencyKey,
     LedgerEntry, MemberMonth, Movement, OrgId, Outcome, PageRequest, Payout, PayoutState, PayoutStep,
-    PlanContext, Planned, Refusal, StoreError, Wallet, WalletSettings, WalletStore, month_of,
+    PlanContext, Planned, Refusal, StoreError, Wallet, WalletSettings, WalletStore, WithdrawalId, month_of,
 };
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -534,7 +534,7 @@ impl DynamoWalletStore {
     }
 
     /// The org's payout `id`, if any.
-    pub async fn payout(&self, org: &OrgId, id: &HoldId) -> Result<Option<Payout>, StoreError> {
+    pub async fn payout(&self, org: &OrgId, id: &WithdrawalId) -> Result<Option<Payout>, StoreError> {
         let out = get_consistent(
             &self.client,
             &self.table,

@@ -68,6 +68,7 @@ error_codes! {
     InvalidTarget = "invalid_target",
     InvalidTokens = "invalid_tokens",
     InvalidTtl = "invalid_ttl",
+    InvalidWithdrawal = "invalid_withdrawal",
     KeyInUse = "key_in_use",
     KeyNotFound = "key_not_found",
     KeyStoreUnavailable = "key_store_unavailable",

@@ -125,6 +125,9 @@ impl PathParam for agent_credits_domain::AgentId {
 impl PathParam for agent_credits_domain::HoldId {
     const INVALID: ErrorCode = ErrorCode::InvalidHold;
 }
+impl PathParam for agent_credits_domain::WithdrawalId {
+    const INVALID: ErrorCode = ErrorCode::InvalidWithdrawal;
+}
 impl PathParam for agent_credits_domain::Provider {
     const INVALID: ErrorCode = ErrorCode::InvalidProvider;
 }

@@ -77,6 +77,7 @@ impl App {
                 store: store(),
                 feed: Arc::new(store()),
                 limits: Arc::new(store()),
+                withdrawal_minimum: account::DEFAULT_WITHDRAWAL_MINIMUM,
                 directory: Arc::new(OrgStore::new(client.clone(), TABLE)),
                 orgs: OrgStore::new(client.clone(), TABLE),
                 clock: Arc::new(SystemClock),
@@ -264,6 +265,7 @@ pub fn sample(param: &str) -> &'static str {
         "provider" => "open_ai",
         "agent" => "agent_7",
         "kind" => "sms",
+        "withdrawal" => "wd_1",
         other => panic!("no sample for path parameter {other}"),
     }
 }
