@@ -34,14 +34,18 @@ def token(sub: str) -> str:
     return out.stdout.strip()
 
 
-def api(method: str, path: str, sub: str | None = None, body=None, signed=False):
-    """A call to the local HTTP API as a dashboard user (sub) or the runtime (signed)."""
+def api(method: str, path: str, sub: str | None = None, body=None, signed=False, operator=False):
+    """A call to the local HTTP API as a dashboard user (sub), the runtime (signed) or an
+    operator (operator)."""
     args = ["curl", "-s", "-w", "\n%{http_code}", "-X", method, f"{API}{path}"]
     if sub:
         args += ["-H", f"authorization: Bearer {token(sub)}"]
     if signed:
         args += ["--aws-sigv4", "aws:amz:us-east-1:execute-api", "--user",
                  f"{os.environ['LOCAL_RUNTIME_ACCESS_KEY_ID']}:{os.environ['LOCAL_RUNTIME_SECRET_ACCESS_KEY']}"]
+    if operator:
+        args += ["--aws-sigv4", "aws:amz:us-east-1:execute-api", "--user",
+                 f"{os.environ['LOCAL_OPERATOR_ACCESS_KEY_ID']}:{os.environ['LOCAL_OPERATOR_SECRET_ACCESS_KEY']}"]
     if body is not None:
         args += ["-H", "content-type: application/json", "--data-binary", json.dumps(body)]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -487,3 +491,42 @@ document.getElementById("slot").append(el);
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_earned_credits_show_as_withdrawable_and_an_owner_withdraws_them(browser):
+    org = new_org("u_earner", members=[("u_reader", "member")])
+    status, body = api("POST", f"/v1/orgs/{org}/grants", body={
+        "kind": "referral", "amount_usd": "40.00", "request_id": "ref_browser"}, operator=True)
+    assert status == 201, body
+    status, body = api("POST", f"/v1/orgs/{org}/grants", body={
+        "kind": "promotional", "amount_usd": "5.00", "request_id": "promo_browser",
+        "expires_at": "2099-01-01T00:00:00Z"}, operator=True)
+    assert status == 201, body
+    owner = browser.new_context().new_page()
+    open_billing(owner, org, "u_earner")
+    expect(owner.locator("[data-earned]")).to_have_text("$40.00")
+    expect(owner.locator("[data-withdrawable]")).to_have_text("$40.00")
+    expect(owner.locator("[data-expiring]")).to_contain_text("$5.00")
+    # Below the minimum: the server's refusal, inline; nothing leaves.
+    owner.get_by_label("Withdraw (USD)").fill("10")
+    owner.get_by_role("button", name="Withdraw", exact=True).click()
+    expect(owner.locator("[data-error=withdraw]")).to_contain_text("25")
+    owner.get_by_label("Withdraw (USD)").fill("30")
+    owner.get_by_role("button", name="Withdraw", exact=True).click()
+    expect(owner.locator("[data-notice]")).to_contain_text("pending")
+    expect(owner.locator("[data-withdrawable]")).to_have_text("$10.00")
+    expect(owner.locator("[data-withdrawals] [data-state]")).to_have_text("pending")
+    shot(owner, "withdrawal-pending")
+    # An operator pays it out: the list says so, with the reference.
+    wid = api("GET", f"/v1/orgs/{org}/withdrawals", "u_earner")[1]["withdrawals"][0]["id"]
+    status, body = api("POST", f"/v1/orgs/{org}/withdrawals/{wid}/paid",
+                       body={"payout_reference": "wire_browser"}, operator=True)
+    assert status == 200, body
+    owner.reload()
+    expect(owner.locator("[data-withdrawals] [data-state]")).to_have_text("paid")
+    expect(owner.locator("[data-withdrawals]")).to_contain_text("wire_browser")
+    # A member sees the earned credits but has no withdraw form.
+    reader = browser.new_context().new_page()
+    open_billing(reader, org, "u_reader")
+    expect(reader.locator("[data-w-withdrawable]")).to_have_text("$10.00")
+    expect(reader.get_by_label("Withdraw (USD)")).to_have_count(0)

@@ -16,7 +16,8 @@ const RUNTIMES = [
   ["hermes", "Hermes", "open_router"],
 ];
 const KINDS = ["purchase", "auto_top_up", "usage", "grant", "plan_grant", "rollover", "refund",
-  "dispute", "adjustment", "hold", "capture", "release"];
+  "dispute", "adjustment", "hold", "capture", "release", "referral", "creator_earnings", "support",
+  "promotional", "expired", "withdrawal", "withdrawal_paid", "withdrawal_returned"];
 const RANK = { member: 0, admin: 1, owner: 2 };
 
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g,
@@ -137,7 +138,7 @@ class Billing extends HTMLElement {
     this.memberRole = org.data.role;
     const q = this.historyQuery();
     q.set("limit", "25");
-    const [balance, offers, recharge, usage, history, notes, keys, agents, settings, daily] = await Promise.all([
+    const [balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals] = await Promise.all([
       this.call("GET", `${o}/balance`),
       this.call("GET", `${o}/checkout`),
       this.call("GET", `${o}/auto-recharge`),
@@ -148,8 +149,11 @@ class Billing extends HTMLElement {
       this.call("GET", `${o}/agents`),
       this.call("GET", `${o}/settings`),
       this.call("GET", `${o}/usage/daily`),
+      this.call("GET", `${o}/withdrawals`),
     ]);
-    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings, daily });
+    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals });
+    // One id per withdrawal asked: a second click of the same form asks the same thing.
+    this.withdrawalId = `wd_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
     this.entries = history.ok ? history.data.entries : [];
     this.next = history.ok ? history.data.next : null;
     this.render();
@@ -174,6 +178,7 @@ class Billing extends HTMLElement {
                    : `<p class="error" role="alert">${esc(this.message(this.balance))}</p>`}</section>`}
       ${this.buyHtml()}
       ${billing ? this.rechargeHtml() : ""}
+      ${billing ? this.withdrawalsHtml() : ""}
       ${billing ? this.usageHtml() + this.historyHtml() : ""}
       ${this.notesHtml()}
       ${this.settingsHtml()}`;
@@ -203,6 +208,10 @@ class Billing extends HTMLElement {
         <div><dt>Base</dt><dd>${usd(b.buckets.base)}</dd></div>
         <div><dt>Rollover</dt><dd>${usd(b.buckets.rollover)}</dd></div>
         <div><dt>Purchased</dt><dd>${usd(b.buckets.purchased)}</dd></div>
+        ${b.buckets.expiring && b.buckets.expiring !== "0.00" ? `<div><dt>Expiring</dt><dd data-expiring>${usd(b.buckets.expiring)}${
+          b.next_expiry ? ` <small>(${usd(b.next_expiry.amount)} on ${when(b.next_expiry.expires_at)})</small>` : ""}</dd></div>` : ""}
+        <div><dt>Earned</dt><dd data-earned>${usd(b.buckets.earned || "0")}</dd></div>
+        <div><dt>Withdrawable</dt><dd data-withdrawable>${usd(b.withdrawable || "0")}</dd></div>
         <div><dt>Lifetime added</dt><dd data-added>${usd(b.lifetime_added)}</dd></div>
         ${b.lifetime_granted && b.lifetime_granted !== "0.00" ? `<div><dt>Granted</dt><dd data-granted>${usd(b.lifetime_granted)}</dd></div>` : ""}
         <div><dt>Lifetime spent</dt><dd>${usd(b.lifetime_spent)}</dd></div>
@@ -212,6 +221,30 @@ class Billing extends HTMLElement {
       <table><thead><tr><th>Kind</th><th class="num">Amount</th><th class="num">Balance</th>
         <th>Member</th><th>When</th></tr></thead><tbody data-recent>${rows ||
         `<tr><td colspan="5" class="muted">No transactions yet.</td></tr>`}</tbody></table>
+    </section>`;
+  }
+
+  withdrawalsHtml() {
+    const w = this.withdrawals;
+    if (!w || !w.ok) return "";
+    const d = w.data;
+    const rows = (d.withdrawals || []).map((x) => `<tr><td>${esc(x.id)}</td>
+      <td class="num">${usd(x.amount)}</td><td data-state>${esc(x.state)}</td>
+      <td>${esc(x.reference || x.reason || "")}</td><td>${when(x.requested_at)}</td></tr>`).join("");
+    const owner = this.at("owner");
+    return `<section class="card" aria-labelledby="withdraw-h"><h2 id="withdraw-h">Earned credits</h2>
+      <p>Referral rewards and creator earnings: <strong data-w-earned>${usd(d.earned)}</strong> earned,
+        <strong data-w-withdrawable>${usd(d.withdrawable)}</strong> withdrawable now. They are spent last.</p>
+      ${owner ? `<form data-form="withdraw" class="row">
+        <label>Withdraw (USD) <input name="amount" inputmode="decimal" required pattern="\\d+(\\.\\d{1,2})?"
+          placeholder="${esc(d.minimum_usd)}" aria-describedby="withdraw-help"></label>
+        <button type="submit">Withdraw</button></form>
+      <p id="withdraw-help" class="muted">At least ${usd(d.minimum_usd)}. The credits leave the wallet now; an
+        operator pays them out and the list below shows when.</p>`
+        : `<p class="muted">Owners withdraw earned credits.</p>`}
+      <p class="error" role="alert" data-error="withdraw"></p>
+      ${rows ? `<table><thead><tr><th>Withdrawal</th><th class="num">Amount</th><th>State</th>
+        <th>Reference</th><th>Asked</th></tr></thead><tbody data-withdrawals>${rows}</tbody></table>` : ""}
     </section>`;
   }
 
@@ -579,6 +612,14 @@ class Billing extends HTMLElement {
       case "filter":
         this.filters = { kind: f.kind, member: f.member.trim() };
         return this.load();
+      case "withdraw": {
+        this.error("withdraw", "");
+        const r = await this.call("POST", `${o}/withdrawals`,
+          { amount_usd: f.amount.trim(), request_id: this.withdrawalId });
+        if (!r.ok) { this.error("withdraw", this.message(r)); return; }
+        this.notice = `Withdrawal of ${usd(r.data.withdrawal.amount)} asked: it is pending until it is paid out.`;
+        return this.load();
+      }
       case "rotate":
       case "add-key": {
         const provider = form.dataset.provider || f.provider;
