@@ -151,8 +151,8 @@ struct Model {
     /// Disputes whose closing was delivered (handled).
     closed: BTreeSet<String>,
     holds: Vec<String>,
-    /// Withdrawals asked for (their ids), settled or not.
-    withdrawals: Vec<String>,
+    /// Withdrawals asked for (their ids and amounts), settled or not.
+    withdrawals: Vec<(String, String)>,
     /// Reported calls: request id → its report, for replays.
     calls: Vec<(String, Value)>,
     /// Stripe's events not delivered yet, and ones kept to deliver again.
@@ -964,11 +964,13 @@ impl Run<'_> {
     /// The owner withdraws earned credits (sometimes more than there are, sometimes the
     /// same request again).
     async fn withdraw(&mut self) {
-        let id = match self.m.withdrawals.last() {
-            Some(id) if self.rng.u8(..4) == 0 => id.clone(),
-            _ => self.id("wd_"),
+        // Sometimes the last request again (a retry: replayed), or its id with another
+        // amount (refused).
+        let (id, amount) = match self.m.withdrawals.last().cloned() {
+            Some((id, amount)) if self.rng.u8(..4) == 0 => (id, amount),
+            Some((id, _)) if self.rng.u8(..4) == 0 => (id, self.amount(2_500, 6_000)),
+            _ => (self.id("wd_"), self.amount(2_500, 6_000)),
         };
-        let amount = self.amount(2_500, 6_000);
         let path = format!("/v1/orgs/{org}/withdrawals", org = self.org);
         let (status, answer) = self
             .dashboard(
@@ -980,10 +982,12 @@ impl Run<'_> {
             .await;
         self.log
             .push(format!("withdraw ${amount} as {id}: {status} {answer}"));
+        let code = answer["error"]["code"].as_str().unwrap_or_default();
         match status {
-            201 => self.m.withdrawals.push(id),
-            200 | 409 => {}
-            403 if answer["error"]["code"] == "org_paused" => {}
+            201 => self.m.withdrawals.push((id, amount)),
+            200 if answer["replayed"] == true => {}
+            409 if code == "not_withdrawable" || code == "idempotency_key_reused" => {}
+            403 if code == "org_paused" => {}
             _ => self.fail(format!("a withdrawal answered {status}: {answer}")),
         }
     }
@@ -994,7 +998,9 @@ impl Run<'_> {
         if self.m.withdrawals.is_empty() {
             return;
         }
-        let id = self.m.withdrawals[self.rng.usize(..self.m.withdrawals.len())].clone();
+        let id = self.m.withdrawals[self.rng.usize(..self.m.withdrawals.len())]
+            .0
+            .clone();
         let path = |step: &str| format!("/v1/orgs/{org}/withdrawals/{id}/{step}", org = self.org);
         let event = |step: &str, body: Value| {
             support::event("usage/withdrawal-paid.json").tap(|e| {
@@ -1020,7 +1026,10 @@ impl Run<'_> {
         };
         self.log.push(format!("settle {id}: {answers:?}"));
         for (status, answer) in &answers {
-            if !(*status == 200 || (*status == 409 && answer["error"]["code"] == "withdrawal_settled")) {
+            let code = answer["error"]["code"].as_str();
+            let refused = (*status == 409 && code == Some("withdrawal_settled"))
+                || (*status == 403 && code == Some("org_paused"));
+            if !(*status == 200 || refused) {
                 self.fail(format!("settling {id} answered {status}: {answer}"));
             }
         }
@@ -1300,6 +1309,25 @@ impl Run<'_> {
             self.fail(format!(
                 "lots {lots:?} are not the expiring bucket {}",
                 n("expiring")
+            ));
+        }
+        // The payouts: pending and paid ones are what left as withdrawals, and each has its
+        // entries (a withdrawal, and a paid or returned one once settled).
+        let mut out = Decimal::ZERO;
+        for p in self.query("WITHDRAWAL#").await {
+            let state = p
+                .get("state")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if state != "failed" {
+                out += num(&p, "amount");
+            }
+        }
+        if out != n("lifetime_withdrawn") {
+            self.fail(format!(
+                "pending and paid payouts are {out}, lifetime withdrawn {}",
+                n("lifetime_withdrawn")
             ));
         }
         let markers = self

@@ -201,3 +201,82 @@ async fn a_failed_payout_gives_its_credits_back_once_however_often_it_is_sent() 
     );
     assert_eq!(wallet(&app).await.buckets.earned, Usd::parse("50").unwrap());
 }
+
+#[tokio::test]
+async fn operators_list_what_to_pay_and_a_settlement_is_one_reference_and_never_during_a_dispute() {
+    let mut app = App::start(None).await;
+    app.org_with_members("u_owner", ORG, &[]).await;
+    earned(&app, "60.00", "ref_1").await;
+    let (status, _) = withdraw(&app, "u_owner", "30.00", "wd_1").await;
+    assert_eq!(status, 201);
+
+    // The minimum goes up: a retry of the withdrawal made is still answered as made.
+    app.account.withdrawal_minimum = Usd::parse("50").unwrap();
+    let (status, again) = withdraw(&app, "u_owner", "30.00", "wd_1").await;
+    assert_eq!(
+        (status, again["replayed"].as_bool()),
+        (200, Some(true)),
+        "{again}"
+    );
+    let (_, new) = withdraw(&app, "u_owner", "30.00", "wd_2").await;
+    assert_eq!(new["error"]["code"], "below_minimum", "{new}");
+
+    let pending = || async {
+        let (status, body, _) = app
+            .send("usage", &operator_event("GET", "/v1/withdrawals/pending", None))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["withdrawals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["org"].as_str().unwrap().to_owned(),
+                    w["withdrawal"]["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pending().await, [(ORG.to_owned(), "wd_1".to_owned())]);
+
+    // A dispute opens: nothing is paid out until it closes.
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    let set_state = |state: &'static str, reason: Option<&'static str>| {
+        let mut u = app
+            .client
+            .update_item()
+            .table_name(common::TABLE)
+            .key("pk", S(format!("ORG#{ORG}")))
+            .key("sk", S("WALLET".into()))
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":s", S(state.into()));
+        u = match reason {
+            Some(r) => u
+                .update_expression("SET #s = :s, pause_reason = :r")
+                .expression_attribute_values(":r", S(r.into())),
+            None => u.update_expression("SET #s = :s REMOVE pause_reason"),
+        };
+        u.send()
+    };
+    set_state("paused", Some("disputed")).await.unwrap();
+    let paid = format!("/v1/orgs/{ORG}/withdrawals/wd_1/paid");
+    let (status, refused) = operator(&app, &paid, json!({ "payout_reference": "wire_1" })).await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("org_paused")),
+        "{refused}"
+    );
+    set_state("active", None).await.unwrap();
+
+    let (status, settled) = operator(&app, &paid, json!({ "payout_reference": "wire_1" })).await;
+    assert_eq!(status, 200, "{settled}");
+    // The same step with another reference is another payout: refused, not answered.
+    let (status, other) = operator(&app, &paid, json!({ "payout_reference": "wire_2" })).await;
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (409, Some("idempotency_key_reused")),
+        "{other}"
+    );
+    assert!(pending().await.is_empty());
+}

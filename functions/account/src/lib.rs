@@ -47,6 +47,12 @@ impl agent_credits_aws::settings::FromEnv for Settings {
                 None => DEFAULT_WITHDRAWAL_MINIMUM,
                 Some(v) => agent_credits_domain::PositiveUsd::parse(v.trim())
                     .map(|m| m.usd())
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| {
+                        withdrawals::whole_cents(m)
+                            .then_some(m)
+                            .ok_or_else(|| "not whole cents".to_owned())
+                    })
                     .map_err(|e| format!("WITHDRAWAL_MINIMUM_USD {v:?}: {e}"))?,
             },
         })

@@ -31,19 +31,6 @@ pub(crate) async fn request(svc: &Account, who: &Membership, body: WithdrawalBod
         .amount_usd
         .ok_or_else(|| ApiError::bad_request(ErrorCode::InvalidAmount, "amount_usd is required"))?;
     let amount = PositiveUsd::parse(&amount).map_err(ApiError::money)?;
-    // A payout is money: whole cents.
-    if Usd::from_cents(amount.usd().to_cents().map_err(ApiError::money)?).ok() != Some(amount.usd()) {
-        return Err(ApiError::bad_request(
-            ErrorCode::FractionOfACent,
-            "a withdrawal is in whole cents",
-        ));
-    }
-    if amount.usd() < svc.withdrawal_minimum {
-        return Err(ApiError::bad_request(
-            ErrorCode::BelowMinimum,
-            format!("the least a withdrawal may be is {}", svc.withdrawal_minimum),
-        ));
-    }
     let id = body
         .request_id
         .ok_or_else(|| ApiError::bad_request(ErrorCode::MissingRequestId, "request_id is required"))?;
@@ -54,7 +41,16 @@ pub(crate) async fn request(svc: &Account, who: &Membership, body: WithdrawalBod
             by: who.member.id.clone(),
         })
         .notifying(NotificationKind::CreditWithdrawalRequested);
-    let applied = svc.store.apply(req).await?.map_err(|r| match r {
+    // A retry of a withdrawal made before is answered as it was, even if the minimum
+    // changed since.
+    let outcome = match svc.store.made_before(&req).await? {
+        Some(outcome) => outcome,
+        None => {
+            allowed(svc, amount)?;
+            svc.store.apply(req).await?
+        }
+    };
+    let applied = outcome.map_err(|r| match r {
         Refusal::IdempotencyKeyReused => ApiError::conflict(
             ErrorCode::IdempotencyKeyReused,
             "this request_id was used for another withdrawal",
@@ -80,6 +76,27 @@ pub(crate) async fn request(svc: &Account, who: &Membership, body: WithdrawalBod
             replayed: applied.replayed(),
         },
     ))
+}
+
+/// What a new withdrawal must be: whole cents (a payout is money), at least the minimum.
+fn allowed(svc: &Account, amount: PositiveUsd) -> Result<(), ApiError> {
+    if !whole_cents(amount.usd()) {
+        return Err(ApiError::bad_request(
+            ErrorCode::FractionOfACent,
+            "a withdrawal is in whole cents",
+        ));
+    }
+    if amount.usd() < svc.withdrawal_minimum {
+        return Err(ApiError::bad_request(
+            ErrorCode::BelowMinimum,
+            format!("the least a withdrawal may be is {}", svc.withdrawal_minimum),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn whole_cents(amount: Usd) -> bool {
+    amount.to_cents().ok().and_then(|c| Usd::from_cents(c).ok()) == Some(amount)
 }
 
 pub(crate) async fn list(svc: &Account, org: &Org) -> Reply {

@@ -70,6 +70,9 @@ pub fn routes() -> Vec<Route<Usage>> {
         Route::operator(Method::POST, "/v1/orgs/{org}/grants", |svc, c| {
             Box::pin(async move { grants::grant(svc, c.param("org")?, c.body()?).await })
         }),
+        Route::operator(Method::GET, "/v1/withdrawals/pending", |svc, _| {
+            Box::pin(async move { payouts::pending(svc).await })
+        }),
         Route::operator(
             Method::POST,
             "/v1/orgs/{org}/withdrawals/{withdrawal}/paid",

@@ -4,6 +4,20 @@
 //! (`agent_credits_domain::withdrawals`).
 //! - `POST /v1/orgs/{org}/withdrawals/{withdrawal}/paid`: `{"payout_reference": "..."}`
 //! - `POST /v1/orgs/{org}/withdrawals/{withdrawal}/failed`: `{"reason": "..."}`
+//! - `GET /v1/withdrawals/pending`: every org's payouts waiting to be paid, oldest first
+
+/// Every org's pending payouts, oldest first.
+pub(crate) async fn pending(svc: &Usage) -> Reply {
+    let pending = svc.store.pending_payouts().await?;
+    let rows: Vec<views::PendingPayout<'_>> = pending
+        .iter()
+        .map(|(org, withdrawal)| views::PendingPayout { org, withdrawal })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &views::PendingPayouts { withdrawals: rows },
+    ))
+}
 
 use agent_credits_domain::{
     ChangeRequest, EntryKind, OrgId, PayoutStep, PositiveUsd, WalletStore, WithdrawalId, keys,
@@ -47,7 +61,10 @@ fn text(value: Option<String>, name: &str) -> Result<String, ApiError> {
 
 pub(crate) async fn paid(svc: &Usage, org: OrgId, id: WithdrawalId, body: PaidBody) -> Reply {
     let reference = text(body.payout_reference, "payout_reference")?;
+    // The reference is part of what the key promises: the same step with another
+    // reference is another payout, refused, not answered as this one.
     let req = ChangeRequest::note(org.clone(), EntryKind::WithdrawalPaid, keys::withdrawal_paid(&id))
+        .with_fingerprint(format!("reference:{reference}"))
         .with_note(reference.clone())
         .with_payout(PayoutStep::Paid {
             id: id.clone(),
@@ -62,6 +79,7 @@ pub(crate) async fn failed(svc: &Usage, org: OrgId, id: WithdrawalId, body: Fail
     settle(svc, org.clone(), id.clone(), move |amount| {
         let amount = PositiveUsd::new(amount).map_err(|e| ApiError::internal(&e))?;
         Ok(ChangeRequest::withdrawal_returned(org, amount, key)
+            .with_fingerprint(format!("{amount}|reason:{reason}"))
             .with_note(reason.clone())
             .with_payout(PayoutStep::Failed { id, reason }))
     })
@@ -86,7 +104,13 @@ async fn settle(
         .store
         .apply(make(payout.amount)?)
         .await?
-        .map_err(ApiError::refused)?;
+        .map_err(|r| match r {
+            agent_credits_domain::Refusal::IdempotencyKeyReused => ApiError::conflict(
+                ErrorCode::IdempotencyKeyReused,
+                "the withdrawal was settled so before with another reference or reason",
+            ),
+            other => ApiError::refused(other),
+        })?;
     let payout = svc
         .store
         .payout(&org, &id)

@@ -228,3 +228,15 @@ pub struct Settled<'a> {
     pub entry_id: String,
     pub replayed: bool,
 }
+
+/// A payout waiting to be paid, with its org.
+#[derive(Debug, Serialize)]
+pub struct PendingPayout<'a> {
+    pub org: &'a OrgId,
+    pub withdrawal: &'a agent_credits_domain::Payout,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingPayouts<'a> {
+    pub withdrawals: Vec<PendingPayout<'a>>,
+}

@@ -319,11 +319,13 @@ impl Wallet {
                 .split_debit(take)
                 .ok_or(Refusal::InsufficientFunds { available })
         };
-        if let (
-            WalletState::Paused(reason),
-            Movement::Debit(_) | Movement::Hold { .. } | Movement::Withdraw(_),
-        ) = (self.state, req.movement())
+        // Nothing is reserved, spent ahead or paid out while a dispute (or a failed
+        // recharge) pauses the org; calls already made are still charged.
+        let pays_out =
+            matches!(req.movement(), Movement::Withdraw(_)) || req.kind() == EntryKind::WithdrawalPaid;
+        if let WalletState::Paused(reason) = self.state
             && reason != PauseReason::CreditsExhausted
+            && (pays_out || matches!(req.movement(), Movement::Debit(_) | Movement::Hold { .. }))
         {
             return Err(Refusal::Paused(reason));
         }

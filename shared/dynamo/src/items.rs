@@ -153,6 +153,9 @@ pub fn withdrawal_sk(id: &WithdrawalId) -> String {
 
 pub const WITHDRAWAL_SK_PREFIX: &str = "WITHDRAWAL#";
 
+/// `gsi1pk` of pending payouts (removed when one is settled).
+pub const PAYOUTS_PENDING_PK: &str = "PAYOUTS#PENDING";
+
 pub fn payout_from_item(item: &Item) -> Result<Payout, StoreError> {
     let r = Reader::new(item);
     let state = r.s("state")?;

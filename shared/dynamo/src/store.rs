@@ -497,6 +497,10 @@ impl DynamoWalletStore {
                 x.set("state", s(PayoutState::Pending.as_str()));
                 x.set("requested_by", s(by.as_str()));
                 x.set("requested_at", timestamp(now));
+                x.set("org", s(org.as_str()));
+                // Pending payouts are one index query for the operators who pay them.
+                x.set("gsi1pk", s(items::PAYOUTS_PENDING_PK));
+                x.set("gsi1sk", s(format!("{}#{org}#{id}", items::hold_time(now))));
                 x.condition("attribute_not_exists(#type)");
             }
             PayoutStep::Paid { reference, .. }
@@ -510,6 +514,8 @@ impl DynamoWalletStore {
                 x.set("state", s(state.as_str()));
                 x.set(field, s(reference.as_str()));
                 x.set("settled_at", timestamp(now));
+                x.remove("gsi1pk");
+                x.remove("gsi1sk");
                 x.condition("#state = :pending");
                 x.value(":pending", s(PayoutState::Pending.as_str()));
             }
@@ -542,6 +548,34 @@ impl DynamoWalletStore {
         )
         .await?;
         out.as_ref().map(items::payout_from_item).transpose()
+    }
+
+    /// Every org's pending payouts, oldest request first: what the operators have to pay.
+    pub async fn pending_payouts(&self) -> Result<Vec<(OrgId, Payout)>, StoreError> {
+        let mut found = vec![];
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :p")
+                .expression_attribute_values(":p", s(items::PAYOUTS_PENDING_PK))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                let r = crate::attr::Reader::new(item);
+                let org = OrgId::parse(r.s("org")?).map_err(|e| r.corrupt(e.to_string()))?;
+                found.push((org, items::payout_from_item(item)?));
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// The org's payouts, newest request first.

@@ -233,7 +233,6 @@ impl ApiError {
         )
     }
 
-    /// A refused amount: a 400 with the amount's own code.
     /// A change of a wallet that was refused: nothing was written.
     pub fn refused(refusal: agent_credits_domain::Refusal) -> ApiError {
         use agent_credits_domain::Refusal;
@@ -278,7 +277,7 @@ impl ApiError {
             }),
             Refusal::PayoutNotPending => ApiError::conflict(
                 ErrorCode::WithdrawalSettled,
-                "the withdrawal is no longer pending: it was settled before",
+                "the withdrawal is not pending: settled before (or its id is taken)",
             ),
             Refusal::TooManyLots => ApiError::conflict(ErrorCode::TooManyDatedGrants, refusal.to_string()),
             Refusal::Superseded | Refusal::Money(_) | Refusal::NothingToExpire => {
@@ -300,6 +299,7 @@ impl ApiError {
         })
     }
 
+    /// A refused amount: a 400 with the amount's own code.
     pub fn money(e: agent_credits_domain::MoneyError) -> ApiError {
         ApiError::bad_request(ErrorCode::from(e.clone()), e.to_string())
     }
