@@ -46,6 +46,8 @@ struct Functions {
     recharge_unreachable: recharge::Recharge,
     /// Stripe's API as a customer's browser and Stripe's dashboard reach it.
     stripe: stripe::Client,
+    /// The earnings function, given each call that names a creator as the stream would.
+    earnings: earnings::Earnings,
 }
 
 fn stripe_client(base: &str, key: &str) -> stripe::Client {
@@ -119,6 +121,11 @@ impl Functions {
             recharge_bad_key: recharge(support::payments(sim.base_url(), "rk_live_revoked")),
             recharge_unreachable: recharge(support::payments("http://127.0.0.1:9/", "sk_test_sim")),
             stripe: stripe_client(sim.base_url(), "sk_test_sim"),
+            earnings: earnings::Earnings {
+                store: store(),
+                orgs: OrgStore::new(client.clone(), table),
+                share: earnings::CreatorShare::DEFAULT,
+            },
         }
     }
 }
@@ -174,6 +181,9 @@ struct Model {
     /// What the calls on the ledger cost (paid plus shortfall): usage by day must say the
     /// same, in total and by each dimension.
     billed: Decimal,
+    /// What the creator org must have earned: 10% of what each call naming it was
+    /// charged, rounded once.
+    creator_earned: Decimal,
     /// Members' personal wallets: what each bought for itself (Checkout Sessions) and the
     /// calls billed to it (request ids), which no other wallet may hold.
     personal: BTreeMap<String, Personal>,
@@ -359,6 +369,11 @@ impl Run<'_> {
         let (status, created) = self.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
         assert_eq!(status, 201, "{created}");
         self.m.roles.insert("u_owner".into(), "owner".into());
+        // The org whose agents some calls name as their creator.
+        let body = json!({ "id": self.creator(), "name": "Creator", "runtime": "claude_code",
+            "billing_mode": "credits" });
+        let (status, created) = self.dashboard("POST", "/v1/orgs", "u_creator", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
         let (status, rate) = self
             .send(
                 "usage",
@@ -683,10 +698,17 @@ impl Run<'_> {
         }
     }
 
+    fn creator(&self) -> String {
+        format!("{}_creator", self.org)
+    }
+
     async fn usage(&mut self, tokens: bool) {
         let id = self.id("req_");
         let mut report =
             json!({ "request_id": id, "api_key": "k_1", "agent": "agent_1", "runtime": "claude_code" });
+        if self.rng.u8(..3) == 0 {
+            report["creator"] = json!(self.creator());
+        }
         if self.rng.u8(..4) != 0 {
             report["member"] = json!(self.member(true));
         }
@@ -1311,6 +1333,19 @@ impl Run<'_> {
                 n("expiring")
             ));
         }
+        // The creator earned its share of each call that named it, once.
+        let creator = self.raw(&format!("ORG#{}", self.creator()), "WALLET").await;
+        let creator_earned = creator
+            .as_ref()
+            .and_then(|c| c.get("earned"))
+            .and_then(|v| v.as_n().ok())
+            .map_or(Decimal::ZERO, |v| Decimal::from_str_exact(v).unwrap());
+        if creator_earned != self.m.creator_earned {
+            self.fail(format!(
+                "the creator earned {creator_earned}, its calls' shares are {}",
+                self.m.creator_earned
+            ));
+        }
         // The payouts: pending and paid ones are what left as withdrawals, and each has its
         // entries (a withdrawal, and a paid or returned one once settled).
         let mut out = Decimal::ZERO;
@@ -1423,6 +1458,20 @@ impl Run<'_> {
             self.m.sum += amount;
             if kind == "usage" || kind == "capture" {
                 self.m.billed += amount.abs() + shortfall;
+            }
+            // A call that names its creator: the stream gives it to the earnings function
+            // (sometimes twice), which credits 10% of what was charged, once.
+            if e.contains_key("creator") {
+                let payer = agent_credits_domain::OrgId::parse(&self.org).unwrap();
+                for _ in 0..self.rng.u8(1..3) {
+                    earnings::earn(&self.f.earnings, &payer, seq)
+                        .await
+                        .unwrap_or_else(|err| self.fail(format!("earnings of entry {seq}: {err}")));
+                }
+                if kind == "usage" || kind == "capture" {
+                    self.m.creator_earned += (amount.abs() * Decimal::new(1, 1))
+                        .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+                }
             }
             if num(e, "balance_after") != self.m.sum {
                 self.fail(format!(

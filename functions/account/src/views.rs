@@ -119,6 +119,9 @@ pub struct Entry<'a> {
     /// What an operator wrote on a grant or a payout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<&'a str>,
+    /// The org whose agent made a call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<&'a agent_credits_domain::OrgId>,
     pub created_at: DateTime<Utc>,
     pub external: &'a ExternalRefs,
 }
@@ -139,6 +142,7 @@ impl<'a> From<&'a LedgerEntry> for Entry<'a> {
             consumable: e.consumed(),
             feature: e.attribution.feature,
             note: e.note.as_deref(),
+            creator: e.attribution.creator.as_ref(),
             created_at: e.created_at,
             external: &e.external,
         }

@@ -80,6 +80,8 @@ pub(crate) async fn hold(svc: &Usage, org: OrgId, body: HoldRequest) -> Reply {
         model: None,
         consumable: kind,
         feature,
+        // The capture names the creator: a hold charges nothing, so it earns nothing.
+        creator: None,
     };
     let req = ChangeRequest::hold(
         org.clone(),

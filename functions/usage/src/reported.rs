@@ -51,6 +51,9 @@ pub(crate) struct CallReport {
     agent: Option<AgentId>,
     #[serde(default)]
     runtime: Option<AgentId>,
+    /// The org whose agent made the call: it earns a share of what the call is charged.
+    #[serde(default)]
+    creator: Option<OrgId>,
     #[serde(default)]
     model: Option<ModelId>,
     /// The exact provider cost, when the runtime knows it.
@@ -68,9 +71,19 @@ pub(crate) fn kind_named(name: Option<&str>) -> Result<Consumable, ApiError> {
 }
 
 impl CallReport {
-    /// The wallet the use is billed to, in its context.
+    /// The wallet the use is billed to, in its context. A creator is another org: never
+    /// the payer itself (its calls would pay it back) nor a person's own account.
     pub(crate) fn wallet(&self, org: OrgId) -> Result<OrgId, ApiError> {
-        wallet_in(org, self.context, self.member.as_ref())
+        let payer = wallet_in(org, self.context, self.member.as_ref())?;
+        if let Some(creator) = &self.creator
+            && (creator.is_personal() || *creator == payer)
+        {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidCreator,
+                "creator is the org whose agent made the call: another org than the one that pays",
+            ));
+        }
+        Ok(payer)
     }
 
     /// A capture of a hold: the use its hold was made for (its kind, and its feature when
@@ -105,6 +118,7 @@ impl CallReport {
             model: self.model.clone(),
             consumable: self.kind,
             feature: self.feature,
+            creator: self.creator.clone(),
         }
     }
 

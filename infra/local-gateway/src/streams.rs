@@ -139,10 +139,13 @@ pub fn matches(pattern: &Value, record: &Value) -> Result<bool, String> {
                 for a in allowed {
                     any |= match a {
                         Value::String(_) | Value::Number(_) => got == Some(a),
-                        Value::Object(rule) => match (rule.get("prefix"), rule.len()) {
-                            (Some(Value::String(p)), 1) => got
+                        Value::Object(rule) => match (rule.get("prefix"), rule.get("exists"), rule.len()) {
+                            (Some(Value::String(p)), None, 1) => got
                                 .and_then(Value::as_str)
                                 .is_some_and(|g| g.starts_with(p.as_str())),
+                            (None, Some(Value::Bool(exists)), 1) => {
+                                got.is_some_and(|g| !g.is_null()) == *exists
+                            }
                             _ => return Err(format!("filter rule not supported locally: {a}")),
                         },
                         _ => return Err(format!("filter value not supported locally: {a}")),
@@ -419,6 +422,17 @@ mod tests {
         assert!(matches(&crossing.filters[0], &wallet(Some("DUE#RECHARGE"))).unwrap());
         assert!(!matches(&crossing.filters[0], &wallet(None)).unwrap());
         assert!(!matches(&crossing.filters[0], &wallet(Some("HOLDS#OPEN#1"))).unwrap());
+
+        let earnings = mappings.iter().find(|m| m.function == "earnings").unwrap();
+        let entry = |creator: Option<&str>| {
+            let mut image = json!({"pk": {"S": "ORG#o"}, "sk": {"S": "TX#00000000000000000001"}});
+            if let Some(c) = creator {
+                image["creator"] = json!({"S": c});
+            }
+            json!({"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "ORG#o"}, "sk": {"S": "TX#00000000000000000001"}}, "NewImage": image}})
+        };
+        assert!(matches(&earnings.filters[0], &entry(Some("org_creator"))).unwrap());
+        assert!(!matches(&earnings.filters[0], &entry(None)).unwrap());
     }
 
     #[test]

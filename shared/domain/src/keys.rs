@@ -42,6 +42,14 @@ pub fn lots_expired(version: u64) -> IdempotencyKey {
     IdempotencyKey::joined("expired", &format!("v{version}"))
 }
 
+/// A creator's share of the call that `payer` was charged in its entry `seq`: earned once
+/// however often the stream delivers the entry. (The entry is the call's: its idempotency
+/// key maps to it one to one, and the pair stays within a key's length where the payer's
+/// id and the call's key together would not.)
+pub fn creator_earnings(payer: &crate::ids::OrgId, seq: u64) -> IdempotencyKey {
+    IdempotencyKey::joined("creator", &format!("{payer}:{seq}"))
+}
+
 /// An owner's withdrawal `id`: its credits leave once.
 pub fn withdrawal(id: &WithdrawalId) -> IdempotencyKey {
     IdempotencyKey::joined("withdrawal", id.as_str())
@@ -120,5 +128,19 @@ mod tests {
         assert!(payment(&"x".repeat(300)).is_err());
         let longest = HoldId::parse("x".repeat(HoldId::MAX_LEN)).unwrap();
         assert!(IdempotencyKey::parse(capture(&longest).as_str()).is_ok());
+        // Keys made from other keys and ids still read back from the table, at their
+        // longest too.
+        let org = crate::ids::OrgId::parse("o".repeat(crate::ids::OrgId::MAX_LEN)).unwrap();
+        let wd = WithdrawalId::parse("w".repeat(WithdrawalId::MAX_LEN)).unwrap();
+        for key in [
+            creator_earnings(&org, u64::MAX),
+            grant(&longest),
+            lots_expired(u64::MAX),
+            withdrawal(&wd),
+            withdrawal_paid(&wd),
+            withdrawal_failed(&wd),
+        ] {
+            assert!(IdempotencyKey::parse(key.as_str()).is_ok(), "{key}");
+        }
     }
 }

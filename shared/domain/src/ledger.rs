@@ -164,6 +164,10 @@ pub struct Attribution {
     /// The product feature it served, when the runtime named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature: Option<crate::consumables::Feature>,
+    /// The org whose agent made the call: it earns a share of what the call was charged
+    /// (reference 001's creator earnings), credited after the call by the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<OrgId>,
 }
 
 /// Ids of the outside objects a change came from, kept on the entry for reconciliation.

@@ -379,6 +379,7 @@ pub fn entry_item(e: &LedgerEntry) -> Item {
             (!a.consumable.is_model_call()).then(|| a.consumable.as_str()),
         ),
         ("feature", a.feature.map(|f| f.as_str())),
+        ("creator", a.creator.as_ref().map(|c| c.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -431,6 +432,10 @@ pub fn entry_from_item(org: &OrgId, item: &Item) -> Result<LedgerEntry, StoreErr
             .map_err(|e| r.corrupt(format!("{e}")))?,
         consumable: consumable_of(&r)?,
         feature: feature_of(&r)?,
+        creator: parse_id("creator")?
+            .map(OrgId::parse)
+            .transpose()
+            .map_err(|e| r.corrupt(format!("{e}")))?,
     };
     let mut external = ExternalRefs::default();
     if let Some(map) = r.map("ext")? {
@@ -740,6 +745,7 @@ pub fn unbilled_item(
             (!a.consumable.is_model_call()).then(|| a.consumable.as_str()),
         ),
         ("feature", a.feature.map(|f| f.as_str())),
+        ("creator", a.creator.as_ref().map(|c| c.as_str())),
     ] {
         if let Some(v) = v {
             item.insert(name.to_owned(), s(v));
@@ -811,6 +817,7 @@ mod tests {
                 model: None,
                 consumable: Consumable::Sms,
                 feature: Some(Feature::Rag),
+                creator: Some(OrgId::parse("org_creator").unwrap()),
             },
             idempotency_key: IdempotencyKey::parse("usage:req_1").unwrap(),
             external: ExternalRefs {

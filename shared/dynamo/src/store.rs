@@ -539,6 +539,12 @@ impl DynamoWalletStore {
         }
     }
 
+    /// The org's ledger entry `seq`, if it exists (a consistent read).
+    pub async fn entry(&self, org: &OrgId, seq: u64) -> Result<Option<LedgerEntry>, StoreError> {
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), entry_sk(seq))).await?;
+        out.as_ref().map(|item| entry_from_item(org, item)).transpose()
+    }
+
     /// The org's payout `id`, if any.
     pub async fn payout(&self, org: &OrgId, id: &WithdrawalId) -> Result<Option<Payout>, StoreError> {
         let out = get_consistent(

@@ -440,6 +440,7 @@ async fn history_pages_list_newest_first_with_running_balances_and_attribution()
         model: Some("claude-sonnet-4".parse().unwrap()),
         consumable: agent_credits_domain::Consumable::Llm,
         feature: Some(agent_credits_domain::Feature::AgentConversation),
+        creator: Some(OrgId::parse("org_creator").unwrap()),
     };
     for i in 0..4 {
         f.store

@@ -44,6 +44,7 @@ error_codes! {
     InvalidAgent = "invalid_agent",
     InvalidAmount = "invalid_amount",
     InvalidBody = "invalid_body",
+    InvalidCreator = "invalid_creator",
     InvalidCursor = "invalid_cursor",
     InvalidDailyCap = "invalid_daily_cap",
     InvalidDate = "invalid_date",

@@ -223,7 +223,11 @@ impl Stack {
         ]);
         let watch = support::watch::Watch::start(&env);
         let mappings = streams::from_template(&support::repo_root().join("infra/template.yaml")).unwrap();
-        assert_eq!(mappings.len(), 2, "the notifier's and recharge on crossing's");
+        assert_eq!(
+            mappings.len(),
+            3,
+            "the notifier's, recharge on crossing's and the earnings'"
+        );
         let source = streams::Source {
             dynamodb: app._db.endpoint().to_owned(),
             table: "credits".to_owned(),

@@ -1,0 +1,219 @@
+//! Creator earnings: a call that names its agent's creator is charged as any other, and
+//! the table's stream credits the creator its share afterwards, once however often the
+//! records are delivered. Against dynoxide with its stream, the records delivered as
+//! Lambda delivers them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use agent_credits_aws::settings::FromEnv;
+use agent_credits_aws::stream::StreamEvent;
+use agent_credits_domain::{
+    BillingMode, EntryKind, MemberId, OrgId, PageRequest, SystemClock, Usd, WalletSettings, WalletStore,
+};
+use agent_credits_dynamo::{DynamoWalletStore, OrgStore, RateStore};
+use earnings::{CreatorShare, Earned, Earnings, earn, handle};
+use serde_json::{Value, json};
+use usage::{Settings, Usage};
+
+const TABLE: &str = "credits";
+
+struct App {
+    _db: support::dynoxide::Dynoxide,
+    usage: Usage,
+    earnings: Earnings,
+    payer: OrgId,
+    creator: OrgId,
+}
+
+async fn app(credits: &str) -> App {
+    let (db, client) = support::fresh_table_with_stream(TABLE).await;
+    let store = || DynamoWalletStore::new(client.clone(), TABLE, Arc::new(SystemClock));
+    let orgs = OrgStore::new(client.clone(), TABLE);
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    let payer = OrgId::parse("org_demo").unwrap();
+    let creator = OrgId::parse("org_creator").unwrap();
+    for org in [&payer, &creator] {
+        let owner = MemberId::parse("u_owner").unwrap();
+        assert!(
+            orgs.create(&support::credits_org(org), &owner, &settings)
+                .await
+                .unwrap()
+        );
+        store().put_settings(org, &settings).await.unwrap();
+    }
+    store()
+        .apply(support::purchase(&payer, credits, "purchase:seed"))
+        .await
+        .unwrap()
+        .unwrap();
+    App {
+        usage: Usage {
+            store: store(),
+            orgs: OrgStore::new(client.clone(), TABLE),
+            rates: RateStore::new(client.clone(), TABLE),
+            months: Arc::new(store()),
+            clock: Arc::new(SystemClock),
+            settings: Settings::from_lookup(|n| support::usage_setting(TABLE, n)).unwrap(),
+            keys: None,
+        },
+        earnings: Earnings {
+            store: store(),
+            orgs,
+            share: CreatorShare::DEFAULT,
+        },
+        _db: db,
+        payer,
+        creator,
+    }
+}
+
+/// The sample debit with its body's fields replaced.
+fn call_of(changes: Value) -> Value {
+    let mut event = support::event("usage/debit-cost.json");
+    let mut body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+    for (k, v) in changes.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    event["body"] = json!(body.to_string());
+    event
+}
+
+async fn call(app: &App, event: &Value) -> (u16, Value) {
+    support::contract::call(event, |req| usage::handle(&app.usage, req)).await
+}
+
+fn batch(app: &App) -> StreamEvent {
+    let records = support::streams::read_all(app._db.endpoint(), TABLE);
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+async fn earned(app: &App) -> Vec<agent_credits_domain::LedgerEntry> {
+    let page = app
+        .earnings
+        .store
+        .history(&app.creator, PageRequest::first(50))
+        .await
+        .unwrap();
+    page.entries
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::CreatorEarnings)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_creator_earns_its_share_of_each_call_once_however_often_the_stream_delivers_it() {
+    let app = app("10.00").await;
+    let (status, charged) = call(&app, &call_of(json!({ "creator": "org_creator" }))).await;
+    assert_eq!(status, 200, "{charged}");
+    assert_eq!(charged["charged"], "0.01845");
+    let (status, other) = call(&app, &call_of(json!({ "request_id": "req_plain" }))).await;
+    assert_eq!(status, 200, "{other}");
+    let payer_after_calls = app
+        .usage
+        .store
+        .wallet(&app.payer)
+        .await
+        .unwrap()
+        .balance()
+        .unwrap();
+
+    // Every batch delivered three times, two of them at once.
+    let event = batch(&app);
+    let (a, b) = tokio::join!(handle(&app.earnings, &event), handle(&app.earnings, &event));
+    assert!(a.failures.is_empty() && b.failures.is_empty());
+    assert!(handle(&app.earnings, &event).await.failures.is_empty());
+
+    let credits = earned(&app).await;
+    assert_eq!(credits.len(), 1, "one call named the creator: {credits:?}");
+    // 10% of $0.01845, rounded once to 6 places.
+    assert_eq!(credits[0].amount.magnitude(), Usd::parse("0.001845").unwrap());
+    let creator = app.earnings.store.wallet(&app.creator).await.unwrap();
+    assert_eq!(
+        (creator.buckets.earned, creator.withdrawable().unwrap()),
+        (Usd::parse("0.001845").unwrap(), Usd::parse("0.001845").unwrap())
+    );
+    // The payer paid the call and nothing more.
+    assert_eq!(
+        app.usage
+            .store
+            .wallet(&app.payer)
+            .await
+            .unwrap()
+            .balance()
+            .unwrap(),
+        payer_after_calls
+    );
+}
+
+#[tokio::test]
+async fn what_the_wallet_did_not_pay_earns_nothing_and_a_creator_is_another_org() {
+    let app = app("0.01").await;
+    // A call of $0.01845 on $0.01: $0.01 charged, the rest shortfall; 10% of $0.01.
+    let (status, charged) = call(&app, &call_of(json!({ "creator": "org_creator" }))).await;
+    assert_eq!(
+        (status, charged["shortfall"].as_str()),
+        (200, Some("0.00845")),
+        "{charged}"
+    );
+    let entry = app
+        .usage
+        .store
+        .history(&app.payer, PageRequest::first(1))
+        .await
+        .unwrap()
+        .entries[0]
+        .clone();
+    assert_eq!(
+        earn(&app.earnings, &app.payer, entry.seq).await.unwrap(),
+        Earned::Now(Usd::parse("0.001").unwrap())
+    );
+    assert_eq!(
+        earn(&app.earnings, &app.payer, entry.seq).await.unwrap(),
+        Earned::Already
+    );
+
+    // The payer itself, or a person's own account, is no creator: refused, nothing written.
+    for creator in ["org_demo", "@u_owner"] {
+        let (status, refused) = call(
+            &app,
+            &call_of(json!({ "creator": creator, "request_id": "req_self" })),
+        )
+        .await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (400, Some("invalid_creator")),
+            "{refused}"
+        );
+    }
+    // A creator that is no org: the call is charged, nothing is credited.
+    app.usage
+        .store
+        .apply(support::purchase(&app.payer, "1.00", "purchase:more"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, _) = call(
+        &app,
+        &call_of(json!({ "creator": "org_nobody", "request_id": "req_nobody" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let entry = app
+        .usage
+        .store
+        .history(&app.payer, PageRequest::first(1))
+        .await
+        .unwrap()
+        .entries[0]
+        .clone();
+    assert_eq!(
+        earn(&app.earnings, &app.payer, entry.seq).await.unwrap(),
+        Earned::UnknownCreator
+    );
+    assert_eq!(earned(&app).await.len(), 1);
+}
