@@ -196,6 +196,7 @@ pub fn credits_org(id: &agent_credits_domain::OrgId) -> agent_credits_domain::Or
         members_see_billing: true,
         credits_per_usd: agent_credits_domain::account::DEFAULT_CREDITS_PER_USD,
         created_at: Utc::now(),
+        referred_by: None,
         revision: 0,
     }
 }

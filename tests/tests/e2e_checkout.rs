@@ -33,6 +33,7 @@ fn a_checkout_paid_in_the_simulator_credits_the_wallet_once_through_cargo_lambda
             members_see_billing: true,
             credits_per_usd: 200,
             created_at: chrono::Utc::now(),
+            referred_by: None,
             revision: 0,
         };
         let settings = WalletSettings {

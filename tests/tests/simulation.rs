@@ -125,6 +125,7 @@ impl Functions {
                 store: store(),
                 orgs: OrgStore::new(client.clone(), table),
                 share: earnings::CreatorShare::DEFAULT,
+                referral: earnings::ReferralReward::DEFAULT,
             },
         }
     }
@@ -184,6 +185,12 @@ struct Model {
     /// What the creator org must have earned: 10% of what each call naming it was
     /// charged, rounded once.
     creator_earned: Decimal,
+    /// The PaymentIntent of the org's first purchase credited, once there is one.
+    first_purchase: Option<String>,
+    /// The org was created with the creator org's referral code.
+    referred: bool,
+    /// Money went back to the card for the first purchase (a refund, a lost dispute).
+    first_refunded: bool,
     /// Members' personal wallets: what each bought for itself (Checkout Sessions) and the
     /// calls billed to it (request ids), which no other wallet may hold.
     personal: BTreeMap<String, Personal>,
@@ -364,16 +371,21 @@ impl Run<'_> {
             _ => "credits",
         };
         self.m.billing_mode = mode.into();
-        let body = json!({ "id": self.org, "name": "Sim", "runtime": "claude_code", "billing_mode": mode,
-            "purchase_policy": if self.rng.u8(..10) < 7 { "any_member" } else { "owners_only" } });
-        let (status, created) = self.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
-        assert_eq!(status, 201, "{created}");
-        self.m.roles.insert("u_owner".into(), "owner".into());
-        // The org whose agents some calls name as their creator.
+        // The org whose agents some calls name as their creator, and whose referral code
+        // most runs' org was created with.
         let body = json!({ "id": self.creator(), "name": "Creator", "runtime": "claude_code",
             "billing_mode": "credits" });
         let (status, created) = self.dashboard("POST", "/v1/orgs", "u_creator", Some(body)).await;
         assert_eq!(status, 201, "{created}");
+        let mut body = json!({ "id": self.org, "name": "Sim", "runtime": "claude_code", "billing_mode": mode,
+            "purchase_policy": if self.rng.u8(..10) < 7 { "any_member" } else { "owners_only" } });
+        if self.rng.u8(..4) != 0 {
+            body["referred_by"] = json!(self.creator());
+            self.m.referred = true;
+        }
+        let (status, created) = self.dashboard("POST", "/v1/orgs", "u_owner", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        self.m.roles.insert("u_owner".into(), "owner".into());
         let (status, rate) = self
             .send(
                 "usage",
@@ -1340,9 +1352,56 @@ impl Run<'_> {
             .and_then(|c| c.get("earned"))
             .and_then(|v| v.as_n().ok())
             .map_or(Decimal::ZERO, |v| Decimal::from_str_exact(v).unwrap());
-        if creator_earned != self.m.creator_earned {
+        // It is also the referrer: one reward at most, for the first purchase, and one
+        // reversal at most, for that purchase.
+        let mut referral = Decimal::ZERO;
+        let (mut rewards, mut reversals) = (0, 0);
+        for e in self.query_of(&self.creator(), "TX#").await {
+            let kind = e
+                .get("kind")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            let intent = e
+                .get("ext")
+                .and_then(|x| x.as_m().ok())
+                .and_then(|m| m.get("payment_intent"))
+                .and_then(|v| v.as_s().ok())
+                .cloned();
+            match kind.as_str() {
+                "referral" => {
+                    rewards += 1;
+                    referral += num(&e, "amount");
+                    if intent != self.m.first_purchase {
+                        self.fail(format!(
+                            "a referral for {intent:?}, the first purchase was {:?}",
+                            self.m.first_purchase
+                        ));
+                    }
+                }
+                "referral_reversed" => {
+                    reversals += 1;
+                    referral += num(&e, "amount");
+                    if intent != self.m.first_purchase {
+                        self.fail(format!(
+                            "a referral reversed for {intent:?}, not the first purchase"
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let want_rewards = usize::from(self.m.referred && self.m.first_purchase.is_some());
+        let want_reversals = usize::from(want_rewards == 1 && self.m.first_refunded);
+        if (rewards, reversals) != (want_rewards, want_reversals) {
             self.fail(format!(
-                "the creator earned {creator_earned}, its calls' shares are {}",
+                "{rewards} referral rewards and {reversals} reversals; referred {}, first purchase {:?}, taken back {}",
+                self.m.referred, self.m.first_purchase, self.m.first_refunded
+            ));
+        }
+        if creator_earned != self.m.creator_earned + referral {
+            self.fail(format!(
+                "the creator earned {creator_earned}, its calls' shares are {} and its referral {referral}",
                 self.m.creator_earned
             ));
         }
@@ -1459,6 +1518,47 @@ impl Run<'_> {
             if kind == "usage" || kind == "capture" {
                 self.m.billed += amount.abs() + shortfall;
             }
+            // A first purchase earns the referrer its reward, and money going back for it
+            // takes the reward back: the stream gives every purchase and take-back to the
+            // earnings function (sometimes twice).
+            if ["purchase", "auto_top_up", "refund", "dispute"].contains(&kind.as_str()) {
+                let payer = agent_credits_domain::OrgId::parse(&self.org).unwrap();
+                let intent = e
+                    .get("ext")
+                    .and_then(|x| x.as_m().ok())
+                    .and_then(|m| m.get("payment_intent"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
+                let went_back = amount < Decimal::ZERO || num(e, "shortfall") > Decimal::ZERO;
+                if (kind == "refund" || kind == "dispute")
+                    && went_back
+                    && self.m.first_purchase.is_some()
+                    && intent == self.m.first_purchase
+                {
+                    self.m.first_refunded = true;
+                }
+                if self.m.first_purchase.is_none() && kind != "refund" && kind != "dispute" {
+                    self.m.first_purchase = Some(
+                        e.get("ext")
+                            .and_then(|x| x.as_m().ok())
+                            .and_then(|m| m.get("payment_intent"))
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .or_else(|| {
+                                e.get("idempotency_key")
+                                    .and_then(|v| v.as_s().ok())
+                                    .and_then(|k| k.strip_prefix("stripe:payment:"))
+                                    .map(str::to_owned)
+                            })
+                            .unwrap_or_default(),
+                    );
+                }
+                for _ in 0..self.rng.u8(1..3) {
+                    earnings::earn(&self.f.earnings, &payer, seq)
+                        .await
+                        .unwrap_or_else(|err| self.fail(format!("referral of entry {seq}: {err}")));
+                }
+            }
             // A call that names its creator: the stream gives it to the earnings function
             // (sometimes twice), which credits 10% of what was charged, once.
             if e.contains_key("creator") {
@@ -1469,7 +1569,10 @@ impl Run<'_> {
                         .unwrap_or_else(|err| self.fail(format!("earnings of entry {seq}: {err}")));
                 }
                 if kind == "usage" || kind == "capture" {
-                    self.m.creator_earned += (amount.abs() * Decimal::new(1, 1))
+                    // What was paid: less what dated grants and earned credits paid.
+                    let paid = (amount.abs() - num(e, "d_expiring").abs() - num(e, "d_earned").abs())
+                        .max(Decimal::ZERO);
+                    self.m.creator_earned += (paid * Decimal::new(1, 1))
                         .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
                 }
             }
@@ -1696,6 +1799,22 @@ impl Run<'_> {
     }
 
     /// Every item of the run's org whose sort key starts with `prefix`.
+    /// Another org's items whose sort key starts with `prefix`.
+    async fn query_of(&self, org: &str, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :from)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}")))
+            .expression_attribute_values(":from", AttributeValue::S(prefix.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .to_vec()
+    }
+
     async fn query(&self, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
         self.items("begins_with(sk, :from)", prefix, None).await
     }

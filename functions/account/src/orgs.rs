@@ -32,6 +32,10 @@ pub(crate) struct NewOrg {
     /// bring it): provider → key. Stored in Secrets Manager only.
     #[serde(default)]
     keys: HashMap<Provider, SecretString>,
+    /// The referral code (an org's id) the org was created with: that org earns a
+    /// referral when this one's first purchase is credited.
+    #[serde(default)]
+    referred_by: Option<OrgId>,
 }
 
 pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Reply {
@@ -55,6 +59,17 @@ pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Re
             "name must be 1 to 200 characters",
         ));
     }
+    // A referral code is an org of this deployment, never the new org nor a person's own.
+    if let Some(referrer) = &body.referred_by {
+        let known =
+            !referrer.is_personal() && *referrer != body.id && svc.orgs.get(referrer).await?.is_some();
+        if !known {
+            return Err(ApiError::bad_request(
+                ErrorCode::UnknownReferrer,
+                "referred_by is the referral code (the org id) of another org of this service",
+            ));
+        }
+    }
     let brought: Vec<Provider> = body.keys.keys().copied().collect();
     if let Some((runtime, provider)) = missing_byok_key(billing_mode, &[runtime], &brought) {
         return Err(missing_key(runtime, provider));
@@ -74,6 +89,7 @@ pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Re
         members_see_billing: body.members_see_billing.unwrap_or(true),
         credits_per_usd: agent_credits_domain::account::DEFAULT_CREDITS_PER_USD,
         created_at: svc.clock.now(),
+        referred_by: body.referred_by,
         revision: 0,
     };
     let settings = WalletSettings {

@@ -17,7 +17,7 @@ const RUNTIMES = [
 ];
 const KINDS = ["purchase", "auto_top_up", "usage", "grant", "plan_grant", "rollover", "refund",
   "dispute", "adjustment", "hold", "capture", "release", "referral", "creator_earnings", "support",
-  "promotional", "expired", "withdrawal", "withdrawal_paid", "withdrawal_returned"];
+  "promotional", "expired", "withdrawal", "withdrawal_paid", "withdrawal_returned", "referral_reversed"];
 const RANK = { member: 0, admin: 1, owner: 2 };
 
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g,

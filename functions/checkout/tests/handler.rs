@@ -33,6 +33,7 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
         members_see_billing: true,
         credits_per_usd: 200,
         created_at: chrono_now(),
+        referred_by: None,
         revision: 0,
     };
     let owner = MemberId::parse("u_owner").unwrap();

@@ -13,17 +13,19 @@
 //! redelivered batch, a duplicated record or a retry a day later finds the credit made
 //! and changes nothing. The entry is read again from
 //! the table (a consistent read), never trusted from the record. A failure answers that
-//! record as failed: Lambda delivers it again (10 times), then puts its place in the
-//! stream on the `EarningsDeadLetters` queue, and reconciliation's ledger stays the
-//! record of what is owed.
+//! record as failed: Lambda delivers the batch again from it (10 times), then puts the
+//! batch's place in the stream on the `EarningsDeadLetters` queue (the stream keeps it 24
+//! hours, to replay from), and moves on.
 //!
-//! What is shared is what the payer's wallet paid: a shortfall (what a call cost beyond
-//! the balance) was never paid, so it earns nothing, and a call on the org's own provider
-//! key (never charged to the wallet) earns nothing.
+//! What is shared is what the payer's wallet paid, less what it drew from dated grants
+//! and earned credits: a shortfall (what a call cost beyond the balance) was never paid,
+//! so it earns nothing, and a call on the org's own provider key (never charged to the
+//! wallet) earns nothing.
 
 use agent_credits_aws::stream::{BatchResponse, StreamEvent, StreamRecord};
 use agent_credits_domain::{
-    ChangeRequest, EntryKind, GrantKind, OrgId, PositiveUsd, Refusal, StoreError, Usd, WalletStore, keys,
+    Bucket, ChangeRequest, EntryKind, ExternalRefs, GrantKind, LedgerEntry, OrgId, PositiveUsd, Refusal,
+    StoreError, Usd, WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use rust_decimal::Decimal;
@@ -54,10 +56,48 @@ impl CreatorShare {
     }
 }
 
+/// What a referrer earns for an org's first purchase (`REFERRAL_REWARD`): a fixed amount
+/// (`"10.00"`, the default) or a share of the purchase's credits (`"10%"`); `"0"` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralReward {
+    Fixed(Usd),
+    Share(Decimal),
+}
+
+impl ReferralReward {
+    pub const DEFAULT: ReferralReward = ReferralReward::Fixed(Usd::from_whole_dollars(10));
+
+    pub fn parse(text: Option<&str>) -> Result<ReferralReward, String> {
+        let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(ReferralReward::DEFAULT);
+        };
+        if let Some(percent) = text.strip_suffix('%') {
+            let p = Decimal::from_str_exact(percent.trim())
+                .map_err(|_| format!("REFERRAL_REWARD {text:?} is not a percentage"))?;
+            if p < Decimal::ZERO || p > Decimal::ONE_HUNDRED {
+                return Err(format!("REFERRAL_REWARD {text:?} is not from 0% to 100%"));
+            }
+            return Ok(ReferralReward::Share(p / Decimal::ONE_HUNDRED));
+        }
+        Usd::parse(text)
+            .map(ReferralReward::Fixed)
+            .map_err(|e| format!("REFERRAL_REWARD {text:?}: {e}"))
+    }
+
+    /// The reward for a purchase of `credits`.
+    pub fn for_purchase(self, credits: Usd) -> Result<Usd, agent_credits_domain::MoneyError> {
+        match self {
+            ReferralReward::Fixed(amount) => Ok(amount),
+            ReferralReward::Share(share) => Usd::round_charge(credits.as_decimal() * share),
+        }
+    }
+}
+
 pub struct Earnings {
     pub store: DynamoWalletStore,
     pub orgs: OrgStore,
     pub share: CreatorShare,
+    pub referral: ReferralReward,
 }
 
 /// What crediting one call's creator did.
@@ -69,8 +109,10 @@ pub enum Earned {
     Already,
     /// Nothing to credit: no creator, nothing charged, a share of zero, or not a call.
     Nothing,
-    /// The creator is no org of this deployment: logged, nothing credited.
+    /// The creator (or referrer) is no org of this deployment: logged, nothing credited.
     UnknownCreator,
+    /// A referral taken back, this much (the rest was shortfall).
+    TakenBack(Usd),
 }
 
 /// The payer and sequence number of a record that inserted a ledger entry.
@@ -101,20 +143,38 @@ pub async fn handle(svc: &Earnings, event: &StreamEvent) -> BatchResponse {
     BatchResponse::default()
 }
 
-/// Credits the creator of the payer's entry `seq` its share, once.
+/// What the payer's entry `seq` earns someone: its creator's share (a call), its
+/// referrer's reward (a first purchase), or the reward taken back (that purchase
+/// refunded or disputed). Once each.
 pub async fn earn(svc: &Earnings, payer: &OrgId, seq: u64) -> Result<Earned, StoreError> {
     let Some(entry) = svc.store.entry(payer, seq).await? else {
         return Ok(Earned::Nothing);
     };
+    match entry.kind {
+        EntryKind::Purchase | EntryKind::AutoTopUp => return referral(svc, payer, &entry).await,
+        EntryKind::Refund | EntryKind::Dispute => return referral_back(svc, payer, &entry).await,
+        _ => {}
+    }
     let Some(creator) = entry.attribution.creator.clone() else {
         return Ok(Earned::Nothing);
     };
-    if !matches!(entry.kind, EntryKind::Usage | EntryKind::Capture) || entry.amount.magnitude().is_zero() {
+    if !matches!(entry.kind, EntryKind::Usage | EntryKind::Capture) {
         return Ok(Earned::Nothing);
     }
+    // What the call drew from dated grants (promotions) and from earned credits is no
+    // money anyone paid this service: it earns nothing, or free and earned credits would
+    // turn into withdrawable ones. (Undated support and promotional grants sit with
+    // purchased credits and cannot be told apart: README, "Creator earnings".)
+    let unpaid = entry
+        .buckets
+        .expiring
+        .magnitude()
+        .checked_add(entry.buckets.earned.magnitude())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let paid = entry.amount.magnitude().saturating_sub(unpaid);
     let share = svc
         .share
-        .of(entry.amount.magnitude())
+        .of(paid)
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let Ok(share) = PositiveUsd::new(share) else {
         return Ok(Earned::Nothing);
@@ -138,5 +198,96 @@ pub async fn earn(svc: &Earnings, payer: &OrgId, seq: u64) -> Result<Earned, Sto
         Err(other) => Err(StoreError::Invalid(format!(
             "crediting {payer}'s creator: {other}"
         ))),
+    }
+}
+
+/// The referrer of an org earns its reward when the org's first purchase is credited:
+/// once per referred org, ever (`referral:<org>`), whichever purchase's entry the stream
+/// delivers first (the stream keeps one org's entries in order, so that is its first).
+async fn referral(svc: &Earnings, payer: &OrgId, entry: &LedgerEntry) -> Result<Earned, StoreError> {
+    let Some(referrer) = svc.orgs.get(payer).await?.and_then(|o| o.referred_by) else {
+        return Ok(Earned::Nothing);
+    };
+    let reward = svc
+        .referral
+        .for_purchase(entry.amount.magnitude())
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let Ok(reward) = PositiveUsd::new(reward) else {
+        return Ok(Earned::Nothing);
+    };
+    if svc.orgs.get(&referrer).await?.is_none() {
+        tracing::error!(alarm = "referrer_unknown", %payer, %referrer, "a referrer that is no org");
+        return Ok(Earned::UnknownCreator);
+    }
+    let req = ChangeRequest::grant(referrer, GrantKind::Referral, reward, None, keys::referral(payer))
+        .map_err(|e| StoreError::Invalid(e.to_string()))?
+        .with_note(format!("{payer}'s first purchase ({})", entry.id()))
+        .with_external(ExternalRefs {
+            // The purchase's PaymentIntent, for its refunds to find: on the entry, or in
+            // its key (an auto top-up credited by the recharge function carries it there).
+            payment_intent: entry.external.payment_intent.clone().or_else(|| {
+                entry
+                    .idempotency_key
+                    .as_str()
+                    .strip_prefix("stripe:payment:")
+                    .map(str::to_owned)
+            }),
+            ..ExternalRefs::default()
+        });
+    match svc.store.apply(req).await? {
+        Ok(applied) if applied.replayed() => Ok(Earned::Already),
+        Ok(_) => Ok(Earned::Now(reward.usd())),
+        // A later purchase of an org already referred (another amount, for a share): the
+        // first purchase's reward stands.
+        Err(Refusal::IdempotencyKeyReused) => Ok(Earned::Already),
+        Err(other) => Err(StoreError::Invalid(format!("{payer}'s referral: {other}"))),
+    }
+}
+
+/// Money going back to the card for the purchase that earned the referral (a refund, a
+/// lost dispute) takes the whole reward back from the referrer, once: earned credits
+/// first, never below zero, the rest recorded as shortfall.
+async fn referral_back(svc: &Earnings, payer: &OrgId, entry: &LedgerEntry) -> Result<Earned, StoreError> {
+    // Only money that went back: a dispute's opening (a pause) or a won dispute moves
+    // nothing; a lost one takes credits (or records them as shortfall).
+    if !entry.amount.is_negative() && entry.shortfall.is_zero() {
+        return Ok(Earned::Nothing);
+    }
+    let Some(intent) = entry.external.payment_intent.as_deref() else {
+        return Ok(Earned::Nothing);
+    };
+    let Some(referrer) = svc.orgs.get(payer).await?.and_then(|o| o.referred_by) else {
+        return Ok(Earned::Nothing);
+    };
+    let Some(rewarded) = svc.store.entry_by_key(&referrer, &keys::referral(payer)).await? else {
+        return Ok(Earned::Nothing);
+    };
+    if rewarded.external.payment_intent.as_deref() != Some(intent) {
+        return Ok(Earned::Nothing);
+    }
+    let Ok(amount) = PositiveUsd::new(rewarded.amount.magnitude()) else {
+        return Ok(Earned::Nothing);
+    };
+    let req = ChangeRequest::take_back(
+        referrer,
+        EntryKind::ReferralReversed,
+        amount,
+        Bucket::Earned,
+        keys::referral_reversed(payer),
+    )
+    .map_err(|e| StoreError::Invalid(e.to_string()))?
+    .with_note(format!(
+        "{payer}'s first purchase went back to the card ({})",
+        entry.id()
+    ))
+    .with_external(ExternalRefs {
+        payment_intent: Some(intent.to_owned()),
+        ..ExternalRefs::default()
+    });
+    match svc.store.apply(req).await? {
+        Ok(applied) if applied.replayed() => Ok(Earned::Already),
+        Ok(applied) => Ok(Earned::TakenBack(applied.entry().amount.magnitude())),
+        Err(Refusal::IdempotencyKeyReused) => Ok(Earned::Already),
+        Err(other) => Err(StoreError::Invalid(format!("{payer}'s referral back: {other}"))),
     }
 }

@@ -65,6 +65,7 @@ async fn app(credits: &str) -> App {
             store: store(),
             orgs,
             share: CreatorShare::DEFAULT,
+            referral: earnings::ReferralReward::DEFAULT,
         },
         _db: db,
         payer,
@@ -216,4 +217,90 @@ async fn what_the_wallet_did_not_pay_earns_nothing_and_a_creator_is_another_org(
         Earned::UnknownCreator
     );
     assert_eq!(earned(&app).await.len(), 1);
+}
+
+/// A referred org's first purchase earns its referrer the reward once, whatever the stream
+/// delivers twice or at once; a later purchase earns nothing more; a refund of that first
+/// purchase takes the reward back once, and a refund of another purchase does not.
+#[tokio::test]
+async fn a_first_purchase_earns_its_referrer_once_and_its_refund_takes_it_back_once() {
+    use agent_credits_domain::{Bucket, ChangeRequest, ExternalRefs, PositiveUsd, keys};
+    let app = app("10.00").await;
+    // org_new, created with org_creator's referral code.
+    let referred = OrgId::parse("org_new").unwrap();
+    let mut profile = support::credits_org(&referred);
+    profile.referred_by = Some(app.creator.clone());
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    let owner = MemberId::parse("u_new").unwrap();
+    assert!(
+        app.earnings
+            .orgs
+            .create(&profile, &owner, &settings)
+            .await
+            .unwrap()
+    );
+    let store = &app.earnings.store;
+    let paid = |pi: &str, amount: &str| {
+        ChangeRequest::credit(
+            referred.clone(),
+            EntryKind::Purchase,
+            Bucket::Purchased,
+            PositiveUsd::parse(amount).unwrap(),
+            keys::payment(pi).unwrap(),
+        )
+        .unwrap()
+        .with_external(ExternalRefs {
+            payment_intent: Some(pi.to_owned()),
+            ..Default::default()
+        })
+    };
+    let refunded = |pi: &str, re: &str, amount: &str| {
+        ChangeRequest::take_back(
+            referred.clone(),
+            EntryKind::Refund,
+            PositiveUsd::parse(amount).unwrap(),
+            Bucket::Purchased,
+            keys::refund(re).unwrap(),
+        )
+        .unwrap()
+        .with_external(ExternalRefs {
+            payment_intent: Some(pi.to_owned()),
+            ..Default::default()
+        })
+    };
+    for req in [
+        paid("pi_first", "100.00"),
+        paid("pi_second", "50.00"),
+        refunded("pi_second", "re_second", "50.00"),
+        refunded("pi_first", "re_first", "100.00"),
+    ] {
+        store.apply(req).await.unwrap().unwrap();
+    }
+    // The whole stream, three times, two of them at once.
+    let event = batch(&app);
+    let (a, b) = tokio::join!(handle(&app.earnings, &event), handle(&app.earnings, &event));
+    assert!(a.failures.is_empty() && b.failures.is_empty());
+    assert!(handle(&app.earnings, &event).await.failures.is_empty());
+
+    let entries = store
+        .history(&app.creator, PageRequest::first(50))
+        .await
+        .unwrap()
+        .entries;
+    let of = |kind: EntryKind| entries.iter().filter(|e| e.kind == kind).collect::<Vec<_>>();
+    let rewards = of(EntryKind::Referral);
+    assert_eq!(rewards.len(), 1, "{entries:?}");
+    assert_eq!(rewards[0].amount.magnitude(), Usd::parse("10").unwrap());
+    assert_eq!(rewards[0].external.payment_intent.as_deref(), Some("pi_first"));
+    let back = of(EntryKind::ReferralReversed);
+    assert_eq!(back.len(), 1, "{entries:?}");
+    assert_eq!(back[0].amount.magnitude(), Usd::parse("10").unwrap());
+    let referrer = store.wallet(&app.creator).await.unwrap();
+    assert_eq!(
+        (referrer.buckets.earned, referrer.lifetime_taken_back),
+        (Usd::ZERO, Usd::parse("10").unwrap())
+    );
 }

@@ -74,9 +74,11 @@ impl CallReport {
     /// The wallet the use is billed to, in its context. A creator is another org: never
     /// the payer itself (its calls would pay it back) nor a person's own account.
     pub(crate) fn wallet(&self, org: OrgId) -> Result<OrgId, ApiError> {
-        let payer = wallet_in(org, self.context, self.member.as_ref())?;
+        let payer = wallet_in(org.clone(), self.context, self.member.as_ref())?;
+        // Nor, for a call billed to a person's own account, the org it ran under: a
+        // personal wallet is the person's alone (reference 003).
         if let Some(creator) = &self.creator
-            && (creator.is_personal() || *creator == payer)
+            && (creator.is_personal() || *creator == payer || *creator == org)
         {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidCreator,

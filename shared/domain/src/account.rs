@@ -288,6 +288,10 @@ pub struct Org {
     /// Credits shown per US dollar (reference 003: 200 credits = $1).
     pub credits_per_usd: u32,
     pub created_at: DateTime<Utc>,
+    /// The org whose referral code (its id) this org was created with, recorded once at
+    /// creation: it earns a referral when this org's first purchase is credited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referred_by: Option<OrgId>,
     /// Moves with each change the rules of a byok org's runtimes depend on (an agent's
     /// runtime, the billing mode); such changes are written on the condition that it has
     /// not moved since the org was read, so two of them cannot interleave. Not shown.
@@ -339,6 +343,7 @@ impl Org {
             members_see_billing: false,
             credits_per_usd: DEFAULT_CREDITS_PER_USD,
             created_at: now,
+            referred_by: None,
             revision: 0,
         }
     }
@@ -396,6 +401,7 @@ pub(crate) mod tests {
             members_see_billing: true,
             credits_per_usd: DEFAULT_CREDITS_PER_USD,
             created_at: Utc::now(),
+            referred_by: None,
             revision: 0,
         }
     }

@@ -47,7 +47,24 @@ pub fn lots_expired(version: u64) -> IdempotencyKey {
 /// key maps to it one to one, and the pair stays within a key's length where the payer's
 /// id and the call's key together would not.)
 pub fn creator_earnings(payer: &crate::ids::OrgId, seq: u64) -> IdempotencyKey {
+    // A person's own account (`@<user>`, `+` for `:`) is written in a key's alphabet as
+    // `personal:<user>`: more segments than any org's `<org>:<seq>`, so never the same.
+    let payer = match payer.personal_owner() {
+        Some(user) => format!("personal:{user}"),
+        None => payer.to_string(),
+    };
     IdempotencyKey::joined("creator", &format!("{payer}:{seq}"))
+}
+
+/// The referral the referrer of `referred` earns: one per referred org, ever (its first
+/// purchase credited).
+pub fn referral(referred: &crate::ids::OrgId) -> IdempotencyKey {
+    IdempotencyKey::joined("referral", referred.as_str())
+}
+
+/// The referral of `referred` taken back (its first purchase refunded or disputed), once.
+pub fn referral_reversed(referred: &crate::ids::OrgId) -> IdempotencyKey {
+    IdempotencyKey::joined("referral_reversed", referred.as_str())
 }
 
 /// An owner's withdrawal `id`: its credits leave once.
@@ -134,6 +151,14 @@ mod tests {
         let wd = WithdrawalId::parse("w".repeat(WithdrawalId::MAX_LEN)).unwrap();
         for key in [
             creator_earnings(&org, u64::MAX),
+            creator_earnings(
+                &crate::ids::OrgId::personal(
+                    &crate::ids::MemberId::parse(format!("a:{}", "b".repeat(126))).unwrap(),
+                ),
+                u64::MAX,
+            ),
+            referral(&org),
+            referral_reversed(&org),
             grant(&longest),
             lots_expired(u64::MAX),
             withdrawal(&wd),

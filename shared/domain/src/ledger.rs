@@ -44,6 +44,8 @@ pub enum EntryKind {
     WithdrawalPaid,
     /// A withdrawal failed: its credits came back, once.
     WithdrawalReturned,
+    /// A referral taken back: the purchase that earned it was refunded or lost a dispute.
+    ReferralReversed,
 }
 
 /// Which way a kind may move the balance.
@@ -57,7 +59,7 @@ pub enum Direction {
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 20] = [
+    pub const ALL: [EntryKind; 21] = [
         EntryKind::Purchase,
         EntryKind::AutoTopUp,
         EntryKind::Usage,
@@ -78,6 +80,7 @@ impl EntryKind {
         EntryKind::Withdrawal,
         EntryKind::WithdrawalPaid,
         EntryKind::WithdrawalReturned,
+        EntryKind::ReferralReversed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl EntryKind {
             EntryKind::Withdrawal => "withdrawal",
             EntryKind::WithdrawalPaid => "withdrawal_paid",
             EntryKind::WithdrawalReturned => "withdrawal_returned",
+            EntryKind::ReferralReversed => "referral_reversed",
         }
     }
 
@@ -125,7 +129,8 @@ impl EntryKind {
             | EntryKind::Refund
             | EntryKind::Dispute
             | EntryKind::Expired
-            | EntryKind::Withdrawal => Direction::Out,
+            | EntryKind::Withdrawal
+            | EntryKind::ReferralReversed => Direction::Out,
             EntryKind::Adjustment => Direction::Either,
             EntryKind::Hold | EntryKind::Release | EntryKind::Rollover | EntryKind::WithdrawalPaid => {
                 Direction::Neither

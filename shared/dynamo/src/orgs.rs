@@ -167,6 +167,9 @@ impl OrgStore {
             ("created_by".to_owned(), s(owner.as_str())),
             ("creating_by".to_owned(), s(owner.as_str())),
         ]);
+        if let Some(referrer) = &org.referred_by {
+            profile.insert("referred_by".to_owned(), s(referrer.as_str()));
+        }
         let put = |item: Item,
                    condition: Option<&str>,
                    mine: Option<&MemberId>|
@@ -286,6 +289,11 @@ impl OrgStore {
                 .map_err(|e| r.corrupt(e.to_string()))?,
             created_at: DateTime::parse_from_rfc3339(r.s("created_at")?)
                 .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| r.corrupt(e.to_string()))?,
+            referred_by: r
+                .opt_s("referred_by")?
+                .map(OrgId::parse)
+                .transpose()
                 .map_err(|e| r.corrupt(e.to_string()))?,
             revision: if r.has("revision") { r.u64("revision")? } else { 0 },
         }))

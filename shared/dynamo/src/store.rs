@@ -539,6 +539,19 @@ impl DynamoWalletStore {
         }
     }
 
+    /// The entry the org's idempotency key `key` made, if it was used.
+    pub async fn entry_by_key(
+        &self,
+        org: &OrgId,
+        key_: &IdempotencyKey,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let out = get_consistent(&self.client, &self.table, key(org_pk(org), idem_sk(key_))).await?;
+        match out.as_ref() {
+            Some(item) => Ok(Some(self.entry_of(org, key_, &idem_from_item(item)?).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The org's ledger entry `seq`, if it exists (a consistent read).
     pub async fn entry(&self, org: &OrgId, seq: u64) -> Result<Option<LedgerEntry>, StoreError> {
         let out = get_consistent(&self.client, &self.table, key(org_pk(org), entry_sk(seq))).await?;

@@ -108,6 +108,7 @@ error_codes! {
     UnknownKind = "unknown_kind",
     UnknownModel = "unknown_model",
     UnknownOrg = "unknown_org",
+    UnknownReferrer = "unknown_referrer",
     UnmatchedPayment = "unmatched_payment",
     WithdrawalNotFound = "withdrawal_not_found",
     WithdrawalSettled = "withdrawal_settled",
