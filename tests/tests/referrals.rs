@@ -27,6 +27,19 @@ async fn an_org_created_with_a_referral_code_records_its_referrer_and_a_bad_code
             "{code}: {body}"
         );
     }
+    // A member of the referring org refers no org of their own.
+    let (status, body) = app
+        .create_org(
+            "u_ref",
+            "org_mine",
+            json!({ "billing_mode": "credits", "referred_by": "org_ref" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_referrer")),
+        "{body}"
+    );
     assert_eq!(app.dump().await, before);
     let (status, created) = app
         .create_org(

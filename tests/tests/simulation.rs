@@ -1798,8 +1798,8 @@ impl Run<'_> {
             .item
     }
 
-    /// Every item of the run's org whose sort key starts with `prefix`.
-    /// Another org's items whose sort key starts with `prefix`.
+    /// Another org's items whose sort key starts with `prefix` (one page: a run's orgs
+    /// stay far below DynamoDB's 1 MB).
     async fn query_of(&self, org: &str, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
         self.client
             .query()
@@ -1815,6 +1815,7 @@ impl Run<'_> {
             .to_vec()
     }
 
+    /// Every item of the run's org whose sort key starts with `prefix`.
     async fn query(&self, prefix: &str) -> Vec<HashMap<String, AttributeValue>> {
         self.items("begins_with(sk, :from)", prefix, None).await
     }

@@ -28,9 +28,7 @@ async fn wallet(app: &App) -> Wallet {
 
 /// added − taken back = balance + spent + expired + withdrawn.
 fn adds_up(w: &Wallet) -> bool {
-    let d = |u: Usd| u.as_decimal();
-    d(w.lifetime_added) - d(w.lifetime_taken_back)
-        == d(w.balance().unwrap()) + d(w.lifetime_spent) + d(w.lifetime_expired) + d(w.lifetime_withdrawn)
+    w.accounts_for_every_credit().unwrap()
 }
 
 async fn earned(app: &App, amount: &str, id: &str) {
@@ -277,6 +275,14 @@ async fn operators_list_what_to_pay_and_a_settlement_is_one_reference_and_never_
         (status, other["error"]["code"].as_str()),
         (409, Some("idempotency_key_reused")),
         "{other}"
+    );
+    // Failed after it was paid: refused, nothing comes back.
+    let failed = format!("/v1/orgs/{ORG}/withdrawals/wd_1/failed");
+    let (status, late) = operator(&app, &failed, json!({ "reason": "too late" })).await;
+    assert_eq!(
+        (status, late["error"]["code"].as_str()),
+        (409, Some("withdrawal_settled")),
+        "{late}"
     );
     assert!(pending().await.is_empty());
 }

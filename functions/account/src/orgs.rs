@@ -69,6 +69,13 @@ pub(crate) async fn create_org(svc: &Account, me: &MemberId, body: NewOrg) -> Re
                 "referred_by is the referral code (the org id) of another org of this service",
             ));
         }
+        // Nobody refers themself: an org earns nothing for its own members' new orgs.
+        if svc.orgs.member(referrer, me).await?.is_some() {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidReferrer,
+                "you are a member of that org: it earns no referral for your own orgs",
+            ));
+        }
     }
     let brought: Vec<Provider> = body.keys.keys().copied().collect();
     if let Some((runtime, provider)) = missing_byok_key(billing_mode, &[runtime], &brought) {

@@ -24,8 +24,8 @@
 
 use agent_credits_aws::stream::{BatchResponse, StreamEvent, StreamRecord};
 use agent_credits_domain::{
-    Bucket, ChangeRequest, EntryKind, ExternalRefs, GrantKind, LedgerEntry, OrgId, PositiveUsd, Refusal,
-    StoreError, Usd, WalletStore, keys,
+    BillingMode, Bucket, ChangeRequest, EntryKind, ExternalRefs, GrantKind, LedgerEntry, OrgId, PositiveUsd,
+    Refusal, StoreError, Usd, WalletStore, keys,
 };
 use agent_credits_dynamo::{DynamoWalletStore, OrgStore};
 use rust_decimal::Decimal;
@@ -201,93 +201,138 @@ pub async fn earn(svc: &Earnings, payer: &OrgId, seq: u64) -> Result<Earned, Sto
     }
 }
 
-/// The referrer of an org earns its reward when the org's first purchase is credited:
-/// once per referred org, ever (`referral:<org>`), whichever purchase's entry the stream
-/// delivers first (the stream keeps one org's entries in order, so that is its first).
-async fn referral(svc: &Earnings, payer: &OrgId, entry: &LedgerEntry) -> Result<Earned, StoreError> {
+/// The kinds of entry that are a purchase credited.
+const PURCHASES: [EntryKind; 2] = [EntryKind::Purchase, EntryKind::AutoTopUp];
+
+/// A purchase entry's PaymentIntent: on the entry, or in its key (an auto top-up credited
+/// by the recharge function carries it there).
+fn intent_of(entry: &LedgerEntry) -> Option<String> {
+    entry.external.payment_intent.clone().or_else(|| {
+        entry
+            .idempotency_key
+            .as_str()
+            .strip_prefix("stripe:payment:")
+            .map(str::to_owned)
+    })
+}
+
+/// The referrer of `payer`, when it is an org on credits (a byok or deferred org takes
+/// no grant: its wallet is not used).
+async fn referrer_of(svc: &Earnings, payer: &OrgId) -> Result<Option<OrgId>, StoreError> {
     let Some(referrer) = svc.orgs.get(payer).await?.and_then(|o| o.referred_by) else {
+        return Ok(None);
+    };
+    match svc.orgs.get(&referrer).await? {
+        Some(org) if org.billing_mode == BillingMode::Credits => Ok(Some(referrer)),
+        _ => {
+            tracing::warn!(%payer, %referrer, "a referrer that is no org on credits: no reward");
+            Ok(None)
+        }
+    }
+}
+
+/// The referrer of an org earns its reward for the org's first purchase: the oldest
+/// purchase entry of its ledger (not the first the stream happens to deliver), once per
+/// referred org, ever (`referral:<org>`), never more than the purchase's credits. It
+/// yields to the reward's reversal (`unless`): money that went back for that purchase
+/// before the reward was made leaves nothing to grant.
+async fn referral(svc: &Earnings, payer: &OrgId, entry: &LedgerEntry) -> Result<Earned, StoreError> {
+    let Some(referrer) = referrer_of(svc, payer).await? else {
         return Ok(Earned::Nothing);
     };
+    let first = svc.store.first_entry_of(payer, &PURCHASES).await?;
+    if first.as_ref().map(|f| f.seq) != Some(entry.seq) {
+        return Ok(Earned::Nothing);
+    }
+    let credits = entry.amount.magnitude();
     let reward = svc
         .referral
-        .for_purchase(entry.amount.magnitude())
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        .for_purchase(credits)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?
+        .min(credits);
     let Ok(reward) = PositiveUsd::new(reward) else {
         return Ok(Earned::Nothing);
     };
-    if svc.orgs.get(&referrer).await?.is_none() {
-        tracing::error!(alarm = "referrer_unknown", %payer, %referrer, "a referrer that is no org");
-        return Ok(Earned::UnknownCreator);
-    }
     let req = ChangeRequest::grant(referrer, GrantKind::Referral, reward, None, keys::referral(payer))
         .map_err(|e| StoreError::Invalid(e.to_string()))?
+        .unless(keys::referral_reversed(payer))
         .with_note(format!("{payer}'s first purchase ({})", entry.id()))
         .with_external(ExternalRefs {
-            // The purchase's PaymentIntent, for its refunds to find: on the entry, or in
-            // its key (an auto top-up credited by the recharge function carries it there).
-            payment_intent: entry.external.payment_intent.clone().or_else(|| {
-                entry
-                    .idempotency_key
-                    .as_str()
-                    .strip_prefix("stripe:payment:")
-                    .map(str::to_owned)
-            }),
+            payment_intent: intent_of(entry),
             ..ExternalRefs::default()
         });
     match svc.store.apply(req).await? {
         Ok(applied) if applied.replayed() => Ok(Earned::Already),
         Ok(_) => Ok(Earned::Now(reward.usd())),
-        // A later purchase of an org already referred (another amount, for a share): the
-        // first purchase's reward stands.
+        // Made before with another amount (a share, after the setting changed): it stands.
         Err(Refusal::IdempotencyKeyReused) => Ok(Earned::Already),
+        // Money went back for the purchase first: no reward.
+        Err(Refusal::Superseded) => Ok(Earned::Nothing),
         Err(other) => Err(StoreError::Invalid(format!("{payer}'s referral: {other}"))),
     }
 }
 
-/// Money going back to the card for the purchase that earned the referral (a refund, a
-/// lost dispute) takes the whole reward back from the referrer, once: earned credits
-/// first, never below zero, the rest recorded as shortfall.
+/// Money going back to the card for the org's first purchase (a refund, a lost dispute)
+/// takes the whole reward back from the referrer, once: earned credits first, never below
+/// zero, the rest recorded as shortfall. When the reward is not made yet (its delivery
+/// failed, or comes later), the reversal is recorded on its own, moving nothing, and the
+/// reward yields to it; each of the two is written on the condition that the other's key
+/// is unused, so whichever commits first, the second sees it.
 async fn referral_back(svc: &Earnings, payer: &OrgId, entry: &LedgerEntry) -> Result<Earned, StoreError> {
     // Only money that went back: a dispute's opening (a pause) or a won dispute moves
     // nothing; a lost one takes credits (or records them as shortfall).
     if !entry.amount.is_negative() && entry.shortfall.is_zero() {
         return Ok(Earned::Nothing);
     }
-    let Some(intent) = entry.external.payment_intent.as_deref() else {
+    let Some(intent) = entry.external.payment_intent.clone() else {
         return Ok(Earned::Nothing);
     };
-    let Some(referrer) = svc.orgs.get(payer).await?.and_then(|o| o.referred_by) else {
+    let Some(referrer) = referrer_of(svc, payer).await? else {
         return Ok(Earned::Nothing);
     };
-    let Some(rewarded) = svc.store.entry_by_key(&referrer, &keys::referral(payer)).await? else {
+    let Some(first) = svc.store.first_entry_of(payer, &PURCHASES).await? else {
         return Ok(Earned::Nothing);
     };
-    if rewarded.external.payment_intent.as_deref() != Some(intent) {
+    if intent_of(&first).as_deref() != Some(intent.as_str()) {
         return Ok(Earned::Nothing);
     }
-    let Ok(amount) = PositiveUsd::new(rewarded.amount.magnitude()) else {
-        return Ok(Earned::Nothing);
-    };
-    let req = ChangeRequest::take_back(
-        referrer,
-        EntryKind::ReferralReversed,
-        amount,
-        Bucket::Earned,
-        keys::referral_reversed(payer),
-    )
-    .map_err(|e| StoreError::Invalid(e.to_string()))?
-    .with_note(format!(
-        "{payer}'s first purchase went back to the card ({})",
-        entry.id()
-    ))
-    .with_external(ExternalRefs {
-        payment_intent: Some(intent.to_owned()),
+    let external = ExternalRefs {
+        payment_intent: Some(intent),
         ..ExternalRefs::default()
-    });
-    match svc.store.apply(req).await? {
-        Ok(applied) if applied.replayed() => Ok(Earned::Already),
-        Ok(applied) => Ok(Earned::TakenBack(applied.entry().amount.magnitude())),
-        Err(Refusal::IdempotencyKeyReused) => Ok(Earned::Already),
-        Err(other) => Err(StoreError::Invalid(format!("{payer}'s referral back: {other}"))),
+    };
+    let note = format!("{payer}'s first purchase went back to the card ({})", entry.id());
+    // Twice at most: a reward made between the read and the write supersedes the note,
+    // and the second pass takes it back.
+    for _ in 0..2 {
+        let reward = svc.store.entry_by_key(&referrer, &keys::referral(payer)).await?;
+        let req = match reward.as_ref().map(|r| PositiveUsd::new(r.amount.magnitude())) {
+            Some(Ok(amount)) => ChangeRequest::take_back(
+                referrer.clone(),
+                EntryKind::ReferralReversed,
+                amount,
+                Bucket::Earned,
+                keys::referral_reversed(payer),
+            )
+            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            Some(Err(_)) => return Ok(Earned::Nothing),
+            None => ChangeRequest::note(
+                referrer.clone(),
+                EntryKind::ReferralReversed,
+                keys::referral_reversed(payer),
+            )
+            .unless(keys::referral(payer)),
+        }
+        .with_note(note.clone())
+        .with_external(external.clone());
+        match svc.store.apply(req).await? {
+            Ok(applied) if applied.replayed() => return Ok(Earned::Already),
+            Ok(applied) => return Ok(Earned::TakenBack(applied.entry().amount.magnitude())),
+            Err(Refusal::IdempotencyKeyReused) => return Ok(Earned::Already),
+            Err(Refusal::Superseded) => continue,
+            Err(other) => return Err(StoreError::Invalid(format!("{payer}'s referral back: {other}"))),
+        }
     }
+    Err(StoreError::Invalid(format!(
+        "{payer}'s referral back: raced twice"
+    )))
 }

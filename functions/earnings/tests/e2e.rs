@@ -1,5 +1,5 @@
-//! Creator earnings end to end: the usage and earnings functions under `cargo lambda
-//! watch`, the template's stream mapping of the earnings function run as Lambda runs it
+//! Creator earnings and referrals end to end: the usage and earnings functions under
+//! `cargo lambda watch`, the template's stream mapping of the earnings function run as Lambda runs it
 //! (`local_gateway::streams`: its filter, batches, retries), every batch delivered twice,
 //! against dynoxide with the table's stream.
 
@@ -24,7 +24,7 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn calls_through_cargo_lambda_credit_their_creator_once_from_the_stream() {
+fn calls_and_a_first_purchase_through_cargo_lambda_credit_creator_and_referrer_once_from_the_stream() {
     use local_gateway::streams;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (db, client) = rt.block_on(support::fresh_table_with_stream("credits"));
@@ -37,13 +37,12 @@ fn calls_through_cargo_lambda_credit_their_creator_once_from_the_stream() {
             billing_mode: Some(BillingMode::Credits),
             ..Default::default()
         };
-        for org in [&payer, &creator] {
+        // The payer was created with the creator's referral code.
+        for (org, referrer) in [(&creator, None), (&payer, Some(creator.clone()))] {
             let owner = MemberId::parse("u_owner").unwrap();
-            assert!(
-                orgs.create(&support::credits_org(org), &owner, &settings)
-                    .await
-                    .unwrap()
-            );
+            let mut profile = support::credits_org(org);
+            profile.referred_by = referrer;
+            assert!(orgs.create(&profile, &owner, &settings).await.unwrap());
             store.put_settings(org, &settings).await.unwrap();
         }
         store
@@ -90,8 +89,8 @@ fn calls_through_cargo_lambda_credit_their_creator_once_from_the_stream() {
         let (status, answer) = watch.call("usage", &event);
         assert_eq!(status, 200, "{answer}");
     }
-    // 10% of $0.75, three times.
-    let expected = Usd::parse("0.225").unwrap();
+    // 10% of $0.75, three times, and $10 for the payer's first purchase (its referral).
+    let expected = Usd::parse("10.225").unwrap();
     let earned = || rt.block_on(store.wallet(&creator)).unwrap().buckets.earned;
     wait_for("the creator's earnings", Duration::from_secs(60), || {
         earned() == expected

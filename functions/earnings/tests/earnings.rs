@@ -304,3 +304,86 @@ async fn a_first_purchase_earns_its_referrer_once_and_its_refund_takes_it_back_o
         (Usd::ZERO, Usd::parse("10").unwrap())
     );
 }
+
+/// The stream may deliver a later purchase, or the first purchase's refund, before the
+/// first purchase itself (another shard, a batch that went to the dead letters and was
+/// replayed): the reward is still the first purchase's, and a refund that came first
+/// leaves nothing to grant.
+#[tokio::test]
+async fn the_reward_is_the_first_purchases_whatever_the_stream_delivers_first() {
+    use agent_credits_domain::{Bucket, ChangeRequest, ExternalRefs, PositiveUsd, keys};
+    let app = app("10.00").await;
+    let store = &app.earnings.store;
+    let settings = WalletSettings {
+        billing_mode: Some(BillingMode::Credits),
+        ..Default::default()
+    };
+    let mut seqs = vec![];
+    for (org, pi) in [("org_a", "pi_a"), ("org_b", "pi_b")] {
+        let referred = OrgId::parse(org).unwrap();
+        let mut profile = support::credits_org(&referred);
+        profile.referred_by = Some(app.creator.clone());
+        let owner = MemberId::parse("u_x").unwrap();
+        assert!(
+            app.earnings
+                .orgs
+                .create(&profile, &owner, &settings)
+                .await
+                .unwrap()
+        );
+        let with_intent = |intent: String| ExternalRefs {
+            payment_intent: Some(intent),
+            ..Default::default()
+        };
+        let mut mine = vec![];
+        for (n, amount) in [(1, "40.00"), (2, "60.00")] {
+            let intent = format!("{pi}{n}");
+            let req = ChangeRequest::credit(
+                referred.clone(),
+                EntryKind::Purchase,
+                Bucket::Purchased,
+                PositiveUsd::parse(amount).unwrap(),
+                keys::payment(&intent).unwrap(),
+            )
+            .unwrap()
+            .with_external(with_intent(intent));
+            mine.push(store.apply(req).await.unwrap().unwrap().entry().seq);
+        }
+        let refund = ChangeRequest::take_back(
+            referred.clone(),
+            EntryKind::Refund,
+            PositiveUsd::parse("40.00").unwrap(),
+            Bucket::Purchased,
+            keys::refund(&format!("re_{org}")).unwrap(),
+        )
+        .unwrap()
+        .with_external(with_intent(format!("{pi}1")));
+        mine.push(store.apply(refund).await.unwrap().unwrap().entry().seq);
+        seqs.push((referred, mine));
+    }
+    // org_a: its second purchase first, then its first. org_b: the refund of its first
+    // purchase first, then both purchases.
+    let (a, b) = (&seqs[0], &seqs[1]);
+    assert_eq!(earn(&app.earnings, &a.0, a.1[1]).await.unwrap(), Earned::Nothing);
+    assert_eq!(
+        earn(&app.earnings, &a.0, a.1[0]).await.unwrap(),
+        Earned::Now(Usd::parse("10").unwrap())
+    );
+    assert_eq!(
+        earn(&app.earnings, &b.0, b.1[2]).await.unwrap(),
+        Earned::TakenBack(Usd::ZERO)
+    );
+    assert_eq!(earn(&app.earnings, &b.0, b.1[0]).await.unwrap(), Earned::Nothing);
+    assert_eq!(earn(&app.earnings, &b.0, b.1[1]).await.unwrap(), Earned::Nothing);
+    let entries = store
+        .history(&app.creator, PageRequest::first(50))
+        .await
+        .unwrap()
+        .entries;
+    let rewards: Vec<_> = entries.iter().filter(|e| e.kind == EntryKind::Referral).collect();
+    assert_eq!(rewards.len(), 1, "{entries:?}");
+    assert_eq!(rewards[0].external.payment_intent.as_deref(), Some("pi_a1"));
+    let creator = store.wallet(&app.creator).await.unwrap();
+    assert_eq!(creator.buckets.earned, Usd::parse("10").unwrap());
+    assert!(creator.accounts_for_every_credit().unwrap());
+}

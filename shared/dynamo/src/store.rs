@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_credits_domain::{
-    Applied, ChangeRequest, Clock, CounterChange, DueMark, HistoryPage, HoldState, IdempotencyKey,
+    Applied, ChangeRequest, Clock, CounterChange, DueMark, EntryKind, HistoryPage, HoldState, IdempotencyKey,
     LedgerEntry, MemberMonth, Movement, OrgId, Outcome, PageRequest, Payout, PayoutState, PayoutStep,
     PlanContext, Planned, Refusal, StoreError, Wallet, WalletSettings, WalletStore, WithdrawalId, month_of,
 };
@@ -549,6 +549,47 @@ impl DynamoWalletStore {
         match out.as_ref() {
             Some(item) => Ok(Some(self.entry_of(org, key_, &idem_from_item(item)?).await?)),
             None => Ok(None),
+        }
+    }
+
+    /// The org's oldest entry of one of `kinds` (its first purchase, say), read forward
+    /// from the ledger's start; `None` when it has none.
+    pub async fn first_entry_of(
+        &self,
+        org: &OrgId,
+        kinds: &[EntryKind],
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(org_pk(org)))
+                .expression_attribute_values(":first", s(ENTRY_SK_FIRST))
+                .expression_attribute_values(":last", s(ENTRY_SK_LAST))
+                .expression_attribute_names("#kind", "kind")
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            let mut wanted = vec![];
+            for (i, k) in kinds.iter().enumerate() {
+                let name = format!(":k{i}");
+                q = q.expression_attribute_values(&name, s(k.as_str()));
+                wanted.push(name);
+            }
+            let out = q
+                .filter_expression(format!("#kind IN ({})", wanted.join(", ")))
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            if let Some(item) = out.items().first() {
+                return entry_from_item(org, item).map(Some);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(None),
+            }
         }
     }
 

@@ -63,6 +63,7 @@ error_codes! {
     InvalidOffer = "invalid_offer",
     InvalidOrg = "invalid_org",
     InvalidQuantity = "invalid_quantity",
+    InvalidReferrer = "invalid_referrer",
     InvalidProvider = "invalid_provider",
     InvalidRequest = "invalid_request",
     InvalidSignature = "invalid_signature",
