@@ -109,7 +109,12 @@ impl FakeGateway {
 }
 
 impl CheckoutGateway for FakeGateway {
-    fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String> {
+    fn create_customer<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        _email: Option<&'a str>,
+    ) -> Pending<'a, String> {
         Box::pin(async move {
             self.ask(Asked::Customer {
                 org: org.clone(),
@@ -200,5 +205,12 @@ impl PaymentLookup for FakeGateway {
 
     fn invoice<'a>(&'a self, _id: &'a str) -> Pending<'a, Option<PaidInvoice>> {
         Box::pin(async move { Ok(None) })
+    }
+
+    fn invoice_payment_made<'a>(
+        &'a self,
+        paid: &'a agent_credits_domain::PaymentMade<'a>,
+    ) -> Pending<'a, String> {
+        Box::pin(async move { Ok(format!("in_fake_{}", paid.payment_intent)) })
     }
 }

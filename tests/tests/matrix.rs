@@ -32,7 +32,9 @@ fn who_may(action: Action) -> Who {
         | Action::SetMemberLimits
         | Action::ManageMembers
         | Action::ChangeSettings
-        | Action::Withdraw => Who::Owner,
+        | Action::Withdraw
+        | Action::ViewInvoices
+        | Action::OpenPortal => Who::Owner,
     }
 }
 
@@ -112,7 +114,9 @@ fn each_dashboard_routes_action_is_the_one_the_readme_names() {
                 | Action::SetMemberLimits
                 | Action::ChangePlan
                 | Action::ChangeSettings
-                | Action::Withdraw,
+                | Action::Withdraw
+                | Action::ViewInvoices
+                | Action::OpenPortal,
             ) => "owner",
             Auth::Member(Action::ManageKeys | Action::ManageOrg | Action::ManageAutoRecharge) => {
                 "owner, admin"

@@ -31,9 +31,27 @@ struct Served {
 
 struct Rig(Via);
 
+/// The plans both rigs sell (`PLANS`), and the Stripe prices they bill.
+const PLANS: &str = r#"{
+  "price_team": {"name": "Team", "amount_usd": "50.00", "base_usd": "50.00", "rollover_cap_usd": "100.00"},
+  "price_scale": {"name": "Scale", "amount_usd": "200.00", "base_usd": "250.00", "rollover_cap_usd": "500.00"},
+  "price_team_year": {"name": "Team, annual", "amount_usd": "500.00", "interval": "year", "base_usd": "50.00", "rollover_cap_usd": "100.00"}
+}"#;
+
+fn add_prices(sim: &stripe_sim::StripeSim) {
+    sim.add_price("price_team", 5_000, Some("month")).unwrap();
+    sim.add_price("price_scale", 20_000, Some("month")).unwrap();
+    sim.add_price("price_team_year", 50_000, Some("year")).unwrap();
+}
+
 impl Rig {
     async fn app() -> Rig {
-        Rig(Via::App(Box::new(App::start(None).await)))
+        let mut app = App::start(None).await;
+        let plans = agent_credits_domain::Plans::parse(PLANS).unwrap();
+        app.checkout.plans = plans.clone();
+        app.webhooks.plans = plans;
+        add_prices(&app.sim);
+        Rig(Via::App(Box::new(app)))
     }
 
     async fn served() -> Rig {
@@ -47,7 +65,9 @@ impl Rig {
             ("STRIPE_API_BASE", sim.base_url().to_owned()),
             ("SECRETSMANAGER_ENDPOINT", moto.endpoint().to_owned()),
             ("BYOK_SECRET_PREFIX", BYOK_PREFIX.to_owned()),
+            ("PLANS", PLANS.to_owned()),
         ]);
+        add_prices(&sim);
         let watch = tokio::task::block_in_place(|| Watch::start(&env));
         let stripe = stripe::ClientBuilder::new("sk_test_rules")
             .url(sim.base_url())
@@ -115,6 +135,38 @@ impl Rig {
             .iter()
             .filter_map(|summary| all.iter().find(|e| e["id"] == summary.id.as_str()).cloned())
             .collect()
+    }
+
+    /// A GET of Stripe's API, as the simulator answers it.
+    async fn stripe_get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.sim().base_url(), path.trim_start_matches('/'));
+        tokio::task::block_in_place(|| {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut response = agent
+                .get(&url)
+                .header("authorization", "Bearer sk_test_rules")
+                .call()
+                .unwrap();
+            let text = response.body_mut().read_to_string().unwrap();
+            (response.status().as_u16(), serde_json::from_str(&text).unwrap())
+        })
+    }
+
+    /// Every event the simulator raised from the `start`-th on.
+    fn events_since(&self, start: usize) -> Vec<Value> {
+        self.sim().events_from(start)
+    }
+
+    /// Delivers `events` twice each, the second time in reverse order, as Stripe may:
+    /// every answer a 2xx.
+    async fn deliver_twice_reordered(&self, events: &[Value]) {
+        for event in events.iter().chain(events.iter().rev()) {
+            let (status, body) = self.deliver(event).await;
+            assert_eq!(status, 200, "{} answered {body}", event["type"]);
+        }
     }
 
     async fn deliver_all(&self, outcome: &stripe_sim::Outcome) {
@@ -614,7 +666,7 @@ async fn paid_before_the_rule(rig: &Rig, id: &str, mode: &str) {
         agent_credits_domain::OrgId::parse(id).unwrap(),
         agent_credits_domain::MemberId::parse("u_owner").unwrap(),
     );
-    let customer = gateway.create_customer(&org, &owner).await.unwrap();
+    let customer = gateway.create_customer(&org, &owner, None).await.unwrap();
     let offer = agent_credits_domain::Offer {
         price: agent_credits_domain::Usd::parse("50").unwrap(),
         credits: agent_credits_domain::Usd::parse("50").unwrap(),
@@ -626,6 +678,7 @@ async fn paid_before_the_rule(rig: &Rig, id: &str, mode: &str) {
             org: &org,
             member: &owner,
             customer: &customer,
+            email: None,
             offer: &offer,
             success_url: "http://127.0.0.1:3000/ok".into(),
             cancel_url: "http://127.0.0.1:3000/no".into(),
@@ -814,6 +867,341 @@ async fn personal_and_org_wallets_never_mix(rig: &Rig) {
     assert_eq!(me("u_owner").await, "19.00");
 }
 
+/// Issue 16, item 5 and 6: an owner subscribes the org to a plan, upgrades it mid-month
+/// (Stripe prorates; the org gets the difference in base credits in the same
+/// proportion), downgrades it (from the next period), renews and cancels it; only owners
+/// may, Stripe's events come twice and out of order, and every payment leaves an
+/// invoice the owner can list, auto top-ups included, paid with the plan's card.
+async fn a_plan_is_subscribed_changed_and_cancelled_by_its_owner(rig: &Rig) {
+    let org = "org_plan";
+    rig.org(
+        "u_owner",
+        org,
+        "owners_only",
+        &[("u_admin", "admin"), ("u_member", "member")],
+    )
+    .await;
+    let path = format!("/v1/orgs/{org}/subscription");
+    let choose = |plan: &str| Some(json!({ "plan": plan }));
+    for who in ["u_admin", "u_member"] {
+        let (status, body) = rig.dashboard("POST", &path, who, choose("price_team")).await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    let (status, body) = rig
+        .dashboard("POST", &path, "u_owner", choose("price_gold"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unknown_plan")),
+        "{body}"
+    );
+    let (status, page) = rig
+        .dashboard("GET", &format!("/v1/orgs/{org}/plans"), "u_member", None)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["subscription"], Value::Null, "{page}");
+    assert_eq!(page["plans"].as_array().unwrap().len(), 3, "{page}");
+
+    // Subscribing: Checkout in subscription mode, its events twice and reordered.
+    let (status, session) = rig
+        .dashboard("POST", &path, "u_owner", choose("price_team"))
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let start = rig.events_since(0).len();
+    rig.sim()
+        .complete_checkout(
+            session["session_id"].as_str().unwrap(),
+            stripe_sim::CompleteCheckout::card("pm_card_visa"),
+        )
+        .await
+        .unwrap();
+    rig.deliver_twice_reordered(&rig.events_since(start)).await;
+    let card = rig.card(org).await;
+    assert_eq!(card["buckets"]["base"], "50.00", "{card}");
+    let (_, page) = rig
+        .dashboard("GET", &format!("/v1/orgs/{org}/plans"), "u_owner", None)
+        .await;
+    assert_eq!(page["subscription"]["plan"], "price_team", "{page}");
+    assert_eq!(page["subscription"]["status"], "active", "{page}");
+    let (status, body) = rig
+        .dashboard("POST", &path, "u_owner", choose("price_scale"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_subscribed")),
+        "{body}"
+    );
+
+    // Halfway through the month, an upgrade: Stripe charges half of the difference in
+    // price ($75) and the org gets half of the difference in base ($100), once.
+    let sub = page["subscription"]["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let day = 86_400;
+    rig.sim()
+        .set_subscription_period(&sub, now - 15 * day, now + 15 * day)
+        .unwrap();
+    let start = rig.events_since(0).len();
+    let (status, changed) = rig
+        .dashboard("PUT", &path, "u_owner", choose("price_scale"))
+        .await;
+    assert_eq!(
+        (status, changed["applies"].as_str()),
+        (200, Some("now")),
+        "{changed}"
+    );
+    rig.sim().flush_webhooks().await;
+    let upgrade_events = rig.events_since(start);
+    let proration = upgrade_events
+        .iter()
+        .find(|e| e["type"] == "invoice.paid")
+        .unwrap_or_else(|| panic!("no proration invoice: {upgrade_events:?}"));
+    assert_eq!(proration["data"]["object"]["amount_paid"], 7_500, "{proration}");
+    rig.deliver_twice_reordered(&upgrade_events).await;
+    let card = rig.card(org).await;
+    assert_eq!(card["buckets"]["base"], "150.00", "{card}");
+    // A downgrade applies from the next period: nothing invoiced, nothing granted now.
+    let start = rig.events_since(0).len();
+    let (status, changed) = rig.dashboard("PUT", &path, "u_owner", choose("price_team")).await;
+    assert_eq!(
+        (status, changed["applies"].as_str()),
+        (200, Some("next_period")),
+        "{changed}"
+    );
+    rig.sim().flush_webhooks().await;
+    let events = rig.events_since(start);
+    assert!(events.iter().all(|e| e["type"] != "invoice.paid"), "{events:?}");
+    rig.deliver_twice_reordered(&events).await;
+    assert_eq!(rig.card(org).await["buckets"]["base"], "150.00");
+    let (status, body) = rig
+        .dashboard("PUT", &path, "u_owner", choose("price_team_year"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("interval_change")),
+        "{body}"
+    );
+
+    // The next period bills the Team plan: base renews to 50, 100 rolls over (the cap).
+    let renewed = rig.sim().renew_subscription(&sub).await.unwrap();
+    rig.deliver_twice_reordered(&rig.events_of(&renewed)).await;
+    let card = rig.card(org).await;
+    assert_eq!(
+        (
+            card["buckets"]["base"].as_str(),
+            card["buckets"]["rollover"].as_str()
+        ),
+        (Some("50.00"), Some("100.00")),
+        "{card}"
+    );
+
+    // Refunding the upgrade's invoice takes back the $100 it granted, base first.
+    let invoice = proration["data"]["object"]["id"].as_str().unwrap();
+    let intent = upgrade_events
+        .iter()
+        .find(|e| e["type"] == "invoice_payment.paid" && e["data"]["object"]["invoice"] == invoice)
+        .and_then(|e| e["data"]["object"]["payment"]["payment_intent"].as_str())
+        .unwrap_or_else(|| panic!("no payment of {invoice}: {upgrade_events:?}"));
+    let charge = upgrade_events
+        .iter()
+        .find(|e| e["type"] == "payment_intent.succeeded" && e["data"]["object"]["id"] == intent)
+        .and_then(|e| e["data"]["object"]["latest_charge"].as_str())
+        .unwrap_or_else(|| panic!("no charge of {intent}"))
+        .to_owned();
+    let refunded = rig.sim().refund_charge(&charge, None).await.unwrap();
+    rig.deliver_twice_reordered(&rig.events_of(&refunded)).await;
+    let card = rig.card(org).await;
+    assert_eq!(card["balance"], "50.00", "the upgrade's $100 went back: {card}");
+
+    // The owner buys credits, then turns auto-recharge on: it is offered the plan's card.
+    rig.buy(org, "u_owner", "20.00").await;
+    let (status, settings) = rig
+        .dashboard(
+            "PUT",
+            &format!("/v1/orgs/{org}/auto-recharge"),
+            "u_owner",
+            Some(json!({ "enabled": true, "threshold_usd": "20", "amount_usd": "25" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    let (status, stripe_sub) = rig.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+    assert_eq!(status, 200, "{stripe_sub}");
+    assert_eq!(
+        settings["payment_method"], stripe_sub["default_payment_method"],
+        "auto-recharge charges the subscription's card: {settings}"
+    );
+    // Spending below $20 and a sweep: an auto top-up, which gets its own paid invoice.
+    let (status, used) = rig.usage(org, "r_plan", "u_owner", "40.00").await;
+    assert_eq!(status, 200, "{used}");
+    let start = rig.events_since(0).len();
+    let report = rig.sweep().await;
+    assert_eq!(report["charged"], 1, "{report}");
+    rig.sim().flush_webhooks().await;
+    rig.deliver_twice_reordered(&rig.events_since(start)).await;
+
+    // Invoices: owners only; every payment has one.
+    for who in ["u_admin", "u_member"] {
+        let (status, _) = rig
+            .dashboard("GET", &format!("/v1/orgs/{org}/invoices"), who, None)
+            .await;
+        assert_eq!(status, 403, "{who}");
+    }
+    let (status, listed) = rig
+        .dashboard("GET", &format!("/v1/orgs/{org}/invoices"), "u_owner", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let reasons: Vec<&str> = listed["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["billing_reason"].as_str().unwrap_or(""))
+        .collect();
+    for reason in [
+        "subscription_create",
+        "subscription_update",
+        "subscription_cycle",
+        "manual",
+    ] {
+        assert!(reasons.contains(&reason), "{reason} in {listed}");
+    }
+    let top_up = listed["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["description"] == "agent-credits auto-recharge")
+        .unwrap_or_else(|| panic!("no auto top-up invoice: {listed}"));
+    assert_eq!(
+        (top_up["status"].as_str(), top_up["total_usd"].as_str()),
+        (Some("paid"), Some("25.00"))
+    );
+    assert!(
+        top_up["hosted_invoice_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http"))
+    );
+
+    // The portal: the owner's own customer; nobody else may open it.
+    let (status, _) = rig
+        .dashboard("POST", &format!("/v1/orgs/{org}/portal"), "u_admin", None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, portal) = rig
+        .dashboard("POST", &format!("/v1/orgs/{org}/portal"), "u_owner", None)
+        .await;
+    assert_eq!(status, 200, "{portal}");
+    assert!(portal["url"].as_str().unwrap().contains("/portal/"), "{portal}");
+
+    // Cancelling ends it at the period's end (asked twice: the same answer); the end
+    // grants nothing.
+    for _ in 0..2 {
+        let (status, cancelled) = rig.dashboard("DELETE", &path, "u_owner", None).await;
+        assert_eq!(
+            (status, cancelled["cancel_at_period_end"].as_bool()),
+            (200, Some(true)),
+            "{cancelled}"
+        );
+    }
+    let before = rig.card(org).await["lifetime_granted"].clone();
+    let ended = rig.sim().renew_subscription(&sub).await.unwrap();
+    rig.deliver_twice_reordered(&rig.events_of(&ended)).await;
+    let (_, page) = rig
+        .dashboard("GET", &format!("/v1/orgs/{org}/plans"), "u_owner", None)
+        .await;
+    assert_eq!(page["subscription"], Value::Null, "{page}");
+    assert_eq!(rig.card(org).await["lifetime_granted"], before);
+    let (status, body) = rig.dashboard("DELETE", &path, "u_owner", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("no_subscription")),
+        "{body}"
+    );
+}
+
+/// Issue 16, item 5: an annual plan grants its base each month, 12 times, not once; the
+/// months are granted once however many sweeps run at once; a refund of the year's
+/// invoice ends the months to come and takes back what was granted.
+async fn an_annual_plan_grants_monthly_and_a_refund_ends_it(rig: &Rig) {
+    let org = "org_annual";
+    rig.org("u_owner", org, "owners_only", &[]).await;
+    // A customer of the org's owner, and a year that started three months and a day ago.
+    let (status, session) = rig
+        .dashboard(
+            "POST",
+            &format!("/v1/orgs/{org}/subscription"),
+            "u_owner",
+            Some(json!({ "plan": "price_team_year" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let (_, checkout) = rig
+        .stripe_get(&format!(
+            "/v1/checkout/sessions/{}",
+            session["session_id"].as_str().unwrap()
+        ))
+        .await;
+    let customer = checkout["customer"].as_str().unwrap().to_owned();
+    let start = (chrono::Utc::now() - chrono::Months::new(3) - chrono::Duration::days(1)).timestamp();
+    let paid = rig
+        .sim()
+        .pay_invoice(stripe_sim::InvoicePayment {
+            customer,
+            amount: 50_000,
+            subscription: Some("sub_annual".into()),
+            price: Some("price_team_year".into()),
+            period_start: Some(start),
+            period_end: Some(start + 365 * 86_400),
+            billing_reason: Some("subscription_create".into()),
+            metadata: [("org".to_owned(), org.to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rig.deliver_twice_reordered(&rig.events_of(&paid)).await;
+    assert_eq!(rig.card(org).await["buckets"]["base"], "50.00");
+    // Three months are due: two sweeps at once grant each once.
+    let (a, b) = tokio::join!(rig.sweep(), rig.sweep());
+    let granted =
+        a["plan_grants"]["granted"].as_u64().unwrap() + b["plan_grants"]["granted"].as_u64().unwrap();
+    assert_eq!(granted, 3, "{a} {b}");
+    let card = rig.card(org).await;
+    // Month by month: 50 base; 50 rolls over; 100 rolls over; 100 (the cap) rolls over,
+    // 50 expires.
+    assert_eq!(
+        (
+            card["buckets"]["base"].as_str(),
+            card["buckets"]["rollover"].as_str(),
+            card["lifetime_granted"].as_str(),
+            card["lifetime_expired"].as_str()
+        ),
+        (Some("50.00"), Some("100.00"), Some("200.00"), Some("50.00")),
+        "{card}"
+    );
+    let again = rig.sweep().await;
+    assert_eq!(again["plan_grants"]["granted"], 0, "{again}");
+    // The year is refunded in full: the four months granted go back (what is left of
+    // them, the expired 50 recorded as shortfall), and no month is granted after.
+    let charge = rig.charge_of(&paid);
+    let refunded = rig.sim().refund_charge(&charge, None).await.unwrap();
+    rig.deliver_twice_reordered(&rig.events_of(&refunded)).await;
+    let card = rig.card(org).await;
+    assert_eq!(card["balance"], "0.00", "{card}");
+    let (_, history) = rig
+        .dashboard(
+            "GET",
+            &format!("/v1/orgs/{org}/history?kind=refund"),
+            "u_owner",
+            None,
+        )
+        .await;
+    let refund = &history["entries"][0];
+    assert_eq!(
+        (refund["amount"].as_str(), refund["shortfall"].as_str()),
+        (Some("-150.00"), Some("50.00")),
+        "{history}"
+    );
+    let after = rig.sweep().await;
+    assert_eq!(after["plan_grants"]["due"], 0, "{after}");
+}
+
 /// One test per rule in this process, each on its own table, so that each stands alone.
 macro_rules! in_process {
     ($($scenario:ident),* $(,)?) => {
@@ -838,6 +1226,8 @@ in_process!(
     byok_claude_code_without_its_key_is_billed_to_the_wallet,
     byok_and_deferred_wallets_stay_empty,
     personal_and_org_wallets_never_mix,
+    a_plan_is_subscribed_changed_and_cancelled_by_its_owner,
+    an_annual_plan_grants_monthly_and_a_refund_ends_it,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -860,6 +1250,8 @@ async fn money_rules_hold_under_cargo_lambda() {
     byok_member_usage_shows_the_unbilled_cost(&rig).await;
     byok_and_deferred_wallets_stay_empty(&rig).await;
     personal_and_org_wallets_never_mix(&rig).await;
+    a_plan_is_subscribed_changed_and_cancelled_by_its_owner(&rig).await;
+    an_annual_plan_grants_monthly_and_a_refund_ends_it(&rig).await;
 }
 
 /// Hole 7, the interleaving itself: `charge.refunded` handled with the refund's status as

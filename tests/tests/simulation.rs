@@ -101,7 +101,9 @@ impl Functions {
                 orgs: OrgStore::new(client.clone(), table),
                 recharges: RechargeStore::new(client.clone(), table),
                 payments: stripe(),
+                billing: stripe(),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
+                plans: agent_credits_domain::Plans::default(),
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
@@ -111,10 +113,11 @@ impl Functions {
                 payments: Some(stripe()),
                 plans: webhooks::Plans::from_map(HashMap::from([(
                     PLAN_PRICE.to_owned(),
-                    webhooks::Plan {
-                        base_usd: Usd::parse("40").unwrap(),
-                        rollover_cap_usd: Usd::parse("80").unwrap(),
-                    },
+                    webhooks::Plan::monthly(
+                        Usd::parse("40").unwrap(),
+                        Usd::parse("40").unwrap(),
+                        Usd::parse("80").unwrap(),
+                    ),
                 )])),
             },
             recharge: recharge(stripe()),

@@ -1,7 +1,9 @@
 //! Auto-recharge settings (references 000, 002, 003): `GET` and `PUT
 //! /v1/orgs/{org}/auto-recharge`. Reading needs the billing view; changing needs
 //! `manage_auto_recharge` (owners and admins, reference 004). Enabling needs a card saved by the
-//! caller at checkout: the newest card of their Stripe customer is the one charged.
+//! caller at checkout: the default payment method of the org's plan subscription when the
+//! caller pays it (reference 002), else the newest card of their Stripe customer, is the
+//! one charged.
 //! Saving lifts a suspension left by a failed charge.
 
 use agent_credits_domain::{OrgId, RechargeSettings, Usd, recharge};
@@ -52,7 +54,10 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
     let card = if body.enabled {
         crate::credits_org(who)?;
         let customer = member.stripe_customer.clone().ok_or_else(no_card)?;
-        let payment_method = newest_card(svc, &customer).await?.ok_or_else(no_card)?;
+        let payment_method = match subscription_card(svc, org, &customer).await? {
+            Some(card) => card,
+            None => newest_card(svc, &customer).await?.ok_or_else(no_card)?,
+        };
         Some(Card {
             customer,
             payment_method,
@@ -70,6 +75,25 @@ pub async fn put(svc: &Checkout, who: &Membership, body: Put) -> Reply {
         Configured::CardOwnerGone => Err(forbidden()),
         Configured::NotCredits => Err(crate::not_credits(who.org.billing_mode)),
     }
+}
+
+/// The default payment method of the org's plan subscription, when the caller is the one
+/// who pays it (reference 002: credit purchases use the subscription's payment method).
+async fn subscription_card(svc: &Checkout, org: &OrgId, customer: &str) -> Result<Option<String>, ApiError> {
+    let Some(record) = svc.orgs.subscription(org).await? else {
+        return Ok(None);
+    };
+    if record.customer != customer {
+        return Ok(None);
+    }
+    let sub = svc
+        .billing
+        .subscription(&record.subscription)
+        .await
+        .map_err(stripe_failed)?;
+    Ok(sub
+        .filter(agent_credits_domain::SubscriptionSeen::in_force)
+        .and_then(|s| s.default_payment_method))
 }
 
 fn no_card() -> ApiError {

@@ -8,13 +8,14 @@
 //! `credits_usd`, and `price_usd` (checked against what Stripe charged). Nothing is recorded as paid here: only Stripe's signed event credits.
 
 mod autorecharge;
+mod plans;
 pub mod views;
 
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Action, BillingMode, Catalog, CheckoutGateway, Choice, GatewayError, NewCheckout, OrgDirectory, Package,
-    Usd,
+    Action, BillingGateway, BillingMode, Catalog, CheckoutGateway, Choice, GatewayError, NewCheckout,
+    OrgDirectory, OrgId, Package, Plans, Usd,
 };
 use agent_credits_dynamo::{OrgStore, RechargeStore};
 use agent_credits_http::{
@@ -23,12 +24,16 @@ use agent_credits_http::{
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
+pub use agent_credits_domain::Plan;
+
 /// The checkout function's settings, read once at start-up.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The credits table (`TABLE_NAME`).
     pub table: String,
     pub catalog: Catalog,
+    /// The subscription plans (`PLANS`, see [`Plans`]).
+    pub plans: Plans,
     /// Where Stripe sends the buyer back (`DASHBOARD_URL`, default `http://localhost:3000`).
     pub dashboard_url: String,
     /// Stripe elsewhere than api.stripe.com (`STRIPE_API_BASE`: the project's simulator).
@@ -40,6 +45,7 @@ impl agent_credits_aws::settings::FromEnv for Settings {
         Ok(Settings {
             table: agent_credits_aws::settings::required(&get, "TABLE_NAME")?,
             catalog: catalog_from(&get)?,
+            plans: Plans::parse(&get("PLANS").unwrap_or_default())?,
             dashboard_url: get("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),
             stripe_api_base: get("STRIPE_API_BASE"),
         })
@@ -51,7 +57,10 @@ pub struct Checkout {
     pub recharges: RechargeStore,
     /// Stripe, behind the domain's port (`agent_credits_stripe::StripeGateway`).
     pub payments: Arc<dyn CheckoutGateway>,
+    /// Stripe for plans, invoices and the customer portal.
+    pub billing: Arc<dyn BillingGateway>,
     pub catalog: Catalog,
+    pub plans: Plans,
     /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
     pub dashboard_url: String,
 }
@@ -107,7 +116,7 @@ pub fn routes() -> Vec<Route<Checkout>> {
             Method::POST,
             "/v1/orgs/{org}/checkout",
             Action::Purchase,
-            |svc, c| Box::pin(async move { create_session(svc, &c.who, c.body()?).await }),
+            |svc, c| Box::pin(async move { create_session(svc, &c.who, c.req, c.body()?).await }),
         ),
         Route::member(Method::GET, "/v1/orgs/{org}/offers", Action::ViewOrg, |svc, c| {
             Box::pin(async move { offers_page(svc, &c.who) })
@@ -124,12 +133,48 @@ pub fn routes() -> Vec<Route<Checkout>> {
             Action::ManageAutoRecharge,
             |svc, c| Box::pin(async move { autorecharge::put(svc, &c.who, c.body()?).await }),
         ),
+        Route::member(
+            Method::GET,
+            "/v1/orgs/{org}/plans",
+            Action::ViewBilling,
+            |svc, c| Box::pin(async move { plans::page(svc, &c.who).await }),
+        ),
+        Route::member(
+            Method::POST,
+            "/v1/orgs/{org}/subscription",
+            Action::ChangePlan,
+            |svc, c| Box::pin(async move { plans::subscribe(svc, &c.who, c.req, c.body()?).await }),
+        ),
+        Route::member(
+            Method::PUT,
+            "/v1/orgs/{org}/subscription",
+            Action::ChangePlan,
+            |svc, c| Box::pin(async move { plans::change(svc, &c.who, c.body()?).await }),
+        ),
+        Route::member(
+            Method::DELETE,
+            "/v1/orgs/{org}/subscription",
+            Action::ChangePlan,
+            |svc, c| Box::pin(async move { plans::cancel(svc, &c.who).await }),
+        ),
+        Route::member(
+            Method::GET,
+            "/v1/orgs/{org}/invoices",
+            Action::ViewInvoices,
+            |svc, c| Box::pin(async move { plans::invoices(svc, &c.who.org.id).await }),
+        ),
+        Route::member(
+            Method::POST,
+            "/v1/orgs/{org}/portal",
+            Action::OpenPortal,
+            |svc, c| Box::pin(async move { plans::portal(svc, &c.who, c.req).await }),
+        ),
         // The caller's own personal account: bought for and recharged with their card.
         Route::personal(Method::GET, "/v1/me/checkout", |svc, c| {
             Box::pin(async move { offers(svc, &c.who) })
         }),
         Route::personal(Method::POST, "/v1/me/checkout", |svc, c| {
-            Box::pin(async move { create_session(svc, &c.who, c.body()?).await })
+            Box::pin(async move { create_session(svc, &c.who, c.req, c.body()?).await })
         }),
         Route::personal(Method::GET, "/v1/me/auto-recharge", |svc, c| {
             Box::pin(async move { autorecharge::get(svc, &c.who.org.id).await })
@@ -167,7 +212,7 @@ pub(crate) fn not_credits(mode: BillingMode) -> ApiError {
 }
 
 /// Refuses a purchase or an auto-recharge for an org that does not run on credits.
-fn credits_org(who: &Membership) -> Result<(), ApiError> {
+pub(crate) fn credits_org(who: &Membership) -> Result<(), ApiError> {
     match who.org.billing_mode {
         BillingMode::Credits => Ok(()),
         other => Err(not_credits(other)),
@@ -245,8 +290,34 @@ fn offers_page(svc: &Checkout, who: &Membership) -> Reply {
     ))
 }
 
-async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Reply {
-    let (org, me, member) = (&who.org.id, &who.member.id, &who.member);
+/// The caller's own Stripe customer in this org, created once (with their email, for
+/// Stripe's receipts).
+pub(crate) async fn customer_of(svc: &Checkout, who: &Membership, req: &Request) -> Result<String, ApiError> {
+    if let Some(c) = who.member.stripe_customer.clone() {
+        return Ok(c);
+    }
+    let (org, me) = (&who.org.id, &who.member.id);
+    let email = agent_credits_http::caller_email(req);
+    let created = svc
+        .payments
+        .create_customer(org, me, email)
+        .await
+        .map_err(stripe_failed)?;
+    Ok(svc.orgs.keep_stripe_customer(org, me, &created).await?)
+}
+
+/// The billing page Stripe sends the caller back to.
+pub(crate) fn billing_page(svc: &Checkout, org: &OrgId) -> String {
+    let dashboard = svc.dashboard_url.trim_end_matches('/');
+    if org.is_personal() {
+        format!("{dashboard}/me/billing")
+    } else {
+        format!("{dashboard}/orgs/{org}/billing")
+    }
+}
+
+async fn create_session(svc: &Checkout, who: &Membership, req: &Request, choice: Choice) -> Reply {
+    let (org, me) = (&who.org.id, &who.member.id);
     // Credits is the one mode nobody switches away from: an org seen on credits here is
     // still on credits when Stripe's payment is credited.
     credits_org(who)?;
@@ -259,29 +330,15 @@ async fn create_session(svc: &Checkout, who: &Membership, choice: Choice) -> Rep
         .price_cents()
         .map_err(|e| ApiError::bad_request(ErrorCode::InvalidOffer, e.to_string()))?;
     opened(svc, who).await?;
-    let customer = match member.stripe_customer.clone() {
-        Some(c) => c,
-        None => {
-            let created = svc
-                .payments
-                .create_customer(org, me)
-                .await
-                .map_err(stripe_failed)?;
-            svc.orgs.keep_stripe_customer(org, me, &created).await?
-        }
-    };
-    let dashboard = svc.dashboard_url.trim_end_matches('/');
-    let billing = if org.is_personal() {
-        format!("{dashboard}/me/billing")
-    } else {
-        format!("{dashboard}/orgs/{org}/billing")
-    };
+    let customer = customer_of(svc, who, req).await?;
+    let billing = billing_page(svc, org);
     let session = svc
         .payments
         .create_checkout(&NewCheckout {
             org,
             member: me,
             customer: &customer,
+            email: agent_credits_http::caller_email(req),
             offer: &offer,
             success_url: format!("{billing}?checkout=success&session={{CHECKOUT_SESSION_ID}}"),
             cancel_url: format!("{billing}?checkout=cancelled"),

@@ -17,14 +17,17 @@ async fn main() -> Result<(), Error> {
     // From Secrets Manager in AWS (STRIPE_SECRET_ARN), from the environment locally.
     let keys = StripeKeys::load(&aws).await?;
     let table = settings.table.as_str();
+    let stripe = Arc::new(StripeGateway::connect(
+        keys.secret_key()?,
+        settings.stripe_api_base.as_deref(),
+    )?);
     let svc = Checkout {
         orgs: OrgStore::new(dynamodb(&aws), table),
         recharges: RechargeStore::new(dynamodb(&aws), table),
-        payments: Arc::new(StripeGateway::connect(
-            keys.secret_key()?,
-            settings.stripe_api_base.as_deref(),
-        )?),
+        payments: stripe.clone(),
+        billing: stripe,
         catalog: settings.catalog,
+        plans: settings.plans,
         dashboard_url: settings.dashboard_url,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&svc, req).await) }).await

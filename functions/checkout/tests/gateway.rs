@@ -29,7 +29,9 @@ async fn app() -> App {
         orgs: OrgStore::new(client.clone(), "credits"),
         recharges: RechargeStore::new(client, "credits"),
         payments: gateway.clone(),
+        billing: support::payments("http://127.0.0.1:9", "sk_test_unused"),
         catalog: catalog_from(|_| None).unwrap(),
+        plans: agent_credits_domain::Plans::default(),
         dashboard_url: "http://127.0.0.1:3000/".into(),
     };
     App {

@@ -53,11 +53,14 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
     let packages = r#"[{"id":"pro","name":"Professional","price":"100.00","credits":"110.00"}]"#;
     let catalog = catalog_from(|name| (name == "CHECKOUT_PACKAGES").then(|| packages.to_owned())).unwrap();
     let payments = agent_credits_stripe::StripeGateway::connect(&key.into(), Some(sim.base_url())).unwrap();
+    let payments = std::sync::Arc::new(payments);
     let svc = Checkout {
         orgs,
         recharges,
-        payments: std::sync::Arc::new(payments),
+        payments: payments.clone(),
+        billing: payments,
         catalog,
+        plans: agent_credits_domain::Plans::default(),
         dashboard_url: "http://127.0.0.1:3000".into(),
     };
     App { _db: db, sim, svc }

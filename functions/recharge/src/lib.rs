@@ -91,6 +91,8 @@ pub struct SweepReport {
     /// Then dated credits past their date expired (before the due orgs are read, so an
     /// org that an expiry took below its threshold is topped up in the same sweep).
     pub lots: agent_credits_dynamo::LotsExpired,
+    /// Then annual plans' monthly grants whose day has come.
+    pub plan_grants: agent_credits_dynamo::GrantsMade,
     pub due: usize,
     pub charged: usize,
     pub failed: usize,
@@ -169,7 +171,8 @@ pub async fn on_stream(svc: &Recharge, event: &StreamEvent) -> BatchResponse {
     BatchResponse::default()
 }
 
-/// One sweep: expired holds, dated credits past their date, then every due org.
+/// One sweep: expired holds, dated credits past their date, annual plans' monthly grants,
+/// then every due org.
 pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
     let holds = svc.store.sweep_expired_holds().await?;
     // Dated credits' trouble must not stop the top-ups: logged, and tried next sweep.
@@ -180,10 +183,19 @@ pub async fn sweep(svc: &Recharge) -> Result<SweepReport, StoreError> {
             ..Default::default()
         }
     });
+    // Likewise annual plans' monthly grants: a grant failing waits for the next sweep.
+    let plan_grants = svc.store.sweep_monthly_grants().await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "annual plans' monthly grants failed; retried next sweep");
+        agent_credits_dynamo::GrantsMade {
+            errors: 1,
+            ..Default::default()
+        }
+    });
     let due = svc.recharges.due().await?;
     let mut report = SweepReport {
         holds,
         lots,
+        plan_grants,
         due: due.len(),
         ..Default::default()
     };

@@ -18,7 +18,9 @@
 //! | `charge.dispute.created` | pause, reason `disputed` | `stripe:dispute:<dispute>` |
 //! | `charge.dispute.closed` | won: lift the pause; lost: take the credits back, then lift | `stripe:dispute:<dispute>:...` |
 //! | `invoice.paid` of a plan subscription | the period's base grant, rollover up to the cap | `stripe:invoice:<invoice>` |
+//! | `invoice.paid` of a plan change (`subscription_update`) | the upgrade's prorated base credits | `stripe:invoice:<invoice>` |
 //! | `invoice_payment.paid` | which PaymentIntent paid an invoice, for a plan invoice's refunds | |
+//! | `customer.subscription.created` / `updated` / `deleted` | the org's subscription recorded (the newest stands) | |
 //!
 //! A refund or dispute of a payment of ours not yet credited (its events overtook the
 //! payment's) is answered 409 so that Stripe delivers it again later; nothing is written.
@@ -38,11 +40,11 @@ use agent_credits_domain::{Applied, PaymentLookup, SecretString, StoreError};
 use agent_credits_dynamo::{DynamoWalletStore, RechargeStore};
 
 use agent_credits_http::{ApiError, Edge, ErrorCode, Reply, Route, Router, Table, answer, json_response};
-use agent_credits_stripe::events::{self, Event, EventObject, Unsigned};
+use agent_credits_stripe::events::{self, CheckoutSessionMode, Event, EventObject, Unsigned};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-pub use plans::{Plan, Plans};
+pub use agent_credits_domain::{Plan, Plans};
 use views::{Handled, Received};
 
 /// The webhooks function's settings, read once at start-up.
@@ -126,9 +128,17 @@ async fn receive(svc: &Webhooks, req: &Request) -> Reply {
 async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
     match &event.data.object {
         EventObject::CheckoutSessionCompleted(session)
+            if session.mode == CheckoutSessionMode::Subscription =>
+        {
+            plans::checkout_completed(session)
+        }
+        EventObject::CheckoutSessionCompleted(session)
         | EventObject::CheckoutSessionAsyncPaymentSucceeded(session) => {
             payments::credit_checkout(svc, event, session).await
         }
+        EventObject::CustomerSubscriptionCreated(sub)
+        | EventObject::CustomerSubscriptionUpdated(sub)
+        | EventObject::CustomerSubscriptionDeleted(sub) => plans::subscription(svc, sub).await,
         EventObject::CheckoutSessionAsyncPaymentFailed(session) => {
             tracing::warn!(session = %session.id, "checkout payment failed; nothing credited");
             Ok(acknowledged(Handled::PaymentFailed))

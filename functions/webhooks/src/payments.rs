@@ -90,13 +90,44 @@ pub async fn credit_recharge(svc: &Webhooks, event: &Event, intent: &PaymentInte
         .ok_or_else(|| unmatched(id, "an unusable payment intent id"))?
         .with_external(external);
     let org = paid.org.clone();
+    let cents = paid.charged_cents;
     let reply = credit(svc, paid, EntryKind::AutoTopUp, id, req).await?;
     if let Some(attempt) = metadata::attempt_of(&intent.metadata) {
         svc.recharges
             .succeeded(&org, attempt, id, chrono::Utc::now())
             .await?;
     }
+    invoice_top_up(svc, &org, intent, cents).await?;
     Ok(reply)
+}
+
+/// Accounting has a document for every top-up: an auto top-up, charged without an
+/// invoice, gets a paid one naming its PaymentIntent (once: each step is keyed on it).
+/// Failing that, the event is answered 502 and Stripe delivers it again; the credit is
+/// made already and is not made twice.
+async fn invoice_top_up(
+    svc: &Webhooks,
+    org: &OrgId,
+    intent: &PaymentIntent,
+    cents: u64,
+) -> Result<(), agent_credits_http::ApiError> {
+    let (Some(payments), Some(customer)) = (svc.payments.as_deref(), intent.customer.as_ref()) else {
+        return Ok(());
+    };
+    let amount_cents = i64::try_from(cents).map_err(|e| agent_credits_http::ApiError::internal(&e))?;
+    let customer = customer.id().to_string();
+    let made = agent_credits_domain::PaymentMade {
+        org,
+        customer: &customer,
+        payment_intent: intent.id.as_str(),
+        amount_cents,
+        description: "agent-credits auto-recharge",
+    };
+    payments
+        .invoice_payment_made(&made)
+        .await
+        .map_err(crate::reversals::stripe_unavailable)?;
+    Ok(())
 }
 
 /// An auto-recharge's PaymentIntent failed. A decline (a `card_error`) fails its attempt

@@ -24,52 +24,20 @@
 //! invoice the PaymentIntent paid and records that link itself
 //! ([`paid_an_invoice_of_ours`]).
 
-use std::collections::HashMap;
-
+use agent_credits_domain::plans::{Interval, Plan, monthly_grant_due, proration_grant};
 use agent_credits_domain::{
-    BillingMode, ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentLookup, Usd, WalletStore,
-    keys,
+    BillingMode, Bucket, ChangeRequest, EntryKind, ExternalRefs, OrgId, PaidInvoice, PaymentLookup,
+    PositiveUsd, Usd, WalletStore, keys,
 };
-use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, PaymentRecord};
-use agent_credits_stripe::events::{self, Event, Invoice, InvoicePayment};
-use serde::Deserialize;
+use agent_credits_dynamo::{InvoiceGrant, InvoiceRecord, MonthlyGrant, PaymentRecord, SubscriptionRecord};
+use agent_credits_stripe::events::{self, CheckoutSession, Event, Invoice, InvoicePayment, Subscription};
 
 use crate::views::Handled;
 use crate::{Reply, Webhooks, acknowledged, applied, unmatched};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Plan {
-    /// Base credits granted each period.
-    pub base_usd: Usd,
-    /// Most rollover credits kept from period to period.
-    pub rollover_cap_usd: Usd,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plans(HashMap<String, Plan>);
-
-impl Plans {
-    /// Reads the `PLANS` setting; empty for none.
-    pub fn parse(json: &str) -> Result<Plans, String> {
-        if json.trim().is_empty() {
-            return Ok(Plans::default());
-        }
-        serde_json::from_str::<HashMap<String, Plan>>(json)
-            .map(Plans)
-            .map_err(|e| format!("PLANS is not a map of price id to {{base_usd, rollover_cap_usd}}: {e}"))
-    }
-
-    pub fn from_map(plans: HashMap<String, Plan>) -> Plans {
-        Plans(plans)
-    }
-
-    pub fn get(&self, price: &str) -> Option<&Plan> {
-        self.0.get(price)
-    }
-}
-
-/// `invoice.paid` of a plan subscription: the period's grant, once per invoice.
+/// `invoice.paid` of a plan subscription, once per invoice: a period's base grant (an
+/// annual plan's first month, its other eleven scheduled), or a plan change's prorated
+/// base (see [`agent_credits_domain::plans`]).
 pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
     let invoice = events::paid_invoice(invoice);
     let Some(id) = invoice.id.clone() else {
@@ -87,34 +55,121 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         }
     };
     let key = keys::invoice(&id).map_err(|_| unmatched(&id, "an unusable invoice id"))?;
-    let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key)
-        .with_external(ExternalRefs {
-            stripe_event: Some(event.id.to_string()),
-            invoice: Some(id.clone()),
-            ..Default::default()
-        });
-    let outcome = svc.store.apply(req).await?;
-    if outcome.is_ok() {
-        let record = InvoiceRecord {
-            invoice: id.clone(),
-            grant: Some(InvoiceGrant {
-                org,
-                credits: plan.base_usd,
-                charged_cents,
-            }),
+    let external = ExternalRefs {
+        stripe_event: Some(event.id.to_string()),
+        invoice: Some(id.clone()),
+        ..Default::default()
+    };
+    let (req, credits) = if invoice.changes_plan {
+        let credits =
+            proration_grant(&svc.plans, &invoice.lines).map_err(|e| unmatched(&id, &e.to_string()))?;
+        let Ok(amount) = PositiveUsd::new(credits) else {
+            // A change that grants nothing now (its money is Stripe's credit to the
+            // customer): ours, and its refunds take nothing.
+            record(svc, &id, &org, Usd::ZERO, charged_cents).await?;
+            return Ok(acknowledged(Handled::NothingGranted));
         };
-        svc.store.record_invoice(&record).await?;
+        let req = ChangeRequest::credit(org.clone(), EntryKind::PlanGrant, Bucket::Base, amount, key)
+            .map_err(|e| agent_credits_http::ApiError::internal(&e))?;
+        (req, credits)
+    } else {
+        let req = ChangeRequest::renew_plan(org.clone(), plan.base_usd, plan.rollover_cap_usd, key);
+        (req, plan.base_usd)
+    };
+    let outcome = svc.store.apply(req.with_external(external)).await?;
+    if outcome.is_ok() {
+        let record = record(svc, &id, &org, credits, charged_cents).await?;
         // A plan pays for credits: a byok or deferred org that has one runs on them.
-        if let Some(r) = &record.grant
-            && svc.store.wallet(&r.org).await?.settings.billing_mode != Some(BillingMode::Credits)
-        {
-            svc.store.becomes_credits(&r.org).await?;
+        if svc.store.wallet(&org).await?.settings.billing_mode != Some(BillingMode::Credits) {
+            svc.store.becomes_credits(&org).await?;
+        }
+        if plan.interval == Interval::Year && !invoice.changes_plan {
+            schedule_months(svc, &id, &org, plan, &invoice).await?;
         }
         if let Some(intent) = svc.store.paid_by(&id).await? {
             join(svc, &record, &intent).await?;
         }
     }
     applied(outcome, Handled::Granted, Handled::AlreadyGranted)
+}
+
+/// Records what a plan invoice of ours granted (set once).
+async fn record(
+    svc: &Webhooks,
+    id: &str,
+    org: &OrgId,
+    credits: Usd,
+    charged_cents: u64,
+) -> Result<InvoiceRecord, agent_credits_http::ApiError> {
+    let record = InvoiceRecord {
+        invoice: id.to_owned(),
+        grant: Some(InvoiceGrant {
+            org: org.clone(),
+            credits,
+            charged_cents,
+        }),
+    };
+    svc.store.record_invoice(&record).await?;
+    Ok(record)
+}
+
+/// An annual invoice grants its first month at once and the other eleven on the same day
+/// of each following month (the recharge function's tick makes them).
+async fn schedule_months(
+    svc: &Webhooks,
+    id: &str,
+    org: &OrgId,
+    plan: &Plan,
+    invoice: &PaidInvoice,
+) -> Result<(), agent_credits_http::ApiError> {
+    let Some(start) = invoice.period_start else {
+        return Err(unmatched(id, "no period on its lines"));
+    };
+    let months = (1..Interval::Year.months())
+        .filter_map(|month| {
+            Some(MonthlyGrant {
+                org: org.clone(),
+                invoice: id.to_owned(),
+                month,
+                due: monthly_grant_due(start, month)?,
+                base: plan.base_usd,
+                rollover_cap: plan.rollover_cap_usd,
+                claimed: false,
+            })
+        })
+        .collect::<Vec<_>>();
+    svc.store.schedule_monthly_grants(&months).await?;
+    Ok(())
+}
+
+/// `customer.subscription.*` and a subscription's completed Checkout: the org's
+/// subscription is recorded (the newest stands), so the dashboard can change or cancel
+/// it. What it bills and grants comes from its invoices.
+pub async fn subscription(svc: &Webhooks, sub: &Subscription) -> Reply {
+    let seen = events::subscription(sub);
+    let Some(org) = seen.org.as_deref() else {
+        return Ok(acknowledged(Handled::Ignored));
+    };
+    let Ok(org) = OrgId::parse(org) else {
+        return Err(unmatched(&seen.id, "no valid org"));
+    };
+    if svc.store.wallet(&org).await?.settings.billing_mode.is_none() {
+        return Err(unmatched(&seen.id, "an unknown org"));
+    }
+    let record = SubscriptionRecord {
+        subscription: seen.id,
+        customer: seen.customer,
+        created: seen.created,
+    };
+    svc.store.record_subscription(&org, &record).await?;
+    Ok(acknowledged(Handled::SubscriptionRecorded))
+}
+
+/// A subscription's Checkout completed: nothing to credit (its invoice grants); the
+/// subscription is recorded by its own event.
+pub fn checkout_completed(session: &CheckoutSession) -> Reply {
+    tracing::info!(session = %session.id, "a plan subscription's checkout completed");
+    Ok(acknowledged(Handled::SubscriptionRecorded))
 }
 
 /// Whether a PaymentIntent without metadata paid a subscription invoice naming an org of
@@ -183,8 +238,12 @@ async fn claim<'p>(
 ) -> Result<Claim<'p>, agent_credits_http::ApiError> {
     let never = |why: &str| Ok(Claim::NoneOfOurs(Some(unmatched(id, why))));
     // Invoices of anything else this Stripe account bills are none of our business: only
-    // a subscription's period invoice that names an org is ours.
-    let Some(org) = invoice.org.as_deref().filter(|_| invoice.starts_period) else {
+    // a subscription's invoice for a period or a plan change that names an org is ours.
+    let Some(org) = invoice
+        .org
+        .as_deref()
+        .filter(|_| invoice.starts_period || invoice.changes_plan)
+    else {
         return Ok(Claim::NoneOfOurs(None));
     };
     let Ok(org) = OrgId::parse(org) else {
@@ -267,28 +326,4 @@ async fn record_none_of_ours(svc: &Webhooks, invoice: String) -> Result<(), agen
         .record_invoice(&InvoiceRecord { invoice, grant: None })
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plans_parse_from_the_setting_and_refuse_anything_else() {
-        let plans =
-            Plans::parse(r#"{"price_team": {"base_usd": "50.00", "rollover_cap_usd": "100"}}"#).unwrap();
-        assert_eq!(
-            plans.get("price_team").unwrap().base_usd,
-            Usd::parse("50").unwrap()
-        );
-        assert_eq!(Plans::parse("").unwrap(), Plans::default());
-        for bad in [
-            r#"{"p": {"base_usd": 50, "rollover_cap_usd": "1"}}"#,
-            r#"{"p": {"base_usd": "-5", "rollover_cap_usd": "1"}}"#,
-            r#"{"p": {"base_usd": "5"}}"#,
-            r#"["p"]"#,
-        ] {
-            assert!(Plans::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

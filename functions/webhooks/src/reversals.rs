@@ -205,12 +205,12 @@ fn share(payment: &PaymentRecord, cents: i64) -> Result<Option<PositiveUsd>, Api
 /// stops retrying something this service never credited.
 async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>, ApiError> {
     if let Some(payment) = svc.store.payment(intent).await? {
-        return Ok(Some(payment));
+        return granted_so_far(svc, payment).await.map(Some);
     }
     if ours(svc, intent).await? {
         // Asking Stripe may have just joined an invoice's payment with its grant.
         if let Some(payment) = svc.store.payment(intent).await? {
-            return Ok(Some(payment));
+            return granted_so_far(svc, payment).await.map(Some);
         }
         return Err(not_yet_credited(intent));
     }
@@ -219,6 +219,23 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
         "a reversal of a payment that is none of ours; ignored"
     );
     Ok(None)
+}
+
+/// A plan invoice's payment going back ends the monthly grants of it still to come (an
+/// annual plan's), and what it takes back is a share of what the invoice granted and will
+/// still grant: the months claimed. Any other payment's credits are as recorded.
+async fn granted_so_far(svc: &Webhooks, mut payment: PaymentRecord) -> Result<PaymentRecord, ApiError> {
+    if payment.kind != EntryKind::PlanGrant {
+        return Ok(payment);
+    }
+    let Some(invoice) = payment.credit_key.strip_prefix("stripe:invoice:") else {
+        return Ok(payment);
+    };
+    svc.store.end_monthly_grants(&payment.org, invoice).await?;
+    if let Some(grant) = svc.store.invoice(invoice).await?.and_then(|r| r.grant) {
+        payment.credits = grant.credits;
+    }
+    Ok(payment)
 }
 
 /// Whether the PaymentIntent names an org of ours in its metadata (as every PaymentIntent

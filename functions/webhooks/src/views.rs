@@ -24,6 +24,8 @@ pub enum Handled {
     Granted,
     AlreadyGranted,
     InvoicePaymentRecorded,
+    NothingGranted,
+    SubscriptionRecorded,
     DuplicateEvent,
     Ignored,
 }

@@ -14,9 +14,12 @@ use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use serde_json::{Value, json};
 
+use crate::billing::{NewDraft, NewInvoiceItem, Proration, SubscriptionUpdate};
 use crate::error::ApiError;
 use crate::form::{self, Form};
-use crate::objects::{IntentDetails, LineItem, PaymentMethod};
+use crate::objects::{
+    IntentDetails, Invoice, InvoiceData, LineItem, PaymentMethod, SessionMode, SubscriptionStatus,
+};
 use crate::store::{NewCustomer, NewIntent, NewSession, Replay, Store};
 use crate::webhooks::Origin;
 use crate::{Shared, new_id};
@@ -35,8 +38,19 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/payment_intents", post(create_intent).get(list_intents))
         .route("/v1/payment_intents/{id}", get(retrieve_intent))
         .route("/v1/refunds", post(create_refund).get(list_refunds))
+        .route("/v1/prices/{id}", get(retrieve_price))
+        .route("/v1/subscriptions", get(list_subscriptions))
+        .route(
+            "/v1/subscriptions/{id}",
+            get(retrieve_subscription).post(update_subscription),
+        )
+        .route("/v1/invoices", post(create_invoice).get(list_invoices))
         .route("/v1/invoices/{id}", get(retrieve_invoice))
+        .route("/v1/invoices/{id}/finalize", post(finalize_invoice))
+        .route("/v1/invoices/{id}/pay", post(pay_invoice))
+        .route("/v1/invoiceitems", post(create_invoice_item))
         .route("/v1/invoice_payments", get(list_invoice_payments))
+        .route("/v1/billing_portal/sessions", post(create_portal_session))
         .route_layer(middleware::from_fn(require_secret_key))
 }
 
@@ -227,6 +241,25 @@ fn limit(form: &Form<'_>) -> Result<usize, ApiError> {
     }
 }
 
+/// The page after `starting_after` (Stripe's cursor: the last id of the page before), at
+/// most `limit` long, and whether more follow.
+fn page<'a, T>(
+    sorted: &'a [T],
+    id: impl Fn(&T) -> &str,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<&'a T>, bool) {
+    let from = match after {
+        Some(after) => sorted
+            .iter()
+            .position(|item| id(item) == after)
+            .map_or(sorted.len(), |p| p + 1),
+        None => 0,
+    };
+    let rest = &sorted[from..];
+    (rest.iter().take(limit).collect(), rest.len() > limit)
+}
+
 fn text(form: &Form<'_>, key: &str) -> Result<Option<String>, ApiError> {
     Ok(form.text(key)?.map(str::to_string))
 }
@@ -251,6 +284,7 @@ fn intent_details(form: &Form<'_>) -> Result<IntentDetails, ApiError> {
         metadata: form.metadata("metadata")?,
         description: text(form, "description")?,
         setup_future_usage: one_of(form, "setup_future_usage", &["on_session", "off_session"])?,
+        receipt_email: text(form, "receipt_email")?,
     })
 }
 
@@ -347,22 +381,36 @@ async fn create_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body
         "/v1/checkout/sessions",
         &body,
         |store, form, _| {
-            if form.required_text("mode")? != "payment" {
-                return Err(ApiError::invalid(
-                    "mode",
-                    "The Stripe simulator serves mode=payment only.",
-                ));
-            }
+            let mode = match form.required_text("mode")? {
+                "payment" => SessionMode::Payment,
+                "subscription" => SessionMode::Subscription,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "mode",
+                        "The Stripe simulator serves mode=payment and mode=subscription only.",
+                    ));
+                }
+            };
+            check_mode_params(form, mode)?;
             let items = form.items("line_items")?;
             if items.is_empty() {
                 return Err(ApiError::missing("line_items"));
             }
+            if mode == SessionMode::Subscription && items.len() > 1 {
+                return Err(ApiError::invalid(
+                    "line_items",
+                    "The Stripe simulator's subscriptions have one item: send line_items[0] only.",
+                ));
+            }
             let mut session_currency = currency(form, "currency")?;
             let mut line_items = Vec::new();
             for item in &items {
-                if let Some(price) = item.text("price")? {
-                    // Prices are not simulated: an id can only be unknown, as in an empty account.
-                    return Err(ApiError::no_such("price", price, Some(&item.param("price"))));
+                if let Some(line) = priced_item(store, item, mode, &mut session_currency)? {
+                    line_items.push(line);
+                    continue;
+                }
+                if mode == SessionMode::Subscription {
+                    return Err(ApiError::missing(&item.param("price")));
                 }
                 if !item.has("price_data") {
                     return Err(ApiError::missing(&item.param("price_data")));
@@ -404,6 +452,7 @@ async fn create_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body
                     name,
                     unit_amount,
                     quantity,
+                    price: None,
                 });
             }
             let customer = text(form, "customer")?;
@@ -418,7 +467,23 @@ async fn create_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body
             if payment_method_types.is_empty() {
                 payment_method_types.push("card".to_string());
             }
+            let creation = form.child("invoice_creation");
+            let invoice_creation = match creation.bool("enabled")? {
+                Some(true) => {
+                    let data = creation.child("invoice_data");
+                    Some(InvoiceData {
+                        description: text(&data, "description")?,
+                        metadata: data.metadata("metadata")?,
+                    })
+                }
+                Some(false) => None,
+                None if form.has("invoice_creation") => {
+                    return Err(ApiError::missing("invoice_creation[enabled]"));
+                }
+                None => None,
+            };
             let new = NewSession {
+                mode,
                 customer,
                 customer_email,
                 customer_creation: one_of(form, "customer_creation", &["always", "if_required"])?,
@@ -430,11 +495,81 @@ async fn create_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body
                 metadata: form.metadata("metadata")?,
                 payment_method_types,
                 intent_data: intent_details(&form.child("payment_intent_data"))?,
+                subscription_metadata: form.child("subscription_data").metadata("metadata")?,
+                invoice_creation,
                 expires_at: form.int("expires_at")?,
             };
             Ok(store.create_session(new)?.to_json())
         },
     )
+}
+
+/// Parameters that belong to one mode only, refused in the other as Stripe refuses them.
+fn check_mode_params(form: &Form<'_>, mode: SessionMode) -> Result<(), ApiError> {
+    let (wrong, only) = match mode {
+        SessionMode::Payment => (["subscription_data"].as_slice(), "subscription"),
+        SessionMode::Subscription => (["payment_intent_data", "invoice_creation"].as_slice(), "payment"),
+    };
+    match wrong.iter().find(|param| form.has(param)) {
+        Some(param) => Err(ApiError::invalid(
+            param,
+            format!("You can only pass `{param}` in `{only}` mode."),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A line item naming a price (`line_items[i][price]`): a one-time price in payment mode, a
+/// recurring one (quantity 1) in subscription mode. `None` when the item names no price.
+fn priced_item(
+    store: &Store,
+    item: &Form<'_>,
+    mode: SessionMode,
+    session_currency: &mut Option<String>,
+) -> Result<Option<LineItem>, ApiError> {
+    let Some(price_id) = item.text("price")? else {
+        return Ok(None);
+    };
+    let param = item.param("price");
+    let price = store.price(price_id, Some(&param))?;
+    match (mode, price.interval) {
+        (SessionMode::Payment, Some(_)) => {
+            return Err(ApiError::invalid(
+                &param,
+                "The price specified is set to `type=recurring` but this field only accepts prices with `type=one_time` in `payment` mode.",
+            ));
+        }
+        (SessionMode::Subscription, None) => {
+            return Err(ApiError::invalid(
+                &param,
+                "The price specified is set to `type=one_time`: `subscription` mode needs a recurring price.",
+            ));
+        }
+        _ => {}
+    }
+    if session_currency.as_ref().is_some_and(|c| *c != price.currency) {
+        return Err(ApiError::invalid(
+            &param,
+            "Line items must all be in the session's currency.",
+        ));
+    }
+    *session_currency = Some(price.currency.clone());
+    let quantity = item.required_int("quantity")?;
+    if quantity < 1 || (mode == SessionMode::Subscription && quantity != 1) {
+        return Err(ApiError::invalid(
+            &item.param("quantity"),
+            match mode {
+                SessionMode::Payment => "Quantity must be at least 1.",
+                SessionMode::Subscription => "The Stripe simulator's subscription items have quantity 1.",
+            },
+        ));
+    }
+    Ok(Some(LineItem {
+        name: price.label().to_owned(),
+        unit_amount: price.unit_amount,
+        quantity,
+        price: Some(price.id.clone()),
+    }))
 }
 
 async fn retrieve_session(
@@ -501,11 +636,7 @@ async fn retrieve_invoice(
     RawQuery(query): RawQuery,
 ) -> Response {
     read(&sim, query, |store, _| {
-        store
-            .invoices
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| ApiError::no_such("invoice", &id, None))
+        Ok(store.invoice_json(store.invoice(&id, None)?))
     })
 }
 
@@ -610,4 +741,241 @@ async fn create_refund(State(sim): State<Arc<Shared>>, headers: HeaderMap, body:
             origin,
         )
     })
+}
+
+async fn retrieve_price(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| Ok(store.price(&id, None)?.to_json()))
+}
+
+async fn retrieve_subscription(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    read(&sim, query, |store, _| {
+        Ok(store.subscription_json(store.subscription(&id)?))
+    })
+}
+
+/// `GET /v1/subscriptions?customer=cus_...&status=...`: newest first; without `status`,
+/// every subscription that is not canceled (as Stripe lists them).
+async fn list_subscriptions(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let limit = limit(form)?;
+        let customer = form.text("customer")?;
+        let status = one_of(
+            form,
+            "status",
+            &[
+                "active",
+                "all",
+                "canceled",
+                "ended",
+                "incomplete",
+                "incomplete_expired",
+                "past_due",
+                "paused",
+                "trialing",
+                "unpaid",
+            ],
+        )?;
+        let wanted = |s: SubscriptionStatus| match status.as_deref() {
+            None => s != SubscriptionStatus::Canceled,
+            Some("all") => true,
+            Some("ended") => s == SubscriptionStatus::Canceled,
+            Some(status) => s.as_str() == status,
+        };
+        let mut found: Vec<_> = store
+            .subscriptions
+            .values()
+            .filter(|s| customer.is_none_or(|c| s.customer == c) && wanted(s.status))
+            .collect();
+        found.sort_by_key(|s| std::cmp::Reverse((s.created, s.seq)));
+        let (data, has_more) = page(&found, |s| &s.id, form.text("starting_after")?, limit);
+        Ok(list(
+            data.iter().map(|s| store.subscription_json(s)).collect(),
+            has_more,
+            "/v1/subscriptions",
+        ))
+    })
+}
+
+/// `POST /v1/subscriptions/{id}`: `items[0][id]` with `items[0][price]` and
+/// `proration_behavior`, `cancel_at_period_end`, `metadata`.
+async fn update_subscription(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/v1/subscriptions/{id}");
+    mutate(&sim, &headers, &path, &body, |store, form, origin| {
+        let items = form.items("items")?;
+        if items.len() > 1 {
+            return Err(ApiError::invalid(
+                "items",
+                "The Stripe simulator's subscriptions have one item: send items[0] only.",
+            ));
+        }
+        let item = match items.first() {
+            None => None,
+            Some(item) => {
+                if let Some(quantity) = item.int("quantity")?
+                    && quantity != 1
+                {
+                    return Err(ApiError::invalid(
+                        &item.param("quantity"),
+                        "The Stripe simulator's subscription items have quantity 1.",
+                    ));
+                }
+                match (item.text("id")?, item.text("price")?) {
+                    (Some(item_id), Some(price)) => Some((item_id.to_owned(), price.to_owned())),
+                    (None, Some(_)) => return Err(ApiError::missing(&item.param("id"))),
+                    (_, None) => None,
+                }
+            }
+        };
+        let proration = match one_of(
+            form,
+            "proration_behavior",
+            &["always_invoice", "create_prorations", "none"],
+        )?
+        .as_deref()
+        {
+            Some("always_invoice") => Proration::AlwaysInvoice,
+            Some("none") => Proration::None,
+            _ => Proration::CreateProrations,
+        };
+        let update = SubscriptionUpdate {
+            item,
+            proration,
+            cancel_at_period_end: form.bool("cancel_at_period_end")?,
+            metadata: form.metadata_update("metadata")?,
+        };
+        store.update_subscription(&id, update, origin)
+    })
+}
+
+/// `POST /v1/invoices`: a draft, to which `POST /v1/invoiceitems` adds lines.
+async fn create_invoice(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(&sim, &headers, "/v1/invoices", &body, |store, form, _| {
+        let collection_method = one_of(
+            form,
+            "collection_method",
+            &["charge_automatically", "send_invoice"],
+        )?
+        .unwrap_or_else(|| "charge_automatically".to_owned());
+        let due_date = match (form.int("due_date")?, form.int("days_until_due")?) {
+            (Some(date), _) => Some(date),
+            (None, Some(days)) => Some(crate::now() + days * 86_400),
+            (None, None) => None,
+        };
+        if collection_method == "send_invoice" && due_date.is_none() {
+            return Err(ApiError::invalid(
+                "days_until_due",
+                "Invoices with `collection_method=send_invoice` need `days_until_due` or `due_date`.",
+            ));
+        }
+        let new = NewDraft {
+            customer: form.required_text("customer")?.to_owned(),
+            currency: currency(form, "currency")?.unwrap_or_else(|| "usd".to_owned()),
+            auto_advance: form.bool("auto_advance")?.unwrap_or(false),
+            collection_method,
+            due_date,
+            description: text(form, "description")?,
+            metadata: form.metadata("metadata")?,
+            include_pending: one_of(form, "pending_invoice_items_behavior", &["exclude", "include"])?
+                .as_deref()
+                == Some("include"),
+        };
+        store.create_invoice(new)
+    })
+}
+
+/// `GET /v1/invoices?customer=&subscription=&status=&limit=&starting_after=`: newest first.
+async fn list_invoices(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    read(&sim, query, |store, form| {
+        let limit = limit(form)?;
+        let customer = form.text("customer")?;
+        let subscription = form.text("subscription")?;
+        let status = one_of(
+            form,
+            "status",
+            &["draft", "open", "paid", "uncollectible", "void"],
+        )?;
+        let mut found: Vec<&Invoice> = store
+            .invoices
+            .values()
+            .filter(|i| customer.is_none_or(|c| i.customer == c))
+            .filter(|i| subscription.is_none_or(|s| i.subscription_id() == Some(s)))
+            .filter(|i| status.as_deref().is_none_or(|s| i.status.as_str() == s))
+            .collect();
+        found.sort_by_key(|i| std::cmp::Reverse((i.created, i.seq)));
+        let (data, has_more) = page(&found, |i| &i.id, form.text("starting_after")?, limit);
+        Ok(list(
+            data.iter().map(|i| store.invoice_json(i)).collect(),
+            has_more,
+            "/v1/invoices",
+        ))
+    })
+}
+
+async fn finalize_invoice(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/v1/invoices/{id}/finalize");
+    mutate(&sim, &headers, &path, &body, |store, form, origin| {
+        form.bool("auto_advance")?;
+        store.finalize_invoice(&id, origin)
+    })
+}
+
+/// `POST /v1/invoices/{id}/pay`: `paid_out_of_band=true` records a payment made elsewhere;
+/// otherwise the customer's card (or `payment_method`) is charged.
+async fn pay_invoice(
+    State(sim): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/v1/invoices/{id}/pay");
+    mutate(&sim, &headers, &path, &body, |store, form, origin| {
+        let out_of_band = form.bool("paid_out_of_band")?.unwrap_or(false);
+        let payment_method = form.text("payment_method")?;
+        store.pay_invoice_now(&id, out_of_band, payment_method, origin)
+    })
+}
+
+async fn create_invoice_item(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(&sim, &headers, "/v1/invoiceitems", &body, |store, form, _| {
+        let new = NewInvoiceItem {
+            customer: form.required_text("customer")?.to_owned(),
+            invoice: text(form, "invoice")?,
+            amount: form.required_int("amount")?,
+            currency: currency(form, "currency")?,
+            description: text(form, "description")?,
+            metadata: form.metadata("metadata")?,
+        };
+        store.create_invoice_item(new)
+    })
+}
+
+async fn create_portal_session(State(sim): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    mutate(
+        &sim,
+        &headers,
+        "/v1/billing_portal/sessions",
+        &body,
+        |store, form, _| {
+            let customer = form.required_text("customer")?;
+            store.create_portal_session(customer, text(form, "return_url")?)
+        },
+    )
 }

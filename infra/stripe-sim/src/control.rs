@@ -1,7 +1,8 @@
 //! What Stripe's users, banks and Stripe itself do, on request: pay a Checkout Session (in
 //! JSON under `/_sim/`, or as a person on the payment page at the session's `url`), settle a
-//! delayed payment, refund, dispute, pay a subscription invoice, and steer webhook delivery.
-//! Each action answers once the events it caused have been delivered (unless held).
+//! delayed payment, refund, dispute, pay a subscription invoice, end a subscription's period,
+//! and steer webhook delivery; and the account's setup (its prices). Each action answers once
+//! the events it caused have been delivered (unless held).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use crate::cards::TEST_CARDS;
 use crate::error::ApiError;
 use crate::form::{self, Form};
-use crate::objects::{Session, SessionStatus};
+use crate::objects::{Session, SessionMode, SessionStatus};
 use crate::store::{NewInvoice, Store, cents};
 use crate::webhooks::{Delivery, Order, WebhookConfig};
 use crate::{EventSummary, Outcome, Shared};
@@ -69,6 +70,80 @@ pub struct InvoicePayment {
     pub billing_reason: Option<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+}
+
+/// A price the account sells, as `POST /_sim/prices` and `STRIPE_SIM_PRICES` define it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NewPrice {
+    pub id: String,
+    /// Cents.
+    pub unit_amount: i64,
+    /// `usd` when absent.
+    pub currency: Option<String>,
+    /// `month` or `year`; absent for a one-time price.
+    pub interval: Option<String>,
+    /// The product's name.
+    pub name: Option<String>,
+}
+
+/// Reads `STRIPE_SIM_PRICES`: a JSON object keyed by price id, each value with
+/// `"amount_usd": "50.00"` (dollars, as a decimal string) and optionally `"interval"`
+/// (`month`, the default, or `year`) and `"name"`; other keys are ignored. In id order.
+pub fn parse_prices(text: &str) -> Result<Vec<NewPrice>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Object(entries) = value else {
+        return Err("expected a JSON object keyed by price id".to_owned());
+    };
+    let mut prices = Vec::new();
+    for (id, entry) in entries {
+        let Value::Object(fields) = entry else {
+            return Err(format!("{id}: expected an object with amount_usd"));
+        };
+        let amount = match fields.get("amount_usd") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Number(number)) => number.to_string(),
+            Some(_) => {
+                return Err(format!(
+                    "{id}: amount_usd must be a decimal string such as \"50.00\""
+                ));
+            }
+            None => return Err(format!("{id}: amount_usd is missing")),
+        };
+        let unit_amount = dollars_to_cents(&amount).ok_or_else(|| {
+            format!("{id}: amount_usd {amount:?} is not a non-negative amount in whole cents")
+        })?;
+        let text = |key: &str| match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{id}: {key} must be a string")),
+        };
+        let interval = text("interval")?.unwrap_or_else(|| "month".to_owned());
+        if interval != "month" && interval != "year" {
+            return Err(format!(
+                "{id}: interval {interval:?} must be \"month\" or \"year\""
+            ));
+        }
+        let name = text("name")?;
+        prices.push(NewPrice {
+            id,
+            unit_amount,
+            currency: None,
+            interval: Some(interval),
+            name,
+        });
+    }
+    Ok(prices)
+}
+
+/// `"50.00"` → 5000; at most two decimals, no sign, no exponent.
+fn dollars_to_cents(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || fraction.len() > 2 {
+        return None;
+    }
+    let cents = format!("{fraction:0<2}").parse::<i64>().ok()?;
+    whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(cents)
 }
 
 impl Shared {
@@ -160,6 +235,10 @@ impl Shared {
         .await
     }
 
+    pub(crate) async fn renew_subscription(&self, id: &str) -> Result<Outcome, ApiError> {
+        self.act(|store| store.renew_subscription(id)).await
+    }
+
     /// Delivers the held events and answers their deliveries.
     pub(crate) async fn release_held(&self, order: Order) -> Vec<Delivery> {
         let first = {
@@ -197,6 +276,9 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_sim/refunds/{id}/fail", post(fail_refund))
         .route("/_sim/invoices/pay", post(pay_invoice))
         .route("/_sim/payment_methods/{id}/card", post(set_card))
+        .route("/_sim/prices", post(put_price))
+        .route("/_sim/subscriptions/{id}/renew", post(renew_subscription))
+        .route("/_sim/subscriptions/{id}/period", post(set_period))
         .route("/_sim/webhooks", get(webhook_config).post(configure_webhooks))
         .route("/_sim/webhooks/release", post(release))
         .route("/_sim/webhooks/flush", post(flush))
@@ -291,6 +373,27 @@ async fn pay_invoice(State(sim): State<Arc<Shared>>, raw: Bytes) -> Response {
         Ok(invoice) => answer(sim.pay_invoice(invoice).await),
         Err(error) => error.into_response(),
     }
+}
+
+async fn put_price(State(sim): State<Arc<Shared>>, raw: Bytes) -> Response {
+    answer(body::<NewPrice>(&raw).and_then(|price| sim.lock().put_price(&price)))
+}
+
+async fn renew_subscription(State(sim): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    answer(sim.renew_subscription(&id).await)
+}
+
+#[derive(Deserialize)]
+struct Period {
+    start: i64,
+    end: i64,
+}
+
+async fn set_period(State(sim): State<Arc<Shared>>, Path(id): Path<String>, raw: Bytes) -> Response {
+    answer(
+        body::<Period>(&raw)
+            .and_then(|period| sim.lock().set_subscription_period(&id, period.start, period.end)),
+    )
 }
 
 #[derive(Deserialize)]
@@ -425,9 +528,16 @@ fn page(session: &Session, error: Option<&str>) -> String {
             .as_ref()
             .map(|url| format!(r#"<p><a href="{}">Cancel</a></p>"#, escape(url)))
             .unwrap_or_default();
+        // A subscription is paid by card only.
+        let bank = match session.mode {
+            SessionMode::Payment => {
+                r#"<p><button name="card" value="async">US bank account (settles later)</button></p>"#
+            }
+            SessionMode::Subscription => "",
+        };
         format!(
             r#"{error}<form method="post"><p>Pay with a test card:</p><p>{buttons}</p>
-<p><button name="card" value="async">US bank account (settles later)</button></p></form>{cancel}"#
+{bank}</form>{cancel}"#
         )
     };
     format!(
@@ -437,10 +547,63 @@ fn page(session: &Session, error: Option<&str>) -> String {
     )
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn dollar_amounts_become_whole_cents() {
+        assert_eq!(dollars_to_cents("50.00"), Some(5000));
+        assert_eq!(dollars_to_cents("50"), Some(5000));
+        assert_eq!(dollars_to_cents("0.5"), Some(50));
+        assert_eq!(dollars_to_cents("19.99"), Some(1999));
+        for bad in ["", ".5", "-1.00", "1.005", "1e3", "ten", "1.2.3"] {
+            assert_eq!(dollars_to_cents(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_prices_variable_is_read_with_defaults_and_unknown_keys_ignored() {
+        let prices = parse_prices(
+            r#"{"price_team_monthly": {"amount_usd": "50.00", "base_usd": "40.00", "rollover_cap_usd": "100"},
+                "price_team_yearly": {"amount_usd": "500", "interval": "year", "name": "Team"}}"#,
+        )
+        .unwrap();
+        let read: Vec<_> = prices
+            .iter()
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    p.unit_amount,
+                    p.interval.as_deref(),
+                    p.name.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("price_team_monthly", 5000, Some("month"), None),
+                ("price_team_yearly", 50_000, Some("year"), Some("Team"))
+            ]
+        );
+        assert!(parse_prices("{").unwrap_err().starts_with("not JSON"));
+        assert!(parse_prices("[]").is_err());
+        assert!(parse_prices(r#"{"p": {"amount_usd": "1.001"}}"#).is_err());
+        assert!(parse_prices(r#"{"p": {"amount_usd": "1", "interval": "week"}}"#).is_err());
+        assert!(
+            parse_prices(r#"{"p": {}}"#)
+                .unwrap_err()
+                .contains("amount_usd is missing")
+        );
+    }
 }

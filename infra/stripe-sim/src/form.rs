@@ -10,11 +10,38 @@ use crate::error::ApiError;
 
 pub(crate) type Metadata = BTreeMap<String, String>;
 
+/// How an update request changes an object's metadata.
+pub(crate) enum MetadataUpdate {
+    Clear,
+    /// Each key set to a value, or removed (`None`).
+    Merge(Vec<(String, Option<String>)>),
+}
+
+impl MetadataUpdate {
+    pub(crate) fn apply(self, metadata: &mut Metadata) {
+        match self {
+            MetadataUpdate::Clear => metadata.clear(),
+            MetadataUpdate::Merge(changes) => {
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => metadata.insert(key, value),
+                        None => metadata.remove(&key),
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// Decodes a form body or query string. Keys are percent-decoded before the brackets are
 /// read, so `metadata%5Borg%5D` (what serde_qs sends with form encoding on) means the same.
 pub(crate) fn decode(raw: &[u8]) -> Result<Value, ApiError> {
     let mut root = Map::new();
     for (key, value) in form_urlencoded::parse(raw) {
+        // `=` alone: what serde_qs sends for an empty form; no parameter at all.
+        if key.is_empty() && value.is_empty() {
+            continue;
+        }
         let path = split_key(&key)?;
         insert(&mut root, &path, value.into_owned(), &key)?;
     }
@@ -200,6 +227,28 @@ impl<'a> Form<'a> {
         }
     }
 
+    /// `metadata[k]=v` as an update, as Stripe merges it into an object's metadata: `None`
+    /// when not sent; a key sent empty is removed, and `metadata=` (empty) clears them all.
+    pub(crate) fn metadata_update(&self, key: &str) -> Result<Option<MetadataUpdate>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(Some(MetadataUpdate::Clear)),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) if s.is_empty() => Ok((k.clone(), None)),
+                    Value::String(s) => Ok((k.clone(), Some(s.clone()))),
+                    _ => Err(ApiError::invalid(
+                        &format!("{}[{k}]", self.param(key)),
+                        "Metadata values can only be strings.",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|changes| Some(MetadataUpdate::Merge(changes))),
+            Some(_) => Err(ApiError::invalid(&self.param(key), "Invalid hash")),
+        }
+    }
+
     pub(crate) fn items(&self, key: &str) -> Result<Vec<Form<'a>>, ApiError> {
         match self.get(key) {
             None => Ok(Vec::new()),
@@ -270,6 +319,13 @@ mod tests {
         assert_eq!(decode(b"metadata[org=1").unwrap_err().status, 400);
         assert_eq!(decode(b"[x]=1").unwrap_err().status, 400);
         assert_eq!(decode(b"metadata[a]=1&metadata=2").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn an_empty_form_as_serde_qs_sends_it_is_no_parameter() {
+        assert_eq!(decode(b"=").unwrap(), json!({}));
+        assert_eq!(decode(b"").unwrap(), json!({}));
+        assert_eq!(decode(b"=x").unwrap_err().status, 400);
     }
 
     #[test]

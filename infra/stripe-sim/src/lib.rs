@@ -1,7 +1,8 @@
 //! The project's own Stripe simulator, for local runs and tests.
 //!
 //! It serves the Stripe API calls the functions make (customers, Checkout Sessions,
-//! PaymentIntents, refunds) in Stripe's wire format: form-encoded requests with a
+//! PaymentIntents, refunds, prices, subscriptions, invoices, the billing portal) in Stripe's
+//! wire format: form-encoded requests with a
 //! `sk_test_` key, Stripe's JSON objects and error bodies, Idempotency-Key. Stripe's test
 //! payment methods behave as in Stripe (`pm_card_visa`, `pm_card_chargeDeclined`, ...). A
 //! test or a person pays Checkout Sessions; events are delivered to one webhook endpoint,
@@ -23,11 +24,13 @@
 )]
 
 mod api;
+mod billing;
 mod cards;
 mod control;
 mod error;
 mod form;
 mod objects;
+mod pages;
 mod store;
 mod webhooks;
 
@@ -46,7 +49,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use cards::{Outcome as CardOutcome, TEST_CARDS, TestCard, test_card};
-pub use control::{CompleteCheckout, InvoicePayment};
+pub use control::{CompleteCheckout, InvoicePayment, NewPrice, parse_prices};
 pub use error::ApiError;
 pub use webhooks::{API_VERSION, Delivery, Order, WebhookConfig, signature_header};
 
@@ -113,6 +116,7 @@ impl StripeSim {
         let app: Router = Router::new()
             .merge(api::routes())
             .merge(control::routes())
+            .merge(pages::routes())
             .fallback(unknown_url)
             .method_not_allowed_fallback(unknown_url)
             .with_state(shared.clone());
@@ -173,6 +177,43 @@ impl StripeSim {
     /// A subscription's invoice is paid; emits `invoice.paid`.
     pub async fn pay_invoice(&self, invoice: InvoicePayment) -> Result<Outcome, ApiError> {
         self.shared.pay_invoice(invoice).await
+    }
+
+    /// Defines a price (`interval` `Some("month")` or `Some("year")`, `None` for one-time), in
+    /// usd, replacing any with that id; answers the price object.
+    pub fn add_price(&self, id: &str, unit_amount: i64, interval: Option<&str>) -> Result<Value, ApiError> {
+        self.put_price(NewPrice {
+            id: id.to_owned(),
+            unit_amount,
+            interval: interval.map(str::to_owned),
+            ..Default::default()
+        })
+    }
+
+    /// Defines a price with all its options (currency, product name).
+    pub fn put_price(&self, price: NewPrice) -> Result<Value, ApiError> {
+        self.shared.lock().put_price(&price)
+    }
+
+    /// Ends a subscription's current period: canceled if it was to cancel at period end
+    /// (`customer.subscription.deleted`), else renewed and its next invoice charged
+    /// (`customer.subscription.updated`, `invoice.paid`, `invoice_payment.paid`; a refused
+    /// card: `invoice.payment_failed` and the subscription `past_due`).
+    pub async fn renew_subscription(&self, subscription_id: &str) -> Result<Outcome, ApiError> {
+        self.shared.renew_subscription(subscription_id).await
+    }
+
+    /// Sets a subscription's current period (unix seconds), e.g. to put "now" halfway
+    /// through it; renewals count whole intervals from `start`. Emits nothing.
+    pub fn set_subscription_period(
+        &self,
+        subscription_id: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Value, ApiError> {
+        self.shared
+            .lock()
+            .set_subscription_period(subscription_id, start, end)
     }
 
     /// Makes a saved payment method behave as another test card from now on.

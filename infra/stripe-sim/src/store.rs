@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::billing::{NewBill, Payment};
 use crate::cards::{self, AUTHENTICATION_REQUIRED_MESSAGE, Outcome};
 use crate::error::ApiError;
 use crate::form::Metadata;
 use crate::objects::{
-    Charge, Customer, Dispute, Failure, Instrument, Intent, IntentDetails, IntentStatus, Invoice, LineItem,
-    PaymentMethod, Refund, Session, SessionStatus,
+    Charge, Customer, Dispute, Failure, Instrument, Intent, IntentDetails, IntentStatus, Interval, Invoice,
+    InvoiceData, InvoiceItem, InvoiceLine, LineItem, LineParent, PaymentMethod, PortalSession, Price, Refund,
+    Session, SessionMode, SessionStatus, Subscription,
 };
 use crate::webhooks::{Hooks, Origin};
 use crate::{new_id, now};
@@ -31,10 +33,16 @@ pub(crate) struct Store {
     pub sessions: HashMap<String, Session>,
     pub intents: HashMap<String, Intent>,
     pub charges: HashMap<String, Charge>,
-    /// Paid invoices and their payments, as Stripe answers them (kept as JSON: the
-    /// simulator only pays invoices, it never edits them).
-    pub invoices: HashMap<String, Value>,
+    pub prices: HashMap<String, Price>,
+    pub subscriptions: HashMap<String, Subscription>,
+    pub invoices: HashMap<String, Invoice>,
+    pub invoice_items: HashMap<String, InvoiceItem>,
+    /// How many invoices have been numbered (`SIM-0001`, ...).
+    pub invoice_numbers: u64,
+    /// Which payments paid which invoices, as Stripe answers them (kept as JSON: they never
+    /// change).
     pub invoice_payments: Vec<Value>,
+    pub portal_sessions: HashMap<String, PortalSession>,
     pub idempotency: HashMap<String, Replay>,
     pub hooks: Hooks,
 }
@@ -48,6 +56,7 @@ pub(crate) struct NewCustomer {
 }
 
 pub(crate) struct NewSession {
+    pub mode: SessionMode,
     pub customer: Option<String>,
     pub customer_email: Option<String>,
     pub customer_creation: Option<String>,
@@ -59,6 +68,8 @@ pub(crate) struct NewSession {
     pub metadata: Metadata,
     pub payment_method_types: Vec<String>,
     pub intent_data: IntentDetails,
+    pub subscription_metadata: Metadata,
+    pub invoice_creation: Option<InvoiceData>,
     pub expires_at: Option<i64>,
 }
 
@@ -100,11 +111,23 @@ impl Store {
             sessions: HashMap::new(),
             intents: HashMap::new(),
             charges: HashMap::new(),
+            prices: HashMap::new(),
+            subscriptions: HashMap::new(),
             invoices: HashMap::new(),
+            invoice_items: HashMap::new(),
+            invoice_numbers: 0,
             invoice_payments: Vec::new(),
+            portal_sessions: HashMap::new(),
             idempotency: HashMap::new(),
             hooks,
         }
+    }
+
+    /// The next number in the account's sequence, which orders objects created in the same
+    /// second.
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
     }
 
     pub fn customer(&self, id: &str, param: Option<&str>) -> Result<&Customer, ApiError> {
@@ -152,6 +175,9 @@ impl Store {
             "cs" => self.sessions.get(id).map(Session::to_json),
             "pi" => self.intents.get(id).map(Intent::to_json),
             "ch" => self.charges.get(id).map(Charge::to_json),
+            "in" => self.invoices.get(id).map(|i| self.invoice_json(i)),
+            "sub" => self.subscriptions.get(id).map(|s| self.subscription_json(s)),
+            "price" => self.prices.get(id).map(Price::to_json),
             _ => None,
         }
     }
@@ -186,13 +212,17 @@ impl Store {
                 .filter(|total| *total <= MAXIMUM_AMOUNT)
                 .ok_or_else(|| amount_too_large("line_items"))?;
         }
-        check_amount(amount_total, &new.currency, "line_items")?;
+        // A subscription may be free; a payment may not.
+        if new.mode == SessionMode::Payment || amount_total > 0 {
+            check_amount(amount_total, &new.currency, "line_items")?;
+        }
         let id = new_id("cs_test_a1", 48);
         let created = now();
         let session = Session {
             url: format!("{}pay/{id}", self.base_url),
             id: id.clone(),
             created,
+            mode: new.mode,
             expires_at: new.expires_at.unwrap_or(created + 86_400),
             status: SessionStatus::Open,
             paid: false,
@@ -210,6 +240,10 @@ impl Store {
             payment_method_types: new.payment_method_types,
             line_items: new.line_items,
             intent_data: new.intent_data,
+            subscription_metadata: new.subscription_metadata,
+            invoice_creation: new.invoice_creation,
+            subscription: None,
+            invoice: None,
         };
         Ok(self.sessions.entry(id).or_insert(session))
     }
@@ -225,7 +259,7 @@ impl Store {
         Ok(self.new_payment_method(Instrument::Card(card), None))
     }
 
-    fn new_payment_method(&mut self, instrument: Instrument, email: Option<String>) -> String {
+    pub(crate) fn new_payment_method(&mut self, instrument: Instrument, email: Option<String>) -> String {
         self.seq += 1;
         let id = new_id("pm_", 24);
         let pm = PaymentMethod {
@@ -295,7 +329,7 @@ impl Store {
         Ok(id)
     }
 
-    fn insert_intent(
+    pub(crate) fn insert_intent(
         &mut self,
         amount: i64,
         currency: String,
@@ -323,6 +357,7 @@ impl Store {
             metadata: details.metadata,
             description: details.description,
             setup_future_usage: details.setup_future_usage,
+            receipt_email: details.receipt_email,
             latest_charge: None,
             last_error: None,
         };
@@ -332,7 +367,12 @@ impl Store {
 
     /// Confirms with the intent's payment method; the test card decides. `off_session`
     /// false means the payer is present and passes 3-D Secure when asked.
-    fn confirm(&mut self, pi_id: &str, off_session: bool, origin: &Origin) -> Result<(), ApiError> {
+    pub(crate) fn confirm(
+        &mut self,
+        pi_id: &str,
+        off_session: bool,
+        origin: &Origin,
+    ) -> Result<(), ApiError> {
         let pm_id = self
             .intent(pi_id)?
             .payment_method
@@ -366,10 +406,10 @@ impl Store {
     }
 
     /// The payer passed 3-D Secure in the payment page.
-    fn confirm_authenticated(&mut self, pi_id: &str) -> Result<(), ApiError> {
-        self.confirm(pi_id, false, &Origin::default())?;
+    pub(crate) fn confirm_authenticated(&mut self, pi_id: &str, origin: &Origin) -> Result<(), ApiError> {
+        self.confirm(pi_id, false, origin)?;
         if self.intent(pi_id)?.status == IntentStatus::RequiresAction {
-            self.succeed(pi_id, &Origin::default())?;
+            self.succeed(pi_id, origin)?;
         }
         Ok(())
     }
@@ -456,6 +496,19 @@ impl Store {
         error
     }
 
+    /// The payer's email: as given, else the session's customer_email or customer's email.
+    pub(crate) fn payer_email(&self, session: &Session, given: Option<String>) -> String {
+        given
+            .or_else(|| session.customer_email.clone())
+            .or_else(|| {
+                session
+                    .customer
+                    .as_ref()
+                    .and_then(|c| self.customers.get(c)?.email.clone())
+            })
+            .unwrap_or_else(|| "payer@example.com".to_string())
+    }
+
     /// The payer completes the session in the payment page with `card` (a test token), or
     /// with a bank account (`async_payment`) whose result comes later.
     pub fn complete_session(
@@ -472,15 +525,10 @@ impl Store {
                 format!("Checkout Session {id} is not open."),
             ));
         }
-        let email = email
-            .or_else(|| session.customer_email.clone())
-            .or_else(|| {
-                session
-                    .customer
-                    .as_ref()
-                    .and_then(|c| self.customers.get(c)?.email.clone())
-            })
-            .unwrap_or_else(|| "payer@example.com".to_string());
+        if session.mode == SessionMode::Subscription {
+            return self.complete_subscription_session(id, card, email, async_payment);
+        }
+        let email = self.payer_email(session, email);
         let instrument = if async_payment {
             Instrument::UsBankAccount
         } else {
@@ -491,8 +539,10 @@ impl Store {
                 )
             })?)
         };
+        // Checkout's invoice needs a customer, as a saved card does.
         let wants_customer = session.intent_data.setup_future_usage.is_some()
-            || session.customer_creation.as_deref() == Some("always");
+            || session.customer_creation.as_deref() == Some("always")
+            || session.invoice_creation.is_some();
         let (amount, currency, types, details) = (
             session.amount_total,
             session.currency.clone(),
@@ -520,7 +570,7 @@ impl Store {
             session.payment_intent = Some(pi_id.clone());
         }
         // A declined card leaves the session open, as the payment page lets the payer retry.
-        self.confirm_authenticated(&pi_id)?;
+        self.confirm_authenticated(&pi_id, &Origin::default())?;
         let paid = self.intent(&pi_id)?.status == IntentStatus::Succeeded;
         let session = self
             .sessions
@@ -530,9 +580,13 @@ impl Store {
         session.paid = paid;
         session.customer = customer;
         session.payer_email = Some(email);
-        let snapshot = session.to_json();
+        let invoice = if paid { self.invoice_session(id)? } else { None };
+        let snapshot = self.session(id)?.to_json();
         self.hooks
             .emit("checkout.session.completed", snapshot, &Origin::default());
+        if let Some(invoice) = invoice {
+            self.mark_invoice_paid(&invoice, Payment::Intent(&pi_id), &Origin::default())?;
+        }
         Ok(())
     }
 
@@ -553,8 +607,10 @@ impl Store {
             ));
         }
         let origin = Origin::default();
+        let mut invoice = None;
         let kind = if succeeded {
             self.succeed(&pi_id, &origin)?;
+            invoice = self.invoice_session(id)?;
             "checkout.session.async_payment_succeeded"
         } else {
             self.fail(
@@ -573,6 +629,9 @@ impl Store {
         session.paid = succeeded;
         let snapshot = session.to_json();
         self.hooks.emit(kind, snapshot, &origin);
+        if let Some(invoice) = invoice {
+            self.mark_invoice_paid(&invoice, Payment::Intent(&pi_id), &origin)?;
+        }
         Ok(())
     }
 
@@ -721,7 +780,8 @@ impl Store {
     /// Pays a subscription's invoice. A positive amount is charged to a card (a
     /// PaymentIntent with no metadata, as Stripe makes for invoices: its charge can be
     /// refunded or disputed) and named by an `invoice_payment.paid` event; a $0 invoice (a
-    /// trial, a 100% coupon) is paid without any payment.
+    /// trial, a 100% coupon) is paid without any payment. The subscription, price and
+    /// product are only names here: they need not exist in the simulator.
     pub fn pay_invoice(&mut self, new: NewInvoice) -> Result<Value, ApiError> {
         if new.amount < 0 {
             return Err(ApiError::invalid(
@@ -730,6 +790,41 @@ impl Store {
             ));
         }
         self.customer(&new.customer, Some("customer"))?;
+        let created = now();
+        let period_start = new.period_start.unwrap_or(created);
+        let period_end = match new.period_end {
+            Some(end) => end,
+            None => Interval::Month.add(period_start, 1),
+        };
+        let subscription = new.subscription.unwrap_or_else(|| new_id("sub_", 24));
+        let price = new.price.unwrap_or_else(|| new_id("price_", 24));
+        let product = new.product.unwrap_or_else(|| new_id("prod_", 14));
+        let line = InvoiceLine {
+            id: new_id("il_", 24),
+            amount: new.amount,
+            description: "1 × subscription".to_owned(),
+            period_start,
+            period_end,
+            price: Some((price, product)),
+            parent: LineParent::SubscriptionItem {
+                subscription: subscription.clone(),
+                item: new_id("si_", 14),
+                proration: false,
+            },
+            metadata: new.metadata.clone(),
+        };
+        let invoice_id = self.insert_invoice(NewBill {
+            customer: new.customer.clone(),
+            currency: new.currency.clone(),
+            billing_reason: new
+                .billing_reason
+                .unwrap_or_else(|| "subscription_cycle".to_owned()),
+            subscription: Some((subscription, new.metadata)),
+            lines: vec![line],
+            period: Some((period_start, period_start)),
+            ..Default::default()
+        });
+        self.finalize(&invoice_id);
         let payment = if new.amount > 0 {
             let pm = self.resolve_payment_method("pm_card_visa", "payment_method")?;
             let pi = self.insert_intent(
@@ -745,52 +840,16 @@ impl Store {
         } else {
             None
         };
-        let customer = self.customer(&new.customer, Some("customer"))?;
-        let created = now();
-        let period_start = new.period_start.unwrap_or(created);
-        let period_end = match new.period_end {
-            Some(end) => end,
-            None => chrono::DateTime::from_timestamp(period_start, 0)
-                .and_then(|start| start.checked_add_months(chrono::Months::new(1)))
-                .map_or(period_start + 30 * 86_400, |end| end.timestamp()),
+        let payment = match &payment {
+            Some(pi) => Payment::Intent(pi),
+            None => Payment::Nothing,
         };
-        let ids = [new_id("in_", 24), new_id("il_", 24), new_id("si_", 14)];
-        let subscription = new.subscription.unwrap_or_else(|| new_id("sub_", 24));
-        let price = new.price.unwrap_or_else(|| new_id("price_", 24));
-        let product = new.product.unwrap_or_else(|| new_id("prod_", 14));
-        let invoice = Invoice {
-            id: &ids[0],
-            line_id: &ids[1],
-            created,
-            customer,
-            subscription: &subscription,
-            subscription_item: &ids[2],
-            price: &price,
-            product: &product,
-            amount: new.amount,
-            currency: &new.currency,
-            period_start,
-            period_end,
-            billing_reason: new.billing_reason.as_deref().unwrap_or("subscription_cycle"),
-            metadata: &new.metadata,
-        }
-        .to_json();
-        let invoice_id = ids[0].clone();
-        self.invoices.insert(invoice_id.clone(), invoice.clone());
-        self.hooks
-            .emit("invoice.paid", invoice.clone(), &Origin::default());
-        if let Some(pi) = payment {
-            let paid = json!({
-                "id": new_id("inpay_", 24), "object": "invoice_payment", "amount_paid": new.amount,
-                "amount_requested": new.amount, "created": created, "currency": new.currency,
-                "invoice": invoice_id, "is_default": true, "livemode": false,
-                "payment": {"type": "payment_intent", "payment_intent": pi},
-                "status": "paid", "status_transitions": {"canceled_at": null, "paid_at": created},
-            });
-            self.invoice_payments.push(paid.clone());
-            self.hooks.emit("invoice_payment.paid", paid, &Origin::default());
-        }
-        Ok(invoice)
+        self.mark_invoice_paid(&invoice_id, payment, &Origin::default())?;
+        let invoice = self
+            .invoices
+            .get(&invoice_id)
+            .ok_or_else(|| ApiError::no_such("invoice", &invoice_id, None))?;
+        Ok(self.invoice_json(invoice))
     }
 
     /// Makes a stored payment method behave as another test card from now on, e.g. a

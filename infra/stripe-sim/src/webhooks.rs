@@ -115,10 +115,26 @@ impl Hooks {
 
     /// Records an event with a snapshot of `object` and queues it for delivery.
     pub fn emit(&mut self, kind: &str, object: Value, origin: &Origin) -> String {
+        self.emit_change(kind, object, None, origin)
+    }
+
+    /// An `*.updated` event: with `previous` as `data.previous_attributes`, the fields that
+    /// changed and their values before.
+    pub fn emit_change(
+        &mut self,
+        kind: &str,
+        object: Value,
+        previous: Option<Value>,
+        origin: &Origin,
+    ) -> String {
         let id = new_id("evt_", 24);
+        let mut data = json!({"object": object});
+        if let (Some(previous), Some(fields)) = (previous, data.as_object_mut()) {
+            fields.insert("previous_attributes".to_owned(), previous);
+        }
         let json = json!({
             "id": id, "object": "event", "api_version": API_VERSION, "created": now(),
-            "data": {"object": object}, "livemode": false,
+            "data": data, "livemode": false,
             "pending_webhooks": usize::from(self.config.is_some()),
             "request": {"id": origin.request_id, "idempotency_key": origin.idempotency_key},
             "type": kind,

@@ -166,6 +166,48 @@ async fn every_object_served_has_the_field_names_of_stripes_examples() {
         .unwrap();
     check("invoice", &invoice.object, &fixtures, &mut problems);
 
+    // a subscription bought at Checkout, its invoices (first, proration, renewal), a
+    // one-off invoice, and the subscription-mode session
+    sim.add_price("price_team", 5000, Some("month")).unwrap();
+    sim.add_price("price_pro", 9000, Some("month")).unwrap();
+    let (_, sub, outcome) = subscribe(&sim, "org_2", "price_team", "pm_card_visa").await;
+    check("checkout.session", &outcome.object, &fixtures, &mut problems);
+    let subscription = get(format!("v1/subscriptions/{sub}")).await;
+    check("subscription", &subscription, &fixtures, &mut problems);
+    let item = subscription["items"]["data"][0]["id"].as_str().unwrap();
+    let (status, upgraded) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        &format!("items[0][id]={item}&items[0][price]=price_pro&proration_behavior=always_invoice"),
+    )
+    .await;
+    assert_eq!(status, 200, "{upgraded}");
+    check("subscription", &upgraded, &fixtures, &mut problems);
+    sim.renew_subscription(&sub).await.unwrap();
+    let invoices = get(format!("v1/invoices?subscription={sub}")).await;
+    for invoice in invoices["data"].as_array().unwrap() {
+        check("invoice", invoice, &fixtures, &mut problems);
+    }
+    let (_, draft) = post_v1(
+        &sim,
+        "v1/invoices",
+        &format!("customer={}&description=Top-up", customer.id),
+    )
+    .await;
+    let draft_id = draft["id"].as_str().unwrap();
+    post_v1(
+        &sim,
+        "v1/invoiceitems",
+        &format!("customer={}&invoice={draft_id}&amount=2500", customer.id),
+    )
+    .await;
+    check(
+        "invoice",
+        &get(format!("v1/invoices/{draft_id}")).await,
+        &fixtures,
+        &mut problems,
+    );
+
     // a failed payment's intent and charge too
     let declined = post_declined(&sim).await;
     check(

@@ -260,3 +260,139 @@ async fn the_key_may_come_as_basic_auth_as_curl_sends_it() {
         "the key is redacted: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_checkout_takes_a_known_recurring_price() {
+    let sim = StripeSim::start().await.unwrap();
+    sim.add_price("price_team", 5000, Some("month")).unwrap();
+    sim.add_price("price_once", 5000, None).unwrap();
+    let session = |price: &str| {
+        format!(
+            "mode=subscription&line_items[0][price]={price}&line_items[0][quantity]=1\
+             &success_url=http://127.0.0.1:1/ok&subscription_data[metadata][org]=o1"
+        )
+    };
+
+    let (status, error) = post_form(&sim, "v1/checkout/sessions", &session("price_nope"), &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["code"], "resource_missing");
+    assert_eq!(error["error"]["param"], "line_items[0][price]");
+
+    let (status, error) = post_form(&sim, "v1/checkout/sessions", &session("price_once"), &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert_eq!(error["error"]["param"], "line_items[0][price]");
+
+    let body = format!("{}&payment_intent_data[metadata][org]=o1", session("price_team"));
+    let (status, error) = post_form(&sim, "v1/checkout/sessions", &body, &[]).await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("payment_intent_data"))
+    );
+
+    // without a customer, Checkout makes one for the subscription
+    let (status, created) = post_form(&sim, "v1/checkout/sessions", &session("price_team"), &[]).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        (created["mode"].as_str(), created["amount_total"].as_i64()),
+        (Some("subscription"), Some(5000))
+    );
+    let id = created["id"].as_str().unwrap();
+    let outcome = sim
+        .complete_checkout(id, stripe_sim::CompleteCheckout::default())
+        .await
+        .unwrap();
+    let customer = outcome.object["customer"].as_str().unwrap();
+    assert!(customer.starts_with("cus_"));
+    let (_, subscription) = get_v1(
+        &sim,
+        &format!(
+            "v1/subscriptions/{}",
+            outcome.object["subscription"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(subscription["customer"], customer);
+    assert_eq!(subscription["metadata"]["org"], "o1");
+
+    // prices: unknown ones and bad definitions
+    let (status, _, body) = http(
+        "GET",
+        &format!("{}v1/prices/price_nope", sim.base_url()),
+        &[KEY],
+        "",
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, error) = control(
+        &sim,
+        "_sim/prices",
+        json!({"id": "p", "unit_amount": 100, "interval": "week"}),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("interval"))
+    );
+    let (status, once) = control(&sim, "_sim/prices", json!({"id": "p", "unit_amount": 100})).await;
+    assert_eq!(status, 200, "{once}");
+    assert_eq!(
+        (once["type"].as_str(), &once["recurring"]),
+        (Some("one_time"), &Value::Null)
+    );
+}
+
+#[test]
+fn the_binary_refuses_unusable_prices_with_a_clear_message() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_stripe-sim"))
+        .arg("127.0.0.1:0")
+        .env("STRIPE_SIM_PRICES", r#"{"price_team": {"amount_usd": 50}"#)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("STRIPE_SIM_PRICES is not usable"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_binary_sells_the_prices_of_its_environment() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stripe-sim"))
+        .arg("127.0.0.1:0")
+        .env(
+            "STRIPE_SIM_PRICES",
+            r#"{"price_team_monthly": {"amount_usd": "50.00", "base_usd": "40", "name": "Team"},
+                "price_team_yearly": {"amount_usd": "480", "interval": "year"}}"#,
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let base = std::io::BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|line| line.strip_prefix("stripe-sim: listening on ").map(str::to_string));
+    let checked = async {
+        let base = base.expect("the binary says where it listens");
+        let (status, _, monthly) =
+            http("GET", &format!("{base}v1/prices/price_team_monthly"), &[KEY], "").await;
+        assert_eq!(status, 200, "{monthly}");
+        let monthly: Value = serde_json::from_str(&monthly).unwrap();
+        assert_eq!(monthly["unit_amount"], 5000);
+        assert_eq!(monthly["recurring"]["interval"], "month");
+        assert_eq!(monthly["nickname"], "Team");
+        let (_, _, yearly) = http("GET", &format!("{base}v1/prices/price_team_yearly"), &[KEY], "").await;
+        let yearly: Value = serde_json::from_str(&yearly).unwrap();
+        assert_eq!(
+            (
+                yearly["unit_amount"].as_i64(),
+                yearly["recurring"]["interval"].as_str()
+            ),
+            (Some(48_000), Some("year"))
+        );
+    };
+    let result = tokio::spawn(checked).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    result.unwrap();
+}

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use stripe_shared::{CheckoutSessionPaymentStatus, PaymentIntentStatus};
-use stripe_sim::{CompleteCheckout, InvoicePayment, StripeSim, WebhookConfig};
+use stripe_sim::{CompleteCheckout, InvoicePayment, Order, StripeSim, WebhookConfig};
 use stripe_webhook::{EventObject, Webhook, WebhookError};
 
 /// A paid session's charge, for the refund and dispute tests.
@@ -508,4 +508,515 @@ async fn webhooks_go_to_this_machine_only() {
         });
         assert!(accepted.is_ok(), "{url} is local");
     }
+}
+
+/// The plans of the subscription tests: $50 and $100 a month.
+fn plans(sim: &StripeSim) {
+    sim.add_price("price_team_monthly", 5000, Some("month")).unwrap();
+    sim.add_price("price_pro_monthly", 10_000, Some("month")).unwrap();
+}
+
+fn subscription_of(event: &stripe_webhook::Event) -> &stripe_shared::Subscription {
+    match &event.data.object {
+        EventObject::CustomerSubscriptionCreated(s)
+        | EventObject::CustomerSubscriptionUpdated(s)
+        | EventObject::CustomerSubscriptionDeleted(s) => s,
+        _ => panic!("{}: not a subscription event", event.type_),
+    }
+}
+
+fn invoice_of(event: &stripe_webhook::Event) -> &stripe_shared::Invoice {
+    match &event.data.object {
+        EventObject::InvoicePaid(i) | EventObject::InvoicePaymentFailed(i) => i,
+        _ => panic!("{}: not an invoice event", event.type_),
+    }
+}
+
+fn kinds(events: &[stripe_webhook::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.type_.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_subscription_checkout_delivers_its_events_in_order_signed() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    plans(&sim);
+    let client = stripe(&sim);
+    let customer = create_customer(&client, "org_1").await;
+    let session = create_subscription_checkout(&client, &customer.id, "org_1", "price_team_monthly").await;
+
+    // a declined card: 402, the session stays open, only the failed payment is told
+    let declined = sim
+        .complete_checkout(&session.id, CompleteCheckout::card("pm_card_chargeDeclined"))
+        .await
+        .unwrap_err();
+    assert_eq!((declined.status, declined.code), (402, Some("card_declined")));
+    let types: Vec<String> = receiver.take().iter().map(Received::event_type).collect();
+    assert_eq!(types, ["payment_intent.payment_failed"]);
+    let (_, open) = get_v1(&sim, &format!("v1/checkout/sessions/{}", session.id)).await;
+    assert_eq!(
+        (open["status"].as_str(), open["subscription"].as_str()),
+        (Some("open"), None)
+    );
+
+    // the payer tries again with a good card
+    let (status, outcome) = control(
+        &sim,
+        &format!("_sim/checkout/sessions/{}/complete", session.id),
+        json!({"card": "pm_card_visa"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    assert_eq!(
+        kinds(&events),
+        [
+            "customer.subscription.created",
+            "payment_intent.succeeded",
+            "invoice.paid",
+            "invoice_payment.paid",
+            "checkout.session.completed"
+        ]
+    );
+    let subscription = subscription_of(&events[0]);
+    assert_eq!(subscription.status.as_str(), "active");
+    assert_eq!(subscription.metadata["org"], "org_1");
+    assert_eq!(subscription.customer.id(), &customer.id);
+    let item = &subscription.items.data[0];
+    assert_eq!(item.price.id.as_str(), "price_team_monthly");
+    let invoice = invoice_of(&events[2]);
+    assert_eq!(
+        invoice.billing_reason.as_ref().unwrap().as_str(),
+        "subscription_create"
+    );
+    assert_eq!(invoice.amount_paid, 5000);
+    assert_eq!(invoice.customer.as_ref().unwrap().id(), &customer.id);
+    let parent = invoice
+        .parent
+        .as_ref()
+        .unwrap()
+        .subscription_details
+        .as_ref()
+        .unwrap();
+    assert_eq!(parent.subscription.id(), &subscription.id);
+    assert_eq!(parent.metadata.as_ref().unwrap()["org"], "org_1");
+    let line = &invoice.lines.data[0];
+    assert_eq!(line.amount, 5000);
+    assert_eq!(
+        (line.period.start, line.period.end),
+        (item.current_period_start, item.current_period_end)
+    );
+    let line_item = line
+        .parent
+        .as_ref()
+        .unwrap()
+        .subscription_item_details
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (line_item.subscription_item.as_str(), line_item.proration),
+        (item.id.as_str(), false)
+    );
+    let price = line.pricing.as_ref().unwrap().price_details.as_ref().unwrap();
+    assert_eq!(price.price.id().as_str(), "price_team_monthly");
+    let EventObject::PaymentIntentSucceeded(pi) = &events[1].data.object else {
+        panic!("not a PaymentIntent");
+    };
+    let EventObject::InvoicePaymentPaid(paid) = &events[3].data.object else {
+        panic!("not an invoice payment");
+    };
+    assert_eq!(paid.invoice.id(), &invoice.id);
+    assert_eq!(paid.payment.payment_intent.as_ref().unwrap().id(), &pi.id);
+    let EventObject::CheckoutSessionCompleted(completed) = &events[4].data.object else {
+        panic!("not a checkout session");
+    };
+    assert_eq!(completed.mode.as_str(), "subscription");
+    assert_eq!(completed.payment_status, CheckoutSessionPaymentStatus::Paid);
+    assert_eq!(completed.subscription.as_ref().unwrap().id(), &subscription.id);
+    assert_eq!(completed.invoice.as_ref().unwrap().id(), &invoice.id);
+    assert_eq!(completed.customer.as_ref().unwrap().id(), &customer.id);
+    assert_eq!(completed.client_reference_id.as_deref(), Some("org_1"));
+
+    // the invoice's charge is a charge like any other: it can be refunded
+    let charge = pi.latest_charge.as_ref().unwrap().id().to_string();
+    let refunded = sim.refund_charge(&charge, None).await.unwrap();
+    assert_eq!(refunded.event_types(), ["charge.refunded"]);
+}
+
+#[tokio::test]
+async fn a_renewal_starts_the_next_period_and_pays_its_invoice() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    plans(&sim);
+    let (_, sub, _) = subscribe(&sim, "org_1", "price_team_monthly", "pm_card_visa").await;
+    let (_, before) = get_v1(&sim, &format!("v1/subscriptions/{sub}")).await;
+    let old_end = before["items"]["data"][0]["current_period_end"].as_i64().unwrap();
+    receiver.take();
+
+    let (status, outcome) = control(&sim, &format!("_sim/subscriptions/{sub}/renew"), json!({})).await;
+    assert_eq!(status, 200, "{outcome}");
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    assert_eq!(
+        kinds(&events),
+        [
+            "customer.subscription.updated",
+            "payment_intent.succeeded",
+            "invoice.paid",
+            "invoice_payment.paid"
+        ]
+    );
+    let renewed = subscription_of(&events[0]);
+    let item = &renewed.items.data[0];
+    assert_eq!(item.current_period_start, old_end);
+    let month = item.current_period_end - item.current_period_start;
+    assert!((28 * 86_400..=31 * 86_400).contains(&month), "{month}");
+    let previous = &events[0].data.previous_attributes;
+    assert!(previous.is_some(), "the update says what changed");
+    let raw = receiver_json_previous(&sim, events[0].id.as_str());
+    assert_eq!(
+        raw["items"]["data"][0]["current_period_end"].as_i64(),
+        Some(old_end)
+    );
+    let invoice = invoice_of(&events[2]);
+    assert_eq!(
+        invoice.billing_reason.as_ref().unwrap().as_str(),
+        "subscription_cycle"
+    );
+    assert_eq!(invoice.amount_paid, 5000);
+    assert_eq!(
+        (
+            invoice.lines.data[0].period.start,
+            invoice.lines.data[0].period.end
+        ),
+        (item.current_period_start, item.current_period_end)
+    );
+    assert_eq!(renewed.latest_invoice.as_ref().unwrap().id(), &invoice.id);
+
+    // held renewal events are released newest first, signed as any others
+    sim.configure_webhooks(WebhookConfig {
+        url: receiver.url.clone(),
+        secret: SECRET.into(),
+        hold: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let held = sim.renew_subscription(&sub).await.unwrap();
+    assert!(held.events.iter().all(|e| e.deliveries.is_empty()));
+    assert!(receiver.take().is_empty());
+    sim.release_held(Order::Reverse).await;
+    let released: Vec<String> = receiver
+        .take()
+        .iter()
+        .map(|r| r.verify().type_.to_string())
+        .collect();
+    assert_eq!(
+        released,
+        [
+            "invoice_payment.paid",
+            "invoice.paid",
+            "payment_intent.succeeded",
+            "customer.subscription.updated"
+        ]
+    );
+}
+
+/// An event's `data.previous_attributes` as the simulator recorded it.
+fn receiver_json_previous(sim: &StripeSim, event_id: &str) -> serde_json::Value {
+    sim.events_by_id(&[event_id])[0]["data"]["previous_attributes"].clone()
+}
+
+#[tokio::test]
+async fn cancel_at_period_end_then_renew_deletes_the_subscription_without_an_invoice() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    plans(&sim);
+    let (customer, sub, _) = subscribe(&sim, "org_1", "price_team_monthly", "pm_card_visa").await;
+    receiver.take();
+    let client = stripe(&sim);
+
+    let cancelling: stripe_shared::Subscription = post_typed(
+        &client,
+        &format!("/subscriptions/{sub}"),
+        &[
+            ("cancel_at_period_end", "true"),
+            ("metadata[reason]", "too_expensive"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(cancelling.cancel_at_period_end);
+    assert_eq!(cancelling.status.as_str(), "active");
+    assert_eq!(cancelling.metadata["org"], "org_1", "metadata is merged");
+    assert_eq!(cancelling.metadata["reason"], "too_expensive");
+    assert_eq!(
+        cancelling.cancel_at,
+        Some(cancelling.items.data[0].current_period_end)
+    );
+    sim.flush_webhooks().await;
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    assert_eq!(kinds(&events), ["customer.subscription.updated"]);
+    assert!(subscription_of(&events[0]).cancel_at_period_end);
+    assert_eq!(
+        receiver_json_previous(&sim, events[0].id.as_str())["cancel_at_period_end"],
+        false
+    );
+
+    let outcome = sim.renew_subscription(&sub).await.unwrap();
+    assert_eq!(outcome.event_types(), ["customer.subscription.deleted"]);
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    let deleted = subscription_of(&events[0]);
+    assert_eq!(deleted.status.as_str(), "canceled");
+    assert_eq!(deleted.ended_at, Some(deleted.items.data[0].current_period_end));
+    let (_, invoices) = get_v1(&sim, &format!("v1/invoices?subscription={sub}")).await;
+    assert_eq!(
+        invoices["data"].as_array().unwrap().len(),
+        1,
+        "only the first invoice"
+    );
+    let (_, expanded) = get_v1(&sim, &format!("v1/subscriptions/{sub}?expand[]=latest_invoice")).await;
+    assert_eq!(expanded["latest_invoice"]["id"], invoices["data"][0]["id"]);
+
+    // a canceled subscription is listed only when asked for, and changes no more
+    let (_, listed) = get_v1(&sim, &format!("v1/subscriptions?customer={customer}")).await;
+    assert!(listed["data"].as_array().unwrap().is_empty());
+    let (_, listed) = get_v1(
+        &sim,
+        &format!("v1/subscriptions?customer={customer}&status=canceled"),
+    )
+    .await;
+    assert_eq!(listed["data"][0]["id"], sub.as_str());
+    let (status, error) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        "cancel_at_period_end=false",
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert_eq!(sim.renew_subscription(&sub).await.unwrap_err().status, 400);
+}
+
+#[tokio::test]
+async fn an_upgrade_halfway_through_the_period_prorates_exactly() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    plans(&sim);
+    let (_, sub, _) = subscribe(&sim, "org_1", "price_team_monthly", "pm_card_visa").await;
+    // GIVEN a 30-day period whose first half is over
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (start, end) = (now - 15 * 86_400, now + 15 * 86_400);
+    let current = sim.set_subscription_period(&sub, start, end).unwrap();
+    let item = current["items"]["data"][0]["id"].as_str().unwrap().to_string();
+    receiver.take();
+    let client = stripe(&sim);
+
+    // WHEN the org upgrades from $50 to $100 a month, invoiced now
+    let upgraded: stripe_shared::Subscription = post_typed(
+        &client,
+        &format!("/subscriptions/{sub}"),
+        &[
+            ("items[0][id]", item.as_str()),
+            ("items[0][price]", "price_pro_monthly"),
+            ("proration_behavior", "always_invoice"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            upgraded.items.data[0].current_period_start,
+            upgraded.items.data[0].current_period_end
+        ),
+        (start, end)
+    );
+    sim.flush_webhooks().await;
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    assert_eq!(
+        kinds(&events),
+        [
+            "customer.subscription.updated",
+            "payment_intent.succeeded",
+            "invoice.paid",
+            "invoice_payment.paid"
+        ]
+    );
+
+    // THEN half of the old price back, half of the new one charged: exactly
+    let invoice = invoice_of(&events[2]);
+    assert_eq!(
+        invoice.billing_reason.as_ref().unwrap().as_str(),
+        "subscription_update"
+    );
+    let amounts: Vec<i64> = invoice.lines.data.iter().map(|l| l.amount).collect();
+    assert_eq!(amounts, [-2500, 5000]);
+    for (line, unit) in invoice.lines.data.iter().zip([5000_i64, 10_000]) {
+        let remaining = end - line.period.start;
+        let exact = (2 * unit * remaining + (end - start)) / (2 * (end - start));
+        assert_eq!(line.amount.abs(), exact);
+        assert_eq!(line.period.end, end);
+        let parent = line
+            .parent
+            .as_ref()
+            .unwrap()
+            .subscription_item_details
+            .as_ref()
+            .unwrap();
+        assert!(parent.proration);
+    }
+    assert_eq!((invoice.total, invoice.amount_paid), (2500, 2500));
+    let EventObject::PaymentIntentSucceeded(pi) = &events[1].data.object else {
+        panic!("not a PaymentIntent");
+    };
+    assert_eq!(pi.amount, 2500);
+    assert_eq!(
+        pi.payment_method.as_ref().unwrap().id(),
+        upgraded.default_payment_method.as_ref().unwrap().id(),
+        "charged to the subscription's card"
+    );
+
+    // a downgrade back: a credit, paid with no payment (Stripe would credit the balance)
+    let _: stripe_shared::Subscription = post_typed(
+        &client,
+        &format!("/subscriptions/{sub}"),
+        &[
+            ("items[0][id]", item.as_str()),
+            ("items[0][price]", "price_team_monthly"),
+            ("proration_behavior", "always_invoice"),
+        ],
+    )
+    .await
+    .unwrap();
+    sim.flush_webhooks().await;
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    assert_eq!(kinds(&events), ["customer.subscription.updated", "invoice.paid"]);
+    let credit = invoice_of(&events[1]);
+    let amounts: Vec<i64> = credit.lines.data.iter().map(|l| l.amount).collect();
+    assert_eq!(amounts, [-5000, 2500]);
+    assert_eq!(credit.total, -2500);
+    assert_eq!(
+        (credit.amount_due, credit.amount_paid, credit.amount_remaining),
+        (0, 0, 0)
+    );
+    assert_eq!(credit.status.as_ref().unwrap().as_str(), "paid");
+
+    // create_prorations and none: the price changes, nothing is invoiced now
+    for (price, proration) in [
+        ("price_pro_monthly", "create_prorations"),
+        ("price_team_monthly", "none"),
+    ] {
+        let (status, changed) = post_v1(
+            &sim,
+            &format!("v1/subscriptions/{sub}"),
+            &format!("items[0][id]={item}&items[0][price]={price}&proration_behavior={proration}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{changed}");
+        assert_eq!(changed["items"]["data"][0]["price"]["id"], price);
+        sim.flush_webhooks().await;
+        let types: Vec<String> = receiver.take().iter().map(Received::event_type).collect();
+        assert_eq!(types, ["customer.subscription.updated"], "{proration}");
+    }
+    let (_, invoices) = get_v1(&sim, &format!("v1/invoices?subscription={sub}")).await;
+    assert_eq!(invoices["data"].as_array().unwrap().len(), 3);
+
+    // unknown subscriptions, items and prices are Stripe's errors
+    let (status, error) = post_v1(&sim, "v1/subscriptions/sub_nope", "cancel_at_period_end=true").await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("resource_missing"))
+    );
+    let (status, error) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        "items[0][id]=si_nope&items[0][price]=price_pro_monthly",
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["param"].as_str()),
+        (400, Some("items[0][id]"))
+    );
+    let (status, error) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        &format!("items[0][id]={item}&items[0][price]=price_nope"),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (400, Some("resource_missing"))
+    );
+    let (status, _) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        &format!("items[0][id]={item}&items[0][price]=price_team_monthly&proration_behavior=sometimes"),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_card_that_starts_declining_leaves_the_invoice_open_and_the_subscription_past_due() {
+    let (sim, mut receiver) = sim_with_receiver().await;
+    plans(&sim);
+    let (_, sub, _) = subscribe(&sim, "org_1", "price_team_monthly", "pm_card_visa").await;
+    let (_, current) = get_v1(&sim, &format!("v1/subscriptions/{sub}")).await;
+    let card = current["default_payment_method"].as_str().unwrap().to_string();
+    let item = current["items"]["data"][0]["id"].as_str().unwrap().to_string();
+    sim.set_card(&card, "pm_card_chargeDeclinedInsufficientFunds")
+        .unwrap();
+    receiver.take();
+
+    // the renewal's payment fails
+    let outcome = sim.renew_subscription(&sub).await.unwrap();
+    assert_eq!(
+        outcome.event_types(),
+        [
+            "customer.subscription.updated",
+            "payment_intent.payment_failed",
+            "invoice.payment_failed",
+            "customer.subscription.updated"
+        ]
+    );
+    assert_eq!(outcome.object["status"], "past_due");
+    let events: Vec<stripe_webhook::Event> = receiver.take().iter().map(Received::verify).collect();
+    let failed = invoice_of(&events[2]);
+    assert_eq!(failed.status.as_ref().unwrap().as_str(), "open");
+    assert_eq!((failed.amount_paid, failed.amount_remaining), (0, 5000));
+    assert_eq!(failed.attempt_count, 1);
+    let invoice = failed.id.as_ref().unwrap().to_string();
+
+    // a plan change still applies though its proration cannot be paid
+    let (status, changed) = post_v1(
+        &sim,
+        &format!("v1/subscriptions/{sub}"),
+        &format!("items[0][id]={item}&items[0][price]=price_pro_monthly&proration_behavior=always_invoice"),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["items"]["data"][0]["price"]["id"], "price_pro_monthly");
+    sim.flush_webhooks().await;
+    let types: Vec<String> = receiver.take().iter().map(Received::event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "customer.subscription.updated",
+            "payment_intent.payment_failed",
+            "invoice.payment_failed"
+        ]
+    );
+
+    // paying the renewal's invoice with the card fixed: paid, a 402 before that
+    let (status, error) = post_v1(&sim, &format!("v1/invoices/{invoice}/pay"), "").await;
+    assert_eq!(
+        (status, error["error"]["decline_code"].as_str()),
+        (402, Some("insufficient_funds"))
+    );
+    sim.set_card(&card, "pm_card_visa").unwrap();
+    let (status, paid) = post_v1(&sim, &format!("v1/invoices/{invoice}/pay"), "").await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(
+        (paid["status"].as_str(), paid["amount_paid"].as_i64()),
+        (Some("paid"), Some(5000))
+    );
+    let (status, again) = post_v1(&sim, &format!("v1/invoices/{invoice}/pay"), "").await;
+    assert_eq!(status, 400, "{again}");
 }

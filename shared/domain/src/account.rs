@@ -263,6 +263,10 @@ pub enum Action {
     ChangeSettings,
     /// Cash earned credits out: owners (they own the org's money).
     Withdraw,
+    /// The org's invoices: owners (reference 003's role table).
+    ViewInvoices,
+    /// The Stripe customer portal: owners (reference 003's role table).
+    OpenPortal,
 }
 
 /// A member of an org, with their role.
@@ -359,7 +363,9 @@ impl Org {
             | Action::SetMemberLimits
             | Action::ManageMembers
             | Action::ChangeSettings
-            | Action::Withdraw => role == Role::Owner,
+            | Action::Withdraw
+            | Action::ViewInvoices
+            | Action::OpenPortal => role == Role::Owner,
         }
     }
 }

@@ -123,6 +123,12 @@ pub fn invoice(invoice: &str) -> Result<IdempotencyKey, IdError> {
     stripe("invoice", invoice, "")
 }
 
+/// The `month`-th monthly grant (1 to 11) of annual plan invoice `invoice`, after the
+/// invoice's own.
+pub fn invoice_month(invoice: &str, month: u32) -> Result<IdempotencyKey, IdError> {
+    stripe("invoice", invoice, &format!(":m{month}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

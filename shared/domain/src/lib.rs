@@ -18,6 +18,7 @@ pub mod member;
 pub mod money;
 pub mod offers;
 pub mod payments;
+pub mod plans;
 pub mod ports;
 pub mod pricing;
 pub mod recharge;
@@ -43,9 +44,11 @@ pub use member::{CounterChange, MemberMonth, month_of};
 pub use money::{MoneyError, PositiveUsd, SignedUsd, Usd};
 pub use offers::{Catalog, Choice, Offer, OfferError, Package, default_packages, shown_credits};
 pub use payments::{
-    ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, NewCheckout,
-    OffSessionCharge, PaidInvoice, PaymentLookup, RefundSeen,
+    BillingGateway, ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus,
+    InvoiceSeen, NewCheckout, NewSubscription, OffSessionCharge, PaidInvoice, PaymentLookup, PaymentMade,
+    RefundSeen, SubscriptionSeen,
 };
+pub use plans::{ChangeRule, Interval, Plan, Plans, ProratedLine, ProrationError};
 pub use ports::{
     Clock, HistoryPage, KeySource, KeyStore, MemberLimits, MemberMonths, Notification, NotificationFeed,
     OrgDirectory, PageRequest, StoreError, Stored, SystemClock, WalletStore,

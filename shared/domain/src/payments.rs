@@ -58,6 +58,8 @@ pub struct NewCheckout<'a> {
     pub org: &'a OrgId,
     pub member: &'a MemberId,
     pub customer: &'a str,
+    /// Where Stripe emails the receipt: the buyer's address, when the dashboard knows it.
+    pub email: Option<&'a str>,
     pub offer: &'a Offer,
     /// Where the buyer lands after paying (`{CHECKOUT_SESSION_ID}` is filled in by Stripe).
     pub success_url: String,
@@ -134,6 +136,14 @@ pub struct PaidInvoice {
     pub amount_paid_cents: i64,
     /// The price of its first line that names one.
     pub price: Option<String>,
+    /// It bills a change of plan within a period (`subscription_update`).
+    pub changes_plan: bool,
+    /// Its lines that name a price, with what each charged.
+    pub lines: Vec<crate::plans::ProratedLine>,
+    /// Where the period of its first priced line starts.
+    pub period_start: Option<DateTime<Utc>>,
+    /// The subscription it bills.
+    pub subscription: Option<String>,
 }
 
 // The card processor, as three ports: each function holds the one it calls. A port held
@@ -143,8 +153,14 @@ pub struct PaidInvoice {
 
 /// What the checkout function asks of the card processor.
 pub trait CheckoutGateway: Send + Sync {
-    /// The buyer's customer, created once: a retry answers the same customer.
-    fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String>;
+    /// The buyer's customer, created once: a retry answers the same customer. With the
+    /// buyer's email, Stripe's receipts and invoices go to them.
+    fn create_customer<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        email: Option<&'a str>,
+    ) -> Pending<'a, String>;
 
     fn create_checkout<'a>(&'a self, session: &'a NewCheckout<'a>) -> Pending<'a, CheckoutSession>;
 
@@ -183,4 +199,106 @@ pub trait PaymentLookup: Send + Sync {
 
     /// An invoice by id; `None` when there is no such invoice.
     fn invoice<'a>(&'a self, id: &'a str) -> Pending<'a, Option<PaidInvoice>>;
+
+    /// The paper trail of a payment made without an invoice (an auto top-up): a paid
+    /// invoice for it, made once per PaymentIntent (a retry answers the same invoice).
+    fn invoice_payment_made<'a>(&'a self, paid: &'a PaymentMade<'a>) -> Pending<'a, String>;
+}
+
+/// A payment made without an invoice, to record on one (see
+/// [`PaymentLookup::invoice_payment_made`]).
+#[derive(Debug, Clone)]
+pub struct PaymentMade<'a> {
+    pub org: &'a OrgId,
+    pub customer: &'a str,
+    pub payment_intent: &'a str,
+    pub amount_cents: i64,
+    pub description: &'a str,
+}
+
+/// A plan subscription's Checkout Session to create: the owner subscribes the org to the
+/// plan billed by `price`.
+#[derive(Debug, Clone)]
+pub struct NewSubscription<'a> {
+    pub org: &'a OrgId,
+    pub member: &'a MemberId,
+    pub customer: &'a str,
+    pub price: &'a str,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// A subscription as the functions need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSeen {
+    pub id: String,
+    /// Stripe's status: `active`, `past_due`, `canceled`, ...
+    pub status: String,
+    pub customer: String,
+    /// The org its metadata names, unchecked.
+    pub org: Option<String>,
+    /// Its (first) item and the price it bills.
+    pub item: Option<String>,
+    pub price: Option<String>,
+    pub cancel_at_period_end: bool,
+    pub current_period_start: Option<DateTime<Utc>>,
+    pub current_period_end: Option<DateTime<Utc>>,
+    pub default_payment_method: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+impl SubscriptionSeen {
+    /// It bills (or will bill) the org: anything but ended.
+    pub fn in_force(&self) -> bool {
+        !matches!(
+            self.status.as_str(),
+            "canceled" | "incomplete_expired" | "incomplete"
+        )
+    }
+}
+
+/// An invoice as the billing page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InvoiceSeen {
+    pub id: String,
+    pub number: Option<String>,
+    pub status: String,
+    pub currency: String,
+    pub total_cents: i64,
+    pub amount_paid_cents: i64,
+    pub created: DateTime<Utc>,
+    pub description: Option<String>,
+    pub billing_reason: Option<String>,
+    /// Stripe's page for it, and its PDF.
+    pub hosted_invoice_url: Option<String>,
+    pub invoice_pdf: Option<String>,
+}
+
+/// What the checkout function asks of the card processor for plans, invoices and the
+/// customer portal.
+pub trait BillingGateway: Send + Sync {
+    fn create_subscription_checkout<'a>(&'a self, s: &'a NewSubscription<'a>)
+    -> Pending<'a, CheckoutSession>;
+
+    /// A subscription by id; `None` when there is no such subscription.
+    fn subscription<'a>(&'a self, id: &'a str) -> Pending<'a, Option<SubscriptionSeen>>;
+
+    /// Moves the subscription's `item` to `price`: with `prorate`, Stripe prorates and
+    /// invoices the difference at once; without, the new price bills from the next period.
+    fn change_price<'a>(
+        &'a self,
+        id: &'a str,
+        item: &'a str,
+        price: &'a str,
+        prorate: bool,
+    ) -> Pending<'a, SubscriptionSeen>;
+
+    /// Ends the subscription at its period's end (or, with `false`, no longer).
+    fn cancel_at_period_end<'a>(&'a self, id: &'a str, cancel: bool) -> Pending<'a, SubscriptionSeen>;
+
+    /// The customer's invoices, newest first, at most `limit`.
+    fn invoices<'a>(&'a self, customer: &'a str, limit: u8) -> Pending<'a, Vec<InvoiceSeen>>;
+
+    /// A customer portal session's URL, returning to `return_url`.
+    fn portal<'a>(&'a self, customer: &'a str, return_url: &'a str) -> Pending<'a, String>;
 }

@@ -566,8 +566,60 @@ impl OrgStore {
         let stored = out
             .attributes()
             .and_then(|a| a.get("stripe_customer"))
-            .and_then(|v| v.as_s().ok());
-        Ok(stored.cloned().unwrap_or_else(|| customer.to_owned()))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_else(|| customer.to_owned());
+        // The org remembers every customer that ever paid it, so its invoices stay listed
+        // after their member leaves.
+        let mut item = key(org_pk(org), format!("CUSTOMER#{stored}"));
+        item.extend([
+            ("type".to_owned(), s("customer")),
+            ("customer".to_owned(), s(stored.as_str())),
+            ("member".to_owned(), s(member.as_str())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(stored)
+    }
+
+    /// Every Stripe customer that paid the org: those it remembers, and its members'.
+    pub async fn customers(&self, org: &OrgId) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut customers = std::collections::BTreeSet::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&*self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(org_pk(org)))
+                .expression_attribute_values(":prefix", s("CUSTOMER#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items() {
+                if let Some(c) = item.get("customer").and_then(|v| v.as_s().ok()) {
+                    customers.insert(c.clone());
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        for m in self.members(org).await? {
+            if let Some(c) = m.stripe_customer {
+                customers.insert(c);
+            }
+        }
+        Ok(customers)
     }
 
     fn owner_count(&self, org: &OrgId, up: bool) -> Result<TransactWriteItem, StoreError> {

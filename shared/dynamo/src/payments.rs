@@ -164,12 +164,24 @@ impl DynamoWalletStore {
                 Err(e) => Err(sdk_error(e)),
             };
         };
-        item.extend([
-            ("org".to_owned(), s(g.org.as_str())),
-            ("credits".to_owned(), n_usd(g.credits)),
-            ("charged_cents".to_owned(), n_u64(g.charged_cents)),
-        ]);
-        self.put_item(item).await
+        // What it granted is set once: an annual invoice's credits grow with each month
+        // granted, and a replayed `invoice.paid` must not set them back.
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key(format!("STRIPE#{}", r.invoice), "INVOICE")))
+            .update_expression(
+                "SET #type = :type, org = :org, charged_cents = :cents, credits = if_not_exists(credits, :credits)",
+            )
+            .expression_attribute_names("#type", "type")
+            .expression_attribute_values(":type", s("invoice"))
+            .expression_attribute_values(":org", s(g.org.as_str()))
+            .expression_attribute_values(":cents", n_u64(g.charged_cents))
+            .expression_attribute_values(":credits", n_usd(g.credits))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 
     pub async fn invoice(&self, invoice: &str) -> Result<Option<InvoiceRecord>, StoreError> {

@@ -28,6 +28,7 @@ macro_rules! error_codes {
 
 error_codes! {
     AgentNotFound = "agent_not_found",
+    AlreadySubscribed = "already_subscribed",
     AmbiguousCost = "ambiguous_cost",
     AmountOutOfRange = "amount_out_of_range",
     BillingModeRequired = "billing_mode_required",
@@ -59,6 +60,7 @@ error_codes! {
     InvalidModel = "invalid_model",
     InvalidMonth = "invalid_month",
     InvalidName = "invalid_name",
+    IntervalChange = "interval_change",
     InvalidObject = "invalid_object",
     InvalidOffer = "invalid_offer",
     InvalidOrg = "invalid_org",
@@ -87,6 +89,7 @@ error_codes! {
     MissingSignature = "missing_signature",
     NegativeAmount = "negative_amount",
     NoSavedCard = "no_saved_card",
+    NoSubscription = "no_subscription",
     NoUnitRate = "no_unit_rate",
     NotACreditsOrg = "not_a_credits_org",
     NotWithdrawable = "not_withdrawable",
@@ -109,6 +112,7 @@ error_codes! {
     UnknownKind = "unknown_kind",
     UnknownModel = "unknown_model",
     UnknownOrg = "unknown_org",
+    UnknownPlan = "unknown_plan",
     UnknownReferrer = "unknown_referrer",
     UnmatchedPayment = "unmatched_payment",
     WithdrawalNotFound = "withdrawal_not_found",

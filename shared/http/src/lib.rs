@@ -294,6 +294,18 @@ pub fn jwt_claims(req: &Request) -> Option<&std::collections::HashMap<String, St
     authorizer(req).and_then(|a| a.jwt.as_ref()).map(|j| &j.claims)
 }
 
+/// The dashboard caller's email, when the JWT carries a usable one (`email`: an ID token's
+/// claim), for Stripe's receipts.
+pub fn caller_email(req: &Request) -> Option<&str> {
+    let email = jwt_claims(req)?.get("email")?.as_str();
+    let usable = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    usable.then_some(email)
+}
+
 /// The dashboard caller: the JWT's `sub`. No token (or no usable subject) is a 401.
 pub fn dashboard_caller(req: &Request) -> Result<agent_credits_domain::MemberId, ApiError> {
     let unauthenticated = || {

@@ -2,14 +2,15 @@
 //! the raw body, and the objects it needs re-exported, with their conversions into the
 //! domain's words.
 
-use agent_credits_domain::{PaidInvoice, RefundSeen};
+use agent_credits_domain::{InvoiceSeen, PaidInvoice, ProratedLine, RefundSeen, SubscriptionSeen};
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use stripe_shared::InvoiceBillingReason;
 use stripe_webhook::{Webhook, WebhookError};
 
 pub use stripe_shared::{
-    Charge, CheckoutSession, CheckoutSessionPaymentStatus, Dispute, DisputeStatus, Invoice, InvoicePayment,
-    PaymentIntent, Refund,
+    Charge, CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus, Dispute, DisputeStatus,
+    Invoice, InvoicePayment, PaymentIntent, Refund, Subscription,
 };
 pub use stripe_types::Currency;
 pub use stripe_webhook::{Event, EventObject};
@@ -60,13 +61,27 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
         .and_then(|m| m.get("org"))
         .or_else(|| invoice.metadata.as_ref().and_then(|m| m.get("org")))
         .cloned();
-    let price = invoice
-        .lines
-        .data
-        .iter()
-        .filter_map(|line| line.pricing.as_ref()?.price_details.as_ref())
-        .map(|d| d.price.id().to_string())
-        .next();
+    let priced = || {
+        invoice.lines.data.iter().filter_map(|line| {
+            let details = line.pricing.as_ref()?.price_details.as_ref()?;
+            Some((line, details.price.id().to_string()))
+        })
+    };
+    let price = priced().map(|(_, price)| price).next();
+    let lines = priced()
+        .map(|(line, price)| ProratedLine {
+            price,
+            amount_cents: line.amount,
+        })
+        .collect();
+    let period_start = priced()
+        .next()
+        .and_then(|(line, _)| DateTime::<Utc>::from_timestamp(line.period.start, 0));
+    let subscription = invoice
+        .parent
+        .as_ref()
+        .and_then(|p| p.subscription_details.as_ref())
+        .map(|s| s.subscription.id().to_string());
     PaidInvoice {
         id: invoice.id.as_ref().map(|i| i.to_string()),
         org,
@@ -74,7 +89,53 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
         in_usd: invoice.currency == Currency::USD,
         amount_paid_cents: invoice.amount_paid,
         price,
+        changes_plan: invoice.billing_reason == Some(InvoiceBillingReason::SubscriptionUpdate),
+        lines,
+        period_start,
+        subscription,
     }
+}
+
+fn time(ts: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+}
+
+/// A subscription as the functions need it: its first item's price and period.
+pub fn subscription(sub: &Subscription) -> SubscriptionSeen {
+    let item = sub.items.data.first();
+    SubscriptionSeen {
+        id: sub.id.to_string(),
+        status: sub.status.to_string(),
+        customer: sub.customer.id().to_string(),
+        org: sub.metadata.get("org").cloned(),
+        item: item.map(|i| i.id.to_string()),
+        price: item.map(|i| i.price.id.to_string()),
+        cancel_at_period_end: sub.cancel_at_period_end,
+        current_period_start: item.and_then(|i| time(i.current_period_start)),
+        current_period_end: item.and_then(|i| time(i.current_period_end)),
+        default_payment_method: sub.default_payment_method.as_ref().map(|p| p.id().to_string()),
+        created: time(sub.created).unwrap_or_default(),
+    }
+}
+
+/// An invoice as the billing page lists it.
+pub fn invoice_seen(invoice: &Invoice) -> Option<InvoiceSeen> {
+    Some(InvoiceSeen {
+        id: invoice.id.as_ref()?.to_string(),
+        number: invoice.number.clone(),
+        status: invoice
+            .status
+            .as_ref()
+            .map_or_else(|| "draft".to_owned(), |s| s.to_string()),
+        currency: invoice.currency.to_string(),
+        total_cents: invoice.total,
+        amount_paid_cents: invoice.amount_paid,
+        created: time(invoice.created).unwrap_or_default(),
+        description: invoice.description.clone(),
+        billing_reason: invoice.billing_reason.as_ref().map(|r| r.to_string()),
+        hosted_invoice_url: invoice.hosted_invoice_url.clone(),
+        invoice_pdf: invoice.invoice_pdf.clone(),
+    })
 }
 
 /// The card's own refusal that failed a PaymentIntent, if that is why it failed.

@@ -5,16 +5,19 @@ use std::time::Duration;
 
 use agent_credits_domain::recharge::{ChargeFailure, Decline};
 use agent_credits_domain::{
-    ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus, MemberId,
-    NewCheckout, OffSessionCharge, OrgId, PaidInvoice, PaymentLookup, RefundSeen, payments::Pending,
+    BillingGateway, ChargeGateway, CheckoutGateway, CheckoutSession, GatewayError, Intent, IntentStatus,
+    InvoiceSeen, MemberId, NewCheckout, NewSubscription, OffSessionCharge, OrgId, PaidInvoice, PaymentLookup,
+    PaymentMade, RefundSeen, SubscriptionSeen, payments::Pending,
 };
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
+    CreateCheckoutSession, CreateCheckoutSessionInvoiceCreation,
+    CreateCheckoutSessionInvoiceCreationInvoiceData, CreateCheckoutSessionLineItems,
+    CreateCheckoutSessionLineItemsPriceData, CreateCheckoutSessionPaymentIntentData,
+    CreateCheckoutSessionPaymentIntentDataSetupFutureUsage, CreateCheckoutSessionSubscriptionData,
     ProductData,
 };
 use stripe_client_core::{RequestBuilder, StripeMethod};
@@ -23,7 +26,7 @@ use stripe_core::payment_intent::{
     CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
 };
 use stripe_core::refund::ListRefund;
-use stripe_shared::{ApiErrors, Invoice, InvoicePayment, PaymentIntent, PaymentIntentStatus};
+use stripe_shared::{ApiErrors, Invoice, InvoicePayment, PaymentIntent, PaymentIntentStatus, Subscription};
 use stripe_types::{Currency, List, RangeBoundsTs, RangeQueryTs};
 
 use crate::events;
@@ -63,12 +66,20 @@ impl StripeGateway {
 }
 
 impl CheckoutGateway for StripeGateway {
-    fn create_customer<'a>(&'a self, org: &'a OrgId, member: &'a MemberId) -> Pending<'a, String> {
+    fn create_customer<'a>(
+        &'a self,
+        org: &'a OrgId,
+        member: &'a MemberId,
+        email: Option<&'a str>,
+    ) -> Pending<'a, String> {
         Box::pin(async move {
             // The idempotency key makes a retried creation return the same customer.
             let key = idempotency(&format!("customer:{org}:{member}"))?;
-            let created = CreateCustomer::new()
-                .metadata(metadata::customer(org, member))
+            let mut create = CreateCustomer::new().metadata(metadata::customer(org, member));
+            if let Some(email) = email {
+                create = create.email(email);
+            }
+            let created = create
                 .customize()
                 .request_strategy(RequestStrategy::Idempotent(key))
                 .send(&self.client)
@@ -97,7 +108,16 @@ impl CheckoutGateway for StripeGateway {
             intent.setup_future_usage =
                 Some(CreateCheckoutSessionPaymentIntentDataSetupFutureUsage::OffSession);
             intent.metadata = Some(metadata.clone());
+            intent.receipt_email = s.email.map(str::to_owned);
+            // Every purchase gets an invoice, for accounting (Stripe emails it with the
+            // receipt); it names the org, as the payment does.
+            let mut invoice_data = CreateCheckoutSessionInvoiceCreationInvoiceData::new();
+            invoice_data.metadata = Some(metadata::org_only(s.org));
+            invoice_data.description = Some(format!("agent-credits: {}", s.offer.label));
+            let mut invoice = CreateCheckoutSessionInvoiceCreation::new(true);
+            invoice.invoice_data = Some(invoice_data);
             let session = CreateCheckoutSession::new()
+                .invoice_creation(invoice)
                 .mode(CheckoutSessionMode::Payment)
                 .currency(Currency::USD)
                 .line_items(vec![item])
@@ -254,6 +274,241 @@ impl PaymentLookup for StripeGateway {
                 Err(StripeError::Stripe(_, 404)) => Ok(None),
                 Err(e) => Err(failed(e)),
             }
+        })
+    }
+
+    fn invoice_payment_made<'a>(&'a self, paid: &'a PaymentMade<'a>) -> Pending<'a, String> {
+        Box::pin(async move {
+            #[derive(serde::Serialize)]
+            struct NewInvoice<'a> {
+                customer: &'a str,
+                auto_advance: bool,
+                collection_method: &'a str,
+                pending_invoice_items_behavior: &'a str,
+                description: &'a str,
+                metadata: std::collections::HashMap<String, String>,
+            }
+            #[derive(serde::Serialize)]
+            struct Item<'a> {
+                customer: &'a str,
+                invoice: &'a str,
+                amount: i64,
+                currency: &'a str,
+                description: &'a str,
+            }
+            #[derive(serde::Serialize)]
+            struct Pay {
+                paid_out_of_band: bool,
+            }
+            #[derive(miniserde::Deserialize)]
+            struct Made {
+                id: String,
+            }
+            // Each step keyed on the PaymentIntent: a retry within Stripe's idempotency
+            // window answers the same invoice, item and payment.
+            let pi = paid.payment_intent;
+            let mut metadata = metadata::org_only(paid.org);
+            metadata.insert("payment_intent".to_owned(), pi.to_owned());
+            let invoice: Made = self
+                .post(
+                    "/invoices".to_owned(),
+                    &NewInvoice {
+                        customer: paid.customer,
+                        auto_advance: false,
+                        collection_method: "charge_automatically",
+                        pending_invoice_items_behavior: "exclude",
+                        description: paid.description,
+                        metadata,
+                    },
+                    Some(&format!("invoice:{pi}")),
+                )
+                .await?;
+            let _: Made = self
+                .post(
+                    "/invoiceitems".to_owned(),
+                    &Item {
+                        customer: paid.customer,
+                        invoice: &invoice.id,
+                        amount: paid.amount_cents,
+                        currency: "usd",
+                        description: paid.description,
+                    },
+                    Some(&format!("invoice-item:{pi}")),
+                )
+                .await?;
+            // Paid already, by the PaymentIntent: recorded as paid, nothing charged again.
+            let _: Made = self
+                .post(
+                    format!("/invoices/{}/pay", invoice.id),
+                    &Pay {
+                        paid_out_of_band: true,
+                    },
+                    Some(&format!("invoice-paid:{pi}")),
+                )
+                .await?;
+            Ok(invoice.id)
+        })
+    }
+}
+
+impl StripeGateway {
+    /// A POST of `form` to `path` (Stripe's form encoding), sent once under `key` when
+    /// given: a retry answers the first result.
+    async fn post<F: serde::Serialize, T: miniserde::Deserialize>(
+        &self,
+        path: String,
+        form: &F,
+        key: Option<&str>,
+    ) -> Result<T, GatewayError> {
+        let mut req = RequestBuilder::new(StripeMethod::Post, path)
+            .form(form)
+            .customize();
+        if let Some(key) = key {
+            req = req.request_strategy(RequestStrategy::Idempotent(idempotency(key)?));
+        }
+        req.send(&self.client).await.map_err(failed)
+    }
+
+    async fn get<T: miniserde::Deserialize>(&self, path: String) -> Result<Option<T>, GatewayError> {
+        match RequestBuilder::new(StripeMethod::Get, path)
+            .customize()
+            .send(&self.client)
+            .await
+        {
+            Ok(found) => Ok(Some(found)),
+            Err(StripeError::Stripe(_, 404)) => Ok(None),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
+/// A subscription's change: its item's price, or its end at the period's.
+#[derive(serde::Serialize, Default)]
+struct SubscriptionUpdate<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    items: Vec<ItemPrice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proration_behavior: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancel_at_period_end: Option<bool>,
+}
+
+#[derive(serde::Serialize)]
+struct ItemPrice<'a> {
+    id: &'a str,
+    price: &'a str,
+}
+
+#[derive(miniserde::Deserialize)]
+struct PortalSession {
+    url: String,
+}
+
+impl BillingGateway for StripeGateway {
+    fn create_subscription_checkout<'a>(
+        &'a self,
+        s: &'a NewSubscription<'a>,
+    ) -> Pending<'a, CheckoutSession> {
+        Box::pin(async move {
+            let metadata = metadata::customer(s.org, s.member);
+            let mut item = CreateCheckoutSessionLineItems::new();
+            item.price = Some(s.price.to_owned());
+            item.quantity = Some(1);
+            // Stripe copies the subscription's metadata onto each of its invoices: the
+            // org their grants go to.
+            let mut data = CreateCheckoutSessionSubscriptionData::new();
+            data.metadata = Some(metadata.clone());
+            let session = CreateCheckoutSession::new()
+                .mode(CheckoutSessionMode::Subscription)
+                .line_items(vec![item])
+                .metadata(metadata)
+                .client_reference_id(s.org.as_str())
+                .customer(s.customer)
+                .success_url(s.success_url.as_str())
+                .cancel_url(s.cancel_url.as_str())
+                .subscription_data(data)
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(CheckoutSession {
+                id: session.id.to_string(),
+                url: session.url,
+            })
+        })
+    }
+
+    fn subscription<'a>(&'a self, id: &'a str) -> Pending<'a, Option<SubscriptionSeen>> {
+        Box::pin(async move {
+            let found: Option<Subscription> = self.get(format!("/subscriptions/{id}")).await?;
+            Ok(found.as_ref().map(events::subscription))
+        })
+    }
+
+    fn change_price<'a>(
+        &'a self,
+        id: &'a str,
+        item: &'a str,
+        price: &'a str,
+        prorate: bool,
+    ) -> Pending<'a, SubscriptionSeen> {
+        Box::pin(async move {
+            let form = SubscriptionUpdate {
+                items: vec![ItemPrice { id: item, price }],
+                proration_behavior: Some(if prorate { "always_invoice" } else { "none" }),
+                ..Default::default()
+            };
+            // Keyed on what it asks: a retried change is made once.
+            let key = format!("plan:{id}:{item}:{price}:{prorate}");
+            let sub: Subscription = self
+                .post(format!("/subscriptions/{id}"), &form, Some(&key))
+                .await?;
+            Ok(events::subscription(&sub))
+        })
+    }
+
+    fn cancel_at_period_end<'a>(&'a self, id: &'a str, cancel: bool) -> Pending<'a, SubscriptionSeen> {
+        Box::pin(async move {
+            let form = SubscriptionUpdate {
+                cancel_at_period_end: Some(cancel),
+                ..Default::default()
+            };
+            let sub: Subscription = self.post(format!("/subscriptions/{id}"), &form, None).await?;
+            Ok(events::subscription(&sub))
+        })
+    }
+
+    fn invoices<'a>(&'a self, customer: &'a str, limit: u8) -> Pending<'a, Vec<InvoiceSeen>> {
+        Box::pin(async move {
+            #[derive(serde::Serialize)]
+            struct Query<'a> {
+                customer: &'a str,
+                limit: u8,
+            }
+            let list: List<Invoice> = RequestBuilder::new(StripeMethod::Get, "/invoices")
+                .query(&Query { customer, limit })
+                .customize()
+                .send(&self.client)
+                .await
+                .map_err(failed)?;
+            Ok(list.data.iter().filter_map(events::invoice_seen).collect())
+        })
+    }
+
+    fn portal<'a>(&'a self, customer: &'a str, return_url: &'a str) -> Pending<'a, String> {
+        Box::pin(async move {
+            #[derive(serde::Serialize)]
+            struct Form<'a> {
+                customer: &'a str,
+                return_url: &'a str,
+            }
+            let session: PortalSession = self
+                .post(
+                    "/billing_portal/sessions".to_owned(),
+                    &Form { customer, return_url },
+                    None,
+                )
+                .await?;
+            Ok(session.url)
         })
     }
 }

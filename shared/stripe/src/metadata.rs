@@ -160,6 +160,11 @@ pub fn attempt_of(map: &HashMap<String, String>) -> Option<&str> {
     map.get(ATTEMPT).map(String::as_str)
 }
 
+/// Metadata naming the org alone (an invoice of a purchase or an auto top-up).
+pub fn org_only(org: &OrgId) -> HashMap<String, String> {
+    HashMap::from([(ORG.to_owned(), org.to_string())])
+}
+
 /// The metadata of a buyer's customer.
 pub fn customer(org: &OrgId, member: &MemberId) -> HashMap<String, String> {
     HashMap::from([

@@ -87,7 +87,9 @@ impl App {
                 orgs: OrgStore::new(client.clone(), TABLE),
                 recharges: RechargeStore::new(client.clone(), TABLE),
                 payments: support::payments(sim.base_url(), "sk_test_app"),
+                billing: support::payments(sim.base_url(), "sk_test_app"),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
+                plans: agent_credits_domain::Plans::default(),
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
@@ -201,7 +203,16 @@ impl App {
 /// account.
 pub fn dashboard_function(path_and_query: &str) -> &'static str {
     let route = path_and_query.split('?').next().unwrap_or(path_and_query);
-    if route.ends_with("/checkout") || route.ends_with("/auto-recharge") || route.ends_with("/offers") {
+    let checkout = [
+        "/checkout",
+        "/auto-recharge",
+        "/offers",
+        "/plans",
+        "/subscription",
+        "/invoices",
+        "/portal",
+    ];
+    if checkout.iter().any(|end| route.ends_with(end)) {
         "checkout"
     } else {
         "account"

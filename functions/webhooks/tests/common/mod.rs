@@ -56,10 +56,11 @@ pub async fn app() -> App {
         payments: Some(support::payments(sim.base_url(), "sk_test_agent_credits")),
         plans: Plans::from_map(HashMap::from([(
             TEAM_PRICE.to_owned(),
-            Plan {
-                base_usd: Usd::parse("50").unwrap(),
-                rollover_cap_usd: Usd::parse("100").unwrap(),
-            },
+            Plan::monthly(
+                Usd::parse("50").unwrap(),
+                Usd::parse("50").unwrap(),
+                Usd::parse("100").unwrap(),
+            ),
         )])),
     });
     App {

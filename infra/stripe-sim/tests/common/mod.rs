@@ -15,8 +15,9 @@ use stripe_checkout::CheckoutSessionMode;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, CreateCheckoutSessionPaymentIntentDataSetupFutureUsage,
-    ProductData,
+    CreateCheckoutSessionSubscriptionData, ProductData,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_core::customer::CreateCustomer;
 use stripe_core::payment_intent::{CreatePaymentIntent, CreatePaymentIntentOffSession};
 use stripe_sim::{StripeSim, WebhookConfig};
@@ -219,4 +220,87 @@ pub fn off_session_payment(
         .confirm(true)
         .off_session(CreatePaymentIntentOffSession::Bool(true))
         .metadata(org_metadata(org))
+}
+
+/// The subscription Checkout Session the checkout function creates for a plan.
+pub async fn create_subscription_checkout(
+    client: &stripe::Client,
+    customer: &str,
+    org: &str,
+    price: &str,
+) -> stripe_shared::CheckoutSession {
+    let mut item = CreateCheckoutSessionLineItems::new();
+    item.price = Some(price.to_string());
+    item.quantity = Some(1);
+    let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
+    subscription_data.metadata = Some(org_metadata(org));
+    CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Subscription)
+        .line_items(vec![item])
+        .metadata(org_metadata(org))
+        .client_reference_id(org)
+        .customer(customer)
+        .success_url("http://127.0.0.1:1/done?session={CHECKOUT_SESSION_ID}")
+        .cancel_url("http://127.0.0.1:1/cancelled")
+        .subscription_data(subscription_data)
+        .send(client)
+        .await
+        .unwrap()
+}
+
+/// A customer of `org` subscribed to `price` through Checkout, paid with `card`: the
+/// customer's id, the subscription's id and the completed session's control outcome.
+pub async fn subscribe(
+    sim: &StripeSim,
+    org: &str,
+    price: &str,
+    card: &str,
+) -> (String, String, stripe_sim::Outcome) {
+    let client = stripe(sim);
+    let customer = create_customer(&client, org).await;
+    let session = create_subscription_checkout(&client, &customer.id, org, price).await;
+    let outcome = sim
+        .complete_checkout(&session.id, stripe_sim::CompleteCheckout::card(card))
+        .await
+        .unwrap();
+    let subscription = outcome.object["subscription"].as_str().unwrap().to_string();
+    (customer.id.to_string(), subscription, outcome)
+}
+
+/// A GET async-stripe has no typed request for, read into async-stripe's type.
+pub async fn get_typed<T: miniserde::Deserialize>(
+    client: &stripe::Client,
+    path: &str,
+) -> Result<T, stripe::StripeError> {
+    RequestBuilder::new(StripeMethod::Get, path)
+        .customize()
+        .send(client)
+        .await
+}
+
+/// A form POST async-stripe has no typed request for (bracketed keys as Stripe names
+/// them), read into async-stripe's type.
+pub async fn post_typed<T: miniserde::Deserialize>(
+    client: &stripe::Client,
+    path: &str,
+    params: &[(&str, &str)],
+) -> Result<T, stripe::StripeError> {
+    let form: std::collections::BTreeMap<&str, &str> = params.iter().copied().collect();
+    RequestBuilder::new(StripeMethod::Post, path)
+        .form(&form)
+        .customize()
+        .send(client)
+        .await
+}
+
+/// A GET of the simulator's JSON, as any client sees it.
+pub async fn get_v1(sim: &StripeSim, path: &str) -> (u16, Value) {
+    let (status, _, body) = http("GET", &format!("{}{path}", sim.base_url()), &[KEY], "").await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// A form POST to the simulator's `/v1` API: status and JSON.
+pub async fn post_v1(sim: &StripeSim, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, reply) = http("POST", &format!("{}{path}", sim.base_url()), &[KEY, FORM], body).await;
+    (status, serde_json::from_str(&reply).unwrap())
 }
