@@ -530,3 +530,61 @@ def test_earned_credits_show_as_withdrawable_and_an_owner_withdraws_them(browser
     open_billing(reader, org, "u_reader")
     expect(reader.locator("[data-w-withdrawable]")).to_have_text("$10.00")
     expect(reader.get_by_label("Withdraw (USD)")).to_have_count(0)
+
+
+def test_an_owner_subscribes_upgrades_and_opens_invoices_and_the_portal(browser):
+    org = new_org("u_planner", members=[("u_viewer", "member")])
+    owner = browser.new_context().new_page()
+    owner.set_default_timeout(60_000)
+    open_billing(owner, org, "u_planner")
+    expect(owner.locator("[data-no-subscription]")).to_be_visible()
+    expect(owner.locator("[data-plan]")).to_have_count(3)
+    # Subscribing goes through Stripe Checkout in subscription mode.
+    owner.locator("[data-plan=price_team_monthly] button[data-subscribe]").click()
+    pay_in_simulator(owner)
+    owner.wait_for_url(f"{API}/orgs/{org}/billing**")
+    expect(owner.locator("[data-notice]")).to_contain_text("Subscribed")
+    # The first invoice's grant arrives through Stripe's events: the page shows it once
+    # reloaded after it landed.
+    for _ in range(60):
+        status, card = api("GET", f"/v1/orgs/{org}/balance", "u_planner")
+        if status == 200 and card["buckets"]["base"] == "50.00":
+            break
+        time.sleep(0.5)
+    assert card["buckets"]["base"] == "50.00", card
+    owner.reload()
+    expect(owner.locator("[data-subscription]")).to_contain_text("Team")
+    expect(owner.locator("[data-plan=price_team_monthly][data-current]")).to_have_count(1)
+    shot(owner, "plan-subscribed")
+    # An upgrade applies now: the page says so, and the prorated base arrives.
+    owner.locator("[data-plan=price_scale_monthly] button[data-change-plan]").click()
+    expect(owner.locator("[data-notice]")).to_contain_text("Plan upgraded")
+    expect(owner.locator("[data-plan=price_scale_monthly][data-current]")).to_have_count(1)
+    for _ in range(60):
+        status, card = api("GET", f"/v1/orgs/{org}/balance", "u_planner")
+        if status == 200 and card["buckets"]["base"] != "50.00":
+            break
+        time.sleep(0.5)
+    # Upgraded at once at the start of the period: close to the whole difference (200).
+    assert 249 <= float(card["buckets"]["base"]) <= 250, card
+    # Invoices: the subscription's and the upgrade's, each with Stripe's page.
+    owner.reload()
+    expect(owner.locator("[data-invoices] tr")).to_have_count(2)
+    with owner.context.expect_page() as opened:
+        owner.locator("[data-invoices] tr").first.get_by_role("link", name="View").click()
+    opened.value.wait_for_load_state()
+    # The portal: Stripe's page for the owner's own payment methods and invoices.
+    owner.locator("button[data-portal]").click()
+    owner.wait_for_url(f"{SIM}/portal/**")
+    expect(owner).to_have_title(re.compile("Billing portal"))
+    # A member sees the plan but can change nothing, and no invoices.
+    viewer = browser.new_context().new_page()
+    open_billing(viewer, org, "u_viewer")
+    expect(viewer.locator("[data-subscription]")).to_contain_text("Scale")
+    expect(viewer.locator("button[data-change-plan], button[data-subscribe], button[data-cancel-plan]")).to_have_count(0)
+    expect(viewer.locator("button[data-portal]")).to_have_count(0)
+    # Cancelling: at the period's end.
+    owner.goto(f"{API}/orgs/{org}/billing#token={token('u_planner')}")
+    owner.locator("button[data-cancel-plan]").click()
+    expect(owner.locator("[data-notice]")).to_contain_text("Plan cancelled")
+    expect(owner.locator("[data-subscription]")).to_contain_text("ends")

@@ -32,7 +32,6 @@ impl Watch {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
-        let env_vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut cmd = Command::new("cargo");
         cmd.current_dir(&root)
             .env("PATH", path)
@@ -44,8 +43,10 @@ impl Watch {
                 "127.0.0.1",
             ])
             .args(["--invoke-port", &port.to_string()]);
-        for var in &env_vars {
-            cmd.args(["--env-var", var]);
+        // Through its own environment, which the functions inherit: `--env-var` splits a
+        // value at its commas (a JSON setting such as PLANS).
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         // Its own process group, so that dropping it stops the functions it started too.
         let mut child = cmd

@@ -32,6 +32,8 @@ use support::TestClock;
 const SECRET: &str = "whsec_simulation";
 /// The plan the runs subscribe to: $40 of base credits for $40 a period.
 const PLAN_PRICE: &str = "price_sim_plan";
+/// Its annual price: $480 a year, $40 of base credits each month.
+const PLAN_YEAR_PRICE: &str = "price_sim_plan_year";
 
 /// The functions of one run, all on its table and its clock.
 struct Functions {
@@ -104,6 +106,7 @@ impl Functions {
                 billing: stripe(),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
                 plans: agent_credits_domain::Plans::default(),
+                portal_configuration: None,
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
@@ -111,14 +114,25 @@ impl Functions {
                 recharges: RechargeStore::new(client.clone(), table),
                 signing_secret: SECRET.into(),
                 payments: Some(stripe()),
-                plans: webhooks::Plans::from_map(HashMap::from([(
-                    PLAN_PRICE.to_owned(),
-                    webhooks::Plan::monthly(
-                        Usd::parse("40").unwrap(),
-                        Usd::parse("40").unwrap(),
-                        Usd::parse("80").unwrap(),
+                plans: webhooks::Plans::from_map(HashMap::from([
+                    (
+                        PLAN_PRICE.to_owned(),
+                        webhooks::Plan::monthly(
+                            Usd::parse("40").unwrap(),
+                            Usd::parse("40").unwrap(),
+                            Usd::parse("80").unwrap(),
+                        ),
                     ),
-                )])),
+                    (
+                        PLAN_YEAR_PRICE.to_owned(),
+                        webhooks::Plan::monthly(
+                            Usd::parse("480").unwrap(),
+                            Usd::parse("40").unwrap(),
+                            Usd::parse("80").unwrap(),
+                        )
+                        .annual(),
+                    ),
+                ])),
             },
             recharge: recharge(stripe()),
             recharge_bad_key: recharge(support::payments(sim.base_url(), "rk_live_revoked")),
@@ -144,6 +158,8 @@ struct Paid {
     cents: i64,
     /// A plan invoice's (credited by its grant, not under `stripe:payment:`).
     plan: bool,
+    /// An annual plan's invoice: what it stands for is what it granted (its months).
+    annual: Option<String>,
 }
 
 /// What the run knows of the world, to say what must be true.
@@ -194,6 +210,8 @@ struct Model {
     referred: bool,
     /// Money went back to the card for the first purchase (a refund, a lost dispute).
     first_refunded: bool,
+    /// Annual plan invoices paid (their ids).
+    annual: Vec<String>,
     /// Members' personal wallets: what each bought for itself (Checkout Sessions) and the
     /// calls billed to it (request ids), which no other wallet may hold.
     personal: BTreeMap<String, Personal>,
@@ -503,6 +521,7 @@ impl Run<'_> {
                     credits: Decimal::from_str_exact(&amount).unwrap(),
                     cents: pi["amount"].as_i64().unwrap(),
                     plan: false,
+                    annual: None,
                 });
                 if let Some(c) = pi["customer"].as_str() {
                     self.m.customers.insert(buyer.clone(), c.to_owned());
@@ -622,12 +641,29 @@ impl Run<'_> {
                 c.id.to_string()
             }
         };
-        let amount = if self.rng.u8(..5) == 0 { 0 } else { 4_000 };
+        // A third of them a year's, which started up to three months ago: its months up
+        // to now are due at the next sweep.
+        let annual = self.rng.u8(..3) == 0;
+        let amount = match (annual, self.rng.u8(..5) == 0) {
+            (_, true) => 0,
+            (true, false) => 48_000,
+            (false, false) => 4_000,
+        };
+        let (price, period_start) = if annual {
+            let start = self.clock.now()
+                - chrono::Months::new(u32::from(self.rng.u8(..4)))
+                - chrono::Duration::hours(self.rng.i64(1..48));
+            (PLAN_YEAR_PRICE, Some(start.timestamp()))
+        } else {
+            (PLAN_PRICE, None)
+        };
         let invoice = stripe_sim::InvoicePayment {
             customer,
             amount,
             subscription: Some(format!("sub_{}", self.org)),
-            price: Some(PLAN_PRICE.to_owned()),
+            price: Some(price.to_owned()),
+            period_start,
+            period_end: period_start.map(|s| s + 366 * 86_400),
             metadata: std::collections::BTreeMap::from([("org".to_owned(), self.org.clone())]),
             ..Default::default()
         };
@@ -648,14 +684,77 @@ impl Run<'_> {
                     charge: intent.latest_charge.unwrap().id().to_string(),
                     payment_intent: pi,
                     credits: Decimal::from(40),
-                    cents: 4_000,
+                    cents: amount,
                     plan: true,
+                    annual: annual.then(|| id.clone()),
                 });
             }
         }
         self.m.pending.extend(events);
-        self.log
-            .push(format!("plan invoice {id} paid: ${}", amount / 100));
+        if annual {
+            self.m.annual.push(id.clone());
+        }
+        self.log.push(format!(
+            "plan invoice {id} paid: ${} ({})",
+            amount / 100,
+            if annual { "a year" } else { "a month" }
+        ));
+    }
+
+    /// Each annual invoice's months: granted (with their entry) or ended (without), or
+    /// pending; a month ended only once money went back for the invoice, and none granted
+    /// after that. Answers, per annual invoice, the months granted after its first.
+    async fn check_annual(&mut self) -> BTreeMap<String, u32> {
+        let org = agent_credits_domain::OrgId::parse(&self.org).unwrap();
+        let store = &self.f.webhooks.store;
+        let markers = store.monthly_grants(&org).await.unwrap();
+        let mut granted = BTreeMap::new();
+        for invoice in self.m.annual.clone() {
+            let ended_key = agent_credits_domain::keys::invoice_months_ended(&invoice).unwrap();
+            let ended = store.key_used(&org, &ended_key).await.unwrap();
+            let mut months = 0;
+            for (g, state) in markers.iter().filter(|(g, _)| g.invoice == invoice) {
+                let key = agent_credits_domain::keys::invoice_month(&invoice, g.month).unwrap();
+                let made = store.key_used(&org, &key).await.unwrap();
+                months += u32::from(made);
+                match (state.as_str(), made) {
+                    ("granted", true) | ("pending", false) | ("ended", false) => {}
+                    // Granted, its marker not retired yet (a tick that failed halfway).
+                    ("pending", true) => {}
+                    (state, made) => self.fail(format!(
+                        "month {} of {invoice} is {state}, granted: {made}",
+                        g.month
+                    )),
+                }
+                if state == "ended" && !ended {
+                    self.fail(format!(
+                        "month {} of {invoice} ended, its months were not",
+                        g.month
+                    ));
+                }
+                if state == "pending" && ended {
+                    // Retired by the end, or by the next tick, which yields: never granted.
+                    let e = store.entry_by_key(&org, &key).await.unwrap();
+                    if e.is_some() {
+                        self.fail(format!(
+                            "month {} of {invoice} granted after its months ended",
+                            g.month
+                        ));
+                    }
+                }
+            }
+            if ended
+                && !self
+                    .m
+                    .charges
+                    .iter()
+                    .any(|p| p.annual.as_deref() == Some(invoice.as_str()))
+            {
+                self.fail(format!("{invoice}'s months ended with no payment to go back"));
+            }
+            granted.insert(invoice, months);
+        }
+        granted
     }
 
     async fn deliver_some(&mut self) {
@@ -1277,6 +1376,7 @@ impl Run<'_> {
     /// The invariants that hold after every operation.
     async fn check(&mut self) {
         self.check_personal().await;
+        self.check_annual().await;
         let wallet = self.raw(&format!("ORG#{org}", org = self.org), "WALLET").await;
         let Some(w) = wallet else { return };
         let n = |name: &str| -> Decimal {
@@ -1737,6 +1837,7 @@ impl Run<'_> {
         }
         // Every refund that stood took back its payment's share, or recorded what was not
         // there: taken + shortfall = credits × refunded / charged, rounded once.
+        let annual_months = self.check_annual().await;
         for (refund, charge, cents) in &self.m.refunds {
             if self.m.failed_refunds.contains(refund) {
                 continue;
@@ -1751,9 +1852,21 @@ impl Run<'_> {
             else {
                 self.fail(format!("refund {refund} of {charge} took nothing back"));
             };
-            let share = (paid.credits * Decimal::from(*cents) / Decimal::from(paid.cents))
+            // An annual invoice stands for the months it granted: its months ended when
+            // money first went back, so what it counts now is what its refunds read.
+            let credits = match &paid.annual {
+                Some(invoice) => {
+                    let months = annual_months.get(invoice).copied().unwrap_or(0);
+                    paid.credits * Decimal::from(1 + months)
+                }
+                None => paid.credits,
+            };
+            if paid.cents == 0 {
+                continue;
+            }
+            let share = (credits * Decimal::from(*cents) / Decimal::from(paid.cents))
                 .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-                .min(paid.credits);
+                .min(credits);
             let moved = -num(e, "amount") + num(e, "shortfall");
             if moved != share {
                 self.fail(format!(

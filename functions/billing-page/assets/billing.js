@@ -138,7 +138,8 @@ class Billing extends HTMLElement {
     this.memberRole = org.data.role;
     const q = this.historyQuery();
     q.set("limit", "25");
-    const [balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals] = await Promise.all([
+    const [balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals, plans,
+      invoices] = await Promise.all([
       this.call("GET", `${o}/balance`),
       this.call("GET", `${o}/checkout`),
       this.call("GET", `${o}/auto-recharge`),
@@ -150,8 +151,11 @@ class Billing extends HTMLElement {
       this.call("GET", `${o}/settings`),
       this.call("GET", `${o}/usage/daily`),
       this.call("GET", `${o}/withdrawals`),
+      this.call("GET", `${o}/plans`),
+      this.at("owner") ? this.call("GET", `${o}/invoices`) : null,
     ]);
-    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals });
+    Object.assign(this, { balance, offers, recharge, usage, history, notes, keys, agents, settings, daily, withdrawals,
+      plans, invoices });
     // One id per withdrawal asked: a second click of the same form asks the same thing.
     this.withdrawalId = `wd_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
     this.entries = history.ok ? history.data.entries : [];
@@ -176,8 +180,10 @@ class Billing extends HTMLElement {
                 : `<section class="card"><h2>Prepaid credits</h2>${this.balance.status === 403
                    ? `<p class="muted" data-hidden-billing>Your org's owners have not shared billing with members.</p>`
                    : `<p class="error" role="alert">${esc(this.message(this.balance))}</p>`}</section>`}
+      ${billing ? this.plansHtml() : ""}
       ${this.buyHtml()}
       ${billing ? this.rechargeHtml() : ""}
+      ${this.invoicesHtml()}
       ${billing ? this.withdrawalsHtml() : ""}
       ${billing ? this.usageHtml() + this.historyHtml() : ""}
       ${this.notesHtml()}
@@ -246,6 +252,66 @@ class Billing extends HTMLElement {
       ${rows ? `<table><thead><tr><th>Withdrawal</th><th class="num">Amount</th><th>State</th>
         <th>Reference</th><th>Asked</th></tr></thead><tbody data-withdrawals>${rows}</tbody></table>` : ""}
     </section>`;
+  }
+
+  plansHtml() {
+    const p = this.plans;
+    if (!p || !p.ok || !(p.data.plans || []).length) return "";
+    const d = p.data;
+    const sub = d.subscription;
+    const current = sub && d.plans.find((x) => x.plan === sub.plan);
+    const every = (x) => (x.interval === "year" ? "a year" : "a month");
+    const rows = d.plans.map((x) => {
+      const mine = sub && sub.plan === x.plan;
+      const action = !d.can_change || mine ? ""
+        : sub ? `<button type="button" data-change-plan="${esc(x.plan)}">Switch to ${esc(x.name)}</button>`
+          : `<button type="button" data-subscribe="${esc(x.plan)}">Subscribe</button>`;
+      return `<tr data-plan="${esc(x.plan)}"${mine ? " data-current" : ""}><td><strong>${esc(x.name)}</strong>${
+        mine ? " <span class=\"badge\">current</span>" : ""}</td>
+        <td class="num">${usd(x.amount_usd)} ${every(x)}</td>
+        <td class="num">${usd(x.base_usd)} <small>(${credits(x.base_credits)} credits) a month</small></td>
+        <td class="num">${usd(x.rollover_cap_usd)}</td><td>${action}</td></tr>`;
+    }).join("");
+    const status = sub ? `<p data-subscription>Your plan: <strong>${esc(current ? current.name : sub.plan)}</strong>
+        (${esc(sub.status)}${sub.cancel_at_period_end ? `, ends ${when(sub.current_period_end)}`
+          : sub.current_period_end ? `, renews ${when(sub.current_period_end)}` : ""}).
+        ${d.can_change && !sub.cancel_at_period_end ? `<button type="button" data-cancel-plan>Cancel at period end</button>` : ""}</p>`
+      : `<p class="muted" data-no-subscription>No plan: credits are bought as needed.</p>`;
+    return `<section class="card" aria-labelledby="plans-h"><h2 id="plans-h">Plan</h2>
+      ${status}
+      <table><thead><tr><th>Plan</th><th class="num">Price</th><th class="num">Base credits</th>
+        <th class="num">Rollover cap</th><th></th></tr></thead><tbody>${rows}</tbody></table>
+      <p class="muted">Base credits come each month (annual plans too) and are spent first; unused base rolls over
+        up to the cap. An upgrade applies now, its price and credits prorated for the rest of the month; a
+        downgrade applies from the next period.${d.can_change ? "" : " Owners change the plan."}</p>
+      <p class="error" role="alert" data-error="plan"></p>
+    </section>`;
+  }
+
+  invoicesHtml() {
+    const v = this.invoices;
+    if (!v || !v.ok) return "";
+    const rows = (v.data.invoices || []).map((i) => `<tr data-invoice="${esc(i.id)}">
+      <td>${esc(i.number || i.id)}</td><td>${when(i.created)}</td><td>${esc(i.description || i.billing_reason || "")}</td>
+      <td class="num">${i.total_usd ? usd(i.total_usd) : esc(i.currency)}</td><td>${esc(i.status)}</td>
+      <td>${i.hosted_invoice_url ? `<a href="${esc(i.hosted_invoice_url)}" target="_blank" rel="noopener">View</a>` : ""}
+        ${i.invoice_pdf ? `<a href="${esc(i.invoice_pdf)}" target="_blank" rel="noopener">PDF</a>` : ""}</td></tr>`).join("");
+    return `<section class="card" aria-labelledby="invoices-h"><h2 id="invoices-h">Invoices</h2>
+      <p><button type="button" data-portal>Open the Stripe billing portal</button>
+        <span class="muted">your payment methods and invoices</span></p>
+      <p class="error" role="alert" data-error="invoices"></p>
+      ${rows ? `<table><thead><tr><th>Invoice</th><th>Date</th><th>For</th><th class="num">Total</th><th>Status</th>
+        <th></th></tr></thead><tbody data-invoices>${rows}</tbody></table>`
+        : `<p class="muted" data-no-invoices>No invoices yet.</p>`}
+    </section>`;
+  }
+
+  async goTo(which, method, path, body) {
+    this.error(which, "");
+    const r = await this.call(method, path, body);
+    if (!r.ok) { this.error(which, this.message(r)); return; }
+    if (!r.data.url) { this.error(which, "Stripe gave no page to go to; try again."); return; }
+    (window.top === window ? window : window.top).location.assign(r.data.url);
   }
 
   monthTotal() {
@@ -485,6 +551,14 @@ class Billing extends HTMLElement {
 
   async afterCheckout() {
     const q = new URLSearchParams(location.search);
+    const subscribed = q.get("subscription");
+    if (subscribed) {
+      history.replaceState(null, "", location.pathname + location.hash);
+      this.say(subscribed === "success"
+        ? "Subscribed. The plan's base credits are added when Stripe confirms its first invoice."
+        : "Subscribing was cancelled; nothing was charged.");
+      return;
+    }
     const state = q.get("checkout");
     if (!state) return;
     history.replaceState(null, "", location.pathname + location.hash);
@@ -525,7 +599,23 @@ class Billing extends HTMLElement {
     const t = e.target.closest("button");
     if (!t) return;
     const o = `/v1/orgs/${this.org}`;
-    if (t.hasAttribute("data-bulk")) await this.checkout({ bulk: { quantity: 1 } });
+    if (t.dataset.subscribe) await this.goTo("plan", "POST", `${o}/subscription`, { plan: t.dataset.subscribe });
+    else if (t.hasAttribute("data-portal")) await this.goTo("invoices", "POST", `${o}/portal`);
+    else if (t.dataset.changePlan) {
+      this.error("plan", "");
+      const r = await this.call("PUT", `${o}/subscription`, { plan: t.dataset.changePlan });
+      if (!r.ok) { this.error("plan", this.message(r)); return; }
+      this.notice = r.data.applies === "now"
+        ? "Plan upgraded: the difference is charged and its base credits added for the rest of the month."
+        : "Plan changed: it applies from the next period.";
+      await this.load();
+    } else if (t.hasAttribute("data-cancel-plan")) {
+      this.error("plan", "");
+      const r = await this.call("DELETE", `${o}/subscription`);
+      if (!r.ok) { this.error("plan", this.message(r)); return; }
+      this.notice = `Plan cancelled: it ends ${when(r.data.current_period_end)}; its credits stand until then.`;
+      await this.load();
+    } else if (t.hasAttribute("data-bulk")) await this.checkout({ bulk: { quantity: 1 } });
     else if (t.dataset.package) await this.checkout({ package: { id: t.dataset.package } });
     else if (t.hasAttribute("data-mark-read")) {
       const ids = this.notes.data.notifications.filter((n) => !n.read).map((n) => n.id);

@@ -38,6 +38,9 @@ pub struct Settings {
     pub dashboard_url: String,
     /// Stripe elsewhere than api.stripe.com (`STRIPE_API_BASE`: the project's simulator).
     pub stripe_api_base: Option<String>,
+    /// The customer portal's configuration (`STRIPE_PORTAL_CONFIGURATION`, `bpc_...`);
+    /// the account's default when unset.
+    pub portal_configuration: Option<String>,
 }
 
 impl agent_credits_aws::settings::FromEnv for Settings {
@@ -48,6 +51,7 @@ impl agent_credits_aws::settings::FromEnv for Settings {
             plans: Plans::parse(&get("PLANS").unwrap_or_default())?,
             dashboard_url: get("DASHBOARD_URL").unwrap_or_else(|| "http://localhost:3000".to_owned()),
             stripe_api_base: get("STRIPE_API_BASE"),
+            portal_configuration: get("STRIPE_PORTAL_CONFIGURATION").filter(|c| !c.trim().is_empty()),
         })
     }
 }
@@ -61,6 +65,8 @@ pub struct Checkout {
     pub billing: Arc<dyn BillingGateway>,
     pub catalog: Catalog,
     pub plans: Plans,
+    /// The customer portal's configuration (`None`: the account's default).
+    pub portal_configuration: Option<String>,
     /// Where Stripe sends the buyer back: `{dashboard}/orgs/{org}/billing?...`.
     pub dashboard_url: String,
 }

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
         billing: stripe,
         catalog: settings.catalog,
         plans: settings.plans,
+        portal_configuration: settings.portal_configuration,
         dashboard_url: settings.dashboard_url,
     };
     agent_credits_http::run(|req| async { Ok::<_, Error>(handle(&svc, req).await) }).await

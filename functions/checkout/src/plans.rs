@@ -150,10 +150,40 @@ pub async fn page(svc: &Checkout, who: &Membership) -> Reply {
     ))
 }
 
+/// Runs `change` holding the org's plan lock: one subscription or plan change at a time,
+/// so what each reads of the subscription is still so when it asks Stripe.
+async fn locked<T>(
+    svc: &Checkout,
+    org: &OrgId,
+    change: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let now = chrono::Utc::now();
+    // Longer than Stripe's two calls with their 10 s timeouts; a crash's lock lapses.
+    if !svc
+        .orgs
+        .lock_plan(org, now, now + chrono::Duration::seconds(60))
+        .await?
+    {
+        return Err(ApiError::conflict(
+            ErrorCode::PlanChangeInProgress,
+            "another change of this org's plan is being made: try again in a minute",
+        ));
+    }
+    let result = change.await;
+    if let Err(e) = svc.orgs.unlock_plan(org, chrono::Utc::now()).await {
+        tracing::warn!(%org, error = %e, "the plan lock was not given back; it lapses by itself");
+    }
+    result
+}
+
 pub async fn subscribe(svc: &Checkout, who: &Membership, req: &Request, body: Choose) -> Reply {
-    let (org, me) = (&who.org.id, &who.member.id);
     find(&svc.plans, &body.plan)?;
     crate::credits_org(who)?;
+    locked(svc, &who.org.id, subscribe_locked(svc, who, req, body)).await
+}
+
+async fn subscribe_locked(svc: &Checkout, who: &Membership, req: &Request, body: Choose) -> Reply {
+    let (org, me) = (&who.org.id, &who.member.id);
     if current(svc, org).await?.is_some() {
         return Err(ApiError::conflict(
             ErrorCode::AlreadySubscribed,
@@ -185,16 +215,33 @@ pub async fn subscribe(svc: &Checkout, who: &Membership, req: &Request, body: Ch
 }
 
 pub async fn change(svc: &Checkout, who: &Membership, body: Choose) -> Reply {
+    find(&svc.plans, &body.plan)?;
+    locked(svc, &who.org.id, change_locked(svc, who, body)).await
+}
+
+async fn change_locked(svc: &Checkout, who: &Membership, body: Choose) -> Reply {
     let to = find(&svc.plans, &body.plan)?;
     let sub = current(svc, &who.org.id).await?.ok_or_else(no_subscription)?;
     let (Some(item), Some(price)) = (sub.item.as_deref(), sub.price.as_deref()) else {
         return Err(no_subscription());
     };
-    // A plan the catalog no longer lists changes from the next period, as a downgrade.
-    let rule = svc
-        .plans
-        .get(price)
-        .map_or(ChangeRule::NextPeriod, |from| change_rule(from, to));
+    // A change bills the card of whoever pays the subscription: only they make it.
+    if who.member.stripe_customer.as_deref() != Some(sub.customer.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotThePayer,
+            "the plan is paid with another owner's card: only they change it (or cancel it, and \
+             subscribe again with yours)",
+        ));
+    }
+    // A price the catalog does not list: its terms (and its interval) are unknown here.
+    let Some(from) = svc.plans.get(price) else {
+        return Err(ApiError::conflict(
+            ErrorCode::UnknownPlan,
+            format!("the subscription bills {price}, which no plan lists: cancel it and subscribe again"),
+        ));
+    };
+    let rule = change_rule(from, to);
     let (prorate, applies) = match rule {
         ChangeRule::Same => {
             return Ok(json_response(
@@ -320,7 +367,7 @@ pub async fn portal(svc: &Checkout, who: &Membership, req: &Request) -> Reply {
     let billing = crate::billing_page(svc, &who.org.id);
     let url = svc
         .billing
-        .portal(&customer, &billing)
+        .portal(&customer, &billing, svc.portal_configuration.as_deref())
         .await
         .map_err(stripe_failed)?;
     Ok(json_response(StatusCode::OK, &Portal { url }))

@@ -32,6 +32,7 @@ async fn app() -> App {
         billing: support::payments("http://127.0.0.1:9", "sk_test_unused"),
         catalog: catalog_from(|_| None).unwrap(),
         plans: agent_credits_domain::Plans::default(),
+        portal_configuration: None,
         dashboard_url: "http://127.0.0.1:3000/".into(),
     };
     App {

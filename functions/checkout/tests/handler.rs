@@ -61,6 +61,7 @@ async fn app(policy: PurchasePolicy, key: &str) -> App {
         billing: payments,
         catalog,
         plans: agent_credits_domain::Plans::default(),
+        portal_configuration: None,
         dashboard_url: "http://127.0.0.1:3000".into(),
     };
     App { _db: db, sim, svc }

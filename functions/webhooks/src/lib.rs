@@ -128,6 +128,7 @@ async fn receive(svc: &Webhooks, req: &Request) -> Reply {
 async fn dispatch(svc: &Webhooks, event: &Event) -> Reply {
     match &event.data.object {
         EventObject::CheckoutSessionCompleted(session)
+        | EventObject::CheckoutSessionAsyncPaymentSucceeded(session)
             if session.mode == CheckoutSessionMode::Subscription =>
         {
             plans::checkout_completed(session)

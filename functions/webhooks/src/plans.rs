@@ -61,12 +61,15 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         ..Default::default()
     };
     let (req, credits) = if invoice.changes_plan {
+        if !invoice.all_lines {
+            return Err(unmatched(&id, "more lines than the event carries"));
+        }
         let credits =
             proration_grant(&svc.plans, &invoice.lines).map_err(|e| unmatched(&id, &e.to_string()))?;
         let Ok(amount) = PositiveUsd::new(credits) else {
             // A change that grants nothing now (its money is Stripe's credit to the
             // customer): ours, and its refunds take nothing.
-            record(svc, &id, &org, Usd::ZERO, charged_cents).await?;
+            record(svc, &id, &org, Usd::ZERO, charged_cents, false).await?;
             return Ok(acknowledged(Handled::NothingGranted));
         };
         let req = ChangeRequest::credit(org.clone(), EntryKind::PlanGrant, Bucket::Base, amount, key)
@@ -78,13 +81,17 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
     };
     let outcome = svc.store.apply(req.with_external(external)).await?;
     if outcome.is_ok() {
-        let record = record(svc, &id, &org, credits, charged_cents).await?;
+        // An annual invoice's months are scheduled before the invoice is recorded: only
+        // its record lets a refund find the payment, and the refund must find every month
+        // to end it.
+        if plan.interval == Interval::Year && !invoice.changes_plan {
+            schedule_months(svc, &id, &org, plan, &invoice).await?;
+        }
+        let annual = plan.interval == Interval::Year && !invoice.changes_plan;
+        let record = record(svc, &id, &org, credits, charged_cents, annual).await?;
         // A plan pays for credits: a byok or deferred org that has one runs on them.
         if svc.store.wallet(&org).await?.settings.billing_mode != Some(BillingMode::Credits) {
             svc.store.becomes_credits(&org).await?;
-        }
-        if plan.interval == Interval::Year && !invoice.changes_plan {
-            schedule_months(svc, &id, &org, plan, &invoice).await?;
         }
         if let Some(intent) = svc.store.paid_by(&id).await? {
             join(svc, &record, &intent).await?;
@@ -100,6 +107,7 @@ async fn record(
     org: &OrgId,
     credits: Usd,
     charged_cents: u64,
+    annual: bool,
 ) -> Result<InvoiceRecord, agent_credits_http::ApiError> {
     let record = InvoiceRecord {
         invoice: id.to_owned(),
@@ -107,6 +115,7 @@ async fn record(
             org: org.clone(),
             credits,
             charged_cents,
+            annual,
         }),
     };
     svc.store.record_invoice(&record).await?;
@@ -134,7 +143,6 @@ async fn schedule_months(
                 due: monthly_grant_due(start, month)?,
                 base: plan.base_usd,
                 rollover_cap: plan.rollover_cap_usd,
-                claimed: false,
             })
         })
         .collect::<Vec<_>>();

@@ -58,6 +58,11 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
         return Ok(acknowledged(Handled::Ignored));
     };
     let refunds = refunds_of(svc, charge).await?;
+    let payment = if refunds.iter().any(RefundSeen::counts) {
+        stands_for(svc, payment).await?
+    } else {
+        payment
+    };
     let mut entries = vec![];
     for r in refunds.iter().filter(|r| r.counts()) {
         let Some(amount) = share(&payment, r.amount_cents)? else {
@@ -205,12 +210,12 @@ fn share(payment: &PaymentRecord, cents: i64) -> Result<Option<PositiveUsd>, Api
 /// stops retrying something this service never credited.
 async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>, ApiError> {
     if let Some(payment) = svc.store.payment(intent).await? {
-        return granted_so_far(svc, payment).await.map(Some);
+        return Ok(Some(payment));
     }
     if ours(svc, intent).await? {
         // Asking Stripe may have just joined an invoice's payment with its grant.
         if let Some(payment) = svc.store.payment(intent).await? {
-            return granted_so_far(svc, payment).await.map(Some);
+            return Ok(Some(payment));
         }
         return Err(not_yet_credited(intent));
     }
@@ -221,19 +226,26 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
     Ok(None)
 }
 
-/// A plan invoice's payment going back ends the monthly grants of it still to come (an
-/// annual plan's), and what it takes back is a share of what the invoice granted and will
-/// still grant: the months claimed. Any other payment's credits are as recorded.
-async fn granted_so_far(svc: &Webhooks, mut payment: PaymentRecord) -> Result<PaymentRecord, ApiError> {
+/// What a payment that money goes back for stands for. An annual plan's invoice: money
+/// going back (a refund that stands, a lost dispute) first ends the months still to come,
+/// once; it then stands for the months it granted, which no later grant changes. Any
+/// other payment's credits are as recorded.
+async fn stands_for(svc: &Webhooks, mut payment: PaymentRecord) -> Result<PaymentRecord, ApiError> {
     if payment.kind != EntryKind::PlanGrant {
         return Ok(payment);
     }
     let Some(invoice) = payment.credit_key.strip_prefix("stripe:invoice:") else {
         return Ok(payment);
     };
-    svc.store.end_monthly_grants(&payment.org, invoice).await?;
-    if let Some(grant) = svc.store.invoice(invoice).await?.and_then(|r| r.grant) {
-        payment.credits = grant.credits;
+    let Some(grant) = svc.store.invoice(invoice).await?.and_then(|r| r.grant) else {
+        return Ok(payment);
+    };
+    if grant.annual {
+        let months = svc.store.end_monthly_grants(&payment.org, invoice).await?;
+        payment.credits = grant
+            .credits
+            .checked_mul_u32(1 + months)
+            .map_err(|e| ApiError::internal(&e))?;
     }
     Ok(payment)
 }
@@ -246,12 +258,15 @@ async fn ours(svc: &Webhooks, intent: &str) -> Result<bool, ApiError> {
     // and none of ours when the invoice was found to be none of ours.
     if let Some(invoice) = svc.store.invoice_of(intent).await?
         && let Some(record) = svc.store.invoice(&invoice).await?
+        && record.grant.is_some()
     {
         // Joined here as well: a grant that read before this link was written (or whose
         // link write failed halfway) did not join it.
         crate::plans::join(svc, &record, intent).await?;
-        return Ok(record.grant.is_some());
+        return Ok(true);
     }
+    // An invoice that granted nothing may still be a purchase's (Checkout makes one for
+    // each): its PaymentIntent's metadata says whose it is.
     let Some(payments) = svc.payments.as_deref() else {
         return Ok(true);
     };
@@ -322,6 +337,11 @@ pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
     };
     let refs = dispute_refs(event, dispute, &intent);
     let id = dispute.id.as_str();
+    let payment = if lost {
+        stands_for(svc, payment).await?
+    } else {
+        payment
+    };
     if lost && let Some(amount) = share(&payment, dispute.amount)? {
         let req = ChangeRequest::take_back(
             payment.org.clone(),

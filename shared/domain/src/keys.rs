@@ -129,6 +129,12 @@ pub fn invoice_month(invoice: &str, month: u32) -> Result<IdempotencyKey, IdErro
     stripe("invoice", invoice, &format!(":m{month}"))
 }
 
+/// Annual plan invoice `invoice`'s months to come ended (its payment went back): each
+/// month's grant yields to it.
+pub fn invoice_months_ended(invoice: &str) -> Result<IdempotencyKey, IdError> {
+    stripe("invoice", invoice, ":ended")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

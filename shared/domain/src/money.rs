@@ -118,6 +118,14 @@ impl Usd {
             .ok_or(MoneyError::Overflow)
     }
 
+    /// `self` taken `n` times.
+    pub fn checked_mul_u32(self, n: u32) -> Result<Usd, MoneyError> {
+        self.0
+            .checked_mul(Decimal::from(n))
+            .map(|d| Usd(d.normalize()))
+            .ok_or(MoneyError::Overflow)
+    }
+
     /// `self - other`, refused when the result would be negative.
     pub fn checked_sub(self, other: Usd) -> Result<Usd, MoneyError> {
         if other > self {

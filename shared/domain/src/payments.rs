@@ -140,6 +140,8 @@ pub struct PaidInvoice {
     pub changes_plan: bool,
     /// Its lines that name a price, with what each charged.
     pub lines: Vec<crate::plans::ProratedLine>,
+    /// The event carried all its lines (not only a first page).
+    pub all_lines: bool,
     /// Where the period of its first priced line starts.
     pub period_start: Option<DateTime<Utc>>,
     /// The subscription it bills.
@@ -296,9 +298,16 @@ pub trait BillingGateway: Send + Sync {
     /// Ends the subscription at its period's end (or, with `false`, no longer).
     fn cancel_at_period_end<'a>(&'a self, id: &'a str, cancel: bool) -> Pending<'a, SubscriptionSeen>;
 
-    /// The customer's invoices, newest first, at most `limit`.
+    /// The customer's invoices, newest first, at most `limit` (none for a customer Stripe
+    /// no longer has).
     fn invoices<'a>(&'a self, customer: &'a str, limit: u8) -> Pending<'a, Vec<InvoiceSeen>>;
 
-    /// A customer portal session's URL, returning to `return_url`.
-    fn portal<'a>(&'a self, customer: &'a str, return_url: &'a str) -> Pending<'a, String>;
+    /// A customer portal session's URL, returning to `return_url`, with the portal
+    /// configuration `configuration` (the account's default when `None`).
+    fn portal<'a>(
+        &'a self,
+        customer: &'a str,
+        return_url: &'a str,
+        configuration: Option<&'a str>,
+    ) -> Pending<'a, String>;
 }

@@ -180,12 +180,18 @@ pub enum ProrationError {
     UnknownPrice(String),
     #[error("the amounts overflow")]
     Overflow,
+    /// The change gives money back (a prorated downgrade): never granted as credits, and
+    /// not taken back either; left to an operator.
+    #[error("a plan change that gives money back")]
+    MoneyBack,
 }
 
 /// The base credits a plan change's invoice grants: each line's plan's monthly base, in
 /// the proportion of that plan's price the line charged (so a line for half a month of
 /// the new plan grants half its base, and the old plan's unused half takes half of its
-/// base back). Never below zero; rounded down to the cent.
+/// base back). Rounded down to the cent. A change that gives money back (a prorated
+/// downgrade, which this service never asks for) is refused: its credits are neither
+/// granted nor taken, and an operator looks at it.
 pub fn proration_grant(plans: &Plans, lines: &[ProratedLine]) -> Result<Usd, ProrationError> {
     let mut total = Decimal::ZERO;
     for line in lines {
@@ -204,9 +210,10 @@ pub fn proration_grant(plans: &Plans, lines: &[ProratedLine]) -> Result<Usd, Pro
             .ok_or(ProrationError::Overflow)?;
         total = total.checked_add(share).ok_or(ProrationError::Overflow)?;
     }
-    let total = total
-        .max(Decimal::ZERO)
-        .round_dp_with_strategy(2, RoundingStrategy::ToZero);
+    if total < Decimal::ZERO {
+        return Err(ProrationError::MoneyBack);
+    }
+    let total = total.round_dp_with_strategy(2, RoundingStrategy::ToZero);
     Usd::try_from_decimal(total).map_err(|_| ProrationError::Overflow)
 }
 
@@ -299,12 +306,12 @@ mod tests {
             },
         ];
         assert_eq!(proration_grant(&p, &lines).unwrap(), usd("66.66"));
-        // Credits never go negative, and an unknown price is refused.
+        // A change that gives money back is refused, and so is an unknown price.
         let back = [ProratedLine {
             price: "price_scale".into(),
             amount_cents: -10000,
         }];
-        assert_eq!(proration_grant(&p, &back).unwrap(), Usd::ZERO);
+        assert_eq!(proration_grant(&p, &back), Err(ProrationError::MoneyBack));
         let unknown = [ProratedLine {
             price: "price_x".into(),
             amount_cents: 1,

@@ -11,6 +11,7 @@ use agent_credits_domain::{
     BillingMode, ChangeRequest, EntryKind, IdempotencyKey, LedgerEntry, OrgId, Outcome, StoreError, Usd,
     WalletStore,
 };
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::attr::{Reader, n_u64, n_usd, s};
@@ -46,10 +47,12 @@ pub struct InvoiceRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceGrant {
     pub org: OrgId,
-    /// The base credits the invoice granted.
+    /// The base credits the invoice granted (an annual invoice: its first month's).
     pub credits: Usd,
     /// What it charged, in cents of USD.
     pub charged_cents: u64,
+    /// An annual plan's: it also grants the months after its first, each as much.
+    pub annual: bool,
 }
 
 /// How long an event receipt is kept: longer than Stripe retries a delivery (3 days).
@@ -164,17 +167,18 @@ impl DynamoWalletStore {
                 Err(e) => Err(sdk_error(e)),
             };
         };
-        // What it granted is set once: an annual invoice's credits grow with each month
-        // granted, and a replayed `invoice.paid` must not set them back.
+        // What it granted is set once: a replayed `invoice.paid` never changes it.
         self.client()
             .update_item()
             .table_name(self.table())
             .set_key(Some(key(format!("STRIPE#{}", r.invoice), "INVOICE")))
             .update_expression(
-                "SET #type = :type, org = :org, charged_cents = :cents, credits = if_not_exists(credits, :credits)",
+                "SET #type = :type, org = :org, charged_cents = :cents, annual = :annual, \
+                 credits = if_not_exists(credits, :credits)",
             )
             .expression_attribute_names("#type", "type")
             .expression_attribute_values(":type", s("invoice"))
+            .expression_attribute_values(":annual", AttributeValue::Bool(g.annual))
             .expression_attribute_values(":org", s(g.org.as_str()))
             .expression_attribute_values(":cents", n_u64(g.charged_cents))
             .expression_attribute_values(":credits", n_usd(g.credits))
@@ -200,6 +204,7 @@ impl DynamoWalletStore {
                 org: OrgId::parse(org).map_err(|e| r.corrupt(e.to_string()))?,
                 credits: r.usd("credits")?,
                 charged_cents: r.u64("charged_cents")?,
+                annual: r.opt_bool("annual")?.unwrap_or(false),
             }),
             None => None,
         };

@@ -7,17 +7,15 @@
 //!   needed, never kept here.
 //! - `ORG#<org>` / `PLANGRANT#<invoice>#<month>`: an annual plan's monthly grants after the
 //!   first, one marker per month (`gsi1pk = DUE#PLANGRANT`, `gsi1sk = <due>#<org>#...`),
-//!   put when the year's invoice is paid. The recharge function's tick grants each once
-//!   it is due: it claims the marker (`pending` → `claimed`) and adds the month's base to
-//!   what the invoice granted (`STRIPE#<invoice>` / `INVOICE`, `credits`) in one
-//!   transaction, then renews the wallet under `stripe:invoice:<invoice>:m<month>`, then
-//!   retires the marker. A claimed marker stays in the index until its grant is made, so
-//!   a crash between the two is made good by the next tick; the key makes it once.
-//!   A refund or lost dispute of the invoice ends the months not yet claimed (`ended`),
-//!   so its take-back sees exactly what the invoice granted and will grant.
+//!   put before the year's invoice is recorded. The recharge function's tick grants each
+//!   once it is due, as a renewal under `stripe:invoice:<invoice>:m<month>`, then retires
+//!   the marker. The ledger is the truth: a month is granted exactly when its key is used.
+//!   Money going back for the invoice (a refund, a lost dispute) ends the months to come
+//!   with one entry under `stripe:invoice:<invoice>:ended`, which every month's grant
+//!   yields to in its own transaction: a month commits before the end (and counts in what
+//!   the invoice granted, which the take-back reads after the end) or never.
 
-use agent_credits_domain::{ChangeRequest, OrgId, StoreError, Usd, WalletStore, keys};
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use agent_credits_domain::{ChangeRequest, EntryKind, OrgId, Refusal, StoreError, Usd, WalletStore, keys};
 use chrono::{DateTime, Utc};
 
 use crate::attr::{Item, Reader, n_u64, n_usd, s};
@@ -26,6 +24,7 @@ use crate::orgs::OrgStore;
 use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
 
 const SUBSCRIPTION_SK: &str = "SUBSCRIPTION";
+const PLAN_LOCK_SK: &str = "PLAN_LOCK";
 /// `gsi1pk` of annual plans' monthly grants: the tick's one query, by date.
 pub const GRANTS_DUE_PK: &str = "DUE#PLANGRANT";
 
@@ -47,8 +46,6 @@ pub struct MonthlyGrant {
     pub due: DateTime<Utc>,
     pub base: Usd,
     pub rollover_cap: Usd,
-    /// Claimed by a tick: counted in the invoice's credits, its grant maybe not made yet.
-    pub claimed: bool,
 }
 
 /// What one pass over due monthly grants did.
@@ -87,6 +84,52 @@ impl OrgStore {
     /// The org's newest plan subscription, if it ever had one.
     pub async fn subscription(&self, org: &OrgId) -> Result<Option<SubscriptionRecord>, StoreError> {
         read_subscription(&self.client, &self.table, org).await
+    }
+
+    /// Takes the org's plan lock until `until` (`ORG#<org>` / `PLAN_LOCK`): one plan change
+    /// or subscription at a time, so two changes read at once never both apply to what
+    /// they read. `false` while another holds it; a lock left by a crash lapses at `until`.
+    pub async fn lock_plan(
+        &self,
+        org: &OrgId,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(org_pk(org), PLAN_LOCK_SK);
+        item.extend([
+            ("type".to_owned(), s("plan_lock")),
+            ("until".to_owned(), timestamp(until)),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&*self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #until < :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", timestamp(now))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// Gives the plan lock back (it lapses now).
+    pub async fn unlock_plan(&self, org: &OrgId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(key(org_pk(org), PLAN_LOCK_SK)))
+            .update_expression("SET #until = :now")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_values(":now", timestamp(now))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
     }
 }
 
@@ -200,64 +243,16 @@ impl DynamoWalletStore {
         }
     }
 
-    /// Claims a pending month: the marker and the invoice's credits in one transaction.
-    /// `false` when it is not pending any more (claimed or ended meanwhile).
-    async fn claim_monthly_grant(&self, g: &MonthlyGrant) -> Result<bool, StoreError> {
-        let marker = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(key(org_pk(&g.org), grant_sk(&g.invoice, g.month))))
-            .update_expression("SET #state = :claimed")
-            .condition_expression("#state = :pending")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":claimed", s("claimed"))
-            .expression_attribute_values(":pending", s("pending"))
-            .build()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let invoice = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(key(format!("STRIPE#{}", g.invoice), "INVOICE")))
-            .update_expression("ADD credits :base")
-            .condition_expression("attribute_exists(org)")
-            .expression_attribute_values(":base", n_usd(g.base))
-            .build()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let tx = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(marker).build())
-            .transact_items(TransactWriteItem::builder().update(invoice).build())
-            .send()
-            .await;
-        match tx {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let cancelled = e
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
-                        _ => None,
-                    })
-                    .is_some_and(|c| {
-                        c.cancellation_reasons()
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    });
-                if cancelled { Ok(false) } else { Err(sdk_error(e)) }
-            }
-        }
-    }
-
-    /// Makes one due month's grant: claimed (unless claimed already), granted under its
-    /// own key, then retired from the index. `true` when this call granted it.
+    /// Makes one due month's grant, unless the invoice's months were ended, then retires
+    /// its marker. `true` when this call granted it.
     pub async fn make_monthly_grant(&self, g: &MonthlyGrant) -> Result<bool, StoreError> {
-        if !g.claimed && !self.claim_monthly_grant(g).await? {
-            return Ok(false);
-        }
-        let key_ = keys::invoice_month(&g.invoice, g.month)
-            .map_err(|e| StoreError::Invalid(format!("plan grant key: {e}")))?;
-        let req = ChangeRequest::renew_plan(g.org.clone(), g.base, g.rollover_cap, key_);
-        let granted = match self.apply(req).await? {
-            Ok(applied) => !applied.replayed(),
+        let bad = |e: agent_credits_domain::IdError| StoreError::Invalid(format!("plan grant key: {e}"));
+        let month = keys::invoice_month(&g.invoice, g.month).map_err(bad)?;
+        let ended = keys::invoice_months_ended(&g.invoice).map_err(bad)?;
+        let req = ChangeRequest::renew_plan(g.org.clone(), g.base, g.rollover_cap, month).unless(ended);
+        let (granted, state) = match self.apply(req).await? {
+            Ok(applied) => (!applied.replayed(), "granted"),
+            Err(Refusal::Superseded) => (false, "ended"),
             Err(refusal) => {
                 return Err(StoreError::Invalid(format!(
                     "a monthly plan grant of {} came back {refusal:?}",
@@ -265,17 +260,28 @@ impl DynamoWalletStore {
                 )));
             }
         };
+        self.retire_month(&g.org, &g.invoice, g.month, state).await?;
+        Ok(granted)
+    }
+
+    async fn retire_month(
+        &self,
+        org: &OrgId,
+        invoice: &str,
+        month: u32,
+        state: &str,
+    ) -> Result<(), StoreError> {
         self.client()
             .update_item()
             .table_name(self.table())
-            .set_key(Some(key(org_pk(&g.org), grant_sk(&g.invoice, g.month))))
-            .update_expression("SET #state = :granted REMOVE gsi1pk, gsi1sk")
+            .set_key(Some(key(org_pk(org), grant_sk(invoice, month))))
+            .update_expression("SET #state = :state REMOVE gsi1pk, gsi1sk")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":granted", s("granted"))
+            .expression_attribute_values(":state", s(state))
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok(granted)
+        Ok(())
     }
 
     /// The tick: every due month, granted once each.
@@ -298,44 +304,36 @@ impl DynamoWalletStore {
         Ok(done)
     }
 
-    /// Ends the invoice's months not yet claimed (its payment went back): they will never
-    /// be granted. Claimed ones stand (their credits are counted in the invoice's).
-    pub async fn end_monthly_grants(&self, org: &OrgId, invoice: &str) -> Result<usize, StoreError> {
-        let out = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(org_pk(org)))
-            .expression_attribute_values(":prefix", s(format!("PLANGRANT#{invoice}#")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let mut ended = 0;
-        for item in out.items() {
-            let Some(AttributeValue::S(sk)) = item.get("sk") else {
-                continue;
-            };
-            let update = self
-                .client()
-                .update_item()
-                .table_name(self.table())
-                .set_key(Some(key(org_pk(org), sk.as_str())))
-                .update_expression("SET #state = :ended REMOVE gsi1pk, gsi1sk")
-                .condition_expression("#state = :pending")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":ended", s("ended"))
-                .expression_attribute_values(":pending", s("pending"))
-                .send()
-                .await;
-            match update {
-                Ok(_) => ended += 1,
-                Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {}
-                Err(e) => return Err(sdk_error(e)),
+    /// Ends the annual invoice's months to come (its payment went back), once: a month
+    /// granted before stays, none is granted after. Answers how many months after the
+    /// first it granted, which no later grant changes.
+    pub async fn end_monthly_grants(&self, org: &OrgId, invoice: &str) -> Result<u32, StoreError> {
+        let bad = |e: agent_credits_domain::IdError| StoreError::Invalid(format!("plan grant key: {e}"));
+        let ended = keys::invoice_months_ended(invoice).map_err(bad)?;
+        match self
+            .apply(ChangeRequest::note(org.clone(), EntryKind::PlanGrant, ended))
+            .await?
+        {
+            Ok(_) => {}
+            Err(refusal) => {
+                return Err(StoreError::Invalid(format!(
+                    "ending {invoice}'s months came back {refusal:?}"
+                )));
             }
         }
-        Ok(ended)
+        let mut granted = 0;
+        for (g, state) in self.monthly_grants(org).await? {
+            if g.invoice != invoice {
+                continue;
+            }
+            let month = keys::invoice_month(invoice, g.month).map_err(bad)?;
+            if self.key_used(org, &month).await? {
+                granted += 1;
+            } else if state == "pending" {
+                self.retire_month(org, invoice, g.month, "ended").await?;
+            }
+        }
+        Ok(granted)
     }
 
     /// An org's monthly grant markers (tests and the simulator).
@@ -371,6 +369,5 @@ fn grant_from_item(item: &Item) -> Result<MonthlyGrant, StoreError> {
         due: parse_time(&r, "due")?,
         base: r.usd("base")?,
         rollover_cap: r.usd("rollover_cap")?,
-        claimed: r.s("state")? == "claimed",
     })
 }

@@ -90,6 +90,7 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
         amount_paid_cents: invoice.amount_paid,
         price,
         changes_plan: invoice.billing_reason == Some(InvoiceBillingReason::SubscriptionUpdate),
+        all_lines: !invoice.lines.has_more,
         lines,
         period_start,
         subscription,

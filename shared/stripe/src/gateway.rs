@@ -457,11 +457,9 @@ impl BillingGateway for StripeGateway {
                 proration_behavior: Some(if prorate { "always_invoice" } else { "none" }),
                 ..Default::default()
             };
-            // Keyed on what it asks: a retried change is made once.
-            let key = format!("plan:{id}:{item}:{price}:{prorate}");
-            let sub: Subscription = self
-                .post(format!("/subscriptions/{id}"), &form, Some(&key))
-                .await?;
+            // Unkeyed: setting a price is idempotent, and a key on what it asks would
+            // replay an old answer for a change made again within Stripe's window.
+            let sub: Subscription = self.post(format!("/subscriptions/{id}"), &form, None).await?;
             Ok(events::subscription(&sub))
         })
     }
@@ -484,29 +482,41 @@ impl BillingGateway for StripeGateway {
                 customer: &'a str,
                 limit: u8,
             }
-            let list: List<Invoice> = RequestBuilder::new(StripeMethod::Get, "/invoices")
+            let list: Result<List<Invoice>, _> = RequestBuilder::new(StripeMethod::Get, "/invoices")
                 .query(&Query { customer, limit })
                 .customize()
                 .send(&self.client)
-                .await
-                .map_err(failed)?;
-            Ok(list.data.iter().filter_map(events::invoice_seen).collect())
+                .await;
+            match list {
+                Ok(list) => Ok(list.data.iter().filter_map(events::invoice_seen).collect()),
+                // A customer deleted in Stripe has no invoices to list.
+                Err(StripeError::Stripe(_, 404)) => Ok(vec![]),
+                Err(e) => Err(failed(e)),
+            }
         })
     }
 
-    fn portal<'a>(&'a self, customer: &'a str, return_url: &'a str) -> Pending<'a, String> {
+    fn portal<'a>(
+        &'a self,
+        customer: &'a str,
+        return_url: &'a str,
+        configuration: Option<&'a str>,
+    ) -> Pending<'a, String> {
         Box::pin(async move {
             #[derive(serde::Serialize)]
             struct Form<'a> {
                 customer: &'a str,
                 return_url: &'a str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                configuration: Option<&'a str>,
             }
+            let form = Form {
+                customer,
+                return_url,
+                configuration,
+            };
             let session: PortalSession = self
-                .post(
-                    "/billing_portal/sessions".to_owned(),
-                    &Form { customer, return_url },
-                    None,
-                )
+                .post("/billing_portal/sessions".to_owned(), &form, None)
                 .await?;
             Ok(session.url)
         })

@@ -90,6 +90,7 @@ impl App {
                 billing: support::payments(sim.base_url(), "sk_test_app"),
                 catalog: checkout::catalog_from(|_| None).unwrap(),
                 plans: agent_credits_domain::Plans::default(),
+                portal_configuration: None,
                 dashboard_url: "http://127.0.0.1:3000".into(),
             },
             webhooks: webhooks::Webhooks {
