@@ -972,6 +972,40 @@ async fn a_plan_is_subscribed_changed_and_cancelled_by_its_owner(rig: &Rig) {
     assert!(events.iter().all(|e| e["type"] != "invoice.paid"), "{events:?}");
     rig.deliver_twice_reordered(&events).await;
     assert_eq!(rig.card(org).await["buckets"]["base"], "150.00");
+    // Up again in the same period, and down: one prorated change a period, so neither
+    // is prorated (Scale's base was granted this period already); nothing invoiced.
+    let start = rig.events_since(0).len();
+    for (plan, applies) in [("price_scale", "next_period"), ("price_team", "next_period")] {
+        let (status, changed) = rig.dashboard("PUT", &path, "u_owner", choose(plan)).await;
+        assert_eq!(
+            (status, changed["applies"].as_str()),
+            (200, Some(applies)),
+            "{plan}: {changed}"
+        );
+    }
+    rig.sim().flush_webhooks().await;
+    let events = rig.events_since(start);
+    assert!(events.iter().all(|e| e["type"] != "invoice.paid"), "{events:?}");
+    rig.deliver_twice_reordered(&events).await;
+    assert_eq!(rig.card(org).await["buckets"]["base"], "150.00");
+    // Another owner may see the plan but not change what the payer's card is charged.
+    let (status, body) = rig
+        .dashboard(
+            "PUT",
+            &format!("/v1/orgs/{org}/members/u_owner2"),
+            "u_owner",
+            Some(json!({ "role": "owner" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = rig
+        .dashboard("PUT", &path, "u_owner2", choose("price_scale"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_the_payer")),
+        "{body}"
+    );
     let (status, body) = rig
         .dashboard("PUT", &path, "u_owner", choose("price_team_year"))
         .await;

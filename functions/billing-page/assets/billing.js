@@ -67,6 +67,17 @@ function creditsOf(usdValue, perUsd) {
   const d = dec(usdValue);
   return d === null ? "0" : ((d[0] * BigInt(perUsd)) / 10n ** BigInt(d[1])).toLocaleString("en-US");
 }
+// Where Stripe's pages open: the whole tab, from an iframe too (a cross-origin frame
+// may set the top's href, not call its assign()).
+function goTop(url) {
+  if (window.top === window) window.location.assign(url);
+  else window.top.location.href = url;
+}
+
+// A link to Stripe's pages only when it is one (http or https).
+const link = (url, text) => (/^https?:\/\//.test(url || "")
+  ? `<a href="${esc(url)}" target="_blank" rel="noopener">${text}</a>` : "");
+
 const when = (t) => (t ? esc(String(t).replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC")) : "");
 
 function takeToken() {
@@ -256,16 +267,23 @@ class Billing extends HTMLElement {
 
   plansHtml() {
     const p = this.plans;
-    if (!p || !p.ok || !(p.data.plans || []).length) return "";
+    if (!p) return "";
+    if (!p.ok) {
+      return p.status === 403 ? "" : `<section class="card"><h2>Plan</h2>
+        <p class="error" role="alert" data-error="plan">${esc(this.message(p))}</p></section>`;
+    }
+    if (!(p.data.plans || []).length) return "";
     const d = p.data;
     const sub = d.subscription;
     const current = sub && d.plans.find((x) => x.plan === sub.plan);
     const every = (x) => (x.interval === "year" ? "a year" : "a month");
+    // A plan can be switched to by the owner who pays the subscription, within its interval.
+    const switchable = (x) => d.payer && !sub.cancel_at_period_end && (!current || current.interval === x.interval);
     const rows = d.plans.map((x) => {
       const mine = sub && sub.plan === x.plan;
       const action = !d.can_change || mine ? ""
-        : sub ? `<button type="button" data-change-plan="${esc(x.plan)}">Switch to ${esc(x.name)}</button>`
-          : `<button type="button" data-subscribe="${esc(x.plan)}">Subscribe</button>`;
+        : sub ? (switchable(x) ? `<button type="button" data-change-plan="${esc(x.plan)}">Switch to ${esc(x.name)}</button>` : "")
+          : `<button type="button" data-subscribe="${esc(x.plan)}" aria-label="Subscribe to ${esc(x.name)}">Subscribe</button>`;
       return `<tr data-plan="${esc(x.plan)}"${mine ? " data-current" : ""}><td><strong>${esc(x.name)}</strong>${
         mine ? " <span class=\"badge\">current</span>" : ""}</td>
         <td class="num">${usd(x.amount_usd)} ${every(x)}</td>
@@ -280,10 +298,11 @@ class Billing extends HTMLElement {
     return `<section class="card" aria-labelledby="plans-h"><h2 id="plans-h">Plan</h2>
       ${status}
       <table><thead><tr><th>Plan</th><th class="num">Price</th><th class="num">Base credits</th>
-        <th class="num">Rollover cap</th><th></th></tr></thead><tbody>${rows}</tbody></table>
+        <th class="num">Rollover cap</th><th>Action</th></tr></thead><tbody>${rows}</tbody></table>
       <p class="muted">Base credits come each month (annual plans too) and are spent first; unused base rolls over
         up to the cap. An upgrade applies now, its price and credits prorated for the rest of the month; a
-        downgrade applies from the next period.${d.can_change ? "" : " Owners change the plan."}</p>
+        downgrade applies from the next period.${!d.can_change ? " Owners change the plan."
+          : sub && !d.payer ? " The owner who pays the plan changes it." : ""}</p>
       <p class="error" role="alert" data-error="plan"></p>
     </section>`;
   }
@@ -294,14 +313,13 @@ class Billing extends HTMLElement {
     const rows = (v.data.invoices || []).map((i) => `<tr data-invoice="${esc(i.id)}">
       <td>${esc(i.number || i.id)}</td><td>${when(i.created)}</td><td>${esc(i.description || i.billing_reason || "")}</td>
       <td class="num">${i.total_usd ? usd(i.total_usd) : esc(i.currency)}</td><td>${esc(i.status)}</td>
-      <td>${i.hosted_invoice_url ? `<a href="${esc(i.hosted_invoice_url)}" target="_blank" rel="noopener">View</a>` : ""}
-        ${i.invoice_pdf ? `<a href="${esc(i.invoice_pdf)}" target="_blank" rel="noopener">PDF</a>` : ""}</td></tr>`).join("");
+      <td>${link(i.hosted_invoice_url, "View")} ${link(i.invoice_pdf, "PDF")}</td></tr>`).join("");
     return `<section class="card" aria-labelledby="invoices-h"><h2 id="invoices-h">Invoices</h2>
       <p><button type="button" data-portal>Open the Stripe billing portal</button>
         <span class="muted">your payment methods and invoices</span></p>
       <p class="error" role="alert" data-error="invoices"></p>
       ${rows ? `<table><thead><tr><th>Invoice</th><th>Date</th><th>For</th><th class="num">Total</th><th>Status</th>
-        <th></th></tr></thead><tbody data-invoices>${rows}</tbody></table>`
+        <th>Links</th></tr></thead><tbody data-invoices>${rows}</tbody></table>`
         : `<p class="muted" data-no-invoices>No invoices yet.</p>`}
     </section>`;
   }
@@ -311,7 +329,7 @@ class Billing extends HTMLElement {
     const r = await this.call(method, path, body);
     if (!r.ok) { this.error(which, this.message(r)); return; }
     if (!r.data.url) { this.error(which, "Stripe gave no page to go to; try again."); return; }
-    (window.top === window ? window : window.top).location.assign(r.data.url);
+    goTop(r.data.url);
   }
 
   monthTotal() {
@@ -546,7 +564,7 @@ class Billing extends HTMLElement {
     const r = await this.call("POST", `/v1/orgs/${this.org}/checkout`, choice);
     if (!r.ok) { this.error("buy", this.message(r)); return; }
     if (!r.data.url) { this.error("buy", "Stripe gave no payment page for this session; try again."); return; }
-    (window.top === window ? window : window.top).location.assign(r.data.url);
+    goTop(r.data.url);
   }
 
   async afterCheckout() {
@@ -554,9 +572,21 @@ class Billing extends HTMLElement {
     const subscribed = q.get("subscription");
     if (subscribed) {
       history.replaceState(null, "", location.pathname + location.hash);
-      this.say(subscribed === "success"
-        ? "Subscribed. The plan's base credits are added when Stripe confirms its first invoice."
-        : "Subscribing was cancelled; nothing was charged.");
+      if (subscribed !== "success") { this.say("Subscribing was cancelled; nothing was charged."); return; }
+      // Stripe's events may come after the redirect: the plan shows once they have.
+      const shown = (p) => p && p.ok && p.data.subscription;
+      if (shown(this.plans)) { this.say("Subscribed."); return; }
+      this.say("Subscribed. Waiting for Stripe to confirm it…");
+      for (let i = 0; i < 30; i++) {
+        await new Promise((res) => setTimeout(res, 1000));
+        const p = await this.call("GET", `/v1/orgs/${this.org}/plans`);
+        if (shown(p)) {
+          this.notice = "Subscribed. The plan's base credits are added with its first invoice.";
+          await this.load();
+          return;
+        }
+      }
+      this.say("Stripe has not confirmed the subscription yet; the plan shows when it does.");
       return;
     }
     const state = q.get("checkout");

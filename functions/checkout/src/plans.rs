@@ -21,8 +21,8 @@ use agent_credits_domain::{
 };
 use agent_credits_http::{ApiError, ErrorCode, Membership, json_response};
 use chrono::{DateTime, Utc};
-use lambda_http::Request;
 use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::{Checkout, Reply, stripe_failed};
@@ -85,6 +85,8 @@ struct PlansPage<'a> {
     subscription: Option<SubscriptionView>,
     /// Whether the caller may subscribe, change or cancel (owners of a credits org).
     can_change: bool,
+    /// Whether the caller pays the subscription (only they change its plan).
+    payer: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -141,6 +143,9 @@ pub async fn page(svc: &Checkout, who: &Membership) -> Reply {
                 .iter()
                 .map(|(id, p)| plan_view(id, p, per_usd))
                 .collect(),
+            payer: subscription
+                .as_ref()
+                .is_some_and(|sub| who.member.stripe_customer.as_deref() == Some(sub.customer.as_str())),
             subscription: subscription.as_ref().map(SubscriptionView::of),
             can_change: who.org.billing_mode == BillingMode::Credits
                 && who
@@ -151,35 +156,40 @@ pub async fn page(svc: &Checkout, who: &Membership) -> Reply {
 }
 
 /// Runs `change` holding the org's plan lock: one subscription or plan change at a time,
-/// so what each reads of the subscription is still so when it asks Stripe.
-async fn locked<T>(
-    svc: &Checkout,
-    org: &OrgId,
-    change: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
+/// so what each reads of the subscription is still so when it asks Stripe. `change` gets
+/// the period the org's last change was made in, and answers the period it changed in.
+async fn locked<F, Fut>(svc: &Checkout, org: &OrgId, change: F) -> Reply
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Response<Body>, Option<String>), ApiError>>,
+{
     let now = chrono::Utc::now();
     // Longer than Stripe's two calls with their 10 s timeouts; a crash's lock lapses.
-    if !svc
+    let Some(lock) = svc
         .orgs
         .lock_plan(org, now, now + chrono::Duration::seconds(60))
         .await?
-    {
+    else {
         return Err(ApiError::conflict(
             ErrorCode::PlanChangeInProgress,
             "another change of this org's plan is being made: try again in a minute",
         ));
-    }
-    let result = change.await;
-    if let Err(e) = svc.orgs.unlock_plan(org, chrono::Utc::now()).await {
+    };
+    let result = change(lock.changed_in.clone()).await;
+    let changed_in = result.as_ref().ok().and_then(|(_, period)| period.as_deref());
+    if let Err(e) = svc.orgs.unlock_plan(org, &lock, changed_in).await {
         tracing::warn!(%org, error = %e, "the plan lock was not given back; it lapses by itself");
     }
-    result
+    result.map(|(reply, _)| reply)
 }
 
 pub async fn subscribe(svc: &Checkout, who: &Membership, req: &Request, body: Choose) -> Reply {
     find(&svc.plans, &body.plan)?;
     crate::credits_org(who)?;
-    locked(svc, &who.org.id, subscribe_locked(svc, who, req, body)).await
+    locked(svc, &who.org.id, |_| async {
+        subscribe_locked(svc, who, req, body).await.map(|r| (r, None))
+    })
+    .await
 }
 
 async fn subscribe_locked(svc: &Checkout, who: &Membership, req: &Request, body: Choose) -> Reply {
@@ -216,10 +226,27 @@ async fn subscribe_locked(svc: &Checkout, who: &Membership, req: &Request, body:
 
 pub async fn change(svc: &Checkout, who: &Membership, body: Choose) -> Reply {
     find(&svc.plans, &body.plan)?;
-    locked(svc, &who.org.id, change_locked(svc, who, body)).await
+    locked(svc, &who.org.id, |changed_in| {
+        change_locked(svc, who, body, changed_in)
+    })
+    .await
 }
 
-async fn change_locked(svc: &Checkout, who: &Membership, body: Choose) -> Reply {
+/// The period a change is made in: the subscription and its period's end.
+fn period_of(sub: &SubscriptionSeen) -> String {
+    format!(
+        "{}#{}",
+        sub.id,
+        sub.current_period_end.map_or(0, |t| t.timestamp())
+    )
+}
+
+async fn change_locked(
+    svc: &Checkout,
+    who: &Membership,
+    body: Choose,
+    changed_in: Option<String>,
+) -> Result<(Response<Body>, Option<String>), ApiError> {
     let to = find(&svc.plans, &body.plan)?;
     let sub = current(svc, &who.org.id).await?.ok_or_else(no_subscription)?;
     let (Some(item), Some(price)) = (sub.item.as_deref(), sub.price.as_deref()) else {
@@ -237,20 +264,28 @@ async fn change_locked(svc: &Checkout, who: &Membership, body: Choose) -> Reply 
     // A price the catalog does not list: its terms (and its interval) are unknown here.
     let Some(from) = svc.plans.get(price) else {
         return Err(ApiError::conflict(
-            ErrorCode::UnknownPlan,
+            ErrorCode::UnlistedPrice,
             format!("the subscription bills {price}, which no plan lists: cancel it and subscribe again"),
         ));
     };
-    let rule = change_rule(from, to);
+    let period = period_of(&sub);
+    let rule = match change_rule(from, to) {
+        // One prorated change a period: after a change this period (a downgrade applies
+        // at once in Stripe though its credits stand), an upgrade back would be prorated
+        // against the lower price while this period's higher base was granted already.
+        ChangeRule::Now if changed_in.as_deref() == Some(period.as_str()) => ChangeRule::NextPeriod,
+        rule => rule,
+    };
     let (prorate, applies) = match rule {
         ChangeRule::Same => {
-            return Ok(json_response(
+            let reply = json_response(
                 StatusCode::OK,
                 &Changed {
                     subscription: SubscriptionView::of(&sub),
                     applies: "unchanged",
                 },
-            ));
+            );
+            return Ok((reply, None));
         }
         ChangeRule::IntervalChange => {
             return Err(ApiError::conflict(
@@ -267,13 +302,14 @@ async fn change_locked(svc: &Checkout, who: &Membership, body: Choose) -> Reply 
         .change_price(&sub.id, item, &body.plan, prorate)
         .await
         .map_err(stripe_failed)?;
-    Ok(json_response(
+    let reply = json_response(
         StatusCode::OK,
         &Changed {
             subscription: SubscriptionView::of(&changed),
             applies,
         },
-    ))
+    );
+    Ok((reply, Some(period)))
 }
 
 pub async fn cancel(svc: &Checkout, who: &Membership) -> Reply {

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use agent_credits_domain::{
-    Bucket, BucketDelta, Clock, EntryKind, LedgerEntry, OrgId, PaymentLookup, SignedUsd, StoreError,
+    Bucket, BucketDelta, Clock, EntryKind, LedgerEntry, OrgId, PaymentLookup, SignedUsd, StoreError, Usd,
 };
 use agent_credits_dynamo::{DynamoWalletStore, PaymentRecord, StoredWallet};
 use agent_credits_stripe::{PaymentSeen, StripeGateway};
@@ -262,6 +262,27 @@ fn entry<'a>(ledger: &'a [LedgerEntry], key: &str) -> Option<&'a LedgerEntry> {
     ledger.iter().find(|e| e.idempotency_key.as_str() == key)
 }
 
+/// What a payment stands for when money goes back for it: an annual plan invoice whose
+/// months were ended, its first month and every month granted before the end (as the
+/// webhooks function takes it back); any other payment, what it credited.
+fn stands_for(record: &PaymentRecord, ledger: &[LedgerEntry]) -> Usd {
+    let Some(invoice) = record.credit_key.strip_prefix("stripe:invoice:") else {
+        return record.credits;
+    };
+    if entry(ledger, &format!("stripe:invoice:{invoice}:ended")).is_none() {
+        return record.credits;
+    }
+    let month = format!("stripe:invoice:{invoice}:m");
+    let months = ledger
+        .iter()
+        .filter(|e| e.idempotency_key.as_str().starts_with(&month))
+        .count();
+    record
+        .credits
+        .checked_mul_u32(u32::try_from(months).unwrap_or(u32::MAX).saturating_add(1))
+        .unwrap_or(record.credits)
+}
+
 async fn payments(
     r: &Reconciler,
     only: Option<&OrgId>,
@@ -418,8 +439,7 @@ async fn refunds(
         report.refunds += 1;
         let taken = entry(ledger, &format!("stripe:refund:{}", refund.id));
         let given_back = entry(ledger, &format!("stripe:refund:{}:failed", refund.id)).is_some();
-        let share = record
-            .credits
+        let share = stands_for(record, ledger)
             .pro_rata(refund.amount_cents, whole)
             .map_err(|e| ReconcileError::Stripe(e.to_string()))?;
         let evidence = json!({

@@ -269,6 +269,11 @@ async fn claim<'p>(
     let Some(price) = invoice.price.clone() else {
         return Ok(Claim::Refused(unmatched(id, "no price on its lines")));
     };
+    // A period's invoice that also bills prorations (a change made outside this service,
+    // with `create_prorations`): what it grants is not one plan's base. Refused, visible.
+    if invoice.starts_period && invoice.has_prorations {
+        return Ok(Claim::Refused(unmatched(id, "prorations on a period's invoice")));
+    }
     let Some(plan) = svc.plans.get(&price) else {
         return Ok(Claim::Refused(unmatched(
             id,

@@ -58,10 +58,18 @@ pub async fn refund(svc: &Webhooks, event: &Event, charge: &Charge) -> Reply {
         return Ok(acknowledged(Handled::Ignored));
     };
     let refunds = refunds_of(svc, charge).await?;
-    let payment = if refunds.iter().any(RefundSeen::counts) {
-        stands_for(svc, payment).await?
-    } else {
-        payment
+    let payment = match refunds.iter().find(|r| r.counts()) {
+        Some(first) => {
+            let why = ExternalRefs {
+                stripe_event: Some(event.id.to_string()),
+                payment_intent: Some(intent.clone()),
+                charge: Some(charge.id.to_string()),
+                refund: Some(first.id.clone()),
+                ..Default::default()
+            };
+            stands_for(svc, payment, why).await?
+        }
+        None => payment,
     };
     let mut entries = vec![];
     for r in refunds.iter().filter(|r| r.counts()) {
@@ -230,7 +238,11 @@ async fn credited(svc: &Webhooks, intent: &str) -> Result<Option<PaymentRecord>,
 /// going back (a refund that stands, a lost dispute) first ends the months still to come,
 /// once; it then stands for the months it granted, which no later grant changes. Any
 /// other payment's credits are as recorded.
-async fn stands_for(svc: &Webhooks, mut payment: PaymentRecord) -> Result<PaymentRecord, ApiError> {
+async fn stands_for(
+    svc: &Webhooks,
+    mut payment: PaymentRecord,
+    why: ExternalRefs,
+) -> Result<PaymentRecord, ApiError> {
     if payment.kind != EntryKind::PlanGrant {
         return Ok(payment);
     }
@@ -241,7 +253,11 @@ async fn stands_for(svc: &Webhooks, mut payment: PaymentRecord) -> Result<Paymen
         return Ok(payment);
     };
     if grant.annual {
-        let months = svc.store.end_monthly_grants(&payment.org, invoice).await?;
+        let why = ExternalRefs {
+            invoice: Some(invoice.to_owned()),
+            ..why
+        };
+        let months = svc.store.end_monthly_grants(&payment.org, invoice, why).await?;
         payment.credits = grant
             .credits
             .checked_mul_u32(1 + months)
@@ -338,7 +354,7 @@ pub async fn dispute_closed(svc: &Webhooks, event: &Event, dispute: &Dispute) ->
     let refs = dispute_refs(event, dispute, &intent);
     let id = dispute.id.as_str();
     let payment = if lost {
-        stands_for(svc, payment).await?
+        stands_for(svc, payment, refs.clone()).await?
     } else {
         payment
     };

@@ -124,6 +124,8 @@ async fn stripes_published_objects_parse_in_signed_events_and_are_acted_on() {
     invoice["parent"]["subscription_details"]["metadata"] = json!({ "org": "org_demo" });
     invoice["lines"]["data"][0]["pricing"]["price_details"] =
         json!({ "price": TEAM_PRICE, "product": "prod_team" });
+    // The example's line is a proration; a period's line is not (one that is is refused).
+    invoice["lines"]["data"][0]["parent"]["subscription_item_details"]["proration"] = json!(false);
     let (_, body) = deliver(&app, &event(&r, "invoice.paid", "evt_invoice", &invoice)).await;
     assert_eq!(body["result"], "granted", "{body}");
 

@@ -142,6 +142,8 @@ pub struct PaidInvoice {
     pub lines: Vec<crate::plans::ProratedLine>,
     /// The event carried all its lines (not only a first page).
     pub all_lines: bool,
+    /// Some of its lines are prorations (of a change made without invoicing it at once).
+    pub has_prorations: bool,
     /// Where the period of its first priced line starts.
     pub period_start: Option<DateTime<Utc>>,
     /// The subscription it bills.

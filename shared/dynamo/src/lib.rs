@@ -27,7 +27,7 @@ pub use members::{MonthRow, Unbilled};
 pub use notifications::Outgoing;
 pub use orgs::{KeyMeta, Member, MemberChange, OrgStore, Reserved};
 pub use payments::{EVENT_RECEIPT_DAYS, InvoiceGrant, InvoiceRecord, PaymentRecord};
-pub use plans::{GRANTS_DUE_PK, GrantsMade, MonthlyGrant, SubscriptionRecord};
+pub use plans::{GRANTS_DUE_PK, GrantsMade, MonthlyGrant, PlanLock, SubscriptionRecord};
 pub use rates::RateStore;
 pub use recharge::{Attempt, Card, Claim, Configured, Due, Gate, RechargeConfig, RechargeStore};
 pub use reconcile::StoredWallet;

@@ -88,49 +88,88 @@ impl OrgStore {
 
     /// Takes the org's plan lock until `until` (`ORG#<org>` / `PLAN_LOCK`): one plan change
     /// or subscription at a time, so two changes read at once never both apply to what
-    /// they read. `false` while another holds it; a lock left by a crash lapses at `until`.
+    /// they read. `None` while another holds it; a lock left by a crash lapses at `until`.
+    /// The lock also remembers the subscription period its last change was made in.
     pub async fn lock_plan(
         &self,
         org: &OrgId,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut item = key(org_pk(org), PLAN_LOCK_SK);
-        item.extend([
-            ("type".to_owned(), s("plan_lock")),
-            ("until".to_owned(), timestamp(until)),
-        ]);
-        let put = self
+    ) -> Result<Option<PlanLock>, StoreError> {
+        let token = format!(
+            "{}-{}",
+            now.timestamp_nanos_opt().unwrap_or_default(),
+            std::process::id()
+        );
+        let update = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&*self.table)
-            .set_item(Some(item))
+            .set_key(Some(key(org_pk(org), PLAN_LOCK_SK)))
+            .update_expression("SET #type = :type, #until = :until, #token = :token")
             .condition_expression("attribute_not_exists(pk) OR #until < :now")
+            .expression_attribute_names("#type", "type")
             .expression_attribute_names("#until", "until")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":type", s("plan_lock"))
+            .expression_attribute_values(":until", timestamp(until))
+            .expression_attribute_values(":token", s(token.as_str()))
             .expression_attribute_values(":now", timestamp(now))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+        match update {
+            Ok(out) => {
+                let changed_in = out
+                    .attributes()
+                    .and_then(|a| a.get("changed_in"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
+                Ok(Some(PlanLock { token, changed_in }))
+            }
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(None),
             Err(e) => Err(sdk_error(e)),
         }
     }
 
-    /// Gives the plan lock back (it lapses now).
-    pub async fn unlock_plan(&self, org: &OrgId, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.client
+    /// Gives the plan lock back (unless it lapsed and another took it), recording the
+    /// period a change was made in when one was.
+    pub async fn unlock_plan(
+        &self,
+        org: &OrgId,
+        lock: &PlanLock,
+        changed_in: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
             .update_item()
             .table_name(&*self.table)
             .set_key(Some(key(org_pk(org), PLAN_LOCK_SK)))
-            .update_expression("SET #until = :now")
+            .condition_expression("#token = :token")
             .expression_attribute_names("#until", "until")
-            .expression_attribute_values(":now", timestamp(now))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", s(lock.token.as_str()))
+            .expression_attribute_values(":lapsed", timestamp(DateTime::<Utc>::UNIX_EPOCH));
+        update = match changed_in {
+            Some(period) => update
+                .update_expression("SET #until = :lapsed, changed_in = :period")
+                .expression_attribute_values(":period", s(period)),
+            None => update.update_expression("SET #until = :lapsed"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(e) => Err(sdk_error(e)),
+        }
     }
+}
+
+/// The org's plan lock, held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLock {
+    token: String,
+    /// The subscription period (`<subscription>#<period end>`) the last change was made in.
+    pub changed_in: Option<String>,
 }
 
 impl DynamoWalletStore {
@@ -307,30 +346,44 @@ impl DynamoWalletStore {
     /// Ends the annual invoice's months to come (its payment went back), once: a month
     /// granted before stays, none is granted after. Answers how many months after the
     /// first it granted, which no later grant changes.
-    pub async fn end_monthly_grants(&self, org: &OrgId, invoice: &str) -> Result<u32, StoreError> {
+    pub async fn end_monthly_grants(
+        &self,
+        org: &OrgId,
+        invoice: &str,
+        external: agent_credits_domain::ExternalRefs,
+    ) -> Result<u32, StoreError> {
         let bad = |e: agent_credits_domain::IdError| StoreError::Invalid(format!("plan grant key: {e}"));
         let ended = keys::invoice_months_ended(invoice).map_err(bad)?;
-        match self
-            .apply(ChangeRequest::note(org.clone(), EntryKind::PlanGrant, ended))
-            .await?
-        {
-            Ok(_) => {}
-            Err(refusal) => {
-                return Err(StoreError::Invalid(format!(
-                    "ending {invoice}'s months came back {refusal:?}"
-                )));
-            }
+        let note = ChangeRequest::note(org.clone(), EntryKind::PlanGrant, ended).with_external(external);
+        if let Err(refusal) = self.apply(note).await? {
+            return Err(StoreError::Invalid(format!(
+                "ending {invoice}'s months came back {refusal:?}"
+            )));
         }
+        // The ledger says which months were granted; the markers of the others retire.
         let mut granted = 0;
-        for (g, state) in self.monthly_grants(org).await? {
-            if g.invoice != invoice {
+        for month in 1..12 {
+            let key_ = keys::invoice_month(invoice, month).map_err(bad)?;
+            if self.key_used(org, &key_).await? {
+                granted += 1;
                 continue;
             }
-            let month = keys::invoice_month(invoice, g.month).map_err(bad)?;
-            if self.key_used(org, &month).await? {
-                granted += 1;
-            } else if state == "pending" {
-                self.retire_month(org, invoice, g.month, "ended").await?;
+            let retired = self
+                .client()
+                .update_item()
+                .table_name(self.table())
+                .set_key(Some(key(org_pk(org), grant_sk(invoice, month))))
+                .update_expression("SET #state = :ended REMOVE gsi1pk, gsi1sk")
+                .condition_expression("#state = :pending")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":ended", s("ended"))
+                .expression_attribute_values(":pending", s("pending"))
+                .send()
+                .await;
+            match retired {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(is_condition_failure) => {}
+                Err(e) => return Err(sdk_error(e)),
             }
         }
         Ok(granted)

@@ -138,7 +138,7 @@ async fn ending_the_months_races_the_ticks_and_each_month_is_granted_or_ended() 
         f.clock.advance(Duration::days(30 * (round % 12) + 1));
         let (_, granted, _) = tokio::join!(
             f.store.sweep_monthly_grants(),
-            f.store.end_monthly_grants(&f.org, &invoice),
+            f.store.end_monthly_grants(&f.org, &invoice, Default::default()),
             f.store.sweep_monthly_grants(),
         );
         // What the end answers is what was granted, and stays so.
@@ -155,7 +155,10 @@ async fn ending_the_months_races_the_ticks_and_each_month_is_granted_or_ended() 
         assert_eq!(f.consistent(&invoice).await, (granted, ended));
         // Ending again (a second refund) answers the same and writes nothing more.
         assert_eq!(
-            f.store.end_monthly_grants(&f.org, &invoice).await.unwrap(),
+            f.store
+                .end_monthly_grants(&f.org, &invoice, Default::default())
+                .await
+                .unwrap(),
             granted
         );
     }

@@ -116,6 +116,7 @@ error_codes! {
     UnknownOrg = "unknown_org",
     UnknownPlan = "unknown_plan",
     UnknownReferrer = "unknown_referrer",
+    UnlistedPrice = "unlisted_price",
     UnmatchedPayment = "unmatched_payment",
     WithdrawalNotFound = "withdrawal_not_found",
     WithdrawalSettled = "withdrawal_settled",

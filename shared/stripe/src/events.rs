@@ -67,7 +67,18 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
             Some((line, details.price.id().to_string()))
         })
     };
-    let price = priced().map(|(_, price)| price).next();
+    let proration = |line: &stripe_shared::InvoiceLineItem| {
+        line.parent
+            .as_ref()
+            .and_then(|p| p.subscription_item_details.as_ref())
+            .is_some_and(|d| d.proration)
+    };
+    // The plan a period bills is its line that is no proration.
+    let price = priced()
+        .find(|(line, _)| !proration(line))
+        .or_else(|| priced().next())
+        .map(|(_, price)| price);
+    let has_prorations = invoice.lines.data.iter().any(proration);
     let lines = priced()
         .map(|(line, price)| ProratedLine {
             price,
@@ -75,7 +86,8 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
         })
         .collect();
     let period_start = priced()
-        .next()
+        .find(|(line, _)| !proration(line))
+        .or_else(|| priced().next())
         .and_then(|(line, _)| DateTime::<Utc>::from_timestamp(line.period.start, 0));
     let subscription = invoice
         .parent
@@ -91,6 +103,7 @@ pub fn paid_invoice(invoice: &Invoice) -> PaidInvoice {
         price,
         changes_plan: invoice.billing_reason == Some(InvoiceBillingReason::SubscriptionUpdate),
         all_lines: !invoice.lines.has_more,
+        has_prorations,
         lines,
         period_start,
         subscription,

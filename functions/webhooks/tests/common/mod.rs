@@ -25,6 +25,8 @@ pub use webhooks::{Plan, Plans, Webhooks, handle};
 
 pub const SECRET: &str = "whsec_test_agent_credits";
 pub const TEAM_PRICE: &str = "price_team_monthly";
+/// A bigger monthly plan: $200 for $250 of base credits.
+pub const SCALE_PRICE: &str = "price_scale_monthly";
 
 pub struct App {
     pub _db: Dynoxide,
@@ -54,15 +56,27 @@ pub async fn app() -> App {
         recharges,
         signing_secret: SECRET.into(),
         payments: Some(support::payments(sim.base_url(), "sk_test_agent_credits")),
-        plans: Plans::from_map(HashMap::from([(
-            TEAM_PRICE.to_owned(),
-            Plan::monthly(
-                Usd::parse("50").unwrap(),
-                Usd::parse("50").unwrap(),
-                Usd::parse("100").unwrap(),
+        plans: Plans::from_map(HashMap::from([
+            (
+                TEAM_PRICE.to_owned(),
+                Plan::monthly(
+                    Usd::parse("50").unwrap(),
+                    Usd::parse("50").unwrap(),
+                    Usd::parse("100").unwrap(),
+                ),
             ),
-        )])),
+            (
+                SCALE_PRICE.to_owned(),
+                Plan::monthly(
+                    Usd::parse("200").unwrap(),
+                    Usd::parse("250").unwrap(),
+                    Usd::parse("500").unwrap(),
+                ),
+            ),
+        ])),
     });
+    sim.add_price(TEAM_PRICE, 5_000, Some("month")).unwrap();
+    sim.add_price(SCALE_PRICE, 20_000, Some("month")).unwrap();
     App {
         _db: db,
         sim,
