@@ -706,6 +706,8 @@ class Billing extends HTMLElement {
     const form = e.target.closest("form");
     if (!form) return;
     e.preventDefault();
+    // The last action's notice goes: the next one says what this one did.
+    this.say("");
     const f = Object.fromEntries(new FormData(form));
     const o = `/v1/orgs/${this.org}`;
     switch (form.dataset.form) {

@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 
 use agent_credits_domain::{ChangeRequest, OrgId, Refusal, StoreError, WalletStore, keys};
 
-use crate::attr::{Reader, s};
+use crate::attr::Reader;
 use crate::items;
-use crate::store::{DynamoWalletStore, sdk_error};
+use crate::store::{DynamoWalletStore, query_due};
 
 /// What one pass over dated credits did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -34,38 +34,20 @@ impl DynamoWalletStore {
         // Markers sort by date: everything up to now, and nothing later.
         let upto = format!("{}~", items::hold_time(self.now()));
         let mut orgs = BTreeSet::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :p AND gsi1sk <= :upto")
-                .expression_attribute_values(":p", s(items::LOTS_DUE_PK))
-                .expression_attribute_values(":upto", s(upto.as_str()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                // One unreadable marker must not hide the others.
-                let r = Reader::new(item);
-                match r
-                    .s("org")
-                    .and_then(|o| OrgId::parse(o).map_err(|e| r.corrupt(e.to_string())))
-                {
-                    Ok(org) => {
-                        orgs.insert(org);
-                    }
-                    Err(e) => tracing::error!(error = %e, "an unreadable lot marker"),
+        for item in query_due(self.client(), self.table(), items::LOTS_DUE_PK, &upto).await? {
+            // One unreadable marker must not hide the others.
+            let r = Reader::new(&item);
+            match r
+                .s("org")
+                .and_then(|o| OrgId::parse(o).map_err(|e| r.corrupt(e.to_string())))
+            {
+                Ok(org) => {
+                    orgs.insert(org);
                 }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(orgs),
+                Err(e) => tracing::error!(error = %e, "an unreadable lot marker"),
             }
         }
+        Ok(orgs)
     }
 
     /// Expires what the org's lots past their date have left (never what holds reserve).

@@ -589,31 +589,12 @@ impl OrgStore {
 
     /// Every Stripe customer that paid the org: those it remembers, and its members'.
     pub async fn customers(&self, org: &OrgId) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let mut customers = std::collections::BTreeSet::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&*self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(org_pk(org)))
-                .expression_attribute_values(":prefix", s("CUSTOMER#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                if let Some(c) = item.get("customer").and_then(|v| v.as_s().ok()) {
-                    customers.insert(c.clone());
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let mut customers: std::collections::BTreeSet<String> =
+            query_prefix(&self.client, &self.table, org_pk(org), "CUSTOMER#")
+                .await?
+                .iter()
+                .filter_map(|item| item.get("customer").and_then(|v| v.as_s().ok()).cloned())
+                .collect();
         for m in self.members(org).await? {
             if let Some(c) = m.stripe_customer {
                 customers.insert(c);

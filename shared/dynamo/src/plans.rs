@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::attr::{Item, Reader, n_u64, n_usd, s};
 use crate::items::{hold_time, key, org_pk, parse_time, timestamp};
 use crate::orgs::OrgStore;
-use crate::store::{DynamoWalletStore, get_consistent, sdk_error};
+use crate::store::{DynamoWalletStore, get_consistent, query_due, query_prefix, sdk_error};
 
 const SUBSCRIPTION_SK: &str = "SUBSCRIPTION";
 const PLAN_LOCK_SK: &str = "PLAN_LOCK";
@@ -254,32 +254,14 @@ impl DynamoWalletStore {
     pub async fn due_monthly_grants(&self) -> Result<Vec<MonthlyGrant>, StoreError> {
         let upto = format!("{}~", hold_time(self.now()));
         let mut due = vec![];
-        let mut start = None;
-        loop {
-            let out = self
-                .client()
-                .query()
-                .table_name(self.table())
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :p AND gsi1sk <= :upto")
-                .expression_attribute_values(":p", s(GRANTS_DUE_PK))
-                .expression_attribute_values(":upto", s(upto.as_str()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            for item in out.items() {
-                match grant_from_item(item) {
-                    Ok(g) => due.push(g),
-                    // One unreadable marker must not hide the others.
-                    Err(e) => tracing::error!(error = %e, "an unreadable plan grant marker"),
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(due),
+        for item in query_due(self.client(), self.table(), GRANTS_DUE_PK, &upto).await? {
+            match grant_from_item(&item) {
+                Ok(g) => due.push(g),
+                // One unreadable marker must not hide the others.
+                Err(e) => tracing::error!(error = %e, "an unreadable plan grant marker"),
             }
         }
+        Ok(due)
     }
 
     /// Makes one due month's grant, unless the invoice's months were ended, then retires
@@ -391,18 +373,8 @@ impl DynamoWalletStore {
 
     /// An org's monthly grant markers (tests and the simulator).
     pub async fn monthly_grants(&self, org: &OrgId) -> Result<Vec<(MonthlyGrant, String)>, StoreError> {
-        let out = self
-            .client()
-            .query()
-            .table_name(self.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(org_pk(org)))
-            .expression_attribute_values(":prefix", s("PLANGRANT#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.items()
+        query_prefix(self.client(), self.table(), org_pk(org), "PLANGRANT#")
+            .await?
             .iter()
             .map(|item| {
                 let state = Reader::new(item).s("state")?.to_owned();

@@ -879,6 +879,36 @@ pub(crate) async fn query_prefix(
     }
 }
 
+/// Every item of `gsi1` under `gsi1pk` whose `gsi1sk` sorts at or before `upto` (the due
+/// markers of a sweep: their `gsi1sk` starts with the time they are due), page after page.
+pub(crate) async fn query_due(
+    client: &Client,
+    table: &str,
+    gsi1pk: &str,
+    upto: &str,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = vec![];
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :p AND gsi1sk <= :upto")
+            .expression_attribute_values(":p", s(gsi1pk))
+            .expression_attribute_values(":upto", s(upto))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        items.extend(out.items().iter().cloned());
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says
 /// "service error").
 /// An SDK error, classified: what a retry may cure (throttling, timeouts, the service
