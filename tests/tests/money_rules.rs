@@ -1097,6 +1097,20 @@ async fn a_plan_is_subscribed_changed_and_cancelled_by_its_owner(rig: &Rig) {
     ] {
         assert!(reasons.contains(&reason), "{reason} in {listed}");
     }
+    let purchase = listed["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("agent-credits: "))
+        })
+        .unwrap_or_else(|| panic!("no invoice of the purchase: {listed}"));
+    assert_eq!(
+        (purchase["status"].as_str(), purchase["total_usd"].as_str()),
+        (Some("paid"), Some("20.00"))
+    );
     let top_up = listed["invoices"]
         .as_array()
         .unwrap()

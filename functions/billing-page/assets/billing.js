@@ -278,7 +278,7 @@ class Billing extends HTMLElement {
     const current = sub && d.plans.find((x) => x.plan === sub.plan);
     const every = (x) => (x.interval === "year" ? "a year" : "a month");
     // A plan can be switched to by the owner who pays the subscription, within its interval.
-    const switchable = (x) => d.payer && !sub.cancel_at_period_end && (!current || current.interval === x.interval);
+    const switchable = (x) => d.payer && !sub.cancel_at_period_end && current && current.interval === x.interval;
     const rows = d.plans.map((x) => {
       const mine = sub && sub.plan === x.plan;
       const action = !d.can_change || mine ? ""

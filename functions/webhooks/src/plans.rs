@@ -4,7 +4,7 @@
 //! keyed by the Stripe price the subscription bills (`PLANS`, JSON):
 //!
 //! ```json
-//! {"price_team_monthly": {"base_usd": "50.00", "rollover_cap_usd": "100.00"}}
+//! {"price_team_monthly": {"amount_usd": "50.00", "base_usd": "50.00", "rollover_cap_usd": "100.00"}}
 //! ```
 //!
 //! The org comes from the subscription's metadata (`org`), which Stripe copies onto each
@@ -61,9 +61,6 @@ pub async fn grant(svc: &Webhooks, event: &Event, invoice: &Invoice) -> Reply {
         ..Default::default()
     };
     let (req, credits) = if invoice.changes_plan {
-        if !invoice.all_lines {
-            return Err(unmatched(&id, "more lines than the event carries"));
-        }
         let credits =
             proration_grant(&svc.plans, &invoice.lines).map_err(|e| unmatched(&id, &e.to_string()))?;
         let Ok(amount) = PositiveUsd::new(credits) else {
@@ -269,6 +266,10 @@ async fn claim<'p>(
     let Some(price) = invoice.price.clone() else {
         return Ok(Claim::Refused(unmatched(id, "no price on its lines")));
     };
+    // Lines on another page: what it grants cannot be read. Refused, visible.
+    if !invoice.all_lines {
+        return Ok(Claim::Refused(unmatched(id, "more lines than the event carries")));
+    }
     // A period's invoice that also bills prorations (a change made outside this service,
     // with `create_prorations`): what it grants is not one plan's base. Refused, visible.
     if invoice.starts_period && invoice.has_prorations {

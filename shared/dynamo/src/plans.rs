@@ -250,7 +250,7 @@ impl DynamoWalletStore {
         Ok(())
     }
 
-    /// The monthly grants whose day has come, pending or claimed.
+    /// The monthly grants whose day has come (pending).
     pub async fn due_monthly_grants(&self) -> Result<Vec<MonthlyGrant>, StoreError> {
         let upto = format!("{}~", hold_time(self.now()));
         let mut due = vec![];
