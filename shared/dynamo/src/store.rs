@@ -849,24 +849,15 @@ pub(crate) async fn get_consistent(
     Ok(out.item)
 }
 
-/// Every item of partition `pk` whose sort key starts with `prefix`, read consistently,
-/// page after page.
-pub(crate) async fn query_prefix(
-    client: &Client,
-    table: &str,
-    pk: String,
-    prefix: &str,
+/// Every item `query` finds, page after page.
+async fn all_pages(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
 ) -> Result<Vec<Item>, StoreError> {
     let mut items = vec![];
     let mut start = None;
     loop {
-        let out = client
-            .query()
-            .table_name(table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk.as_str()))
-            .expression_attribute_values(":prefix", s(prefix))
-            .consistent_read(true)
+        let out = query
+            .clone()
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -879,6 +870,26 @@ pub(crate) async fn query_prefix(
     }
 }
 
+/// Every item of partition `pk` whose sort key starts with `prefix`, read consistently,
+/// page after page.
+pub(crate) async fn query_prefix(
+    client: &Client,
+    table: &str,
+    pk: String,
+    prefix: &str,
+) -> Result<Vec<Item>, StoreError> {
+    all_pages(
+        client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk.as_str()))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true),
+    )
+    .await
+}
+
 /// Every item of `gsi1` under `gsi1pk` whose `gsi1sk` sorts at or before `upto` (the due
 /// markers of a sweep: their `gsi1sk` starts with the time they are due), page after page.
 pub(crate) async fn query_due(
@@ -887,26 +898,16 @@ pub(crate) async fn query_due(
     gsi1pk: &str,
     upto: &str,
 ) -> Result<Vec<Item>, StoreError> {
-    let mut items = vec![];
-    let mut start = None;
-    loop {
-        let out = client
+    all_pages(
+        client
             .query()
             .table_name(table)
             .index_name("gsi1")
             .key_condition_expression("gsi1pk = :p AND gsi1sk <= :upto")
             .expression_attribute_values(":p", s(gsi1pk))
-            .expression_attribute_values(":upto", s(upto))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        items.extend(out.items().iter().cloned());
-        match out.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => return Ok(items),
-        }
-    }
+            .expression_attribute_values(":upto", s(upto)),
+    )
+    .await
 }
 
 /// Keeps the whole SDK error chain, code and message included (its `Display` alone says
